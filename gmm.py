@@ -1,0 +1,222 @@
+"""The ground truth: a two-peak Gaussian mixture of two-pixel images.
+
+Each image is x = (left pixel, right pixel). The handout's mixture has
+
+    peak 0 (y = 0): mean [-0.35,  0.65], weight 0.35   left pixel darker
+    peak 1 (y = 1): mean [ 0.75, -0.45], weight 0.65   left pixel lighter
+
+both with isotropic std sigma = 0.1. Because every component is Gaussian, the noised marginal
+
+    q(x_t) = sum_k pi_k N(x_t; sqrt(alpha_bar) mu_k, (alpha_bar sigma^2 + 1 - alpha_bar) I)
+
+is again a Gaussian mixture, so its density, its score and the exact minimum-MSE noise predictor
+
+    eps*(x_t, t, y) = E[eps | x_t, y] = -sqrt(1 - alpha_bar_t) * grad log q(x_t | y)
+
+are known in closed form. `GMM.noise_predictor(schedule)` binds eps* to a schedule so that it has
+the network's call signature and plugs into every sampler in `utils.py`: it is the oracle the
+tests, figures and benchmarks use to separate network error from discretisation error.
+
+This module also holds the sample-quality numbers that compare any point cloud with the mixture
+(`peak_stats`, `energy_distance`).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import Dataset
+
+MEANS = ((-0.35, 0.65), (0.75, -0.45))
+STD = 0.1
+WEIGHTS = (0.35, 0.65)
+
+
+class GMM:
+    """Isotropic Gaussian mixture in 2-D; component k is class label y = k.
+
+    Computations run in float64 (densities of far-away points underflow in float32) and results
+    come back in the caller's dtype.
+    """
+
+    def __init__(self, means=MEANS, std: float = STD, weights=WEIGHTS):
+        self.means = torch.as_tensor(means, dtype=torch.float64)  # (K, 2)
+        self.std = float(std)
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)  # (K,)
+        if self.means.ndim != 2 or self.means.shape[1] != 2:
+            raise ValueError(f"means must be (K, 2), got {tuple(self.means.shape)}")
+        if self.weights.shape != (self.means.shape[0],):
+            raise ValueError("need one weight per mean")
+        if not math.isclose(float(self.weights.sum()), 1.0, rel_tol=1e-9) or (self.weights < 0).any():
+            raise ValueError(f"weights must be >= 0 and sum to 1, got {self.weights.tolist()}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {std}")
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, n: int, generator: torch.Generator | None = None, y=None):
+        """Draw n images. Returns (x, y): x float32 (n, 2), y int64 (n,).
+
+        With `y` (an int or an (n,) tensor of labels) the labels are fixed, not drawn.
+        """
+        if y is None:
+            y = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        else:
+            y = torch.as_tensor(y, dtype=torch.int64).expand(n).clone()
+        noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        x = self.means[y] + self.std * noise
+        return x.float(), y
+
+    # ------------------------------------------------------------- densities
+    def _marginal(self, alpha_bar):
+        """Component means (K, 2) and variance (scalar) of q(x_t) for alpha_bar in (0, 1]."""
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+        means = alpha_bar.sqrt()[..., None, None] * self.means  # (..., K, 2)
+        var = alpha_bar * self.std**2 + (1 - alpha_bar)  # (...)
+        return means, var
+
+    def component_log_prob(self, x, alpha_bar=1.0):
+        """log pi_k + log N(x; sqrt(ab) mu_k, v I) for each k. x: (N, 2); alpha_bar: scalar or (N,).
+
+        Returns float64 (N, K).
+        """
+        x = torch.as_tensor(x, dtype=torch.float64)
+        means, var = self._marginal(alpha_bar)
+        var = torch.as_tensor(var, dtype=torch.float64).reshape(-1, 1)  # (1 or N, 1)
+        d2 = ((x[:, None, :] - means) ** 2).sum(-1)  # (N, K)
+        return self.weights.log() - d2 / (2 * var) - torch.log(2 * math.pi * var)
+
+    def log_prob(self, x, alpha_bar=1.0, y=None):
+        """log q(x_t) of the noised marginal (alpha_bar = 1: the clean mixture). x: (N, 2).
+
+        With a label y, log q(x_t | y) of that component alone. Returns (N,) in x's dtype.
+        """
+        dtype = x.dtype if torch.is_tensor(x) and x.is_floating_point() else torch.float32
+        comp = self.component_log_prob(x, alpha_bar)
+        if y is None:
+            out = torch.logsumexp(comp, dim=-1)
+        else:
+            y = torch.as_tensor(y, dtype=torch.int64).expand(comp.shape[0])
+            out = comp.gather(1, y[:, None])[:, 0] - self.weights.log()[y]
+        return out.to(dtype)
+
+    def prob(self, x, alpha_bar=1.0, y=None):
+        """Density q(x_t) (or q(x_t | y)), shape (N,)."""
+        return self.log_prob(x, alpha_bar, y).exp()
+
+    def posterior(self, x, alpha_bar=1.0):
+        """Responsibilities q(y = k | x_t), float64 (N, K)."""
+        return torch.softmax(self.component_log_prob(x, alpha_bar), dim=-1)
+
+    # ------------------------------------------------ the exact noise predictor
+    def optimal_eps(self, x_t, alpha_bar, y=None):
+        """E[eps | x_t (, y)] for x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps, x_0 ~ mixture.
+
+        x_t: (N, 2); alpha_bar: scalar or (N,) in (0, 1]; y: None (unconditional), or labels (N,)
+        where a label equal to num_classes (the null token) also means unconditional.
+        Per component, eps* = sqrt(1 - ab) (x_t - sqrt(ab) mu_k) / v; the mixture averages them
+        with the responsibilities q(k | x_t). Returns (N, 2) in x_t's dtype.
+        """
+        dtype = x_t.dtype
+        x = x_t.to(torch.float64)
+        n = x.shape[0]
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64, device=x.device).expand(n)
+        means, var = self._marginal(alpha_bar)  # (N, K, 2), (N,)
+        means, var = means.to(x.device), var.to(x.device)
+        eps_k = (1 - alpha_bar).sqrt()[:, None, None] * (x[:, None, :] - means) / var[:, None, None]
+        resp = self.posterior(x.cpu(), alpha_bar.cpu()).to(x.device)  # (N, K)
+        if y is not None:
+            y = torch.as_tensor(y, dtype=torch.int64, device=x.device).expand(n)
+            cond = y < self.num_classes
+            onehot = torch.nn.functional.one_hot(y.clamp(max=self.num_classes - 1), self.num_classes)
+            resp = torch.where(cond[:, None], onehot.to(resp.dtype), resp)
+        return (resp[..., None] * eps_k).sum(1).to(dtype)
+
+    def noise_predictor(self, schedule) -> "ExactNoisePredictor":
+        """eps*(x_t, t, y) bound to `schedule`, with the network's signature."""
+        return ExactNoisePredictor(self, schedule)
+
+    def dataset(self, n: int = 10_000, seed: int = 0) -> "GMMDataset":
+        """A fixed training set of n labelled draws (the scaffold trains on 10,000)."""
+        return GMMDataset(self, n, seed)
+
+
+class ExactNoisePredictor(torch.nn.Module):
+    """The Bayes-optimal eps-predictor for a GMM under a given schedule.
+
+    Call as `eps = pred(x_t, t, y=None)`: x_t (B, 2), t int64 (B,) in 1..T, y (B,) or None.
+    It is an nn.Module only so that code written for networks (`.eval()`, `.parameters()`,
+    `.to()`) works on it unchanged; it has no weights.
+    """
+
+    def __init__(self, gmm: GMM, schedule):
+        super().__init__()
+        self.gmm = gmm
+        self.schedule = schedule
+        self.num_classes = gmm.num_classes
+
+    def forward(self, x_t, t, y=None):
+        t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
+        alpha_bar = self.schedule.alpha_bar.to(x_t.device)[t]
+        return self.gmm.optimal_eps(x_t, alpha_bar, y)
+
+
+class GMMDataset(Dataset):
+    """A fixed set of n labelled samples: item i is (x (2,) float32, y int64)."""
+
+    def __init__(self, gmm: GMM, n: int = 10_000, seed: int = 0):
+        self.x, self.y = gmm.sample(n, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+# ------------------------------------------------------------- sample quality
+class PeakStats(NamedTuple):
+    """How a point cloud sits on the mixture's peaks (see `peak_stats`)."""
+
+    majority_weight: float  # share of samples nearest the heaviest peak (truth: its weight)
+    within_5sigma: float  # share within 5 std of some peak (truth: about 1.0)
+    std_ratio: tuple  # per peak: std of the samples assigned to it / true std (truth: 1.0)
+    counts: tuple  # samples assigned to each peak
+
+
+def peak_stats(x, gmm: GMM | None = None, radius_sigmas: float = 5.0) -> PeakStats:
+    """Assign each sample (N, 2) to its nearest peak and summarise. The std ratio of a peak uses
+    only the samples within `radius_sigmas` of it, so a few strays do not dominate it."""
+    gmm = gmm or GMM()
+    x = torch.as_tensor(x, dtype=torch.float64)
+    d = torch.cdist(x, gmm.means)  # (N, K)
+    dmin, k = d.min(1)
+    near = dmin <= radius_sigmas * gmm.std
+    counts = torch.bincount(k, minlength=gmm.num_classes)
+    ratios = []
+    for j in range(gmm.num_classes):
+        pts = x[(k == j) & near]
+        # per-coordinate std around the true mean, averaged over the two pixels
+        ratios.append(float(((pts - gmm.means[j]) ** 2).mean().sqrt() / gmm.std) if len(pts) > 1 else float("nan"))
+    major = int(gmm.weights.argmax())
+    return PeakStats(
+        majority_weight=float(counts[major]) / len(x),
+        within_5sigma=float(near.double().mean()),
+        std_ratio=tuple(ratios),
+        counts=tuple(int(c) for c in counts),
+    )
+
+
+def energy_distance(x, y) -> float:
+    """Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| between point clouds x (N, d) and y (M, d).
+
+    Zero iff the distributions agree; the V-statistic used here has a small positive floor for
+    finite samples (about 1e-4 for 5000 vs 5000 draws of the mixture).
+    """
+    x = torch.as_tensor(x, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.float64)
+    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())

@@ -1,0 +1,593 @@
+"""Noise schedules, the forward process, the loss, the training loop and the samplers.
+
+Timestep convention (the only one in this package)
+--------------------------------------------------
+Time runs t = 0, 1, ..., T as in Ho et al. (2020): x_0 is a clean image, x_T is (almost) pure
+noise, and the network is trained and evaluated on t in 1..T. Every per-step array of a
+`Schedule` has length T + 1 and is indexed by t itself, so `schedule.beta[t]` is beta_t; entry 0
+is the clean-data end (beta_0 = 0, alpha_bar_0 = 1), which makes alpha_bar_{t-1} simply
+`alpha_bar[t - 1]` with no special case. A trajectory likewise holds x_t at index t.
+(diffusers' DDPMScheduler numbers the same steps 0..T-1: its timestep i is our t = i + 1.)
+
+The pieces are kept apart (k-diffusion style): a `Schedule` is precomputed arrays; a noise
+predictor is any callable `eps_model(x_t, t, y) -> eps` (the UNet, or the exact predictor of
+`gmm.py`); the samplers are free functions that take any noise predictor.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+SCHEDULES = ("cosine", "linear")
+VARIANCES = ("posterior", "beta")
+LOSSES = ("l2", "l1", "huber")
+
+
+# ============================================================== schedules
+def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal (2021) Eq. 17: alpha_bar(t) = f(t) / f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2),
+    beta_t = 1 - alpha_bar(t) / alpha_bar(t-1), clipped at max_beta. Returns float64 (T,) = beta_1..beta_T."""
+    T = check_T(T)
+    f = lambda u: math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.tensor([min(1 - f(t) / f(t - 1), max_beta) for t in range(1, T + 1)], dtype=torch.float64)
+
+
+def linear_beta_schedule(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:
+    """Ho et al. (2020), Sec. 4: betas linear from 1e-4 to 0.02. Returns float64 (T,)."""
+    T = check_T(T)
+    return torch.linspace(beta_1, beta_T, T, dtype=torch.float64)
+
+
+def check_T(T) -> int:
+    """T must be a positive integer (a float like 50.0 is accepted; 2.5, 0 or -3 are not)."""
+    if isinstance(T, bool) or not isinstance(T, (int, float)) or not math.isfinite(T) or T != int(T) or T < 1:
+        raise ValueError(f"T must be a positive integer number of diffusion steps, got {T!r}")
+    return int(T)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Precomputed DDPM coefficients. Every tensor is float64 of length T + 1, indexed by t (entry 0
+    is the clean-data end). `kind` and `variance` say how it was made; `clip_x0` is the range
+    the samplers clip the predicted clean image x0_hat to (None: no clipping)."""
+
+    T: int
+    kind: str
+    variance: str
+    clip_x0: Optional[float]
+    beta: torch.Tensor  # beta_t
+    alpha: torch.Tensor  # alpha_t = 1 - beta_t
+    alpha_bar: torch.Tensor  # prod_{s<=t} alpha_s
+    alpha_bar_prev: torch.Tensor  # alpha_bar_{t-1} (entry 0 repeats 1)
+    posterior_variance: torch.Tensor  # beta_tilde_t, Ho et al. Eq. 7
+    posterior_mean_coef1: torch.Tensor  # multiplies x0 in mu_tilde, Eq. 7
+    posterior_mean_coef2: torch.Tensor  # multiplies x_t in mu_tilde, Eq. 7
+    sigma2: torch.Tensor  # variance of the reverse step: beta_tilde ("posterior") or beta ("beta")
+
+    # the handout's names, for students who look for them
+    @property
+    def betas(self):
+        return self.beta
+
+    @property
+    def alphas(self):
+        return self.alpha
+
+    @property
+    def alphas_cumprod(self):
+        return self.alpha_bar
+
+    @property
+    def alphas_cumprod_prev(self):
+        return self.alpha_bar_prev
+
+    def config(self) -> dict:
+        """What rebuilds this schedule: make_schedule(**schedule.config())."""
+        return dict(T=self.T, kind=self.kind, variance=self.variance, clip_x0=self.clip_x0)
+
+    def to(self, device) -> "Schedule":
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()}
+        return Schedule(**moved)
+
+
+def make_schedule(T: int = 50, kind: str = "cosine", variance: str = "posterior",
+                  clip_x0: Optional[float] = 1.5) -> Schedule:
+    """Build a Schedule. kind: 'cosine' (default, Nichol & Dhariwal) or 'linear' (Ho et al.);
+    variance: 'posterior' (sigma_t^2 = beta_tilde_t, the handout's) or 'beta' (sigma_t^2 = beta_t);
+    clip_x0: the two-pixel mixture reaches about +-1.5, hence the default (use 1.0 for images in
+    [-1, 1], None to switch clipping off)."""
+    T = check_T(T)
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+    if clip_x0 is not None and not clip_x0 > 0:
+        raise ValueError(f"clip_x0 must be positive or None, got {clip_x0!r}")
+    betas = cosine_beta_schedule(T) if kind == "cosine" else linear_beta_schedule(T)
+    beta = torch.cat([torch.zeros(1, dtype=torch.float64), betas])  # (T+1,), beta_0 = 0
+    alpha = 1 - beta
+    alpha_bar = torch.cumprod(alpha, 0)  # alpha_bar_0 = 1
+    alpha_bar_prev = torch.cat([alpha_bar[:1], alpha_bar[:-1]])
+    # Ho et al. Eq. 7; at t = 1, alpha_bar_0 = 1 makes beta_tilde_1 = 0 (entry 0 is unused: 0/0 -> 0)
+    posterior_variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar).clamp(min=1e-20)
+    coef1 = beta * alpha_bar_prev.sqrt() / (1 - alpha_bar).clamp(min=1e-20)
+    coef2 = (1 - alpha_bar_prev) * alpha.sqrt() / (1 - alpha_bar).clamp(min=1e-20)
+    coef1[0], coef2[0] = 1.0, 0.0  # "stepping" from t = 0 keeps x0
+    sigma2 = posterior_variance if variance == "posterior" else beta
+    return Schedule(T, kind, variance, None if clip_x0 is None else float(clip_x0), beta, alpha, alpha_bar,
+                    alpha_bar_prev, posterior_variance, coef1, coef2, sigma2)
+
+
+def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """coef[t] shaped to broadcast against x: coef (T+1,), t int64 (B,), x (B, ...) -> (B, 1, ...),
+    in x's dtype and device. The one place where per-sample coefficients get reshaped."""
+    if coef.ndim != 1:
+        raise ValueError(f"coef must be 1-D, got shape {tuple(coef.shape)}")
+    t = torch.as_tensor(t, device=x.device).long()
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must be a scalar or ({x.shape[0]},), got shape {tuple(t.shape)}")
+    out = coef.to(x.device)[t].to(x.dtype)
+    return out.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+# ====================================================== forward process, loss
+def randn_like(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """Standard normal noise shaped like x. `generator` is a torch.Generator, or a list of them with
+    one per sample (so sample i's noise depends only on its own seed, not on the batch)."""
+    return randn(x.shape, generator, x.device, x.dtype)
+
+
+def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Noise of `shape`, drawn on the generator's device and moved to `device`.
+
+    generator: None (global RNG), one torch.Generator, or a list of len shape[0] generators."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"need one generator per sample: {len(generator)} for {shape[0]}")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype)
+                            for g in generator]).to(device)
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho et al. Eq. 4). x0, noise: (B, ...); t: (B,)."""
+    return extract(schedule.alpha_bar.sqrt(), t, x0) * x0 + extract((1 - schedule.alpha_bar).sqrt(), t, x0) * noise
+
+
+def predict_x0(schedule: Schedule, x_t, t, eps):
+    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho et al. Eq. 15)."""
+    return (x_t - extract((1 - schedule.alpha_bar).sqrt(), t, x_t) * eps) / extract(schedule.alpha_bar.sqrt(), t, x_t)
+
+
+def predict_eps(schedule: Schedule, x_t, t, x0):
+    """The eps consistent with x_t and x0 (Eq. 4 solved for eps)."""
+    return (x_t - extract(schedule.alpha_bar.sqrt(), t, x_t) * x0) / extract((1 - schedule.alpha_bar).sqrt(), t, x_t)
+
+
+def null_labels(eps_model, n: int, device) -> torch.Tensor:
+    """The 'no label' token (num_classes) for n samples."""
+    return torch.full((n,), eps_model.num_classes, dtype=torch.long, device=device)
+
+
+def drop_labels(y: torch.Tensor, num_classes: int, p_uncond: float, generator=None) -> torch.Tensor:
+    """Replace each label by the null token with probability p_uncond (classifier-free guidance training)."""
+    if p_uncond <= 0:
+        return y
+    drop = torch.rand(y.shape, generator=generator, device=y.device if generator is None else generator.device)
+    return torch.where(drop.to(y.device) < p_uncond, torch.full_like(y, num_classes), y)
+
+
+def p_losses(eps_model, schedule: Schedule, x0: torch.Tensor, y: Optional[torch.Tensor] = None,
+             loss: str = "l2", p_uncond: float = 0.1, generator=None) -> torch.Tensor:
+    """The simplified DDPM loss ||eps - eps_theta(x_t, t, y)|| (Ho et al. Eq. 14) per sample.
+
+    x0: (B, ...) clean images; y: (B,) labels or None; t ~ U{1..T}; the label is dropped to null
+    with probability p_uncond. Returns (B,): mean over pixels, for the caller to reduce.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    B = x0.shape[0]
+    gen_device = generator.device if generator is not None else x0.device
+    t = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=gen_device).to(x0.device)
+    noise = randn_like(x0, generator)
+    x_t = q_sample(schedule, x0, t, noise)
+    if y is not None:
+        y = drop_labels(y, eps_model.num_classes, p_uncond, generator)
+    eps = eps_model(x_t, t, y)
+    if loss == "l2":
+        per_pixel = F.mse_loss(eps, noise, reduction="none")
+    elif loss == "l1":
+        per_pixel = F.l1_loss(eps, noise, reduction="none")
+    else:
+        per_pixel = F.smooth_l1_loss(eps, noise, reduction="none")
+    return per_pixel.reshape(B, -1).mean(1)
+
+
+# ================================================================== samplers
+def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
+    """Classifier-free guidance (Ho & Salimans 2022): (1 + w) eps(x, t, y) - w eps(x, t, null).
+
+    y: None (unconditional: w is ignored) or int64 (B,). The two passes run as one batch."""
+    B = x_t.shape[0]
+    t = torch.as_tensor(t, device=x_t.device).long().expand(B)
+    if y is None:
+        return eps_model(x_t, t, None)
+    if w == 0:
+        return eps_model(x_t, t, y)
+    eps_c, eps_u = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                             torch.cat([y, null_labels(eps_model, B, x_t.device)])).chunk(2)
+    return (1 + w) * eps_c - w * eps_u
+
+
+class Step(NamedTuple):
+    """One reverse step: the new state x_{t_prev}, and the clean image predicted on the way."""
+
+    t_prev: int
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+
+
+def p_sample(eps_model, schedule: Schedule, x_t, t: int, y=None, w: float = 0.0, generator=None,
+             clip_x0="schedule") -> Step:
+    """One ancestral step x_t -> x_{t-1} (Ho et al. Alg. 2), written in the x0 form that
+    diffusers' DDPMScheduler.step uses:
+
+      1. eps = guided eps_theta(x_t, t, y)
+      2. x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)        (Eq. 15)
+      3. clip x0_hat to [-clip_x0, clip_x0]
+      4. mu = coef1_t x0_hat + coef2_t x_t                                        (Eq. 7)
+      5. x_{t-1} = mu + sigma_t z, z ~ N(0, I); no noise on the last step (t = 1)
+
+    Without clipping this equals Eq. 11 exactly; with it, a small eps error at t = T (where
+    sqrt(alpha_bar_T) is tiny under the cosine schedule) cannot throw a sample far off the data.
+    """
+    clip = schedule.clip_x0 if clip_x0 == "schedule" else clip_x0
+    eps = guided_eps(eps_model, x_t, t, y, w)
+    x0_hat = predict_x0(schedule, x_t, t, eps)
+    if clip is not None:
+        x0_hat = x0_hat.clamp(-clip, clip)
+    mean = extract(schedule.posterior_mean_coef1, t, x_t) * x0_hat + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
+    if t > 1:
+        mean = mean + extract(schedule.sigma2.sqrt(), t, x_t) * randn_like(x_t, generator)
+    return Step(t - 1, mean, x0_hat)
+
+
+def ddim_step(eps_model, schedule: Schedule, x_t, t: int, t_prev: int, y=None, w: float = 0.0,
+              eta: float = 0.0, generator=None, clip_x0="schedule") -> Step:
+    """One DDIM step x_t -> x_{t_prev}, t_prev < t (Song et al. 2021, Eq. 12). eta = 0 is
+    deterministic; eta = 1 with t_prev = t - 1 is the ancestral step with sigma^2 = beta_tilde."""
+    clip = schedule.clip_x0 if clip_x0 == "schedule" else clip_x0
+    eps = guided_eps(eps_model, x_t, t, y, w)
+    x0_hat = predict_x0(schedule, x_t, t, eps)
+    if clip is not None:
+        x0_hat = x0_hat.clamp(-clip, clip)
+        eps = predict_eps(schedule, x_t, t, x0_hat)
+    ab_t = extract(schedule.alpha_bar, t, x_t)
+    ab_prev = extract(schedule.alpha_bar, t_prev, x_t)
+    sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
+    x_prev = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0 and t_prev > 0:
+        x_prev = x_prev + sigma * randn_like(x_t, generator)
+    return Step(t_prev, x_prev, x0_hat)
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """`steps` timesteps evenly spaced from T down to 1 (always including both ends when steps > 1)."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in 1..T={T}, got {steps}")
+    ts = torch.linspace(T, 1, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None, w: float = 0.0, generator=None,
+                  steps: Optional[int] = None, eta: float = 0.0, clip_x0="schedule") -> Iterator[Step]:
+    """Run the reverse chain from x_T, yielding every step (improved-diffusion's progressive loop).
+
+    steps=None: the full ancestral DDPM chain t = T..1. steps=S < T: DDIM over S strided
+    timesteps with the given eta. The last Step yielded has t_prev = 0 and x = x_0.
+    """
+    x = x_T
+    if steps is None or steps == schedule.T and eta == 1.0:
+        for t in range(schedule.T, 0, -1):
+            step = p_sample(eps_model, schedule, x, t, y, w, generator, clip_x0)
+            x = step.x
+            yield step
+        return
+    ts = ddim_timesteps(schedule.T, steps) + [0]
+    for t, t_prev in zip(ts[:-1], ts[1:]):
+        step = ddim_step(eps_model, schedule, x, t, t_prev, y, w, eta, generator, clip_x0)
+        x = step.x
+        yield step
+
+
+class Trajectory(NamedTuple):
+    """The states a sampler visited: t (S+1,) descending from T to 0; x (S+1, N, ...) with x[i]
+    the state at time t[i]; x0_hat (S+1, N, ...) the clean image predicted at t[i] (at t = 0, x_0)."""
+
+    t: torch.Tensor
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+
+    def at(self, t: int) -> torch.Tensor:
+        """x_t (N, ...) for a visited timestep t."""
+        hits = (self.t == t).nonzero()
+        if len(hits) == 0:
+            raise ValueError(f"t={t} was not visited; visited: {self.t.tolist()}")
+        return self.x[int(hits[0])]
+
+
+def as_labels(y, n: int, num_classes: int, device) -> Optional[torch.Tensor]:
+    """None, an int, or a sequence/tensor of n labels -> int64 (n,) or None; rejects bad labels."""
+    if y is None:
+        return None
+    y = torch.as_tensor(y, device=device)
+    if y.is_floating_point() or y.is_complex():
+        raise ValueError(f"class labels must be integers, got {y.dtype}")
+    y = y.long().expand(n) if y.ndim == 0 else y.long()
+    if y.shape != (n,):
+        raise ValueError(f"need one label per sample: got shape {tuple(y.shape)} for n={n}")
+    if ((y < 0) | (y > num_classes)).any():
+        raise ValueError(f"class labels must be in 0..{num_classes - 1} (or {num_classes} for 'no label')")
+    return y
+
+
+@torch.no_grad()
+def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, generator=None,
+           trajectory: bool = False, steps: Optional[int] = None, eta: float = 0.0,
+           x_T: Optional[torch.Tensor] = None, shape: Sequence[int] = (2,), device=None, clip_x0="schedule",
+           progress: bool = False):
+    """Draw n samples with any noise predictor (a network or `GMM().noise_predictor(schedule)`).
+
+    y: None (unconditional), an int label for all, or (n,) labels; w: guidance scale;
+    generator: torch.Generator or a list of n (one seed per sample); steps: None for the full
+    DDPM chain, or fewer for DDIM (eta); x_T: start here instead of drawing noise;
+    shape: the shape of one sample ((2,) for two-pixel images, (1, 28, 28) for MNIST).
+    Returns x_0 (n, *shape); with trajectory=True, (x_0, Trajectory).
+    """
+    if schedule.T != getattr(eps_model, "T", schedule.T):
+        raise ValueError(f"the model was trained with T={eps_model.T} but the schedule has T={schedule.T}; "
+                         "use the schedule returned by load_checkpoint")
+    if device is None:
+        device = next(iter(eps_model.parameters()), torch.empty(0)).device if hasattr(eps_model, "parameters") else "cpu"
+    if x_T is None:
+        x_T = randn((n, *shape), generator, device)
+    x_T = x_T.to(device)
+    n = x_T.shape[0]
+    y = as_labels(y, n, eps_model.num_classes, device)
+    was_training = getattr(eps_model, "training", False)
+    if hasattr(eps_model, "eval"):
+        eps_model.eval()
+    ts, xs, x0s = [schedule.T], [x_T], []
+    try:
+        loop = p_sample_loop(eps_model, schedule, x_T, y, w, generator, steps, eta, clip_x0)
+        if progress:
+            from tqdm.auto import tqdm
+            loop = tqdm(loop, total=steps or schedule.T, desc="sampling", leave=False)
+        for step in loop:
+            if trajectory:
+                ts.append(step.t_prev)
+                xs.append(step.x)
+                x0s.append(step.x0_hat)
+            x = step.x
+    finally:
+        if was_training:
+            eps_model.train()
+    if not trajectory:
+        return x
+    x0s.append(x)
+    return x, Trajectory(torch.tensor(ts), torch.stack(xs), torch.stack(x0s))
+
+
+# ================================================================= training
+class EMA:
+    """Exponential moving average of a model's weights, with the usual warm-up
+    decay_n = min(decay, (1 + n) / (10 + n)) so early averages are not dominated by the init."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.num_updates = 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module):
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a two-pixel training run (stored in its checkpoint)."""
+
+    T: int = 50
+    schedule: str = "cosine"
+    variance: str = "posterior"
+    clip_x0: Optional[float] = 1.5
+    arch: str = "handout"
+    steps: int = 3000
+    batch_size: int = 512
+    lr: float = 3e-3
+    loss: str = "l2"
+    p_uncond: float = 0.1
+    ema_decay: float = 0.995
+    n_train: int = 10_000
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "TrainConfig":
+        check_T(self.T)
+        from ddpm import ARCHS
+        for name, value, choices in (("schedule", self.schedule, SCHEDULES), ("variance", self.variance, VARIANCES),
+                                     ("loss", self.loss, LOSSES), ("arch", self.arch, tuple(ARCHS))):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        for name in ("steps", "batch_size", "n_train"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        return self
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; anything else is passed to torch.device."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available; use --device auto or cpu")
+    return dev
+
+
+class TrainResult(NamedTuple):
+    model: torch.nn.Module  # the EMA weights, in eval mode: use these for sampling
+    schedule: Schedule
+    losses: list  # mean training loss per step
+    seconds: float
+
+
+def build_model(cfg: TrainConfig):
+    from ddpm import ARCHS, UNet
+    return UNet(T=cfg.T, **ARCHS[cfg.arch])
+
+
+def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
+    """Train the conditional two-pixel UNet on `dataset` (default: cfg.n_train draws of the GMM).
+
+    Minibatches are drawn by index from the in-memory tensors (a DataLoader costs more than the
+    model itself here); Adam with a cosine learning-rate decay; EMA weights are returned.
+    """
+    import time
+
+    from gmm import GMM
+
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if dataset is None:
+        dataset = GMM().dataset(cfg.n_train, seed=cfg.seed)
+    data_x, data_y = dataset.x.to(device), dataset.y.to(device)
+    schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
+    model = build_model(cfg).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
+    losses = []
+    it = range(cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc=f"training T={cfg.T}", unit="step", dynamic_ncols=True)
+    start = time.perf_counter()
+    for step in it:
+        idx = torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
+        loss = p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
+                        generator=gen if device.type == "cpu" else None).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema.update(model)
+        losses.append(loss.item())
+        if progress and step % 100 == 0:
+            it.set_postfix(loss=f"{losses[-1]:.4f}")
+    seconds = time.perf_counter() - start
+    return TrainResult(ema.model, schedule, losses, seconds)
+
+
+# =============================================================== checkpoints
+CHECKPOINT_KIND = "ddpm-two-pixel"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, foreign or does not match its model."""
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
+    half-written file under `path`."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(path, model, cfg: TrainConfig, extra: Optional[dict] = None) -> None:
+    """Write the (EMA) model with the full config that made it, atomically."""
+    atomic_save({"kind": CHECKPOINT_KIND, "config": asdict(cfg), "model": model.state_dict(),
+                 **(extra or {})}, path)
+
+
+def read_checkpoint(path, kind: str) -> dict:
+    """Load a checkpoint dict and check it is of `kind`; clear CheckpointErrors otherwise."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py --T 50)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt or not a torch file at all
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                              "it may be truncated: retrain it") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
+    if ckpt["kind"] != kind:
+        hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
+        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {kind!r} one{hint}")
+    return ckpt
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a two-pixel checkpoint: returns (model in eval mode, the Schedule it was trained with)."""
+    ckpt = read_checkpoint(path, CHECKPOINT_KIND)
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
+    try:
+        cfg.validate()
+        model = build_model(cfg)
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first}); "
+                              "retrain it") from None
+    schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
+    return model.to(device).eval(), schedule
+
+
+def checkpoint_config(path) -> TrainConfig:
+    """The TrainConfig stored in a two-pixel checkpoint."""
+    ckpt = read_checkpoint(path, CHECKPOINT_KIND)
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
