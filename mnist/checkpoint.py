@@ -1,0 +1,58 @@
+"""MNIST checkpoints: the EMA weights, the architecture, the training config and the data source.
+
+A checkpoint is a dict with kind 'ddpm-mnist'; `utils.read_checkpoint` checks the kind, so a
+two-pixel checkpoint handed to the MNIST tools (or this one to the two-pixel tools) fails with one
+clear line. The optimiser state for --resume lives in a separate file (state.pt) so the shipped
+model stays small.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional
+
+import torch
+
+from utils import CheckpointError, Schedule, atomic_save, make_schedule, read_checkpoint
+
+from .model import MNISTUNet, build_model
+
+KIND = "ddpm-mnist"
+RESUME_KIND = "ddpm-mnist-resume"
+
+
+class Loaded(NamedTuple):
+    model: MNISTUNet  # eval mode, on the requested device
+    schedule: Schedule  # the one it was trained with (same T, kind, variance, clip range)
+    info: dict  # everything else stored: train_config, data_source, train_seconds, step, ...
+
+
+def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, **info) -> None:
+    """Write `model` (the EMA copy) with what rebuilds it, atomically."""
+    atomic_save({"kind": KIND, "model_config": model.config.as_dict(), "schedule": schedule.config(),
+                 "train_config": train_config, "model": model.state_dict(), **info}, path)
+
+
+def load_model(path, device="cpu") -> Loaded:
+    """Load an MNIST checkpoint; CheckpointError (one line) if it is missing, foreign or broken."""
+    ckpt = read_checkpoint(path, KIND)
+    try:
+        model = build_model(ckpt["model_config"])
+        model.load_state_dict(ckpt["model"])
+        schedule = make_schedule(**ckpt["schedule"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first}); "
+                              "retrain it") from None
+    if schedule.T != model.T:
+        raise CheckpointError(f"{path}: model T={model.T} but schedule T={schedule.T}")
+    info = {k: v for k, v in ckpt.items() if k not in ("kind", "model", "model_config", "schedule")}
+    return Loaded(model.to(device).eval(), schedule, info)
+
+
+def resume_path(folder) -> str:
+    return os.path.join(os.fspath(folder), "state.pt")
+
+
+def read_resume_state(folder) -> Optional[dict]:
+    path = resume_path(folder)
+    return read_checkpoint(path, RESUME_KIND) if os.path.exists(path) else None
