@@ -58,6 +58,11 @@ class Dense(nn.Module):
         return self.dense(x)[..., None]
 
 
+def norm(groups: int, channels: int) -> nn.Module:
+    """GroupNorm(groups, channels), or no normalisation for groups = 0."""
+    return nn.GroupNorm(groups, channels) if groups else nn.Identity()
+
+
 class UNet(nn.Module):
     """Conditional eps-predictor for two-pixel images.
 
@@ -72,7 +77,7 @@ class UNet(nn.Module):
         c1, c2 = channels
         g1, g2, g3 = groups
         for c, g in ((c1, g1), (c2, g2), (c1, g3)):
-            if c % g:
+            if g and c % g:
                 raise ValueError(f"GroupNorm needs channels divisible by groups, got {c} and {g}")
         self.T = int(T)
         self.num_classes = num_classes
@@ -83,13 +88,13 @@ class UNet(nn.Module):
 
         self.conv1 = nn.Conv1d(1, c1, kernel_size=2, bias=False)
         self.dense1 = Dense(embed_dim, c1)
-        self.gnorm1 = nn.GroupNorm(g1, c1)
+        self.gnorm1 = norm(g1, c1)
         self.conv2 = nn.Conv1d(c1, c2, kernel_size=1, bias=False)
         self.dense2 = Dense(embed_dim, c2)
-        self.gnorm2 = nn.GroupNorm(g2, c2)
+        self.gnorm2 = norm(g2, c2)
         self.tconv2 = nn.ConvTranspose1d(c2, c1, kernel_size=1, bias=False)
         self.dense3 = Dense(embed_dim, c1)
-        self.tgnorm2 = nn.GroupNorm(g3, c1)
+        self.tgnorm2 = norm(g3, c1)
         self.tconv1 = nn.ConvTranspose1d(c1 + c1, 1, kernel_size=2)
         self.act = nn.SiLU()
 
