@@ -1,0 +1,189 @@
+"""visualize.py: the density estimator against known densities, every problem's command on tiny
+settings, reproducibility, and clean rejection of bad input."""
+import csv
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import visualize
+from gmm import GMM
+
+# tiny settings: 30-step models, 300 chains, a coarse grid
+TINY = ["--n", "300", "--grid", "60", "--train-steps", "30", "--Ts", "5,50", "--quiet"]
+
+
+def run(*args):
+    return visualize.main([*args, *TINY])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Runs problem 3 on an empty runs folder, which trains the T = 5 and T = 50 models
+    (two at a time, so the parallel path is exercised); returns (runs, figures) folders."""
+    runs = tmp_path_factory.mktemp("runs")
+    out = tmp_path_factory.mktemp("figures")
+    assert run("--problem", "3", "--runs", str(runs), "--out", str(out), "--jobs", "2") == 0
+    return runs, out
+
+
+# ------------------------------------------------------------ density estimate
+@pytest.fixture(scope="module")
+def grid():
+    return visualize.make_grid(150)
+
+
+def test_kde_of_mixture_samples_matches_the_mixture(grid):
+    x, _ = GMM().sample(5000, torch.Generator().manual_seed(1))
+    est = visualize.estimate_density(x.numpy(), grid, "kde")
+    l1 = visualize.l1_distance(est.density, visualize.true_density(grid), grid)
+    assert l1 < 0.2, l1  # measured about 0.11
+    assert 0.01 < est.bandwidth < 0.08  # a fraction of the peaks' std of 0.1, not the cloud's spread
+    assert abs(est.density.sum() * grid.cell_area - 1) < 0.01
+
+
+def test_a_wrong_estimate_fails_the_same_check(grid):
+    """The threshold above is tight enough to catch wrong weights or wrong widths."""
+    q = visualize.true_density(grid)
+    for wrong in (GMM(weights=(0.65, 0.35)), GMM(std=0.15)):
+        x, _ = wrong.sample(5000, torch.Generator().manual_seed(1))
+        est = visualize.estimate_density(x.numpy(), grid, "kde")
+        assert visualize.l1_distance(est.density, q, grid) > 0.4
+
+
+@pytest.mark.parametrize("alpha_bar", [0.02, 0.3, 0.8])
+def test_kde_follows_the_noised_marginal(grid, alpha_bar):
+    x = visualize.draw_q_t(GMM(), 5000, alpha_bar, torch.Generator().manual_seed(2))
+    est = visualize.estimate_density(x.numpy(), grid, "kde")
+    assert visualize.l1_distance(est.density, visualize.true_density(grid, alpha_bar), grid) < 0.15
+
+
+def test_histogram_of_mixture_samples_matches_the_mixture(grid):
+    x, _ = GMM().sample(20_000, torch.Generator().manual_seed(3))
+    est = visualize.estimate_density(x.numpy(), grid, "hist")
+    assert visualize.l1_distance(est.density, visualize.true_density(grid), grid) < 0.25  # about 0.15
+
+
+def test_hdr_levels_enclose_the_requested_mass(grid):
+    q = visualize.true_density(grid, 0.5)
+    for mass, level in zip(sorted(visualize.HDR_MASSES), reversed(visualize.hdr_levels(q, grid))):
+        inside = q[q >= level].sum() * grid.cell_area / (q.sum() * grid.cell_area)
+        assert abs(inside - mass) < 0.01
+
+
+def test_bad_points_are_rejected(grid):
+    with pytest.raises(ValueError):
+        visualize.estimate_density(np.zeros((5, 3)), grid)
+    with pytest.raises(ValueError):
+        visualize.estimate_density(np.zeros((5, 2)), grid, "fft")
+
+
+# ------------------------------------------------------------ the commands
+def files_of(out):
+    return sorted(f for f in os.listdir(out) if not f.startswith("."))
+
+
+def test_problem3_trains_missing_models_and_writes_its_files(trained):
+    runs, out = trained
+    assert os.path.exists(runs / "T5" / "model.pt") and os.path.exists(runs / "T50" / "model.pt")
+    assert files_of(out) == ["problem3.csv", "problem3.npz", "problem3.pdf", "problem3.png"]
+    with open(out / "problem3.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["T"], r["predictor"]) for r in rows] == [("5", "network"), ("5", "exact"), ("50", "network"), ("50", "exact")]
+    data = np.load(out / "problem3.npz")
+    assert data["samples"].shape == (2, 300, 2) and data["estimate"].shape == (2, 60, 60)
+    import matplotlib.image
+    assert matplotlib.image.imread(out / "problem3.png").shape[1] >= 150 * 7  # >= 150 dpi at 7+ inches
+
+
+def test_problems_2_and_4_write_their_files(trained, tmp_path):
+    runs, _ = trained
+    for p in ("2", "4"):
+        assert run("--problem", p, "--runs", str(runs), "--out", str(tmp_path)) == 0
+    assert files_of(tmp_path) == sorted(f"problem{p}.{e}" for p in (2, 4) for e in ("csv", "npz", "pdf", "png"))
+    d2 = np.load(tmp_path / "problem2.npz")
+    assert d2["estimate"].shape == (5, 60, 60) and d2["trajectory"].shape == (51, 2)
+    with open(tmp_path / "problem4.csv") as f:
+        assert len(list(csv.DictReader(f))) == 5 * 2 * 2  # w x y x (network, exact)
+
+
+def test_all_with_report(trained, tmp_path, capsys):
+    runs, _ = trained
+    pdf = tmp_path / "report.pdf"
+    assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
+    assert "report:" in capsys.readouterr().out
+    pages = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+    assert pages >= 5  # problems 1-5, one page or more each
+    assert {"problem1_loss.png", "problem2.png", "problem3.png", "problem4.png"} <= set(files_of(tmp_path / "fig"))
+
+
+def test_same_seed_same_numbers(trained, tmp_path):
+    runs, _ = trained
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        assert run("--problem", "3", "--runs", str(runs), "--out", str(tmp_path / name), "--seed", seed) == 0
+    a, b, c = (np.load(tmp_path / n / "problem3.npz") for n in "abc")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert (tmp_path / "a" / "problem3.csv").read_text() == (tmp_path / "b" / "problem3.csv").read_text()
+    assert not np.array_equal(a["samples"], c["samples"])
+
+
+# ------------------------------------------------------------ bad input
+def assert_clean_failure(rc, capsys, *words):
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+
+
+def test_unknown_problem(tmp_path, capsys):
+    rc = run("--problem", "7", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "runs"))
+    assert_clean_failure(rc, capsys, "--problem", "7")
+    assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_with_another_T(trained, tmp_path, capsys):
+    runs, _ = trained
+    (tmp_path / "runs" / "T5").mkdir(parents=True)
+    shutil.copy(runs / "T50" / "model.pt", tmp_path / "runs" / "T5" / "model.pt")
+    shutil.copytree(runs / "T50", tmp_path / "runs" / "T50")
+    rc = run("--problem", "3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"))
+    assert_clean_failure(rc, capsys, "T=50", "T=5", "python train.py --T 5")
+    assert not (tmp_path / "fig").exists()
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    (tmp_path / "runs" / "T50").mkdir(parents=True)
+    (tmp_path / "runs" / "T50" / "model.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    rc = run("--problem", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"))
+    assert_clean_failure(rc, capsys, "model.pt", "retrain")
+    assert not (tmp_path / "fig").exists()
+
+
+def test_unwritable_output(trained, tmp_path, capsys):
+    runs, _ = trained
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = run("--problem", "2", "--runs", str(runs), "--out", str(blocker / "figures"))
+    assert_clean_failure(rc, capsys, "--out")
+    rc = run("--problem", "2", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(tmp_path))
+    assert_clean_failure(rc, capsys, "--report")
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "fig"] and os.listdir(tmp_path / "fig") == []
+
+
+def test_bad_option_values(tmp_path, capsys):
+    for bad in (["--n", "0"], ["--Ts", "5,x"], ["--ws", "-1"], ["--density", "fft"]):
+        rc = visualize.main(["--problem", "2", "--out", str(tmp_path / "fig"), *bad])
+        assert_clean_failure(rc, capsys)
+    assert os.listdir(tmp_path) == []
+
+
+def test_help_explains_every_option(capsys):
+    assert visualize.main(["--help"]) == 0
+    assert "python visualize.py --problem all --report report.pdf" in capsys.readouterr().out
+    for action in visualize.build_parser()._actions:
+        assert action.help, action.dest

@@ -1,0 +1,1143 @@
+"""Figures and the PDF report for the two-pixel DDPM homework (handout section 4).
+
+    python visualize.py --problem 2          # trajectory over p_theta(x_t | t), t = 50..10, T = 50
+    python visualize.py --problem 3          # 4 x 2 figure: T = 5, 10, 25, 50 against the truth
+    python visualize.py --problem 4          # y = 0 / y = 1 from one x_T, and a guidance sweep
+    python visualize.py --problem all --report report.pdf    # every figure, then a page per problem
+
+Models are read from <runs>/T<T>/model.pt and trained (train.py, its defaults) when missing.
+Every figure is written as PNG (200 dpi) and PDF under --out, with the numbers behind it beside it
+(<name>.npz holds the arrays, <name>.csv the measured numbers). The same --seed gives the same numbers.
+
+Conventions kept in every figure: x axis = left pixel, y axis = right pixel, both over [-2, 2];
+grey fill = a ground-truth density q; viridis fill = a density estimated from samples (shown relative
+to the peak of the matching true density, so equal colours mean equal densities); white contours =
+the true q(x_t) regions that hold 50 / 90 / 99 % of its mass; orange = unconditional samples and
+trajectories; blue / vermillion = class y = 0 / y = 1 (Okabe-Ito colours, colour-blind safe).
+
+Density estimates (--density): 'kde' is an isotropic Gaussian kernel whose bandwidth is chosen by
+leave-one-out likelihood cross-validation. scipy.stats.gaussian_kde is not used because its kernel
+has the covariance of the whole cloud, which for two peaks on a diagonal is a needle along the line
+joining them and smears each peak toward the other. 'hist' is a 2-D histogram on the plotting grid.
+Timesteps follow utils.py: t = 0 (clean) .. T (noise), arrays indexed by t.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # a script that writes files; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import patheffects
+
+from gmm import GMM, energy_distance, peak_stats
+from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
+
+PROBLEMS = ("2", "3", "4", "all")
+LIM = (-2.0, 2.0)  # both axes, every figure: holds the data and ~91 % of the pure-noise x_T
+PROBLEM2_T = 50
+PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain visits them
+PROBLEM3_TS = (5, 10, 25, 50)
+GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 4.0)
+HDR_MASSES = (0.99, 0.9, 0.5)  # white contours: regions of q holding this much mass
+
+# Okabe & Ito (2008) palette
+ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE = "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7"
+CLASS_COLOURS = (BLUE, VERMILLION)  # y = 0, y = 1
+UNCOND_COLOUR = ORANGE
+ESTIMATE_CMAP = "viridis"
+TRUTH_CMAP = "Greys"
+TRUTH_LINE = "white"
+STYLE = {"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+         "legend.fontsize": 8, "figure.titlesize": 11, "savefig.dpi": 200}
+PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp: same input, same file
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad checkpoint, unwritable folder): reported in one line, exit 2."""
+
+
+# =========================================================== densities on a grid
+class Grid(NamedTuple):
+    """A square grid of cell centres over LIM x LIM. Densities on it are (G, G) arrays indexed
+    [i_right, i_left] (row = right pixel), the layout imshow(origin='lower') expects."""
+
+    centers: np.ndarray  # (G,)
+    points: np.ndarray  # (G * G, 2): (left, right) of every cell, row-major over [i_right, i_left]
+    cell_area: float
+
+    @property
+    def size(self) -> int:
+        return len(self.centers)
+
+    @property
+    def edges(self) -> np.ndarray:
+        h = self.centers[1] - self.centers[0]
+        return np.append(self.centers - h / 2, self.centers[-1] + h / 2)
+
+
+def make_grid(size: int = 150, lim=LIM) -> Grid:
+    h = (lim[1] - lim[0]) / size
+    centers = lim[0] + h * (np.arange(size) + 0.5)
+    left, right = np.meshgrid(centers, centers)  # (G, G) each, [i_right, i_left]
+    return Grid(centers, np.stack([left.ravel(), right.ravel()], 1), h * h)
+
+
+def true_density(grid: Grid, alpha_bar: float = 1.0, gmm: Optional[GMM] = None, y=None) -> np.ndarray:
+    """q(x_t) (or q(x_t | y)) on the grid, (G, G); alpha_bar = 1 is the clean mixture."""
+    gmm = gmm or GMM()
+    p = gmm.prob(torch.from_numpy(grid.points), alpha_bar, y)
+    return p.numpy().reshape(grid.size, grid.size)
+
+
+def kde_bandwidth(x: np.ndarray, max_points: int = 1000) -> float:
+    """Bandwidth h of an isotropic Gaussian kernel for the points x (N, 2).
+
+    Maximises the leave-one-out log likelihood over the first `max_points` points (the samples are
+    i.i.d., so the first m are a random subset): a coarse log-spaced search over [0.005, 2], then a
+    finer one around the best; the result is rescaled by the AMISE rate h ~ N^(-1/6) in 2-D.
+    """
+    n = len(x)
+    m = min(n, max_points)
+    sub = torch.as_tensor(x[:m], dtype=torch.float64)
+    d2 = torch.cdist(sub, sub) ** 2
+    d2.fill_diagonal_(float("inf"))
+
+    def loo_score(h):  # mean_i log (1 / (m - 1)) sum_{j != i} N(x_i; x_j, h^2 I)
+        return float((torch.logsumexp(-d2 / (2 * h * h), dim=1) - math.log(2 * math.pi * h * h)).mean())
+
+    coarse = np.geomspace(0.005, 2.0, 14)
+    i = int(np.argmax([loo_score(h) for h in coarse]))
+    fine = np.geomspace(coarse[max(i - 1, 0)], coarse[min(i + 1, len(coarse) - 1)], 9)
+    best = float(fine[int(np.argmax([loo_score(h) for h in fine]))])
+    return best * (m / n) ** (1 / 6)
+
+
+class DensityEstimate(NamedTuple):
+    density: np.ndarray  # (G, G), integrates to ~1 over the plane (less inside the grid)
+    bandwidth: float  # kernel std for 'kde'; the cell width for 'hist'
+
+
+def estimate_density(x, grid: Grid, method: str = "kde") -> DensityEstimate:
+    """Estimate the density of points x (N, 2) on `grid`: 'kde' (isotropic Gaussian kernel,
+    cross-validated bandwidth) or 'hist' (2-D histogram with the grid's cells as bins).
+
+    The kernel sum is evaluated binned (as KDEpy's FFTKDE does): the points are counted on a grid
+    4x finer than `grid` and padded by 4 h, smoothed with a Gaussian filter of std h, and averaged
+    back to `grid`'s cells. The binning widens the kernel by under 1 % here and costs milliseconds,
+    where the direct sum over 150^2 cells x 5000 points costs seconds.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) < 2:
+        raise ValueError(f"need at least two points of shape (N, 2), got {x.shape}")
+    cell = float(grid.edges[1] - grid.edges[0])
+    if method == "hist":
+        counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=[grid.edges, grid.edges])  # [i_left, i_right]
+        return DensityEstimate(counts.T / (len(x) * grid.cell_area), cell)
+    if method != "kde":
+        raise ValueError(f"unknown density method {method!r}; use kde or hist")
+    h = kde_bandwidth(x)
+    fine = 4  # sub-cells per grid cell and axis
+    pad = int(math.ceil(4 * h / cell))  # grid cells of margin, so points just outside still count
+    edges = grid.edges[0] + cell / fine * np.arange(-pad * fine, (grid.size + pad) * fine + 1)
+    counts, _, _ = np.histogram2d(x[:, 1], x[:, 0], bins=[edges, edges])  # [i_right, i_left]
+    smooth = gaussian_filter(counts, sigma=h / (cell / fine), mode="constant", truncate=5.0)
+    smooth = smooth[pad * fine: (pad + grid.size) * fine, pad * fine: (pad + grid.size) * fine]
+    smooth = smooth.reshape(grid.size, fine, grid.size, fine).mean((1, 3))
+    return DensityEstimate(smooth / (len(x) * (cell / fine) ** 2), h)
+
+
+def l1_distance(p: np.ndarray, q: np.ndarray, grid: Grid) -> float:
+    """int |p - q| over the grid's square (0: equal; 2: disjoint)."""
+    return float(np.abs(p - q).sum() * grid.cell_area)
+
+
+def hdr_levels(p: np.ndarray, grid: Grid, masses=HDR_MASSES) -> list:
+    """Density thresholds whose super-level sets hold `masses` of p's mass on the grid (ascending)."""
+    flat = np.sort(p.ravel())[::-1]
+    cum = np.cumsum(flat) * grid.cell_area
+    cum /= cum[-1]
+    levels = [float(flat[min(np.searchsorted(cum, m), len(flat) - 1)]) for m in masses]
+    return sorted(set(levels))
+
+
+def draw_q_t(gmm: GMM, n: int, alpha_bar: float, generator: torch.Generator) -> torch.Tensor:
+    """n exact draws of q(x_t): sqrt(ab) x0 + sqrt(1 - ab) eps with x0 from the mixture. (n, 2)."""
+    x0, _ = gmm.sample(n, generator)
+    eps = torch.randn(n, 2, generator=generator)
+    return math.sqrt(alpha_bar) * x0 + math.sqrt(1 - alpha_bar) * eps
+
+
+# ================================================================ plotting
+def style_axes(ax, left_label: bool = True, bottom_label: bool = True):
+    ax.set_xlim(*LIM)
+    ax.set_ylim(*LIM)
+    ax.set_aspect("equal")
+    ax.set_xticks([-2, -1, 0, 1, 2])
+    ax.set_yticks([-2, -1, 0, 1, 2])
+    if bottom_label:
+        ax.set_xlabel("left pixel")
+    else:
+        ax.tick_params(labelbottom=False)
+    if left_label:
+        ax.set_ylabel("right pixel")
+    else:
+        ax.tick_params(labelleft=False)
+
+
+def show_truth(ax, q: np.ndarray):
+    """Ground-truth density as a grey fill (its peak at ~65 % grey, so points still show on it)."""
+    ax.imshow(q, origin="lower", extent=(*LIM, *LIM), cmap=TRUTH_CMAP, vmin=0, vmax=1.5 * q.max(),
+              interpolation="bilinear")
+
+
+def show_estimate(ax, est: np.ndarray, q: np.ndarray, grid: Grid):
+    """Estimated density (viridis, relative to the true peak, square-root scale so that thin spread-out
+    mass still shows) with the truth's HDR contours in white."""
+    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0, vmax=1)
+    im = ax.imshow(est / q.max(), origin="lower", extent=(*LIM, *LIM), cmap=ESTIMATE_CMAP, norm=norm,
+                   interpolation="bilinear")
+    ax.contour(grid.centers, grid.centers, q, levels=hdr_levels(q, grid), colors=TRUTH_LINE, linewidths=0.7)
+    return im
+
+
+def corner_text(ax, text: str, loc: str = "lower left", size: float = 7):
+    x, ha = (0.03, "left") if "left" in loc else (0.97, "right")
+    y, va = (0.03, "bottom") if "lower" in loc else (0.97, "top")
+    ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=size, family="monospace",
+            bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="none", alpha=0.85))
+
+
+def draw_path(ax, path: np.ndarray, colour: str, label: Optional[str] = None, ls: str = "-"):
+    """A trajectory (S, 2) from x_T (square) to its last state (circle), outlined for contrast."""
+    outline = [patheffects.withStroke(linewidth=2.6, foreground="black")]
+    ax.plot(path[:, 0], path[:, 1], ls, color=colour, lw=1.2, marker="o", ms=1.4, label=label,
+            path_effects=outline, zorder=4)
+    ax.plot(*path[0], "s", color=colour, ms=5, mec="black", mew=0.8, zorder=5)
+    ax.plot(*path[-1], "o", color=colour, ms=6.5, mec="black", mew=0.9, zorder=5)
+
+
+def atomic_write(path: str, write) -> None:
+    """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`:
+    a crash never leaves a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    stem, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=ext)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_figure(fig, out_dir: str, name: str) -> str:
+    """<name>.png (200 dpi) and <name>.pdf (vector), atomically. Returns the PNG's path."""
+    png = os.path.join(out_dir, f"{name}.png")
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=200))
+    atomic_write(os.path.join(out_dir, f"{name}.pdf"), lambda tmp: fig.savefig(tmp, format="pdf", metadata=PDF_METADATA))
+    plt.close(fig)
+    return png
+
+
+def save_numbers(out_dir: str, name: str, rows: list, **arrays) -> None:
+    """The numbers behind a figure: <name>.csv (rows of dicts, one measurement each) and
+    <name>.npz (the arrays it was drawn from)."""
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    def write_npz(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    atomic_write(os.path.join(out_dir, f"{name}.csv"), write_csv)
+    atomic_write(os.path.join(out_dir, f"{name}.npz"), write_npz)
+
+
+# ================================================================ settings
+@dataclass
+class Settings:
+    """What a run needs (mirrors the CLI)."""
+
+    problems: tuple  # of "2", "3", "4"
+    every_page: bool = False  # --problem all: the report also gets the pages of problems 1 and 5
+    n: int = 5000
+    grid: int = 150
+    density: str = "kde"
+    seed: int = 0
+    runs: str = "runs"
+    out: str = "figures"
+    report: Optional[str] = None
+    train_steps: Optional[int] = None
+    jobs: int = 0
+    ts: tuple = PROBLEM3_TS
+    ws: tuple = GUIDANCE_WS
+    traj_w: float = 1.0
+    device: str = "auto"
+    threads: int = 1
+    quiet: bool = False
+
+    def needed_ts(self) -> list:
+        ts = set()
+        if {"2", "4"} & set(self.problems) or self.report and self.every_page:
+            ts.add(PROBLEM2_T)
+        if "3" in self.problems:
+            ts.update(self.ts)
+        return sorted(ts)
+
+
+class Page(NamedTuple):
+    """One problem of the report: a title, images to show (PNG paths) and text blocks, each
+    ('text', paragraph) wrapped to the page, or ('table', preformatted lines) in monospace."""
+
+    title: str
+    images: list
+    blocks: list
+
+
+def progress(iterable, cfg: Settings, **kw):
+    from tqdm.auto import tqdm
+    return tqdm(iterable, disable=cfg.quiet, leave=False, dynamic_ncols=True, **kw)
+
+
+def model_path(runs: str, T: int) -> str:
+    return os.path.join(runs, f"T{T}", "model.pt")
+
+
+def exact_predictor(schedule):
+    return GMM().noise_predictor(schedule)
+
+
+def summary(x, gmm: GMM, ref) -> dict:
+    """The four sample-quality numbers of problem 3 for samples x (N, 2) against reference draws."""
+    s = peak_stats(x, gmm)
+    return dict(majority_weight=s.majority_weight, within_5sigma=s.within_5sigma, std_ratio_0=s.std_ratio[0],
+                std_ratio_1=s.std_ratio[1], energy_distance=energy_distance(x, ref))
+
+
+# ================================================================ problem 2
+def problem2(cfg: Settings, models: dict) -> Page:
+    """A trajectory over p_theta(x_t | t) at t = 50, 40, ..., 10, estimated from cfg.n chains."""
+    model, schedule = models[PROBLEM2_T]
+    gmm, grid = GMM(), make_grid(cfg.grid)
+    device = resolve_device(cfg.device)
+    _, traj = sample(model.to(device), schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed),
+                     trajectory=True, device=device, progress=not cfg.quiet)
+    xs = traj.x.cpu()  # (T+1, n, 2), xs[i] at time traj.t[i] = T - i
+    # the highlighted chain: the first whose start lies well inside the plotted square
+    inside = (xs[0].abs() < 0.8 * LIM[1]).all(1).nonzero()
+    k = int(inside[0]) if len(inside) else 0
+    path = xs[:, k].numpy()  # (T+1, 2) from x_T to x_0
+
+    # when each chain commits to the peak it ends in: the last t from which on q(y_end | x_t) >= 0.9
+    ab = schedule.alpha_bar.cpu()
+    final = gmm.posterior(xs[-1], 1.0).argmax(1)  # (n,)
+    resp = torch.stack([gmm.posterior(xs[i], ab[int(traj.t[i])])[torch.arange(cfg.n), final]
+                        for i in range(len(traj.t))])  # (T+1, n)
+    settled = torch.flip(torch.cummin(torch.flip(resp, [0]), 0).values, [0]) >= 0.9  # from step i onwards
+    commit_t = torch.where(settled.any(0), traj.t[settled.int().argmax(0)], torch.zeros(cfg.n, dtype=torch.long))
+
+    rows, est_all, q_all, xt_all = [], [], [], []
+    ref_gen = torch.Generator().manual_seed(cfg.seed + 20_000)
+    for t in progress(PROBLEM2_TIMES, cfg, desc="problem 2: densities"):
+        a = float(ab[t])
+        x_t = traj.at(t).cpu()
+        q = true_density(grid, a, gmm)
+        est = estimate_density(x_t.numpy(), grid, cfg.density)
+        # the estimator's own error: the same estimator on cfg.n exact draws of q(x_t)
+        x_ref = draw_q_t(gmm, cfg.n, a, ref_gen)
+        floor = estimate_density(x_ref.numpy(), grid, cfg.density)
+        peaks = math.sqrt(a) * gmm.means  # where the two lumps of q(x_t) sit
+        major = int(gmm.weights.argmax())
+        share = lambda x: float((torch.cdist(x.double(), peaks).argmin(1) == major).double().mean())
+        rows.append(dict(t=t, alpha_bar=a, l1=l1_distance(est.density, q, grid),
+                         l1_floor=l1_distance(floor.density, q, grid), bandwidth=est.bandwidth,
+                         majority_share=share(x_t), majority_share_exact=share(x_ref),
+                         std=float(x_t.std(0).mean()), std_exact=float(x_ref.std(0).mean()),
+                         chains_committed=float((commit_t >= t).double().mean())))
+        est_all.append(est.density)
+        q_all.append(q)
+        xt_all.append(x_t.numpy())
+    q0 = true_density(grid, 1.0, gmm)
+    end = summary(xs[-1], gmm, gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))[0])
+
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=(7.6, 5.4))
+        gs = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 0.05], wspace=0.12, hspace=0.28)
+        axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)]
+        for i, (t, row) in enumerate(zip(PROBLEM2_TIMES, rows)):
+            ax = axes[i]
+            im = show_estimate(ax, est_all[i], q_all[i], grid)
+            draw_path(ax, path[: PROBLEM2_T - t + 1], UNCOND_COLOUR)
+            ax.set_title(f"t = {t}: $p_\\theta(x_t)$ vs $q(x_t)$")
+            corner_text(ax, f"L1 {row['l1']:.2f}\nfloor {row['l1_floor']:.2f}")
+            style_axes(ax, left_label=i % 3 == 0, bottom_label=i >= 3)
+        ax = axes[5]
+        show_truth(ax, q0)
+        draw_path(ax, path, UNCOND_COLOUR)
+        ax.set_title("t = 0: ground truth $q(x_0)$")
+        style_axes(ax, left_label=False, bottom_label=True)
+        cb = fig.colorbar(im, cax=fig.add_subplot(gs[:, 3]))
+        cb.set_label("estimated density / peak of true $q(x_t)$ (square-root scale)")
+        fig.suptitle(f"Problem 2: one reverse trajectory (orange; square = $x_T$) over $p_\\theta(x_t)$ estimated "
+                     f"from {cfg.n} chains ({cfg.density}, viridis);\nwhite: the true $q(x_t)$ regions holding "
+                     "50 / 90 / 99 % of its mass; L1 = $\\int |p_\\theta - q|$, floor = the estimator's own L1",
+                     fontsize=9)
+        png = save_figure(fig, cfg.out, "problem2")
+    save_numbers(cfg.out, "problem2", rows, grid=grid.centers, t=np.array(PROBLEM2_TIMES),
+                 estimate=np.stack(est_all), truth=np.stack(q_all), x_t=np.stack(xt_all),
+                 trajectory=path, trajectory_t=traj.t.numpy(), trajectory_index=k, commit_t=commit_t.numpy(),
+                 x0=xs[-1].numpy())
+    return Page("Problem 2: a denoising trajectory over the estimated p_theta(x_t | t), T = 50", [png],
+                problem2_text(cfg, rows, path, int(commit_t[k]), commit_t, end, gmm))
+
+
+def problem2_text(cfg, rows, path, k_commit, commit_t, end, gmm) -> list:
+    by_t = {r["t"]: r for r in rows}
+    r50, r10 = by_t[PROBLEM2_TIMES[0]], by_t[PROBLEM2_TIMES[-1]]
+    agree = [r["t"] for r in rows if r["l1"] - r["l1_floor"] <= 0.05]
+    worst = max(rows, key=lambda r: r["l1"] - r["l1_floor"])
+    end_peak = int(gmm.posterior(torch.as_tensor(path[-1:]), 1.0).argmax())
+    dist = float(np.linalg.norm(path[-1] - gmm.means[end_peak].numpy())) / gmm.std
+    half = int(torch.quantile(commit_t.double(), 0.5).round())
+    most = int(torch.quantile(commit_t.double(), 0.1).round())
+    table = ["   t  alpha_bar   L1   L1 floor  majority share (exact q)  std/pixel (exact q)  chains committed"]
+    for r in rows:
+        table.append(f"{r['t']:4d}  {r['alpha_bar']:8.4f}  {r['l1']:5.3f}  {r['l1_floor']:6.3f}"
+                     f"       {r['majority_share']:.3f}  ({r['majority_share_exact']:.3f})"
+                     f"           {r['std']:.3f}  ({r['std_exact']:.3f})      {r['chains_committed']:.3f}")
+    obs = [
+        f"At t = {r50['t']} the chains are close to pure noise: {r50['std']:.2f} std per pixel "
+        f"(exact q(x_t): {r50['std_exact']:.2f}). Going down to t = {r10['t']} the cloud contracts "
+        f"(std {r10['std']:.2f}, exact {r10['std_exact']:.2f}) and splits into two lumps around "
+        f"sqrt(alpha_bar_t) times the two peaks; the share of chains nearest the majority lump goes from "
+        f"{r50['majority_share']:.2f} to {r10['majority_share']:.2f} (exact q: {r50['majority_share_exact']:.2f} "
+        f"to {r10['majority_share_exact']:.2f}).",
+        (f"The learned marginals match q(x_t) to within the estimator's own error (L1 no more than 0.05 above "
+         f"the floor of the same estimator on {cfg.n} exact draws) at t = {', '.join(map(str, agree))}"
+         if agree else "The learned marginals differ from q(x_t) by more than the estimator's own error "
+                       "(L1 more than 0.05 above its floor) at every t shown")
+        + f"; the largest excess is at t = {worst['t']} (L1 {worst['l1']:.3f} against a floor of "
+          f"{worst['l1_floor']:.3f}).",
+        f"Each chain commits late: counting the last time from which q(y | x_t) for the peak it ends in stays "
+        f"at or above 0.9, half of the {cfg.n} chains have committed by t = {half} and 90 % by t = {most}. "
+        f"The highlighted chain starts at ({path[0, 0]:.2f}, {path[0, 1]:.2f}), commits at t = {k_commit} and "
+        f"ends at ({path[-1, 0]:.2f}, {path[-1, 1]:.2f}) in peak {end_peak}, {dist:.1f} sigma from its centre.",
+        f"At t = 0 the majority peak holds {end['majority_weight']:.3f} of the chains (truth "
+        f"{float(gmm.weights.max()):.3f}), {end['within_5sigma']:.3f} lie within 5 sigma of a peak, the per-peak "
+        f"std ratios are {end['std_ratio_0']:.2f} / {end['std_ratio_1']:.2f} (truth 1) and the energy distance "
+        f"to {cfg.n} true draws is {end['energy_distance']:.4f}.",
+    ]
+    how = (f"Reproduce: python visualize.py --problem 2 --n {cfg.n} --density {cfg.density} --seed {cfg.seed} "
+           f"(model: {model_path(cfg.runs, PROBLEM2_T)}). Numbers: problem2.csv / problem2.npz beside the figure.")
+    return ([("text", "Figure: each panel is the density of x_t over all chains (viridis), the exact forward "
+                      "marginal q(x_t) from gmm.py (white contours) and one chain's path up to that t (orange). "
+                      "L1 = integral |p_theta - q| over the square; floor = the L1 of the same estimator on as many "
+                      "exact draws of q(x_t), i.e. what the estimate alone costs."),
+             ("table", "\n".join(table))]
+            + [("text", "Observations. " + " ".join(obs[:2]))] + [("text", o) for o in obs[2:]] + [("text", how)])
+
+
+# ================================================================ problem 3
+def problem3(cfg: Settings, models: dict) -> Page:
+    """Samples of the T = 5, 10, 25, 50 models against the truth and against the exact predictor."""
+    gmm, grid = GMM(), make_grid(cfg.grid)
+    device = resolve_device(cfg.device)
+    ref, _ = gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))
+    q0 = true_density(grid, 1.0, gmm)
+    rows, samples, exact_samples, dens = [], [], [], []
+    for T in progress(cfg.ts, cfg, desc="problem 3: T"):
+        model, schedule = models[T]
+        out = {}
+        for name, pred in (("network", model.to(device)), ("exact", exact_predictor(schedule))):
+            # the same seed: both predictors start from the same x_T and see the same step noise
+            x = sample(pred, schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed), device=device).cpu()
+            out[name] = x
+            est = estimate_density(x.numpy(), grid, cfg.density)
+            rows.append(dict(T=T, predictor=name, **summary(x, gmm, ref), l1=l1_distance(est.density, q0, grid)))
+            if name == "network":
+                dens.append(est.density)
+        samples.append(out["network"].numpy())
+        exact_samples.append(out["exact"].numpy())
+    truth = summary(ref, gmm, gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 30_000))[0])
+
+    with plt.rc_context(STYLE):
+        nT = len(cfg.ts)
+        fig = plt.figure(figsize=(7.8, 2.45 * nT + 0.7))
+        gs = fig.add_gridspec(nT, 3, width_ratios=[1, 1, 1.12], wspace=0.06, hspace=0.25)
+        for i, T in enumerate(cfg.ts):
+            net, ex = rows[2 * i], rows[2 * i + 1]
+            ax = fig.add_subplot(gs[i, 0])
+            show_truth(ax, q0)
+            ax.scatter(samples[i][:, 0], samples[i][:, 1], s=1.2, lw=0, color=UNCOND_COLOUR, alpha=0.6,
+                       rasterized=True)
+            ax.set_title(f"T = {T}: {cfg.n} samples over $q(x_0)$")
+            style_axes(ax, left_label=True, bottom_label=i == nT - 1)
+            ax = fig.add_subplot(gs[i, 1])
+            im = show_estimate(ax, dens[i], q0, grid)
+            ax.set_title(f"T = {T}: density of the samples")
+            style_axes(ax, left_label=False, bottom_label=i == nT - 1)
+            ax = fig.add_subplot(gs[i, 2])
+            ax.axis("off")
+            ax.text(0.04, 0.5, f"T = {T}          network  exact  truth\n" + problem3_table(net, ex, truth),
+                    transform=ax.transAxes, va="center", ha="left", family="monospace", fontsize=6.8)
+        fig.suptitle("Problem 3: samples of each model (left), their estimated density (right, viridis; white: "
+                     "true 50/90/99 % regions);\nnumbers: the network next to the exact noise predictor "
+                     "with the same T and sampler", fontsize=9)
+        fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.45 / fig.get_figheight(), left=0.08, right=0.995)
+        png = save_figure(fig, cfg.out, "problem3")
+    save_numbers(cfg.out, "problem3", rows, T=np.array(cfg.ts), grid=grid.centers, samples=np.stack(samples),
+                 exact_samples=np.stack(exact_samples), estimate=np.stack(dens), truth=q0)
+    return Page(f"Problem 3: T = {', '.join(map(str, cfg.ts))}", [png], problem3_text(cfg, rows, truth))
+
+
+def problem3_table(net: dict, ex: dict, truth: dict) -> str:
+    f = lambda key, fmt: f"{net[key]:{fmt}} {ex[key]:{fmt}} {truth[key]:{fmt}}"
+    return "\n".join([
+        f"majority peak  {f('majority_weight', '7.3f')}",
+        f"within 5 sigma {f('within_5sigma', '7.3f')}",
+        f"std ratio 0    {f('std_ratio_0', '7.2f')}",
+        f"std ratio 1    {f('std_ratio_1', '7.2f')}",
+        f"energy dist.   {f('energy_distance', '7.4f')}",
+    ])
+
+
+def describe_width(ratio: float) -> str:
+    """'1.30x as wide as the truth' / '0.75x as wide ...' for a std ratio."""
+    return f"{ratio:.2f}x as wide as the truth ({'wider' if ratio > 1 else 'narrower'})"
+
+
+def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
+    net = {r["T"]: r for r in rows if r["predictor"] == "network"}
+    ex = {r["T"]: r for r in rows if r["predictor"] == "exact"}
+    ts = list(cfg.ts)
+    lo, hi = ts[0], ts[-1]
+    table = ["   T  predictor  majority  within 5 sigma  std ratio 0/1  energy dist.  L1 of density"]
+    for r in rows:
+        table.append(f"{r['T']:4d}  {r['predictor']:9s}  {r['majority_weight']:7.3f}  {r['within_5sigma']:13.3f}"
+                     f"  {r['std_ratio_0']:6.2f} /{r['std_ratio_1']:5.2f}  {r['energy_distance']:11.4f}  {r['l1']:12.3f}")
+    table.append(f"      truth      {truth['majority_weight']:7.3f}  {truth['within_5sigma']:13.3f}"
+                 f"  {truth['std_ratio_0']:6.2f} /{truth['std_ratio_1']:5.2f}  {truth['energy_distance']:11.4f}"
+                 "   (fresh draws of the mixture)")
+    obs = []
+    # what few steps cost: the exact predictor has no network error, only the sampler's
+    e_lo, e_hi = ex[lo]["energy_distance"], ex[hi]["energy_distance"]
+    if e_lo > 2 * e_hi:
+        obs.append(f"Few steps cost quality by themselves: with the exact noise predictor the energy distance "
+                   f"is {e_lo:.4f} at T = {lo} against {e_hi:.4f} at T = {hi}, and the per-peak std ratios at "
+                   f"T = {lo} are {ex[lo]['std_ratio_0']:.2f} / {ex[lo]['std_ratio_1']:.2f} "
+                   f"(T = {hi}: {ex[hi]['std_ratio_0']:.2f} / {ex[hi]['std_ratio_1']:.2f}).")
+    else:
+        obs.append(f"Few steps cost the exact predictor little: its energy distance is {e_lo:.4f} at T = {lo} and "
+                   f"{e_hi:.4f} at T = {hi}.")
+    widths = [f"peak {j} is {describe_width(ex[T][f'std_ratio_{j}'])} at T = {T}" for T in ts for j in (0, 1)
+              if abs(ex[T][f"std_ratio_{j}"] - 1) > 0.1]
+    obs.append("Peak widths with the exact predictor (the sampler's own bias): "
+               + ("within 10 % of the truth for every T." if not widths else "; ".join(widths) + "; the other peaks "
+                  "are within 10 %." if len(widths) < 2 * len(ts) else "; ".join(widths) + "."))
+    gaps = {T: net[T]["energy_distance"] - ex[T]["energy_distance"] for T in ts}
+    worst = max(ts, key=lambda T: gaps[T])
+    best = min(ts, key=lambda T: net[T]["energy_distance"])
+    obs.append(f"The network adds its own error on top: its energy distance exceeds the exact predictor's by "
+               + ", ".join(f"{gaps[T]:.4f} (T = {T})" for T in ts)
+               + f"; the gap is largest at T = {worst}. The network's best distribution is at T = {best} "
+                 f"(energy distance {net[best]['energy_distance']:.4f}).")
+    w5 = [net[T]["within_5sigma"] for T in ts]
+    strays = ", ".join(f"{1 - v:.3f}" for v in w5)
+    obs.append(f"Share of samples more than 5 sigma from both peaks (network): {strays} for T = "
+               f"{', '.join(map(str, ts))}; the exact predictor leaves "
+               + ", ".join(f"{1 - ex[T]['within_5sigma']:.3f}" for T in ts) + ". "
+               + ("Stray samples between and around the peaks are therefore a network error, not a step-count one."
+                  if min(w5) < min(ex[T]['within_5sigma'] for T in ts) - 0.01 else
+                  "The network keeps about as few strays as the exact predictor."))
+    maj = [net[T]["majority_weight"] for T in ts]
+    w_true = truth["majority_weight"]
+    obs.append(f"Mode weights: the majority peak holds " + ", ".join(f"{m:.3f}" for m in maj)
+               + f" of the samples (truth 0.650; fresh draws {w_true:.3f}); "
+               + ("every model keeps both modes with close to the right weights (within 0.05)."
+                  if all(abs(m - 0.65) <= 0.05 for m in maj) else
+                  "the weight is off by more than 0.05 at T = "
+                  + ", ".join(str(T) for T, m in zip(ts, maj) if abs(m - 0.65) > 0.05)
+                  + ("; " + ("the majority peak is over-filled." if np.mean(maj) > 0.65 else "the minority peak is over-filled."))))
+    how = (f"Reproduce: python visualize.py --problem 3 --n {cfg.n} --seed {cfg.seed} (models: "
+           f"{cfg.runs}/T<T>/model.pt, trained by train.py when missing). Numbers: problem3.csv / problem3.npz.")
+    return ([("text", f"Figure: each row is one model; left, {cfg.n} samples (orange) drawn with the full ancestral "
+                      "sampler over the true density (grey); right, their estimated density (viridis) with the true "
+                      "50/90/99 % regions (white). 'exact' is GMM().noise_predictor(schedule) run through the same "
+                      "sampler from the same x_T and noise, so network minus exact is what the network got wrong, "
+                      "and exact minus truth is what the T steps cost. Energy distance is against fresh mixture draws."),
+             ("table", "\n".join(table)), ("text", "Observations. " + obs[0])]
+            + [("text", o) for o in obs[1:]] + [("text", how)])
+
+
+# ================================================================ problem 4
+def push_past_peak(x: torch.Tensor, y: int, gmm: GMM) -> float:
+    """Mean offset of the samples assigned to peak y from its centre, along the direction pointing
+    away from the other peak, in units of sigma (> 0: pushed past the peak, away from the other class)."""
+    mu = gmm.means
+    u = mu[y] - mu[1 - y]
+    u = u / u.norm()
+    x = x.double()
+    mine = torch.cdist(x, mu).argmin(1) == y
+    if not mine.any():
+        return float("nan")
+    return float(((x[mine] - mu[y]) @ u).mean() / gmm.std)
+
+
+def problem4(cfg: Settings, models: dict) -> Page:
+    """Same x_T with y = 0 and y = 1, and a sweep over the guidance scale w."""
+    model, schedule = models[PROBLEM2_T]
+    gmm, grid = GMM(), make_grid(cfg.grid)
+    device = resolve_device(cfg.device)
+    model = model.to(device)
+    T = schedule.T
+    x_T = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
+    inside = (x_T.abs() < 0.8 * LIM[1]).all(1).nonzero()
+    k = int(inside[0]) if len(inside) else 0
+    trajs, ends, split = {}, {}, {}
+    for name, pred in progress((("network", model), ("exact", exact_predictor(schedule))), cfg,
+                               desc="problem 4: trajectories"):
+        for y in (None, 0, 1):
+            # the same x_T and the same per-step noise for every label: only y differs
+            x0, tr = sample(pred, schedule, cfg.n, y=y, w=cfg.traj_w, x_T=x_T,
+                            generator=torch.Generator().manual_seed(cfg.seed + 1), trajectory=True, device=device)
+            ends[name, y] = torch.cdist(x0.cpu().double(), gmm.means).argmin(1)
+            if name == "network":
+                trajs[y] = tr.x[:, k].cpu().numpy()
+        split[name] = float(((ends[name, 0] == 0) & (ends[name, 1] == 1)).double().mean())
+
+    rows, sweep = [], {}
+    m = max(2, cfg.n // 2)
+    for w in progress(cfg.ws, cfg, desc="problem 4: guidance sweep"):
+        for name, pred in (("network", model), ("exact", exact_predictor(schedule))):
+            for y in (0, 1):
+                x = sample(pred, schedule, m, y=y, w=w, device=device,
+                           generator=torch.Generator().manual_seed(cfg.seed + 2)).cpu()
+                s = peak_stats(x, gmm)
+                rows.append(dict(w=w, y=y, predictor=name, in_requested_peak=s.counts[y] / m,
+                                 within_5sigma=s.within_5sigma, push_sigma=push_past_peak(x, y, gmm),
+                                 std_ratio=s.std_ratio[y]))
+                if name == "network":
+                    sweep[w, y] = x.numpy()
+    q0 = true_density(grid, 1.0, gmm)
+
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=(7.6, 5.5))
+        gs = fig.add_gridspec(2, 3, wspace=0.12, hspace=0.3)
+        ax = fig.add_subplot(gs[0, 0])
+        show_truth(ax, q0)
+        draw_path(ax, trajs[None], UNCOND_COLOUR, "no label", ls="--")
+        for y in (0, 1):
+            draw_path(ax, trajs[y], CLASS_COLOURS[y], f"y = {y}")
+        ax.set_title(f"one $x_T$, guidance w = {cfg.traj_w:g}")
+        ax.legend(loc="upper right", frameon=True, framealpha=0.9, handlelength=1.5, fontsize=7)
+        style_axes(ax, left_label=True, bottom_label=False)
+        for i, w in enumerate(cfg.ws[:5]):
+            ax = fig.add_subplot(gs[(i + 1) // 3, (i + 1) % 3])
+            show_truth(ax, q0)
+            for y in (0, 1):
+                pts = sweep[w, y]
+                ax.scatter(pts[:, 0], pts[:, 1], s=1.0, lw=0, color=CLASS_COLOURS[y], alpha=0.5, rasterized=True)
+            r = {(r_["y"]): r_ for r_ in rows if r_["w"] == w and r_["predictor"] == "network"}
+            ax.set_title(f"guidance w = {w:g}")
+            corner_text(ax, "        y=0   y=1\n"
+                            f"in peak {r[0]['in_requested_peak']:.3f} {r[1]['in_requested_peak']:.3f}\n"
+                            f"push/s  {r[0]['push_sigma']:+.2f}  {r[1]['push_sigma']:+.2f}\n"
+                            f"std/s   {r[0]['std_ratio']:.2f}  {r[1]['std_ratio']:.2f}", size=6.5)
+            style_axes(ax, left_label=(i + 1) % 3 == 0, bottom_label=(i + 1) >= 3)
+        fig.suptitle(f"Problem 4: classifier-free guidance (blue: y = 0, vermillion: y = 1, orange dashed: no label; "
+                     f"grey: true $q(x_0)$), {m} samples per label.\npush/s: mean offset past the peak centre, away "
+                     "from the other peak, in sigma; std/s: spread / true sigma", fontsize=9)
+        png = save_figure(fig, cfg.out, "problem4")
+    save_numbers(cfg.out, "problem4", rows, w=np.array(cfg.ws), x_T=x_T[k].numpy(), trajectory_index=k,
+                 trajectory_uncond=trajs[None], trajectory_y0=trajs[0], trajectory_y1=trajs[1],
+                 samples_y0=np.stack([sweep[w, 0] for w in cfg.ws]), samples_y1=np.stack([sweep[w, 1] for w in cfg.ws]),
+                 grid=grid.centers, truth=q0)
+    ends_k = {y: int(ends["network", y][k]) for y in (None, 0, 1)}
+    return Page("Problem 4: guided generation from the same x_T", [png],
+                problem4_text(cfg, rows, trajs, ends_k, split, T, m))
+
+
+def problem4_text(cfg, rows, trajs, ends_k, split, T, m) -> list:
+    get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
+    w0, w1 = cfg.ws[0], cfg.ws[-1]
+    start = trajs[0][0]
+    demo = []
+    for y in (0, 1):
+        e = trajs[y][-1]
+        demo.append(f"with y = {y} it ends at ({e[0]:.2f}, {e[1]:.2f}), "
+                    + ("in the requested peak" if ends_k[y] == y else f"in peak {ends_k[y]}, not the requested one"))
+    obs = [f"From x_T = ({start[0]:.2f}, {start[1]:.2f}) and the same step noise, the unconditional chain ends in "
+           f"peak {ends_k[None]}; " + "; ".join(demo) + ". "
+           f"Over all {cfg.n} starting points (same noise per start), the y = 0 and y = 1 chains end in their "
+           f"own, different peaks for {split['network']:.3f} of the starts with the network and "
+           f"{split['exact']:.3f} with the exact predictor (w = {cfg.traj_w:g})."]
+    table = ["    w  y  predictor  in requested peak  within 5 sigma  push (sigma)  std ratio"]
+    for r in rows:
+        table.append(f"{r['w']:5g}  {r['y']}  {r['predictor']:9s}  {r['in_requested_peak']:17.3f}  {r['within_5sigma']:14.3f}"
+                     f"  {r['push_sigma']:+12.2f}  {r['std_ratio']:9.2f}")
+    for y in (0, 1):
+        a, b = get[w0, y, "network"], get[w1, y, "network"]
+        ea, eb = get[w0, y, "exact"], get[w1, y, "exact"]
+        trend = ("pushed further past the peak, away from the other class" if b["push_sigma"] > a["push_sigma"] + 0.1
+                 else "not pushed further out" if abs(b["push_sigma"] - a["push_sigma"]) <= 0.1
+                 else "pulled back toward the other class")
+        spread = ("narrower" if b["std_ratio"] < a["std_ratio"] - 0.05 else
+                  "wider" if b["std_ratio"] > a["std_ratio"] + 0.05 else "about as wide")
+        agree = abs(b["push_sigma"] - eb["push_sigma"]) <= 0.5
+        obs.append(f"y = {y}: from w = {w0:g} to w = {w1:g} the share landing in the requested peak goes from "
+                   f"{a['in_requested_peak']:.3f} to {b['in_requested_peak']:.3f} (exact: {ea['in_requested_peak']:.3f} "
+                   f"to {eb['in_requested_peak']:.3f}); samples are {trend} ({a['push_sigma']:+.2f} to "
+                   f"{b['push_sigma']:+.2f} sigma; exact {ea['push_sigma']:+.2f} to {eb['push_sigma']:+.2f}) and the "
+                   f"peak gets {spread} (std ratio {a['std_ratio']:.2f} to {b['std_ratio']:.2f}; exact "
+                   f"{ea['std_ratio']:.2f} to {eb['std_ratio']:.2f}). "
+                   + ("The exact predictor shows the same push, so it is what guidance does, not a network error."
+                      if agree else "The network's push differs from the exact predictor's by more than 0.5 sigma, "
+                                    "so at strong guidance part of the effect is network error."))
+    how = (f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed} "
+           f"(model: {model_path(cfg.runs, T)}). Numbers: problem4.csv / problem4.npz.")
+    return [("text", f"Figure: top left, three reverse chains from one x_T (square) with the same step noise: no "
+                     f"label (orange, dashed), y = 0 (blue), y = 1 (vermillion). The other panels: {m} samples per label "
+                     f"for each guidance scale w, eps = (1 + w) eps(x, t, y) - w eps(x, t, null). 'exact' rows use "
+                     f"GMM().noise_predictor with the same guidance formula."),
+            ("text", "Observations. " + obs[0])] + [("text", o) for o in obs[1:]] + [("table", "\n".join(table)),
+                                                                                      ("text", how)]
+
+
+# ============================================================ problems 1 and 5
+def problem1(cfg: Settings) -> Page:
+    """Implementation choices (read from the T = 50 checkpoint's config) and its loss curve."""
+    path = model_path(cfg.runs, PROBLEM2_T)
+    c = checkpoint_config(path)
+    loss_csv = os.path.join(cfg.runs, f"T{PROBLEM2_T}", "loss.csv")
+    images = []
+    loss_note = f"No loss curve: {loss_csv} is missing (train.py writes it)."
+    if os.path.exists(loss_csv):
+        data = np.loadtxt(loss_csv, delimiter=",", skiprows=1, ndmin=2)
+        steps, losses = data[:, 0], data[:, 1]
+        kk = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(kk) / kk, mode="valid")
+        with plt.rc_context(STYLE):
+            fig, ax = plt.subplots(figsize=(7.0, 2.6))
+            ax.plot(steps, losses, color="#bbbbbb", lw=0.6, label="per step")
+            ax.plot(steps[kk - 1:], smooth, color=BLUE, lw=1.5, label=f"mean of {kk} steps")
+            ax.set(xlabel="optimiser step", ylabel="L2 loss on eps" if c.loss == "l2" else f"{c.loss} loss",
+                   yscale="log", title=f"Problem 1: training loss of the T = {c.T} model ({path})")
+            ax.legend(frameon=False)
+            fig.tight_layout()
+            images.append(save_figure(fig, cfg.out, "problem1_loss"))
+        save_numbers(cfg.out, "problem1_loss", [dict(step=int(s), loss=float(v)) for s, v in zip(steps, losses)],
+                     step=steps, loss=losses)
+        win = max(1, len(losses) // 10)
+        first, last = losses[:win].mean(), losses[-win:].mean()
+        loss_note = (f"Loss of the T = {c.T} model: {first:.4f} over the first {win} steps, {last:.4f} over the last "
+                     f"{win} (it cannot reach 0: eps is not a function of x_t alone).")
+    trained = []
+    for T in sorted(set(cfg.ts) | {PROBLEM2_T}):
+        mpath = os.path.join(cfg.runs, f"T{T}", "metrics.json")
+        if os.path.exists(mpath):
+            with open(mpath) as f:
+                secs = json.load(f).get("train_seconds")
+            if secs is not None:
+                trained.append(f"T = {T}: {secs:.0f} s")
+    arch = ("the handout's UNet (Conv1d k=2 + GroupNorm(4); Conv1d k=1 + GroupNorm(32); ConvTranspose1d k=1 + "
+            "GroupNorm(4); ConvTranspose1d k=2 over the skip), SiLU, Gaussian Fourier time embedding of t/T, class "
+            "embedding by linear layers on a one-hot label with an extra null token"
+            if c.arch == "handout" else
+            f"the '{c.arch}' variant of the handout UNet (ddpm.ARCHS['{c.arch}'])")
+    blocks = [
+        ("text", "Code: gmm.py (the mixture, its exact noised densities and the exact noise predictor eps*), "
+                 "ddpm.py (the UNet), utils.py (schedules, forward process, loss, samplers, trainer, checkpoints), "
+                 "train.py (training CLI), visualize.py (figures and this report). Choices below are read from "
+                 f"the T = {c.T} checkpoint's stored config."),
+        ("text", "Timesteps: t = 0 (clean) .. T (noise) as in Ho et al. (2020); every schedule array has length T + 1 "
+                 "and is indexed by t itself (entry 0: beta_0 = 0, alpha_bar_0 = 1), and the network sees t in 1..T."),
+        ("text", f"Schedule: {c.schedule} betas"
+                 + (" (Nichol & Dhariwal 2021, Eq. 17, s = 0.008, beta clipped at 0.999)" if c.schedule == "cosine" else "")
+                 + f"; reverse-step variance sigma_t^2 = "
+                 + ("beta_tilde_t (the posterior variance, as the handout asks)." if c.variance == "posterior" else "beta_t.")),
+        ("text", "Sampler: the ancestral DDPM step written in x0 form (as diffusers' DDPMScheduler.step): eps -> "
+                 "x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Eq. 15)"
+                 + (f", clipped to +-{c.clip_x0:g}" if c.clip_x0 is not None else ", not clipped")
+                 + ", then the posterior mean (Eq. 7) plus sigma_t z, with no noise at t = 1. Without clipping this is "
+                   "exactly Eq. 11; with it, a small eps error at t = T (where sqrt(alpha_bar_T) is tiny under the "
+                   "cosine schedule) cannot throw a sample far off the data."),
+        ("text", f"Network: {arch}. Known weakness of the handout design: GroupNorm(32) over 64 channels of length 1 "
+                 "normalises groups of two numbers, which come out as about +-1, so encoder 2 passes on little more "
+                 "than signs; train.py --arch wide (GroupNorm(4) there) removes that bottleneck. "
+                 f"This checkpoint uses arch = '{c.arch}'."),
+        ("text", f"Training: {c.loss} loss between eps and eps_theta(x_t, t, y) with t ~ U{{1..T}} (Ho et al. Eq. 14); "
+                 f"{c.n_train} training draws of the mixture (seed {c.seed}); Adam, lr {c.lr:g} with cosine decay, batch "
+                 f"{c.batch_size}, {c.steps} steps; an EMA of the weights (decay {c.ema_decay:g}, with warm-up) is what "
+                 f"is saved and sampled; labels are dropped to the null token with probability {c.p_uncond:g} so one "
+                 "network is both conditional and unconditional (classifier-free guidance: (1 + w) eps(x, t, y) - "
+                 "w eps(x, t, null))."
+                 + (f" Training time on this machine: {'; '.join(trained)}." if trained else "")),
+        ("text", "Checks: the exact noise predictor from gmm.py plugs into the same samplers and serves as the "
+                 "oracle in the tests and in problems 3 and 4; the schedule and sampler are compared with diffusers' "
+                 "DDPMScheduler in tests/."),
+        ("text", loss_note),
+        ("text", "README: pip install -r requirements.txt; python train.py --T 50 (and 5, 10, 25) writes runs/T<T>/; "
+                 "python visualize.py --problem all --report report.pdf makes every figure under figures/ and this "
+                 "PDF, training missing models first; python -m pytest -q runs the tests."),
+    ]
+    return Page("Problem 1: implementation", images, blocks)
+
+
+def problem5(cfg: Settings) -> Page:
+    """The MNIST page, built by mnist.report when that module exists."""
+    try:
+        import mnist.report as report
+        build = report.problem5_page
+    except (ImportError, AttributeError) as e:
+        return Page("Problem 5: MNIST", [], [("text", f"Problem 5 is missing from this report: mnist.report."
+                                                      f"problem5_page could not be loaded ({type(e).__name__}: {e}).")
+                                         , ("text", "To produce it: train the MNIST model (python -m mnist.train), then "
+                                                    "rerun python visualize.py --problem all --report report.pdf, which "
+                                                    "calls mnist.report.problem5_page(figures_dir).")])
+    try:
+        pngs, text = build(cfg.out)
+    except Exception as e:  # another module's failure must not lose the other four pages
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"visualize.py: warning: problem 5 page failed ({type(e).__name__}: {first})", file=sys.stderr)
+        return Page("Problem 5: MNIST", [], [("text", f"Problem 5 could not be built: mnist.report.problem5_page "
+                                                      f"raised {type(e).__name__}: {first}"),
+                                             ("text", "Fix that, then rerun python visualize.py --problem all --report "
+                                                      "report.pdf.")])
+    return Page("Problem 5: MNIST", list(pngs), [("text", p) for p in str(text).split("\n\n") if p.strip()])
+
+
+# ================================================================ the report
+PAGE_W, PAGE_H, MARGIN = 8.27, 11.69, 0.45  # A4, inches
+TEXT_PT, TABLE_PT = 8.5, 6.8
+
+
+def layout_blocks(blocks: list) -> list:
+    """Blocks -> [(kind, line)] with paragraphs wrapped to the page width; ('gap', '') between blocks."""
+    lines = []
+    for kind, text in blocks:
+        if kind == "table":
+            lines += [("table", line) for line in text.splitlines()]
+        else:
+            lines += [("text", line) for line in textwrap.wrap(text, 118)]
+        lines.append(("gap", ""))
+    return lines
+
+
+def line_height(kind: str) -> float:
+    return {"text": TEXT_PT * 1.32, "table": TABLE_PT * 1.3, "gap": 4.0}[kind] / 72
+
+
+def render_page(page: Page) -> list:
+    """A page (or more, if the text does not fit below the images) as matplotlib figures."""
+    lines = layout_blocks(page.blocks)
+    text_h = sum(line_height(k) for k, _ in lines)
+    top = PAGE_H - MARGIN - 0.45  # below the title
+    min_img = 4.0 if page.images else 0.0
+    room = top - MARGIN - min_img
+    first, rest = lines, []
+    if text_h > room:  # split the text; the remainder goes on a continuation page
+        h, cut = 0.0, 0
+        for cut, (k, _) in enumerate(lines):
+            h += line_height(k)
+            if h > room:
+                break
+        first, rest = lines[:cut], lines[cut:]
+    figs = []
+    fig = plt.figure(figsize=(PAGE_W, PAGE_H))
+    fig.text(MARGIN / PAGE_W, 1 - MARGIN / PAGE_H, page.title, fontsize=13, weight="bold", va="top")
+    used = sum(line_height(k) for k, _ in first)
+    if page.images:
+        img_top, img_bottom = top, MARGIN + used + 0.15
+        imgs = [plt.imread(p) for p in page.images]
+        width = PAGE_W - 2 * MARGIN
+        heights = [width * im.shape[0] / im.shape[1] for im in imgs]
+        scale = min(1.0, (img_top - img_bottom - 0.1 * (len(imgs) - 1)) / sum(heights))
+        y = img_top
+        for im, h in zip(imgs, heights):
+            h *= scale
+            ax = fig.add_axes([MARGIN / PAGE_W, (y - h) / PAGE_H, width / PAGE_W, h / PAGE_H])
+            ax.imshow(im, interpolation="antialiased")
+            ax.axis("off")
+            y -= h + 0.1
+        text_top = y
+    else:
+        text_top = top
+    draw_lines(fig, first, text_top)
+    figs.append(fig)
+    if rest:
+        figs += render_page(Page(page.title + " (continued)", [], [(k, t) for k, t in rest if k != "gap"]))
+    return figs
+
+
+def draw_lines(fig, lines: list, y_top: float):
+    y = y_top
+    for kind, line in lines:
+        h = line_height(kind)
+        if kind == "text":
+            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TEXT_PT, va="top")
+        elif kind == "table":
+            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TABLE_PT, va="top", family="monospace")
+        y -= h
+
+
+def write_report(pages: list, path: str) -> None:
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    def write(tmp):
+        with PdfPages(tmp, metadata=PDF_METADATA) as pdf:
+            for page in pages:
+                for fig in render_page(page):
+                    pdf.savefig(fig)
+                    plt.close(fig)
+
+    atomic_write(path, write)
+
+
+# ============================================================ models and checks
+def check_writable_dir(folder: str, what: str) -> None:
+    """Create `folder` if needed and prove it is writable (os.access is not enough when run as root)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"cannot write the {what} to {folder} ({e.strerror or e}); pass a writable folder "
+                        f"with {'--out' if what == 'figures' else '--runs' if what == 'models' else '--report'}") from None
+
+
+def check_checkpoints(cfg: Settings) -> tuple[dict, list]:
+    """Load every existing checkpoint the run needs (before anything is written) and list the missing."""
+    models, missing = {}, []
+    for T in cfg.needed_ts():
+        path = model_path(cfg.runs, T)
+        if not os.path.exists(path):
+            missing.append(T)
+            continue
+        try:
+            trained_T = checkpoint_config(path).T
+            if trained_T != T:
+                raise UserError(f"{path} was trained with T={trained_T} but this figure needs T={T}; move it away "
+                                f"(visualize.py then retrains it) or retrain it: python train.py --T {T} "
+                                f"--out {os.path.dirname(path)}")
+            models[T] = load_checkpoint(path)
+        except CheckpointError as e:
+            raise UserError(f"{e} (or delete it and visualize.py retrains it)") from None
+    return models, missing
+
+
+def _train_one(argv: list) -> tuple[int, str]:
+    """Train one model with train.main in this process on one thread; returns (exit code, its output)."""
+    import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same thread count whether or not models train in parallel
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = train.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return rc, buf.getvalue()
+
+
+def train_missing(cfg: Settings, missing: list) -> dict:
+    """Train the missing models with train.py (its defaults unless --train-steps), in parallel
+    processes when there are several and more than one core."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
+    from utils import TrainConfig
+
+    steps = cfg.train_steps or TrainConfig().steps
+    # --no-eval: train.py's own quality check would sample 20,000 images per model; the figures measure it
+    argvs = {T: ["--T", str(T), "--out", os.path.dirname(model_path(cfg.runs, T)), "--steps", str(steps), "--no-eval",
+                 "--quiet"] for T in missing}
+    jobs = cfg.jobs or min(len(missing), os.cpu_count() or 1)
+    print(f"visualize.py: no model for T = {', '.join(map(str, missing))} under {cfg.runs}/; training "
+          f"{'it' if len(missing) == 1 else 'them'} now ({steps} steps each, {min(jobs, len(missing))} at a time; "
+          f"same as: python train.py --T <T> --steps {steps} --no-eval)", flush=True)
+    bar = progress(range(len(missing)), cfg, desc="training models", total=len(missing))
+    done = []
+    if jobs <= 1:
+        results = []
+        for T in missing:
+            results.append((T, _train_one(argvs[T])))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, argvs[T]): T for T in missing}
+            results = []
+            for fut in as_completed(futures):
+                results.append((futures[fut], fut.result()))
+                bar.update(1)
+    bar.close()
+    for T, (rc, text) in sorted(results):
+        if rc != 0:
+            raise UserError(f"training T={T} failed (exit {rc}): {text.strip().splitlines()[-1] if text.strip() else ''}")
+        last = [ln for ln in text.splitlines() if ln.startswith("trained")]
+        print(f"  {last[0] if last else f'trained T={T}'}", flush=True)
+        done.append(T)
+    return {T: load_checkpoint(model_path(cfg.runs, T)) for T in done}
+
+
+# ================================================================ CLI
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line and exits 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _int_list(text: str) -> tuple:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not vals or min(vals) < 1 or len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"expected distinct positive integers, got {text!r}")
+    return vals
+
+
+def _float_list(text: str) -> tuple:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals or len(vals) > 5 or any(not math.isfinite(v) or v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected 1 to 5 non-negative numbers, got {text!r}")
+    return vals
+
+
+def _guidance(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,all}",
+                   help="which figure to make: 2 (trajectory over p_theta(x_t | t)), 3 (T = 5..50 samples), "
+                        "4 (guidance), or all of them")
+    p.add_argument("--report", default=None, metavar="PDF",
+                   help="also write a PDF report with one page per problem (with --problem all: problems 1-5)")
+    p.add_argument("--out", default="figures", metavar="DIR", help="folder for figures and their numbers (default %(default)s)")
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="where checkpoints live, as DIR/T<T>/model.pt; missing ones are trained there (default %(default)s)")
+    p.add_argument("--n", type=_positive_int, default=5000,
+                   help="chains / samples per density or per model (default %(default)s; the handout asks for 5000)")
+    p.add_argument("--density", choices=("kde", "hist"), default="kde",
+                   help="density estimate: kde (Gaussian kernel, cross-validated bandwidth) or hist (2-D histogram) "
+                        "(default %(default)s)")
+    p.add_argument("--grid", type=_positive_int, default=150, help="grid cells per axis for densities (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds every sample drawn here; same seed, same numbers (default %(default)s)")
+    p.add_argument("--Ts", type=_int_list, default=PROBLEM3_TS, metavar="LIST",
+                   help="problem 3's T values, comma-separated (default 5,10,25,50)")
+    p.add_argument("--ws", type=_float_list, default=GUIDANCE_WS, metavar="LIST",
+                   help="problem 4's guidance scales, up to 5, comma-separated (default 0,0.5,1,2,4)")
+    p.add_argument("--traj-w", type=_guidance, default=1.0,
+                   help="guidance scale of problem 4's y = 0 / y = 1 trajectories (default %(default)s)")
+    p.add_argument("--train-steps", type=_positive_int, default=None,
+                   help="optimiser steps for models that must be trained (default: train.py's default)")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="models trained at once, one process and one thread each (default: one per core)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps (default %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads for sampling (default %(default)s: batches of a few thousand two-pixel "
+                        "images gain nothing from more, and lose up to 10x when other work shares the cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_settings(argv=None) -> Settings:
+    a = build_parser().parse_args(argv)
+    return Settings(problems=("2", "3", "4") if a.problem == "all" else (a.problem,), every_page=a.problem == "all",
+                    n=a.n, grid=a.grid, density=a.density, seed=a.seed, runs=a.runs, out=a.out, report=a.report,
+                    train_steps=a.train_steps, jobs=a.jobs or 0, ts=a.Ts, ws=a.ws, traj_w=a.traj_w, device=a.device,
+                    threads=a.threads, quiet=a.quiet)
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_settings(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, message already printed)
+        return int(e.code or 0)
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        if cfg.n < 10:
+            raise UserError(f"--n {cfg.n} is too few samples for a density estimate; use at least 10")
+        resolve_device(cfg.device)
+        models, missing = check_checkpoints(cfg)  # reads only: a bad checkpoint stops us before any write
+        check_writable_dir(cfg.out, "figures")
+        if cfg.report:
+            if os.path.isdir(cfg.report):
+                raise UserError(f"--report {cfg.report} is a folder; give a file name such as report.pdf")
+            check_writable_dir(os.path.dirname(os.path.abspath(cfg.report)), "report")
+        if missing:
+            check_writable_dir(cfg.runs, "models")
+            models.update(train_missing(cfg, missing))
+        pages = []
+        if cfg.every_page and cfg.report:
+            pages.append(problem1(cfg))
+        for name, make in (("2", problem2), ("3", problem3), ("4", problem4)):
+            if name in cfg.problems:
+                t0 = time.perf_counter()
+                pages.append(make(cfg, models))
+                print(f"problem {name}: {os.path.join(cfg.out, f'problem{name}.png')} (+ .pdf, .csv, .npz) "
+                      f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        if cfg.report:
+            if cfg.every_page:
+                pages.append(problem5(cfg))
+            write_report(pages, cfg.report)
+            print(f"report: {cfg.report} ({len(pages)} problems)")
+    except (UserError, ValueError) as e:
+        print(f"visualize.py: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
