@@ -34,6 +34,8 @@ def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, *
 
 def load_model(path, device="cpu") -> Loaded:
     """Load an MNIST checkpoint; CheckpointError (one line) if it is missing, foreign or broken."""
+    if not os.path.exists(os.fspath(path)):
+        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m mnist.train)")
     ckpt = read_checkpoint(path, KIND)
     try:
         model = build_model(ckpt["model_config"])

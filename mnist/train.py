@@ -100,8 +100,12 @@ class TrainResult(NamedTuple):
 
 
 def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional[str] = None,
-          resume: bool = False, save_every: int = 500, progress: bool = True) -> TrainResult:
-    """Train on data.train_x / train_y (default: load_mnist); saves to `out` when given."""
+          resume: bool = False, save_every: int = 500, progress: bool = True,
+          stop_at: Optional[int] = None) -> TrainResult:
+    """Train on data.train_x / train_y (default: load_mnist); saves to `out` when given.
+
+    stop_at: end this session after that many steps (saving state, as an interruption would), so a
+    long run can be split over sessions with --resume; the result is the same as one session's."""
     cfg.validate()
     device = resolve_device(cfg.device)
     if data is None:
@@ -148,7 +152,8 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(),
                      "torch_rng": torch.get_rng_state(), "losses": losses}, resume_path(out))
 
-    it = range(start_step, cfg.steps)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    it = range(start_step, end)
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc=f"MNIST DDPM T={cfg.T}", unit="step", initial=start_step, total=cfg.steps,
@@ -169,10 +174,10 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         losses.append(loss.item())
         if progress and step % 20 == 0:
             it.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-        if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
+        if (step + 1) % save_every == 0 and step + 1 < end:
             save(step + 1, seconds_before + time.perf_counter() - start)
     seconds = seconds_before + time.perf_counter() - start
-    save(cfg.steps, seconds)
+    save(end, seconds)
     return TrainResult(ema.model.eval(), schedule, losses, seconds, data.source)
 
 

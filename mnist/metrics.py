@@ -1,0 +1,229 @@
+"""How good are generated digits? Three measurements, all in the feature space of a small
+classifier trained on the training split only:
+
+  (a) agreement: how often the classifier reads the digit that was asked for;
+  (b) FLD, the Frechet distance between Gaussian fits of classifier features (FID with this
+      classifier in place of Inception), of generated digits against the test split, reported
+      beside two calibration bounds: FLD(train vs test), about the best a perfect model can get at
+      the same sample size, and FLD(pure noise vs test);
+  (c) within-class spread: RMS distance to the class centroid, generated over real (test), per class
+      (about 1: as diverse as real digits; well below 1: collapsed), plus the distance of each
+      generated digit to its nearest training image, against the same for test digits (copying).
+
+    python -m mnist.metrics        # trains/caches the classifier and prints its test accuracy
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from utils import CheckpointError, atomic_save, read_checkpoint
+
+from .data import MNISTData, load_mnist
+
+CLASSIFIER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "classifier.pt")
+CLASSIFIER_KIND = "mnist-classifier"
+
+
+class Classifier(nn.Module):
+    """A small CNN: (B, 1, 28, 28) in [-1, 1] -> logits (B, 10); `features` gives the (B, 64) layer before them."""
+
+    def __init__(self, width: int = 32, feature_dim: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(3),  # 3x3
+            nn.Flatten(), nn.Dropout(0.3), nn.Linear(2 * width * 9, feature_dim), nn.ReLU())
+        self.head = nn.Linear(feature_dim, 10)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def train_classifier(data: MNISTData, epochs: int = 8, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
+                     progress: bool = False) -> tuple[Classifier, float]:
+    """Train on data.train_* with small random shifts; returns (classifier in eval mode, test accuracy)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    clf = Classifier()
+    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    n = len(data.train_x)
+    total = epochs * ((n + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            x = data.train_x[idx]
+            dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()  # +-2 pixel shifts
+            x = torch.roll(x, (dx, dy), dims=(2, 3))
+            loss = F.cross_entropy(clf(x), data.train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    clf.eval()
+    return clf, accuracy(clf, data.test_x, data.test_y)
+
+
+@torch.no_grad()
+def predict(clf: Classifier, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, 1, 28, 28) in [-1, 1] -> (labels int64 (N,), features float32 (N, 64))."""
+    labels, feats = [], []
+    for i in range(0, len(x), batch_size):
+        f = clf.features(x[i:i + batch_size].float())
+        feats.append(f)
+        labels.append(clf.head(f).argmax(1))
+    return torch.cat(labels), torch.cat(feats)
+
+
+def accuracy(clf: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (predict(clf, x)[0] == y).float().mean().item()
+
+
+def load_classifier(path: str = CLASSIFIER, data: Optional[MNISTData] = None, retrain: bool = False,
+                    verbose: bool = True) -> tuple[Classifier, dict]:
+    """The cached classifier at `path` if it was trained on the same data source, else train and cache
+    it (about half a minute on 2 CPU cores). Returns (classifier, info with test_accuracy, source, ...)."""
+    if not retrain and os.path.exists(path):
+        try:
+            ckpt = read_checkpoint(path, CLASSIFIER_KIND)
+            if data is None or ckpt["info"]["source"] == data.source:
+                clf = Classifier()
+                clf.load_state_dict(ckpt["model"])
+                return clf.eval(), ckpt["info"]
+        except (CheckpointError, KeyError, RuntimeError):
+            pass  # stale or broken cache: retrain below
+    data = data or load_mnist()
+    start = time.perf_counter()
+    clf, acc = train_classifier(data)
+    info = dict(test_accuracy=acc, source=data.source, n_train=len(data.train_x), n_test=len(data.test_x),
+                seconds=time.perf_counter() - start)
+    if verbose:
+        print(f"trained the metric classifier on {len(data.train_x)} {data.source} digits in {info['seconds']:.0f} s: "
+              f"test accuracy {acc:.4f}", file=sys.stderr)
+    try:
+        atomic_save({"kind": CLASSIFIER_KIND, "info": info, "model": clf.state_dict()}, path)
+    except OSError:
+        pass  # a read-only install still works, it just retrains next time
+    return clf, info
+
+
+# ============================================================ Frechet distance
+class Gaussian(NamedTuple):
+    mean: torch.Tensor  # (D,) float64
+    cov: torch.Tensor  # (D, D) float64
+
+
+def fit_gaussian(feats: torch.Tensor) -> Gaussian:
+    """Mean and (unbiased) covariance of feats (N, D), N >= 2."""
+    f = feats.double()
+    return Gaussian(f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1]))
+
+
+def sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues set to 0)."""
+    evals, evecs = torch.linalg.eigh(a)
+    return (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
+
+
+def frechet_distance(p: Gaussian, q: Gaussian) -> float:
+    """d^2 = |mu_p - mu_q|^2 + tr(S_p + S_q - 2 (S_p^1/2 S_q S_p^1/2)^1/2)  (Dowson & Landau 1982).
+    Written with the symmetric form so no complex square roots appear."""
+    root_p = sqrtm_psd(p.cov)
+    cross = torch.linalg.eigvalsh(root_p @ q.cov @ root_p).clamp(min=0).sqrt().sum()
+    d2 = (p.mean - q.mean).pow(2).sum() + p.cov.trace() + q.cov.trace() - 2 * cross
+    return max(float(d2), 0.0)
+
+
+# ===================================================================== spread
+def class_spread(feats: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """RMS distance to the class centroid, per class: (num_classes,) float64 (nan for a class with < 2)."""
+    out = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    for c in range(num_classes):
+        f = feats[labels == c].double()
+        if len(f) >= 2:
+            out[c] = (f - f.mean(0)).pow(2).sum(1).mean().sqrt()
+    return out
+
+
+def nearest_distance(x: torch.Tensor, bank: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Pixel-space L2 distance from each x (N, ...) to its nearest neighbour in bank (M, ...): (N,)."""
+    b = bank.reshape(len(bank), -1).float()
+    out = []
+    for i in range(0, len(x), batch_size):
+        out.append(torch.cdist(x[i:i + batch_size].reshape(-1, b.shape[1]).float(), b).min(1).values)
+    return torch.cat(out)
+
+
+class Scores(NamedTuple):
+    """Metrics of generated digits x (N, 1, 28, 28) requested as labels y."""
+
+    n: int
+    agreement: float  # fraction the classifier reads as the requested label
+    agreement_per_class: list  # (10,)
+    fld: float  # generated vs test
+    fld_train_test: float  # calibration: real train digits (same n) vs test
+    fld_noise_test: float  # calibration: clipped Gaussian noise (same n) vs test
+    fld_ratio: float  # fld / fld_noise_test
+    spread_ratio: list  # (10,) generated spread / test spread per class
+    spread_ratio_mean: float
+    nn_train_generated: float  # median pixel L2 to the nearest training image, generated digits
+    nn_train_test: float  # the same for test digits (real digits never seen by the model)
+
+    def summary(self) -> str:
+        return (f"agreement {self.agreement:.3f} on {self.n} digits; FLD {self.fld:.2f} "
+                f"(train-vs-test {self.fld_train_test:.2f}, noise {self.fld_noise_test:.1f}; ratio to noise "
+                f"{self.fld_ratio:.4f}); within-class spread gen/real {self.spread_ratio_mean:.2f}; "
+                f"nearest-train distance gen {self.nn_train_generated:.2f} vs test {self.nn_train_test:.2f}")
+
+
+def score(x: torch.Tensor, y: torch.Tensor, clf: Classifier, data: MNISTData, seed: int = 0) -> Scores:
+    """All metrics for generated x (N, 1, 28, 28) in [-1, 1] with requested labels y (N,)."""
+    n = len(x)
+    pred, feats = predict(clf, x)
+    hit = (pred == y).double()
+    per_class = [hit[y == c].mean().item() if (y == c).any() else float("nan") for c in range(10)]
+    _, test_feats = predict(clf, data.test_x)
+    test = fit_gaussian(test_feats)
+    g = torch.Generator().manual_seed(seed)
+    train_idx = torch.randperm(len(data.train_x), generator=g)[:n]
+    _, train_feats = predict(clf, data.train_x[train_idx])
+    noise = torch.randn(x.shape, generator=g).clamp(-1, 1)
+    _, noise_feats = predict(clf, noise)
+    fld = frechet_distance(fit_gaussian(feats), test)
+    fld_noise = frechet_distance(fit_gaussian(noise_feats), test)
+    spread = class_spread(feats, y) / class_spread(test_feats, data.test_y)
+    nn_gen = nearest_distance(x, data.train_x).median().item()
+    nn_test = nearest_distance(data.test_x, data.train_x).median().item()
+    return Scores(n, hit.mean().item(), per_class, fld, frechet_distance(fit_gaussian(train_feats), test), fld_noise,
+                  fld / fld_noise, spread.tolist(), spread.nanmean().item(), nn_gen, nn_test)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mnist.metrics", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--retrain", action="store_true", help="retrain the classifier even if cached")
+    p.add_argument("--out", default=CLASSIFIER, help="where to cache it (default: mnist/reference/classifier.pt)")
+    args = p.parse_args(argv)
+    data = load_mnist()
+    clf, info = load_classifier(args.out, data, retrain=args.retrain)
+    print(f"classifier: test accuracy {info['test_accuracy']:.4f} on {info['n_test']} {info['source']} test digits "
+          f"(trained on {info['n_train']}, {info['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
