@@ -68,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("cosine", "linear"), default=d.schedule, help="beta schedule (default %(default)s)")
     p.add_argument("--variance", choices=("posterior", "beta"), default=d.variance,
                    help="reverse-step variance: posterior beta_tilde (handout) or beta (default %(default)s)")
-    p.add_argument("--arch", choices=("handout", "wide"), default=d.arch,
-                   help="handout: the handout's UNet (GroupNorm(32) bottleneck); wide: GroupNorm(4) in encoder 2 "
-                        "(default %(default)s)")
+    p.add_argument("--arch", choices=("handout", "nonorm"), default=d.arch,
+                   help="handout: the handout's UNet, whose GroupNorm(32) in encoder 2 keeps little more than "
+                        "signs; nonorm: the same UNet without GroupNorm (default %(default)s)")
     p.add_argument("--ema-decay", type=probability, default=d.ema_decay, help="default %(default)s")
     p.add_argument("--n-train", type=positive_int, default=d.n_train, help="training-set size (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds data, init and training (default %(default)s)")

@@ -417,12 +417,16 @@ class TrainConfig:
     schedule: str = "cosine"
     variance: str = "posterior"
     clip_x0: Optional[float] = 1.5
-    arch: str = "handout"
-    steps: int = 3000
-    batch_size: int = 512
+    # "nonorm": the handout's UNet without its GroupNorms; "handout" misses the quality targets
+    # by a wide margin at this budget (README, "Measured"), so it is an option, not the default
+    arch: str = "nonorm"
+    steps: int = 2000
+    batch_size: int = 1024
     lr: float = 3e-3
     loss: str = "l2"
-    p_uncond: float = 0.1
+    # 0.3, not the usual 0.1: y = None samples use the null-label model, which only learns from
+    # the dropped labels; at 0.1 its eps error is 3.5x larger in this budget (README)
+    p_uncond: float = 0.3
     ema_decay: float = 0.995
     n_train: int = 10_000
     seed: int = 0

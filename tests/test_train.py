@@ -44,7 +44,7 @@ def test_handout_bottleneck_keeps_only_signs():
         m.gnorm2.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, out.detach()))
         m(torch.randn(512, 2), torch.randint(1, 51, (512,)))
     assert seen["handout"].abs().median() == pytest.approx(1.0, abs=1e-3)
-    assert abs(seen["wide"].abs().median() - 1.0) > 0.1
+    assert abs(seen["nonorm"].abs().median() - 1.0) > 0.1
 
 
 def test_p_losses_is_per_sample_and_selectable():
@@ -87,14 +87,14 @@ def test_same_seed_same_checkpoint_and_samples(tmp_path):
 
 
 def test_checkpoint_round_trip_carries_the_schedule(tmp_path):
-    cfg = TrainConfig(T=7, schedule="linear", variance="beta", clip_x0=2.0, arch="wide", device="cpu", **TINY)
+    cfg = TrainConfig(T=7, schedule="linear", variance="beta", clip_x0=2.0, arch="nonorm", device="cpu", **TINY)
     r = train(cfg, progress=False)
     save_checkpoint(tmp_path / "m.pt", r.model, cfg)
     model, schedule = load_checkpoint(tmp_path / "m.pt")
     assert (schedule.T, schedule.kind, schedule.variance, schedule.clip_x0) == (7, "linear", "beta", 2.0)
     x, t = torch.randn(9, 2), torch.randint(1, 8, (9,))
     torch.testing.assert_close(model(x, t), r.model(x, t))
-    assert model.gnorm2.num_groups == 4
+    assert isinstance(model.gnorm2, torch.nn.Identity)
 
 
 def test_bad_checkpoints_are_rejected(tmp_path):
@@ -118,7 +118,7 @@ def test_bad_checkpoints_are_rejected(tmp_path):
         load_checkpoint(mnist)
     mismatched = tmp_path / "mismatched.pt"
     ckpt = torch.load(good, weights_only=True)
-    ckpt["config"]["arch"] = "wide"
+    ckpt["config"]["arch"] = "nonorm"
     ckpt["model"]["conv2.weight"] = torch.zeros(3, 3, 3)
     torch.save(ckpt, mismatched)
     with pytest.raises(CheckpointError, match="do not match"):
