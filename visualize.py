@@ -55,6 +55,7 @@ PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain vi
 PROBLEM3_TS = (5, 10, 25, 50)
 GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 4.0)
 HDR_MASSES = (0.99, 0.9, 0.5)  # white contours: regions of q holding this much mass
+DEMO_START = 1.0  # the highlighted chain is the first whose x_T has both pixels within +-DEMO_START
 
 # Okabe & Ito (2008) palette
 ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE = "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7"
@@ -202,10 +203,13 @@ def style_axes(ax, left_label: bool = True, bottom_label: bool = True):
         ax.tick_params(labelleft=False)
 
 
-def show_truth(ax, q: np.ndarray):
-    """Ground-truth density as a grey fill (its peak at ~65 % grey, so points still show on it)."""
+def show_truth(ax, q: np.ndarray, grid: Grid):
+    """Ground-truth density as a grey fill (its peak at ~65 % grey, so points still show on it), with
+    the regions holding 50 / 90 / 99 % of its mass as thin dark lines drawn over the points."""
     ax.imshow(q, origin="lower", extent=(*LIM, *LIM), cmap=TRUTH_CMAP, vmin=0, vmax=1.5 * q.max(),
               interpolation="bilinear")
+    ax.contour(grid.centers, grid.centers, q, levels=hdr_levels(q, grid), colors="#333333", linewidths=0.5,
+               zorder=3)
 
 
 def show_estimate(ax, est: np.ndarray, q: np.ndarray, grid: Grid):
@@ -346,8 +350,8 @@ def problem2(cfg: Settings, models: dict) -> Page:
     _, traj = sample(model.to(device), schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed),
                      trajectory=True, device=device, progress=not cfg.quiet)
     xs = traj.x.cpu()  # (T+1, n, 2), xs[i] at time traj.t[i] = T - i
-    # the highlighted chain: the first whose start lies well inside the plotted square
-    inside = (xs[0].abs() < 0.8 * LIM[1]).all(1).nonzero()
+    # the highlighted chain: the first whose start lies in the middle of the square
+    inside = (xs[0].abs() < DEMO_START).all(1).nonzero()
     k = int(inside[0]) if len(inside) else 0
     path = xs[:, k].numpy()  # (T+1, 2) from x_T to x_0
 
@@ -395,7 +399,7 @@ def problem2(cfg: Settings, models: dict) -> Page:
             corner_text(ax, f"L1 {row['l1']:.2f}\nfloor {row['l1_floor']:.2f}")
             style_axes(ax, left_label=i % 3 == 0, bottom_label=i >= 3)
         ax = axes[5]
-        show_truth(ax, q0)
+        show_truth(ax, q0, grid)
         draw_path(ax, path, UNCOND_COLOUR)
         ax.set_title("t = 0: ground truth $q(x_0)$")
         style_axes(ax, left_label=False, bottom_label=True)
@@ -410,11 +414,13 @@ def problem2(cfg: Settings, models: dict) -> Page:
                  estimate=np.stack(est_all), truth=np.stack(q_all), x_t=np.stack(xt_all),
                  trajectory=path, trajectory_t=traj.t.numpy(), trajectory_index=k, commit_t=commit_t.numpy(),
                  x0=xs[-1].numpy())
+    first_jump = float((xs[1] - xs[0]).norm(dim=1).mean())  # mean |x_{T-1} - x_T| over the chains
+    sigma_T = float(schedule.sigma2[schedule.T].sqrt())
     return Page("Problem 2: a denoising trajectory over the estimated p_theta(x_t | t), T = 50", [png],
-                problem2_text(cfg, rows, path, int(commit_t[k]), commit_t, end, gmm))
+                problem2_text(cfg, rows, path, int(commit_t[k]), commit_t, end, gmm, first_jump, sigma_T))
 
 
-def problem2_text(cfg, rows, path, k_commit, commit_t, end, gmm) -> list:
+def problem2_text(cfg, rows, path, k_commit, commit_t, end, gmm, first_jump, sigma_T) -> list:
     by_t = {r["t"]: r for r in rows}
     r50, r10 = by_t[PROBLEM2_TIMES[0]], by_t[PROBLEM2_TIMES[-1]]
     agree = [r["t"] for r in rows if r["l1"] - r["l1_floor"] <= 0.05]
@@ -441,6 +447,10 @@ def problem2_text(cfg, rows, path, k_commit, commit_t, end, gmm) -> list:
                        "(L1 more than 0.05 above its floor) at every t shown")
         + f"; the largest excess is at t = {worst['t']} (L1 {worst['l1']:.3f} against a floor of "
           f"{worst['l1_floor']:.3f}).",
+        f"The first reverse step is a jump: on average |x_{{T-1}} - x_T| = {first_jump:.2f}, because the step noise at "
+        f"t = T has std sigma_T = {sigma_T:.2f} under this schedule, so x_T itself carries "
+        + ("almost no information about where a chain ends." if sigma_T > 0.9 else "only part of the information "
+           "about where a chain ends.") + " "
         f"Each chain commits late: counting the last time from which q(y | x_t) for the peak it ends in stays "
         f"at or above 0.9, half of the {cfg.n} chains have committed by t = {half} and 90 % by t = {most}. "
         f"The highlighted chain starts at ({path[0, 0]:.2f}, {path[0, 1]:.2f}), commits at t = {k_commit} and "
@@ -453,7 +463,8 @@ def problem2_text(cfg, rows, path, k_commit, commit_t, end, gmm) -> list:
     how = (f"Reproduce: python visualize.py --problem 2 --n {cfg.n} --density {cfg.density} --seed {cfg.seed} "
            f"(model: {model_path(cfg.runs, PROBLEM2_T)}). Numbers: problem2.csv / problem2.npz beside the figure.")
     return ([("text", "Figure: each panel is the density of x_t over all chains (viridis), the exact forward "
-                      "marginal q(x_t) from gmm.py (white contours) and one chain's path up to that t (orange). "
+                      "marginal q(x_t) from gmm.py (white contours) and one chain's path up to that t (orange; the first "
+                      f"chain whose x_T has both pixels within +-{DEMO_START:g}). "
                       "L1 = integral |p_theta - q| over the square; floor = the L1 of the same estimator on as many "
                       "exact draws of q(x_t), i.e. what the estimate alone costs."),
              ("table", "\n".join(table))]
@@ -485,27 +496,27 @@ def problem3(cfg: Settings, models: dict) -> Page:
 
     with plt.rc_context(STYLE):
         nT = len(cfg.ts)
-        fig = plt.figure(figsize=(7.8, 2.45 * nT + 0.7))
-        gs = fig.add_gridspec(nT, 3, width_ratios=[1, 1, 1.12], wspace=0.06, hspace=0.25)
+        fig = plt.figure(figsize=(7.4, 2.2 * nT + 0.75))
+        gs = fig.add_gridspec(nT, 3, width_ratios=[1, 1, 1.15], wspace=0.06, hspace=0.28)
         for i, T in enumerate(cfg.ts):
             net, ex = rows[2 * i], rows[2 * i + 1]
             ax = fig.add_subplot(gs[i, 0])
-            show_truth(ax, q0)
+            show_truth(ax, q0, grid)
             ax.scatter(samples[i][:, 0], samples[i][:, 1], s=1.2, lw=0, color=UNCOND_COLOUR, alpha=0.6,
                        rasterized=True)
-            ax.set_title(f"T = {T}: {cfg.n} samples over $q(x_0)$")
+            ax.set_title(f"T = {T}: samples over $q(x_0)$")
             style_axes(ax, left_label=True, bottom_label=i == nT - 1)
             ax = fig.add_subplot(gs[i, 1])
             im = show_estimate(ax, dens[i], q0, grid)
-            ax.set_title(f"T = {T}: density of the samples")
+            ax.set_title(f"T = {T}: their density")
             style_axes(ax, left_label=False, bottom_label=i == nT - 1)
             ax = fig.add_subplot(gs[i, 2])
             ax.axis("off")
-            ax.text(0.04, 0.5, f"T = {T}          network  exact  truth\n" + problem3_table(net, ex, truth),
-                    transform=ax.transAxes, va="center", ha="left", family="monospace", fontsize=6.8)
-        fig.suptitle("Problem 3: samples of each model (left), their estimated density (right, viridis; white: "
-                     "true 50/90/99 % regions);\nnumbers: the network next to the exact noise predictor "
-                     "with the same T and sampler", fontsize=9)
+            ax.text(0.06, 0.5, f"T = {T}     network exact truth\n" + problem3_table(net, ex, truth),
+                    transform=ax.transAxes, va="center", ha="left", family="monospace", fontsize=8)
+        fig.suptitle(f"Problem 3: {cfg.n} samples of each model (left) and their estimated density (right; white: "
+                     "true 50/90/99 % regions);\nnumbers: the network, the exact noise predictor with the same T and "
+                     "sampler, and fresh draws of the truth", fontsize=9)
         fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.45 / fig.get_figheight(), left=0.08, right=0.995)
         png = save_figure(fig, cfg.out, "problem3")
     save_numbers(cfg.out, "problem3", rows, T=np.array(cfg.ts), grid=grid.centers, samples=np.stack(samples),
@@ -516,17 +527,12 @@ def problem3(cfg: Settings, models: dict) -> Page:
 def problem3_table(net: dict, ex: dict, truth: dict) -> str:
     f = lambda key, fmt: f"{net[key]:{fmt}} {ex[key]:{fmt}} {truth[key]:{fmt}}"
     return "\n".join([
-        f"majority peak  {f('majority_weight', '7.3f')}",
-        f"within 5 sigma {f('within_5sigma', '7.3f')}",
-        f"std ratio 0    {f('std_ratio_0', '7.2f')}",
-        f"std ratio 1    {f('std_ratio_1', '7.2f')}",
-        f"energy dist.   {f('energy_distance', '7.4f')}",
+        f"majority   {f('majority_weight', '6.3f')}",
+        f"in 5 sigma {f('within_5sigma', '6.3f')}",
+        f"std ratio0 {f('std_ratio_0', '6.2f')}",
+        f"std ratio1 {f('std_ratio_1', '6.2f')}",
+        f"energy d.  {f('energy_distance', '6.4f')}",
     ])
-
-
-def describe_width(ratio: float) -> str:
-    """'1.30x as wide as the truth' / '0.75x as wide ...' for a std ratio."""
-    return f"{ratio:.2f}x as wide as the truth ({'wider' if ratio > 1 else 'narrower'})"
 
 
 def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
@@ -534,13 +540,6 @@ def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
     ex = {r["T"]: r for r in rows if r["predictor"] == "exact"}
     ts = list(cfg.ts)
     lo, hi = ts[0], ts[-1]
-    table = ["   T  predictor  majority  within 5 sigma  std ratio 0/1  energy dist.  L1 of density"]
-    for r in rows:
-        table.append(f"{r['T']:4d}  {r['predictor']:9s}  {r['majority_weight']:7.3f}  {r['within_5sigma']:13.3f}"
-                     f"  {r['std_ratio_0']:6.2f} /{r['std_ratio_1']:5.2f}  {r['energy_distance']:11.4f}  {r['l1']:12.3f}")
-    table.append(f"      truth      {truth['majority_weight']:7.3f}  {truth['within_5sigma']:13.3f}"
-                 f"  {truth['std_ratio_0']:6.2f} /{truth['std_ratio_1']:5.2f}  {truth['energy_distance']:11.4f}"
-                 "   (fresh draws of the mixture)")
     obs = []
     # what few steps cost: the exact predictor has no network error, only the sampler's
     e_lo, e_hi = ex[lo]["energy_distance"], ex[hi]["energy_distance"]
@@ -552,11 +551,17 @@ def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
     else:
         obs.append(f"Few steps cost the exact predictor little: its energy distance is {e_lo:.4f} at T = {lo} and "
                    f"{e_hi:.4f} at T = {hi}.")
-    widths = [f"peak {j} is {describe_width(ex[T][f'std_ratio_{j}'])} at T = {T}" for T in ts for j in (0, 1)
-              if abs(ex[T][f"std_ratio_{j}"] - 1) > 0.1]
-    obs.append("Peak widths with the exact predictor (the sampler's own bias): "
-               + ("within 10 % of the truth for every T." if not widths else "; ".join(widths) + "; the other peaks "
-                  "are within 10 %." if len(widths) < 2 * len(ts) else "; ".join(widths) + "."))
+    ratios = [ex[T][f"std_ratio_{j}"] for T in ts for j in (0, 1)]
+    obs.append("Peak widths with the exact predictor, which has no network error, so this is the sampler's own bias: "
+               "std ratios " + ", ".join(f"{ex[T]['std_ratio_0']:.2f} / {ex[T]['std_ratio_1']:.2f} (T = {T})" for T in ts)
+               + "; " + ("every peak is within 10 % of the true width." if all(abs(r - 1) <= 0.1 for r in ratios) else
+                         "the peaks come out narrower than the truth wherever they are off by more than 10 %."
+                         if all(r <= 1.1 for r in ratios) else
+                         "the peaks come out wider than the truth wherever they are off by more than 10 %."
+                         if all(r >= 0.9 for r in ratios) else
+                         "some peaks come out narrower and some wider than the truth.")
+               + " The network's own ratios are " + ", ".join(f"{net[T]['std_ratio_0']:.2f} / "
+                                                               f"{net[T]['std_ratio_1']:.2f}" for T in ts) + ".")
     gaps = {T: net[T]["energy_distance"] - ex[T]["energy_distance"] for T in ts}
     worst = max(ts, key=lambda T: gaps[T])
     best = min(ts, key=lambda T: net[T]["energy_distance"])
@@ -587,8 +592,11 @@ def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
                       "sampler over the true density (grey); right, their estimated density (viridis) with the true "
                       "50/90/99 % regions (white). 'exact' is GMM().noise_predictor(schedule) run through the same "
                       "sampler from the same x_T and noise, so network minus exact is what the network got wrong, "
-                      "and exact minus truth is what the T steps cost. Energy distance is against fresh mixture draws."),
-             ("table", "\n".join(table)), ("text", "Observations. " + obs[0])]
+                      "and exact minus truth is what the T steps cost. Numbers (right column): share of samples "
+                      "nearest the majority peak (truth 0.65), share within 5 sigma of a peak, std of each peak's "
+                      "samples / true std, energy distance to fresh mixture draws ('truth': two sets of fresh draws). "
+                      "problem3.csv also holds the L1 distance of each density estimate to q(x_0)."),
+             ("text", "Observations. " + obs[0])]
             + [("text", o) for o in obs[1:]] + [("text", how)])
 
 
@@ -614,7 +622,7 @@ def problem4(cfg: Settings, models: dict) -> Page:
     model = model.to(device)
     T = schedule.T
     x_T = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
-    inside = (x_T.abs() < 0.8 * LIM[1]).all(1).nonzero()
+    inside = (x_T.abs() < DEMO_START).all(1).nonzero()
     k = int(inside[0]) if len(inside) else 0
     trajs, ends, split = {}, {}, {}
     for name, pred in progress((("network", model), ("exact", exact_predictor(schedule))), cfg,
@@ -644,19 +652,18 @@ def problem4(cfg: Settings, models: dict) -> Page:
     q0 = true_density(grid, 1.0, gmm)
 
     with plt.rc_context(STYLE):
-        fig = plt.figure(figsize=(7.6, 5.5))
-        gs = fig.add_gridspec(2, 3, wspace=0.12, hspace=0.3)
+        fig = plt.figure(figsize=(7.6, 5.8))
+        gs = fig.add_gridspec(2, 3, wspace=0.12, hspace=0.3, top=0.84)
         ax = fig.add_subplot(gs[0, 0])
-        show_truth(ax, q0)
-        draw_path(ax, trajs[None], UNCOND_COLOUR, "no label", ls="--")
+        show_truth(ax, q0, grid)
+        draw_path(ax, trajs[None], UNCOND_COLOUR, ls="--")  # colours are named in the title, no legend to hide paths
         for y in (0, 1):
-            draw_path(ax, trajs[y], CLASS_COLOURS[y], f"y = {y}")
+            draw_path(ax, trajs[y], CLASS_COLOURS[y])
         ax.set_title(f"one $x_T$, guidance w = {cfg.traj_w:g}")
-        ax.legend(loc="upper right", frameon=True, framealpha=0.9, handlelength=1.5, fontsize=7)
         style_axes(ax, left_label=True, bottom_label=False)
         for i, w in enumerate(cfg.ws[:5]):
             ax = fig.add_subplot(gs[(i + 1) // 3, (i + 1) % 3])
-            show_truth(ax, q0)
+            show_truth(ax, q0, grid)
             for y in (0, 1):
                 pts = sweep[w, y]
                 ax.scatter(pts[:, 0], pts[:, 1], s=1.0, lw=0, color=CLASS_COLOURS[y], alpha=0.5, rasterized=True)
@@ -667,9 +674,9 @@ def problem4(cfg: Settings, models: dict) -> Page:
                             f"push/s  {r[0]['push_sigma']:+.2f}  {r[1]['push_sigma']:+.2f}\n"
                             f"std/s   {r[0]['std_ratio']:.2f}  {r[1]['std_ratio']:.2f}", size=6.5)
             style_axes(ax, left_label=(i + 1) % 3 == 0, bottom_label=(i + 1) >= 3)
-        fig.suptitle(f"Problem 4: classifier-free guidance (blue: y = 0, vermillion: y = 1, orange dashed: no label; "
-                     f"grey: true $q(x_0)$), {m} samples per label.\npush/s: mean offset past the peak centre, away "
-                     "from the other peak, in sigma; std/s: spread / true sigma", fontsize=9)
+        fig.suptitle("Problem 4: classifier-free guidance. Blue: y = 0, vermillion: y = 1, orange dashed: no label; "
+                     f"grey: true $q(x_0)$.\n{m} samples per label and w. push/s: mean offset past the peak centre, "
+                     "away from the other peak,\nin units of sigma; std/s: spread of the samples / true sigma", fontsize=8.5)
         png = save_figure(fig, cfg.out, "problem4")
     save_numbers(cfg.out, "problem4", rows, w=np.array(cfg.ws), x_T=x_T[k].numpy(), trajectory_index=k,
                  trajectory_uncond=trajs[None], trajectory_y0=trajs[0], trajectory_y1=trajs[1],
@@ -712,13 +719,15 @@ def problem4_text(cfg, rows, trajs, ends_k, split, T, m) -> list:
                    f"to {eb['in_requested_peak']:.3f}); samples are {trend} ({a['push_sigma']:+.2f} to "
                    f"{b['push_sigma']:+.2f} sigma; exact {ea['push_sigma']:+.2f} to {eb['push_sigma']:+.2f}) and the "
                    f"peak gets {spread} (std ratio {a['std_ratio']:.2f} to {b['std_ratio']:.2f}; exact "
-                   f"{ea['std_ratio']:.2f} to {eb['std_ratio']:.2f}). "
+                   f"{ea['std_ratio']:.2f} to {eb['std_ratio']:.2f}); at w = {w1:g}, {1 - b['within_5sigma']:.3f} of "
+                   f"the samples end more than 5 sigma from both peaks (exact: {1 - eb['within_5sigma']:.3f}). "
                    + ("The exact predictor shows the same push, so it is what guidance does, not a network error."
                       if agree else "The network's push differs from the exact predictor's by more than 0.5 sigma, "
                                     "so at strong guidance part of the effect is network error."))
     how = (f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed} "
            f"(model: {model_path(cfg.runs, T)}). Numbers: problem4.csv / problem4.npz.")
-    return [("text", f"Figure: top left, three reverse chains from one x_T (square) with the same step noise: no "
+    return [("text", f"Figure: top left, three reverse chains from one x_T (square; the first of the {cfg.n} starts with both "
+                     f"pixels within +-{DEMO_START:g}) with the same step noise: no "
                      f"label (orange, dashed), y = 0 (blue), y = 1 (vermillion). The other panels: {m} samples per label "
                      f"for each guidance scale w, eps = (1 + w) eps(x, t, y) - w eps(x, t, null). 'exact' rows use "
                      f"GMM().noise_predictor with the same guidance formula."),
