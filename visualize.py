@@ -771,11 +771,15 @@ def problem1(cfg: Settings) -> Page:
                 secs = json.load(f).get("train_seconds")
             if secs is not None:
                 trained.append(f"T = {T}: {secs:.0f} s")
-    arch = ("the handout's UNet (Conv1d k=2 + GroupNorm(4); Conv1d k=1 + GroupNorm(32); ConvTranspose1d k=1 + "
-            "GroupNorm(4); ConvTranspose1d k=2 over the skip), SiLU, Gaussian Fourier time embedding of t/T, class "
-            "embedding by linear layers on a one-hot label with an extra null token"
-            if c.arch == "handout" else
-            f"the '{c.arch}' variant of the handout UNet (ddpm.ARCHS['{c.arch}'])")
+    from ddpm import ARCHS
+
+    groups = tuple(ARCHS[c.arch]["groups"]) if c.arch in ARCHS else None
+    norms = ("GroupNorm(%d); " % groups[0] if groups and groups[0] else "no norm; ",
+             "GroupNorm(%d); " % groups[1] if groups and groups[1] else "no norm; ",
+             "GroupNorm(%d); " % groups[2] if groups and groups[2] else "no norm; ")
+    arch = (f"arch = '{c.arch}': the handout's UNet layout (Conv1d k=2 + {norms[0]}Conv1d k=1 + {norms[1]}"
+            f"ConvTranspose1d k=1 + {norms[2]}ConvTranspose1d k=2 over the skip), SiLU, Gaussian Fourier time "
+            "embedding of t/T, class embedding by linear layers on a one-hot label with an extra null token")
     blocks = [
         ("text", "Code: gmm.py (the mixture, its exact noised densities and the exact noise predictor eps*), "
                  "ddpm.py (the UNet), utils.py (schedules, forward process, loss, samplers, trainer, checkpoints), "
@@ -793,10 +797,13 @@ def problem1(cfg: Settings) -> Page:
                  + ", then the posterior mean (Eq. 7) plus sigma_t z, with no noise at t = 1. Without clipping this is "
                    "exactly Eq. 11; with it, a small eps error at t = T (where sqrt(alpha_bar_T) is tiny under the "
                    "cosine schedule) cannot throw a sample far off the data."),
-        ("text", f"Network: {arch}. Known weakness of the handout design: GroupNorm(32) over 64 channels of length 1 "
+        ("text", f"Network: {arch}. A known weakness of the handout's design: its GroupNorm(32) over 64 channels of length 1 "
                  "normalises groups of two numbers, which come out as about +-1, so encoder 2 passes on little more "
-                 "than signs; train.py --arch wide (GroupNorm(4) there) removes that bottleneck. "
-                 f"This checkpoint uses arch = '{c.arch}'."),
+                 "than signs, and every GroupNorm here normalises one pixel's features and so discards their scale; "
+                 "train.py --arch handout is that network, --arch nonorm the same UNet without the norms (ddpm.py's "
+                 "docstring and benchmarks/two_pixel.py measure the difference)."
+                 + (" The figures in this report use the handout's network." if c.arch == "handout" else
+                    f" The figures in this report use arch = '{c.arch}'.")),
         ("text", f"Training: {c.loss} loss between eps and eps_theta(x_t, t, y) with t ~ U{{1..T}} (Ho et al. Eq. 14); "
                  f"{c.n_train} training draws of the mixture (seed {c.seed}); Adam, lr {c.lr:g} with cosine decay, batch "
                  f"{c.batch_size}, {c.steps} steps; an EMA of the weights (decay {c.ema_decay:g}, with warm-up) is what "
