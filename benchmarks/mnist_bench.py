@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     print(f"model {args.checkpoint}: T={schedule.T} {schedule.kind}, trained {info.get('step')} steps on "
           f"{info.get('data_source')} in {info.get('train_seconds', 0) / 60:.1f} min; classifier test accuracy "
           f"{clf_info['test_accuracy']:.4f} ({clf_info['n_test']} test digits); {torch.get_num_threads()} threads")
-    labels = torch.arange(10).repeat_interleave(args.per_digit)
+    labels = torch.arange(10).repeat(args.per_digit)  # 0..9, 0..9, ...: image i has label i % 10 and seed seed + i,
+    # so the first k*10 images of a longer run are exactly a shorter run's (paired comparisons)
     results = []
     for w in args.w:
         for name in args.samplers:
