@@ -302,6 +302,7 @@ class Settings:
     device: str = "auto"
     threads: int = 1
     quiet: bool = False
+    caller_threads: int = 0  # torch threads before main() changed them (problem 5 runs with these)
 
     def needed_ts(self) -> list:
         ts = set()
@@ -853,6 +854,8 @@ def problem5(cfg: Settings) -> Page:
                                          , ("text", "To produce it: train the MNIST model (python -m mnist.train), then "
                                                     "rerun python visualize.py --problem all --report report.pdf, which "
                                                     "calls mnist.report.problem5_page(figures_dir).")])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.caller_threads or threads)  # MNIST convolutions do gain from more threads
     try:
         pngs, text = build(cfg.out)
     except Exception as e:  # another module's failure must not lose the other four pages
@@ -862,6 +865,8 @@ def problem5(cfg: Settings) -> Page:
                                                       f"raised {type(e).__name__}: {first}"),
                                              ("text", "Fix that, then rerun python visualize.py --problem all --report "
                                                       "report.pdf.")])
+    finally:
+        torch.set_num_threads(threads)
     return Page("Problem 5: MNIST", list(pngs), [("text", p) for p in str(text).split("\n\n") if p.strip()])
 
 
@@ -1137,7 +1142,7 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help (0) or a bad argument (2, message already printed)
         return int(e.code or 0)
     start = time.perf_counter()
-    threads = torch.get_num_threads()
+    threads = cfg.caller_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
         if cfg.n < 10:

@@ -4,6 +4,8 @@ import csv
 import os
 import re
 import shutil
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -110,14 +112,37 @@ def test_problems_2_and_4_write_their_files(trained, tmp_path):
         assert len(list(csv.DictReader(f))) == 5 * 2 * 2  # w x y x (network, exact)
 
 
-def test_all_with_report(trained, tmp_path, capsys):
+def pages_of(pdf):
+    return len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+
+
+def test_all_with_report(trained, tmp_path, capsys, monkeypatch):
+    """Every figure and a page per problem; without mnist.report, problem 5's page says it is missing."""
+    monkeypatch.setitem(sys.modules, "mnist.report", None)  # import fails: the MNIST part is not built
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
     assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
     assert "report:" in capsys.readouterr().out
-    pages = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
-    assert pages >= 5  # problems 1-5, one page or more each
+    assert pages_of(pdf) >= 5  # problems 1-5, one page or more each
     assert {"problem1_loss.png", "problem2.png", "problem3.png", "problem4.png"} <= set(files_of(tmp_path / "fig"))
+    assert "missing" in " ".join(t for _, t in visualize.problem5(visualize.Settings(problems=())).blocks)
+
+
+def test_problem5_page_comes_from_mnist_report(trained, tmp_path, monkeypatch):
+    """The report shows what mnist.report.problem5_page(fig_dir) returns: (PNG paths, text)."""
+    runs, figs = trained
+    calls = []
+
+    def problem5_page(fig_dir):
+        calls.append(fig_dir)
+        return [str(figs / "problem3.png")], "first paragraph\n\nsecond paragraph"
+
+    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    page = visualize.problem5(visualize.Settings(problems=(), out=str(tmp_path)))
+    assert calls == [str(tmp_path)] and page.images == [str(figs / "problem3.png")]
+    assert [t for _, t in page.blocks] == ["first paragraph", "second paragraph"]
+    visualize.write_report([page], str(tmp_path / "p5.pdf"))
+    assert pages_of(tmp_path / "p5.pdf") == 1
 
 
 def test_same_seed_same_numbers(trained, tmp_path):
