@@ -1,0 +1,325 @@
+"""CS180 project 5, part A, on the class-conditional MNIST DDPM: the class label y plays the role
+of DeepFloyd's text prompt (label 10 = "no label" plays the empty prompt "").
+
+Timestep convention: as in utils.py, t = 0 is the clean image and t = T pure noise; schedule arrays
+are indexed by t itself. Images are (B, 1, 28, 28) in [-1, 1] (data.to_model_range).
+
+Strided timesteps (CS180's `strided_timesteps`): `strided_timesteps(T, steps)` is the descending
+list T = tau_0 > tau_1 > ... > tau_steps = 0. An index i_start into it picks the noise level
+tau_{i_start}: **larger i_start = less noise** (i_start = 0 starts from pure noise, i_start = steps
+is t = 0, i.e. no edit at all). With the shipped T = 200 and the default steps = 40 the stride is 5,
+so i_start = 20 is t = 100 (CS180's i_start = 20 of 990..0 by 30 is t = 390 of 1000).
+
+Every sampler here is utils.ddim_step (Song et al. 2021, Eq. 12; eta = 0 deterministic, eta = 1
+CS180's noisy update with v_sigma) run over a strided schedule; the techniques only differ in the
+noise estimate they hand it or in what they overwrite after each step:
+
+  * sdedit / translate: start at q_sample(x0, tau_{i_start}) instead of pure noise (Meng et al. 2022);
+  * inpaint: after every step overwrite the known pixels with the original noised to the new t
+    (RePaint, Lugmayr et al. 2022, without resampling);
+  * visual_anagram: eps = (eps(x, t, a) + flip(eps(flip(x), t, b))) / 2 (Geng et al. 2024);
+  * hybrid: eps = lowpass(eps(x, t, a)) + highpass(eps(x, t, b)) (Factorized Diffusion, Geng et al. 2024).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+from torchvision.transforms.functional import gaussian_blur
+
+from utils import Schedule, as_labels, ddim_step, guided_eps, predict_x0, q_sample, randn
+
+DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33 over its T = 1000
+HYBRID_KERNEL, HYBRID_SIGMA = 7, 1.0  # CS180: 33 and 2 at 64x64; scaled down to 28x28 digits
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t (B, 1, 28, 28), t) -> eps (B, 1, 28, 28)
+
+
+class Noised(NamedTuple):
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, and the eps that made it; both (B, 1, 28, 28)."""
+
+    x_t: torch.Tensor
+    eps: torch.Tensor
+
+
+class Anagram(NamedTuple):
+    """The illusion x (B, 1, 28, 28): `up` reads as label_up, `down` = flip(x) as label_down."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+
+
+# ================================================================= checks
+def as_images(x, name: str = "x") -> torch.Tensor:
+    """(28, 28), (1, 28, 28) or (B, 1, 28, 28) float -> (B, 1, 28, 28); ValueError otherwise."""
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of MNIST images in [-1, 1], got {type(x).__name__}"
+                         f"{'' if not torch.is_tensor(x) else ' of ' + str(x.dtype)}; use data.to_model_range")
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"{name} must be 28x28 images shaped (B, 1, 28, 28), got {tuple(x.shape)}; "
+                         "resize it to 28x28 grayscale first")
+    return x
+
+
+def check_t(schedule: Schedule, t, name: str = "t", allow_zero: bool = False) -> int:
+    """An integer timestep in 1..T (0..T with allow_zero)."""
+    lo = 0 if allow_zero else 1
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or t != int(t) or not lo <= t <= schedule.T:
+        raise ValueError(f"{name} must be an integer timestep in {lo}..T={schedule.T}, got {t!r}; "
+                         "pick a noise level inside the schedule")
+    return int(t)
+
+
+def check_w(w) -> float:
+    if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise ValueError(f"guidance w must be a finite number >= 0, got {w!r}; use 0 for plain conditioning")
+    return float(w)
+
+
+def as_mask(mask, x: torch.Tensor) -> torch.Tensor:
+    """mask (28, 28), (1, 28, 28), (1, 1, 28, 28) or (B, 1, 28, 28) of 0/1 -> bool broadcastable to x."""
+    if not torch.is_tensor(mask):
+        raise ValueError(f"mask must be a tensor of 0/1 shaped (28, 28) or (B, 1, 28, 28), got {type(mask).__name__}")
+    m = mask[None, None] if mask.ndim == 2 else mask[None] if mask.ndim == 3 else mask
+    if m.ndim != 4 or tuple(m.shape[1:]) != (1, 28, 28) or m.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"mask must be shaped (28, 28) or ({x.shape[0]}, 1, 28, 28) like the image, got "
+                         f"{tuple(mask.shape)}; 1 marks pixels to regenerate, 0 pixels to keep")
+    if not ((m == 0) | (m == 1)).all():
+        raise ValueError("mask must hold only 0 (keep) and 1 (regenerate); threshold it first, e.g. mask > 0.5")
+    return m.to(device=x.device, dtype=torch.bool)
+
+
+def strided_timesteps(T: int, steps: int = DEFAULT_STEPS) -> list[int]:
+    """CS180's strided schedule: steps + 1 distinct integers from T down to 0, evenly spaced.
+    Entry i is the noise level of i_start = i (larger index = less noise)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
+    return torch.linspace(T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
+
+
+def check_i_start(i_start, steps: int) -> int:
+    if isinstance(i_start, bool) or not isinstance(i_start, int) or not 0 <= i_start <= steps:
+        raise ValueError(f"i_start must be an integer in 0..steps={steps} (0 = pure noise, {steps} = no edit), "
+                         f"got {i_start!r}")
+    return i_start
+
+
+def flip(x: torch.Tensor) -> torch.Tensor:
+    """Rotate by 180 degrees: (B, C, H, W) -> same, x[..., i, j] -> x[..., H-1-i, W-1-j]."""
+    return torch.flip(x, dims=(-2, -1))
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
+
+
+# ======================================================== A.1 - A.4 denoising
+def forward_noise(schedule: Schedule, x0: torch.Tensor, t: int, generator=None) -> Noised:
+    """CS180 A.1: x0 (B, 1, 28, 28) in [-1, 1], t in 0..T -> Noised(x_t, eps) (Ho et al. Eq. 4)."""
+    x0 = as_images(x0, "x0")
+    t = check_t(schedule, t, allow_zero=True)
+    eps = randn(x0.shape, generator, x0.device, x0.dtype)
+    return Noised(q_sample(schedule, x0, torch.tensor(t), eps), eps)
+
+
+def gaussian_blur_denoise(x_t: torch.Tensor, sigma: float, kernel_size: Optional[int] = None) -> torch.Tensor:
+    """CS180 A.2, the classical baseline: x_t (B, 1, 28, 28) -> Gaussian-blurred (B, 1, 28, 28).
+    kernel_size defaults to the odd integer nearest 6 sigma (at least 3)."""
+    x_t = as_images(x_t, "x_t")
+    if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    k = kernel_size or max(3, 2 * round(3 * sigma) + 1)
+    if k % 2 == 0 or k < 1:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {k}")
+    return gaussian_blur(x_t, [k, k], [float(sigma), float(sigma)])
+
+
+@torch.no_grad()
+def one_step_denoise(model, schedule: Schedule, x_t: torch.Tensor, t: int, y=None, w: float = 0.0,
+                     clip: bool = True) -> torch.Tensor:
+    """CS180 A.3: x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho et al. Eq. 15).
+
+    x_t (B, 1, 28, 28); t in 1..T; y None / int / (B,) labels; w guidance. Returns x0_hat (B, 1, 28, 28),
+    clipped to the schedule's range when clip."""
+    x_t = as_images(x_t, "x_t")
+    t = check_t(schedule, t)
+    y = as_labels(y, x_t.shape[0], model.num_classes, x_t.device)
+    eps = guided_eps(model, x_t, t, y, check_w(w))
+    x0_hat = predict_x0(schedule, x_t, t, eps)
+    return x0_hat.clamp(-schedule.clip_x0, schedule.clip_x0) if clip and schedule.clip_x0 else x0_hat
+
+
+def _run(eps_fn: EpsFn, schedule: Schedule, x: torch.Tensor, timesteps: Sequence[int], eta: float, generator,
+         after_step: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None) -> torch.Tensor:
+    """DDIM steps (utils.ddim_step) over descending `timesteps` ending at 0; eps_model(x, t: int) -> eps."""
+    as_int = lambda x, t, _=None: eps_fn(x, int(torch.as_tensor(t).reshape(-1)[0]))  # guided_eps hands t (B,)
+    for t, t_prev in zip(timesteps[:-1], timesteps[1:]):
+        x = ddim_step(as_int, schedule, x, t, t_prev, None, 0.0, eta, generator).x
+        if after_step is not None:
+            x = after_step(x, t_prev)
+    return x
+
+
+def _conditional(model, y, w) -> Callable:
+    """eps_fn(x, t) -> classifier-free guided eps for fixed labels y (B,)."""
+    return lambda x, t: guided_eps(model, x, t, y, w)
+
+
+def _schedule_from(schedule: Schedule, t_start: int, steps: int) -> list[int]:
+    """[t_start] + the strided timesteps below it, down to 0."""
+    return [t_start] + [s for s in strided_timesteps(schedule.T, steps) if s < t_start]
+
+
+@torch.no_grad()
+def iterative_denoise(model, schedule: Schedule, x_t: torch.Tensor, t_start: int, y=None, w: float = 0.0,
+                      steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None,
+                      timesteps: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """CS180 A.4: denoise x_t (B, 1, 28, 28) at t_start in 1..T over strided timesteps down to 0.
+
+    timesteps: a descending list from t_start to 0 (default: t_start, then strided_timesteps(T, steps)
+    below it). eta = 0: deterministic DDIM; eta = 1: CS180's update with v_sigma noise. Returns x_0."""
+    x_t = as_images(x_t, "x_t")
+    t_start = check_t(schedule, t_start, "t_start")
+    ts = list(timesteps) if timesteps is not None else _schedule_from(schedule, t_start, steps)
+    if ts[0] != t_start or ts[-1] != 0 or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
+        raise ValueError(f"timesteps must descend strictly from t_start={t_start} to 0, got {ts}")
+    y = as_labels(y, x_t.shape[0], model.num_classes, x_t.device)
+    return _run(_conditional(model, y, check_w(w)), schedule, x_t, ts, eta, generator)
+
+
+# =================================================================== A.7 editing
+@torch.no_grad()
+def sdedit(model, schedule: Schedule, x0: torch.Tensor, i_start: int, y=None, w: float = 0.0,
+           steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None) -> torch.Tensor:
+    """CS180 A.7.1 (Meng et al. 2022): noise x0 (B, 1, 28, 28) to t = strided_timesteps(T, steps)[i_start],
+    then denoise with label y. i_start in 0..steps: larger = less noise = closer to x0; i_start = steps
+    (t = 0) returns a copy of x0 unchanged. Returns (B, 1, 28, 28)."""
+    x0 = as_images(x0, "x0")
+    ts = strided_timesteps(schedule.T, steps)
+    i_start = check_i_start(i_start, steps)
+    y = as_labels(y, x0.shape[0], model.num_classes, x0.device)
+    w = check_w(w)
+    if ts[i_start] == 0:
+        return x0.clone()
+    x_t = forward_noise(schedule, x0, ts[i_start], generator).x_t
+    return _run(_conditional(model, y, w), schedule, x_t, ts[i_start:], eta, generator)
+
+
+def translate(model, schedule: Schedule, x_a: torch.Tensor, label_b, i_start: int, w: float = 4.0,
+              steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None) -> torch.Tensor:
+    """CS180 A.7.3, class-conditional image-to-image: SDEdit of x_a (B, 1, 28, 28) with the label of the
+    class to reach, label_b (int or (B,)). Small i_start: mostly label_b; large: mostly x_a."""
+    return sdedit(model, schedule, x_a, i_start, label_b, w, steps, eta, generator)
+
+
+@torch.no_grad()
+def inpaint(model, schedule: Schedule, x0: torch.Tensor, mask: torch.Tensor, y=None, w: float = 0.0,
+            steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None) -> torch.Tensor:
+    """CS180 A.7.2 (RePaint without resampling): regenerate the pixels where mask == 1, keep those where
+    mask == 0 (CS180's convention: x_t <- m x_t + (1 - m) forward(x_orig, t)).
+
+    x0 (B, 1, 28, 28); mask (28, 28) or (B, 1, 28, 28) of 0/1. Starts from pure noise at T; after every
+    step the kept pixels are overwritten by x0 noised to the new t with fresh noise. Returns
+    (B, 1, 28, 28) whose kept pixels equal x0 exactly."""
+    x0 = as_images(x0, "x0")
+    regen = as_mask(mask, x0)
+    y = as_labels(y, x0.shape[0], model.num_classes, x0.device)
+    w = check_w(w)
+    ts = strided_timesteps(schedule.T, steps)
+
+    def keep_known(x, t):
+        known = forward_noise(schedule, x0, t, generator).x_t if t > 0 else x0
+        return torch.where(regen, x, known)
+
+    x = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
+    return _run(_conditional(model, y, w), schedule, x, ts, eta, generator, after_step=keep_known)
+
+
+# ============================================================ A.8 / A.9 illusions
+def anagram_eps(model, x: torch.Tensor, t: int, y_up: torch.Tensor, y_down: torch.Tensor, w: float) -> torch.Tensor:
+    """eps = (eps(x, t, y_up) + flip(eps(flip(x), t, y_down))) / 2, guided; x (B, 1, 28, 28), y (B,)."""
+    B = x.shape[0]
+    both = guided_eps(model, torch.cat([x, flip(x)]), t, torch.cat([y_up, y_down]), w)
+    return (both[:B] + flip(both[B:])) / 2
+
+
+def hybrid_eps(model, x: torch.Tensor, t: int, y_low: torch.Tensor, y_high: torch.Tensor, w: float,
+               kernel: int = HYBRID_KERNEL, sigma: float = HYBRID_SIGMA) -> torch.Tensor:
+    """eps = lowpass(eps(x, t, y_low)) + highpass(eps(x, t, y_high)), highpass = id - lowpass (Gaussian)."""
+    B = x.shape[0]
+    e = guided_eps(model, torch.cat([x, x]), t, torch.cat([y_low, y_high]), w)
+    low = gaussian_blur(e, [kernel, kernel], [sigma, sigma])
+    return low[:B] + (e[B:] - low[B:])
+
+
+def _from_noise(model, schedule, n, eps_fn, steps, eta, generator, x_T):
+    device = _device(model)
+    x = as_images(x_T, "x_T").to(device) if x_T is not None else randn((n, 1, 28, 28), generator, device)
+    return _run(eps_fn, schedule, x, strided_timesteps(schedule.T, steps), eta, generator)
+
+
+@torch.no_grad()
+def visual_anagram(model, schedule: Schedule, label_up, label_down, n: int = 1, w: float = 4.0,
+                   steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None,
+                   x_T: Optional[torch.Tensor] = None) -> Anagram:
+    """CS180 A.8 (Geng et al. 2024): n digits (n, 1, 28, 28) that read as label_up upright and as
+    label_down rotated by 180 degrees (e.g. 6 and 9). Labels: int or (n,)."""
+    n = x_T.shape[0] if x_T is not None else n
+    device = _device(model)
+    a = as_labels(label_up, n, model.num_classes, device)
+    b = as_labels(label_down, n, model.num_classes, device)
+    w = check_w(w)
+    x = _from_noise(model, schedule, n, lambda x, t: anagram_eps(model, x, t, a, b, w), steps, eta, generator, x_T)
+    return Anagram(x, flip(x))
+
+
+@torch.no_grad()
+def hybrid(model, schedule: Schedule, label_low, label_high, kernel: int = HYBRID_KERNEL,
+           sigma: float = HYBRID_SIGMA, n: int = 1, w: float = 4.0, steps: int = DEFAULT_STEPS, eta: float = 0.0,
+           generator=None, x_T: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """CS180 A.9 (Factorized Diffusion): n digits (n, 1, 28, 28) whose coarse shape (Gaussian lowpass,
+    kernel x kernel, sigma px) comes from label_low and whose fine detail from label_high."""
+    if not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"kernel must be a positive odd integer, got {kernel!r}")
+    if not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    n = x_T.shape[0] if x_T is not None else n
+    device = _device(model)
+    lo = as_labels(label_low, n, model.num_classes, device)
+    hi = as_labels(label_high, n, model.num_classes, device)
+    w = check_w(w)
+    eps_fn = lambda x, t: hybrid_eps(model, x, t, lo, hi, w, kernel, float(sigma))
+    return _from_noise(model, schedule, n, eps_fn, steps, eta, generator, x_T)
+
+
+# ==================================================================== inputs
+ROUGH_STROKES = {
+    "7": [[(6.0, 7.0), (21.0, 6.5), (12.0, 23.0)]],
+    "1": [[(10.0, 9.0), (14.0, 5.0), (14.5, 23.0)]],
+    "0": [[(14 + 5.5 * math.sin(a), 14 - 8.5 * math.cos(a)) for a in torch.linspace(0, 2 * math.pi, 25).tolist()]],
+    "4": [[(16.0, 5.0), (7.0, 17.0), (21.0, 17.0)], [(17.0, 10.0), (17.5, 24.0)]],
+}
+
+
+def rough_stroke(shape: str = "7", seed: int = 0, width: float = 1.3, wobble: float = 0.8) -> torch.Tensor:
+    """A hand-drawn-like digit made in code, for CS180's "hand-drawn image" SDEdit: polylines in
+    (x, y) pixel coordinates, each vertex jittered by `wobble` px (seeded), drawn with an anti-aliased
+    pen of half-width `width`. Returns (1, 1, 28, 28) in [-1, 1] (background -1, ink +1)."""
+    if shape not in ROUGH_STROKES:
+        raise ValueError(f"unknown stroke {shape!r}; choose one of {', '.join(ROUGH_STROKES)}")
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    pix = torch.stack([xx, yy], -1).reshape(-1, 2)  # (784, 2) as (x, y)
+    dist = torch.full((784,), float("inf"))
+    for line in ROUGH_STROKES[shape]:
+        pts = torch.tensor(line) + wobble * torch.randn(len(line), 2, generator=g)
+        for p, q in zip(pts[:-1], pts[1:]):  # distance to each segment
+            d = q - p
+            s = ((pix - p) @ d / d.dot(d).clamp(min=1e-9)).clamp(0, 1)
+            dist = torch.minimum(dist, (pix - (p + s[:, None] * d)).norm(dim=1))
+    ink = (width + 0.5 - dist).clamp(0, 1)  # 1 inside the pen, a 1 px soft edge
+    return (ink * 2 - 1).reshape(1, 1, 28, 28)
