@@ -1,0 +1,214 @@
+"""Fast tests of mnist.editing (CS180 part A on MNIST): each checks a defining property on a tiny
+random UNet with T = 10, or on a fake noise predictor whose answer is known exactly."""
+import pytest
+import torch
+
+from mnist import editing as ed
+from mnist.model import build_model
+from utils import make_schedule, q_sample
+
+T = 10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return make_schedule(T=T, clip_x0=1.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model(dict(T=T, channels=(8, 8, 16, 16), embed_dim=16))
+    for p in m.parameters():  # zero-initialised output layers would make eps == 0 and the tests trivial
+        torch.nn.init.normal_(p, std=0.05)
+    return m.eval()
+
+
+def digits(n=3, seed=0):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+class TrueNoise(torch.nn.Module):
+    """A fake eps_theta that returns the noise that was actually added (for any t and y)."""
+
+    num_classes = 10
+
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = eps
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, y=None):
+        return self.eps.repeat(x.shape[0] // self.eps.shape[0], 1, 1, 1)
+
+
+class Linear(torch.nn.Module):
+    """eps(x, t, y) = a_y * x + b_y * ramp: depends on the label and is not flip-symmetric."""
+
+    num_classes = 10
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.linspace(0.1, 0.5, 11))
+        self.b = torch.nn.Parameter(torch.linspace(-1, 1, 11))
+        self.register_buffer("ramp", torch.linspace(0, 1, 28 * 28).reshape(1, 1, 28, 28))
+
+    def forward(self, x, t, y=None):
+        y = torch.full((x.shape[0],), 10) if y is None else y
+        return self.a[y].view(-1, 1, 1, 1) * x + self.b[y].view(-1, 1, 1, 1) * self.ramp
+
+
+# ------------------------------------------------------------------ denoising
+def test_forward_noise_is_q_sample_and_t0_is_clean(schedule):
+    x0 = digits()
+    n = ed.forward_noise(schedule, x0, 7, torch.Generator().manual_seed(1))
+    assert torch.allclose(n.x_t, q_sample(schedule, x0, torch.tensor(7), n.eps))
+    assert torch.equal(ed.forward_noise(schedule, x0, 0).x_t, x0)
+
+
+@pytest.mark.parametrize("t", [1, 5, T])
+def test_one_step_with_true_noise_recovers_x0(schedule, t):
+    x0 = digits()
+    n = ed.forward_noise(schedule, x0, t, torch.Generator().manual_seed(t))
+    x0_hat = ed.one_step_denoise(TrueNoise(n.eps), schedule, n.x_t, t, clip=False)
+    assert torch.allclose(x0_hat, x0, atol=1e-4 if t < T else 2e-3)
+
+
+def test_iterative_denoise_with_true_noise_recovers_x0(schedule):
+    """DDIM (eta = 0) with the exact eps of a single x0 lands on x0 from any t_start."""
+    x0 = digits(2).clamp(-0.99, 0.99)
+    n = ed.forward_noise(schedule, x0, 6, torch.Generator().manual_seed(0))
+    out = ed.iterative_denoise(TrueNoise(n.eps), schedule, n.x_t, 6, steps=5)
+    assert torch.allclose(out, x0, atol=1e-4)
+
+
+def test_gaussian_blur_keeps_constants_and_smooths_noise():
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    assert torch.allclose(ed.gaussian_blur_denoise(flat, 1.0), flat)
+    noise = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert ed.gaussian_blur_denoise(noise, 2.0).std() < 0.5 * noise.std()
+
+
+# -------------------------------------------------------------------- editing
+def test_strided_timesteps_index_semantics():
+    ts = ed.strided_timesteps(200, 40)
+    assert ts[0] == 200 and ts[-1] == 0 and ts[20] == 100 and len(ts) == 41
+    assert all(a > b for a, b in zip(ts[:-1], ts[1:]))  # larger index = less noise
+
+
+def test_sdedit_zero_strength_returns_input(model, schedule):
+    x0 = digits()
+    out = ed.sdedit(model, schedule, x0, i_start=5, y=3, steps=5)
+    assert torch.equal(out, x0) and out is not x0
+
+
+def test_sdedit_changes_the_image_and_is_seeded(model, schedule):
+    x0 = digits()
+    a = ed.sdedit(model, schedule, x0, 2, 3, 1.0, steps=5, generator=torch.Generator().manual_seed(0))
+    b = ed.sdedit(model, schedule, x0, 2, 3, 1.0, steps=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not torch.allclose(a, x0, atol=1e-2)
+
+
+def test_inpaint_keeps_known_pixels_exactly(model, schedule):
+    x0 = digits(2)
+    mask = torch.zeros(28, 28)
+    mask[5:15, 8:20] = 1  # 1 = regenerate
+    out = ed.inpaint(model, schedule, x0, mask, y=[1, 2], w=2.0, steps=5, eta=1.0,
+                     generator=torch.Generator().manual_seed(0))
+    keep = mask == 0
+    assert torch.equal(out[:, :, keep], x0[:, :, keep])
+    assert not torch.allclose(out[:, :, ~keep], x0[:, :, ~keep], atol=1e-2)
+
+
+def test_translate_is_sdedit_with_the_target_label(model, schedule):
+    x0 = digits(2)
+    g = lambda: torch.Generator().manual_seed(3)
+    assert torch.equal(ed.translate(model, schedule, x0, 4, 2, 1.0, steps=5, generator=g()),
+                       ed.sdedit(model, schedule, x0, 2, 4, 1.0, steps=5, generator=g()))
+
+
+# ------------------------------------------------------------------ illusions
+def test_flip_twice_is_identity_and_rotates():
+    x = digits(2)
+    assert torch.equal(ed.flip(ed.flip(x)), x)
+    assert ed.flip(x)[0, 0, 0, 0] == x[0, 0, 27, 27]
+
+
+def test_anagram_eps_same_label_is_flip_symmetric(model):
+    """With the same label both ways, eps(flip(x)) = flip(eps(x)): the combination is flip-equivariant."""
+    x = digits(2)
+    y = torch.tensor([6, 6])
+    e = ed.anagram_eps(model, x, 4, y, y, 2.0)
+    assert torch.allclose(ed.anagram_eps(model, ed.flip(x), 4, y, y, 2.0), ed.flip(e), atol=1e-5)
+
+
+def test_anagram_eps_is_the_mean_of_the_two_views():
+    m, x = Linear(), digits(1)
+    a, b = torch.tensor([6]), torch.tensor([9])
+    want = (m(x, 3, a) + ed.flip(m(ed.flip(x), 3, b))) / 2
+    assert torch.allclose(ed.anagram_eps(m, x, 3, a, b, 0.0), want)
+
+
+def test_visual_anagram_with_same_label_and_symmetric_noise_is_symmetric(model, schedule):
+    x_T = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    x_T = (x_T + ed.flip(x_T)) / 2
+    out = ed.visual_anagram(model, schedule, 8, 8, w=1.0, steps=5, x_T=x_T)
+    assert torch.allclose(out.up, out.down, atol=1e-5)
+    assert torch.equal(out.down, ed.flip(out.up))
+
+
+def test_hybrid_eps_same_label_is_plain_eps_and_splits_bands(model):
+    x, y = digits(2), torch.tensor([2, 2])
+    assert torch.allclose(ed.hybrid_eps(model, x, 5, y, y, 0.0), model(x, torch.tensor([5, 5]), y), atol=1e-5)
+    m = Linear()
+    a, b = torch.tensor([1]), torch.tensor([7])
+    e = ed.hybrid_eps(m, x[:1], 3, a, b, 0.0, kernel=7, sigma=1.0)
+    from torchvision.transforms.functional import gaussian_blur
+    low = lambda z: gaussian_blur(z, [7, 7], [1.0, 1.0])
+    ea, eb = m(x[:1], 3, a), m(x[:1], 3, b)
+    assert torch.allclose(e, low(ea) + eb - low(eb), atol=1e-6)
+
+
+def test_rough_stroke_is_a_digit_sized_image():
+    x = ed.rough_stroke("7")
+    assert x.shape == (1, 1, 28, 28) and x.min() == -1 and x.max() == 1
+    assert 0.05 < (x > 0).float().mean() < 0.3  # some ink, mostly background
+    assert not torch.equal(x, ed.rough_stroke("7", seed=1))
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("call, words", [
+    (lambda m, s: ed.inpaint(m, s, digits(2), torch.zeros(27, 28)), "mask must be shaped"),
+    (lambda m, s: ed.inpaint(m, s, digits(2), torch.full((28, 28), 0.5)), "only 0 (keep) and 1"),
+    (lambda m, s: ed.forward_noise(s, digits(), T + 1), "timestep in 0..T=10"),
+    (lambda m, s: ed.one_step_denoise(m, s, digits(), 0), "timestep in 1..T=10"),
+    (lambda m, s: ed.iterative_denoise(m, s, digits(), 11), "t_start must be"),
+    (lambda m, s: ed.sdedit(m, s, torch.zeros(2, 1, 32, 32), 1, steps=5), "resize it to 28x28"),
+    (lambda m, s: ed.sdedit(m, s, torch.zeros(2, 3, 28, 28), 1, steps=5), "28x28 images"),
+    (lambda m, s: ed.sdedit(m, s, digits(), 6, steps=5), "i_start must be an integer in 0..steps=5"),
+    (lambda m, s: ed.sdedit(m, s, digits(), 1, steps=11), "steps must be an integer in 1..T=10"),
+    (lambda m, s: ed.sdedit(m, s, digits(), 1, y=12, steps=5), "class labels"),
+    (lambda m, s: ed.sdedit(m, s, digits(), 1, w=-1.0, steps=5), "guidance w"),
+    (lambda m, s: ed.hybrid(m, s, 1, 7, kernel=4), "odd"),
+    (lambda m, s: ed.gaussian_blur_denoise(digits(), 0.0), "sigma must be a positive"),
+    (lambda m, s: ed.rough_stroke("x"), "unknown stroke"),
+])
+def test_bad_input_raises_one_line_value_error(model, schedule, call, words):
+    with pytest.raises(ValueError) as err:
+        call(model, schedule)
+    msg = str(err.value)
+    assert words in msg and "\n" not in msg
+
+
+def test_single_images_are_promoted_to_a_batch(model, schedule):
+    x = digits(1)
+    assert ed.as_images(x[0, 0]).shape == (1, 1, 28, 28)
+    assert torch.equal(ed.gaussian_blur_denoise(x[0], 1.0), ed.gaussian_blur_denoise(x, 1.0))
