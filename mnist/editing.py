@@ -323,3 +323,27 @@ def rough_stroke(shape: str = "7", seed: int = 0, width: float = 1.3, wobble: fl
             dist = torch.minimum(dist, (pix - (p + s[:, None] * d)).norm(dim=1))
     ink = (width + 0.5 - dist).clamp(0, 1)  # 1 inside the pen, a 1 px soft edge
     return (ink * 2 - 1).reshape(1, 1, 28, 28)
+
+
+# ================================================================= measurements
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image, x and ref (B, 1, 28, 28) in [-1, 1], compared in
+    [0, 1] after clamping (peak 1): 10 log10(1 / MSE). Returns (B,); identical images give inf."""
+    a, b = ((as_images(x) + 1) / 2).clamp(0, 1), ((as_images(ref, "ref") + 1) / 2).clamp(0, 1)
+    mse = ((a - b) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse)
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004, Eq. 13) per image, x and ref (B, 1, 28, 28) in [-1, 1],
+    compared in [0, 1]; Gaussian window (7 px: 11 is over a third of a 28 px digit), C1 = 0.01^2,
+    C2 = 0.03^2, averaged over the valid (unpadded) positions. Returns (B,) in [-1, 1]; 1 iff equal."""
+    a, b = ((as_images(x) + 1) / 2).clamp(0, 1), ((as_images(ref, "ref") + 1) / 2).clamp(0, 1)
+    g = torch.exp(-(torch.arange(window, dtype=a.dtype) - (window - 1) / 2) ** 2 / (2 * sigma**2))
+    k = (g[:, None] * g[None, :] / g.sum() ** 2).reshape(1, 1, window, window).to(a.device)
+    f = lambda z: torch.nn.functional.conv2d(z, k)
+    mu_a, mu_b = f(a), f(b)
+    var_a, var_b, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)

@@ -212,3 +212,13 @@ def test_single_images_are_promoted_to_a_batch(model, schedule):
     x = digits(1)
     assert ed.as_images(x[0, 0]).shape == (1, 1, 28, 28)
     assert torch.equal(ed.gaussian_blur_denoise(x[0], 1.0), ed.gaussian_blur_denoise(x, 1.0))
+
+
+def test_psnr_and_ssim_known_values():
+    x = digits(2)
+    assert torch.isinf(ed.psnr(x, x)).all() and torch.allclose(ed.ssim(x, x), torch.ones(2))
+    # a uniform offset of 0.1 in [0, 1] (0.2 in [-1, 1]) is MSE 0.01: 20 dB
+    flat = torch.full((1, 1, 28, 28), -0.5)
+    assert torch.allclose(ed.psnr(flat + 0.2, flat), torch.tensor([20.0]), atol=1e-4)
+    noisy = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert (ed.ssim(noisy, x) < 0.9).all() and (ed.ssim(ed.flip(x), x) < ed.ssim(x, x)).all()
