@@ -1,5 +1,7 @@
 """Fast tests of mnist.editing (CS180 part A on MNIST): each checks a defining property on a tiny
 random UNet with T = 10, or on a fake noise predictor whose answer is known exactly."""
+import os
+
 import pytest
 import torch
 
@@ -222,3 +224,18 @@ def test_psnr_and_ssim_known_values():
     assert torch.allclose(ed.psnr(flat + 0.2, flat), torch.tensor([20.0]), atol=1e-4)
     noisy = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     assert (ed.ssim(noisy, x) < 0.9).all() and (ed.ssim(ed.flip(x), x) < ed.ssim(x, x)).all()
+
+
+def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
+    """Every section makes its PNG and a text with its measured numbers (a tiny T=10 model, 2 steps)."""
+    from mnist.checkpoint import save_model
+    from mnist.cs180_report import pages
+
+    ckpt = tmp_path / "tiny.pt"
+    save_model(ckpt, model, schedule, {})
+    out = pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3))
+    assert [text[:4] for _, text in out] == ["A.1 ", "A.2-", "A.7.", "A.7.", "A.7.", "A.8 ", "A.9 "]
+    for pngs, text in out:
+        assert pngs and all(os.path.getsize(p) > 1000 for p in pngs)
+    assert "kept pixels equal the original exactly: True" in out[3][1]
+    assert "i_start = 1, 3 of 4 strided steps" in out[2][1]
