@@ -239,3 +239,26 @@ def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
         assert pngs and all(os.path.getsize(p) > 1000 for p in pngs)
     assert "kept pixels equal the original exactly: True" in out[3][1]
     assert "i_start = 1, 3 of 4 strided steps" in out[2][1]
+
+
+# ------------------------------------------------------- part B.1: the single-step denoiser
+def test_denoiser_unet_shapes_and_training_lowers_the_loss():
+    from mnist.denoiser import DenoiserConfig, UnconditionalUNet, train_denoiser
+
+    assert UnconditionalUNet(8)(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    x = (digits(32) > 0.5).float()  # binary images: learnable, unlike pure noise
+    x[:, :, :, :14] = 0  # structure the net can exploit: the left half is always blank
+    res = train_denoiser(x, DenoiserConfig(hidden=8, epochs=4, batch_size=8, lr=3e-3))
+    assert len(res.losses) == 16 and len(res.epoch_models) == 4
+    assert sum(res.losses[-4:]) < 0.7 * sum(res.losses[:4])
+    with pytest.raises(ValueError, match="28, 28"):
+        train_denoiser(torch.rand(4, 28, 28))
+
+
+def test_psnr_per_sigma_of_the_identity():
+    from mnist.denoiser import psnr_per_sigma
+
+    x = torch.rand(4, 1, 28, 28)
+    p = psnr_per_sigma(torch.nn.Identity(), x, sigmas=(0.0, 0.5))
+    assert p[0.0][0] == p[0.0][1] == pytest.approx(100.0)  # no noise: capped at MSE 1e-10
+    assert p[0.5][0] == pytest.approx(p[0.5][1]) and p[0.5][1] < 15
