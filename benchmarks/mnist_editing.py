@@ -9,7 +9,7 @@
      baseline of plain conditional samples of the upright label, rotated;
   5. hybrids: what the classifier reads in the image and in its lowpass.
 
-    python benchmarks/mnist_editing.py                 # about 5 min on one CPU thread
+    python benchmarks/mnist_editing.py                 # 430 s measured on one (shared) CPU thread
     python benchmarks/mnist_editing.py --quick         # fewer images, a smoke run
 """
 from __future__ import annotations
