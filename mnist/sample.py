@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from train import Parser, positive_int  # the two-pixel CLI's one-line errors
 from utils import CheckpointError, Schedule, resolve_device, sample
 
 from .checkpoint import load_model
@@ -97,11 +98,6 @@ def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=
     plt.close(fig)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def finite_float(text: str) -> float:
     try:
         v = float(text)
@@ -112,28 +108,18 @@ def finite_float(text: str) -> float:
     return v
 
 
-def positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m mnist.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=REFERENCE, help="an MNIST checkpoint (default: the shipped reference)")
     p.add_argument("--digits", default="0-9", help="labels to draw, e.g. 0-9 or 3,5,7 (default %(default)s)")
-    p.add_argument("--per-digit", type=positive, default=10, help="images per digit, one row each (default %(default)s)")
+    p.add_argument("--per-digit", type=positive_int, default=10, help="images per digit, one row each (default %(default)s)")
     p.add_argument("--w", type=finite_float, default=DEFAULT_W,
                    help="guidance scale w >= 0 ((1+w) eps_cond - w eps_null; 0 = plain conditional) (default %(default)s)")
-    p.add_argument("--steps", type=positive, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="DDIM with this many steps (default: the full ancestral DDPM chain, T steps)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM noise, 0 = deterministic (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default %(default)s)")
-    p.add_argument("--batch-size", type=positive, default=250, help="images per forward pass (default %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=250, help="images per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--out", default="samples.png", help="grid PNG; the images also go to <out>.pt (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,6 +24,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from train import Parser, positive_float, positive_int, probability  # the two-pixel CLI's argument checks
 from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, CheckpointError, Schedule, atomic_save, check_T,
                    make_schedule, p_losses, resolve_device)
 
@@ -182,9 +183,6 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
 
 
 # ======================================================================= CLI
-from train import Parser, positive_float, positive_int, probability  # noqa: E402  (the two-pixel CLI's checks)
-
-
 def nonneg_int(text: str) -> int:
     try:
         v = int(text)

