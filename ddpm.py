@@ -123,6 +123,20 @@ class UNet(nn.Module):
         return self.dense1(emb)[inverse], self.dense2(emb)[inverse], self.dense3(emb)[inverse]
 
     def forward(self, x, t, y=None):
+        """eps_hat (B, 2). Computes exactly `forward_conv`, the handout's layers written as
+        nn.Conv1d calls, but as matrix products: on a signal of length 1 (or 2 for the k=2
+        layers) each Conv1d / ConvTranspose1d is one, and F.linear on the same weights halves
+        the CPU cost of a training step. tests/test_train.py pins the two against each other."""
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
+        d1, d2, d3 = (d[..., 0] for d in self.conditioning(t, y))  # (B, c)
+        h1 = self.act(self.gnorm1(F.linear(x, self.conv1.weight.flatten(1)) + d1))  # (B, c1)
+        h2 = self.act(self.gnorm2(F.linear(h1, self.conv2.weight.flatten(1)) + d2))  # (B, c2)
+        h = self.act(self.tgnorm2(F.linear(h2, self.tconv2.weight.flatten(1).t()) + d3))  # (B, c1)
+        w = self.tconv1.weight.flatten(1).t()  # (2, 2 c1): out[j] = sum_c in[c] W[c, 0, j]
+        return F.linear(torch.cat([h, h1], dim=1), w, self.tconv1.bias.expand(2))  # (B, 2)
+
+    def forward_conv(self, x, t, y=None):
+        """The same network written with the handout's layers; (B, 2) -> (B, 2)."""
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         d1, d2, d3 = self.conditioning(t, y)
         h = x[:, None, :]  # (B, 1, 2)

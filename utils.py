@@ -403,8 +403,8 @@ class EMA:
     def update(self, model: torch.nn.Module):
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        for p_ema, p in zip(self.model.parameters(), model.parameters()):
-            p_ema.lerp_(p.detach(), 1 - d)
+        ema_params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1 - d)  # one kernel, not one per tensor
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
 
@@ -500,7 +500,8 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
     schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
     model = build_model(cfg).to(device)
     ema = EMA(model, cfg.ema_decay)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: one kernel per step instead of one per tensor (a fifth of a CPU step here)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
     losses = []
     it = range(cfg.steps)

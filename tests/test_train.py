@@ -26,6 +26,15 @@ def test_unet_shapes_and_null_label():
     assert not torch.allclose(m(x, t, torch.zeros(5, dtype=torch.long)), m(x, t, torch.ones(5, dtype=torch.long)))
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_matmul_forward_equals_the_conv_layers(arch):
+    m = UNet(T=30, **ARCHS[arch]).double()
+    for p in m.parameters():  # non-trivial biases and weights everywhere
+        torch.nn.init.normal_(p, std=0.3)
+    x, t, y = torch.randn(64, 2, dtype=torch.float64), torch.randint(1, 31, (64,)), torch.randint(0, 3, (64,))
+    torch.testing.assert_close(m(x, t, y), m.forward_conv(x, t, y), atol=1e-10, rtol=1e-10)
+
+
 def test_conditioning_cache_is_exact():
     """Computing the embedding once per distinct (t, y) gives what a per-sample loop gives."""
     m = UNet(T=20).double()  # float64: GroupNorm over pairs amplifies float32 rounding
