@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
 import io
 import json
 import math
@@ -48,7 +49,7 @@ from matplotlib import patheffects
 from gmm import GMM, energy_distance, peak_stats
 from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
 
-PROBLEMS = ("2", "3", "4", "all")
+PROBLEMS = ("2", "3", "4", "5", "all")
 LIM = (-2.0, 2.0)  # both axes, every figure: holds the data and ~91 % of the pure-noise x_T
 PROBLEM2_T = 50
 PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain visits them
@@ -285,7 +286,7 @@ def save_numbers(out_dir: str, name: str, rows: list, **arrays) -> None:
 class Settings:
     """What a run needs (mirrors the CLI)."""
 
-    problems: tuple  # of "2", "3", "4"
+    problems: tuple  # of "2", "3", "4", "5"
     every_page: bool = False  # --problem all: the report also gets the pages of problems 1 and 5
     n: int = 5000
     grid: int = 150
@@ -846,8 +847,8 @@ def problem1(cfg: Settings) -> Page:
 def problem5(cfg: Settings) -> Page:
     """The MNIST page, built by mnist.report when that module exists."""
     try:
-        import mnist.report as report
-        build = report.problem5_page
+        # import_module returns sys.modules' entry even when the package attribute is stale
+        build = importlib.import_module("mnist.report").problem5_page
     except (ImportError, AttributeError) as e:
         return Page("Problem 5: MNIST", [], [("text", f"Problem 5 is missing from this report: mnist.report."
                                                       f"problem5_page could not be loaded ({type(e).__name__}: {e}).")
@@ -1095,9 +1096,9 @@ def _guidance(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,all}",
+    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,5,all}",
                    help="which figure to make: 2 (trajectory over p_theta(x_t | t)), 3 (T = 5..50 samples), "
-                        "4 (guidance), or all of them")
+                        "4 (guidance), 5 (MNIST grid and trajectory, from the shipped model), or all of them")
     p.add_argument("--report", default=None, metavar="PDF",
                    help="also write a PDF report with one page per problem (with --problem all: problems 1-5)")
     p.add_argument("--out", default="figures", metavar="DIR", help="folder for figures and their numbers (default %(default)s)")
@@ -1130,7 +1131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv=None) -> Settings:
     a = build_parser().parse_args(argv)
-    return Settings(problems=("2", "3", "4") if a.problem == "all" else (a.problem,), every_page=a.problem == "all",
+    return Settings(problems=("2", "3", "4", "5") if a.problem == "all" else (a.problem,), every_page=a.problem == "all",
                     n=a.n, grid=a.grid, density=a.density, seed=a.seed, runs=a.runs, out=a.out, report=a.report,
                     train_steps=a.train_steps, jobs=a.jobs or 0, ts=a.Ts, ws=a.ws, traj_w=a.traj_w, device=a.device,
                     threads=a.threads, quiet=a.quiet)
@@ -1166,9 +1167,12 @@ def main(argv=None) -> int:
                 pages.append(make(cfg, models))
                 print(f"problem {name}: {os.path.join(cfg.out, f'problem{name}.png')} (+ .pdf, .csv, .npz) "
                       f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        if "5" in cfg.problems:
+            t0 = time.perf_counter()
+            pages.append(problem5(cfg))
+            print(f"problem 5: {', '.join(pages[-1].images) or 'not built (see the report page)'} "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
         if cfg.report:
-            if cfg.every_page:
-                pages.append(problem5(cfg))
             write_report(pages, cfg.report)
             print(f"report: {cfg.report} ({len(pages)} problems)")
     except (UserError, ValueError) as e:

@@ -212,3 +212,23 @@ def test_help_explains_every_option(capsys):
     assert "python visualize.py --problem all --report report.pdf" in capsys.readouterr().out
     for action in visualize.build_parser()._actions:
         assert action.help, action.dest
+
+
+def test_problem_5_command_uses_mnist_report(tmp_path, monkeypatch, capsys):
+    """`--problem 5` needs no two-pixel model and shows what mnist.report.problem5_page makes."""
+    made = []
+
+    def problem5_page(fig_dir):
+        path = os.path.join(fig_dir, "problem5_grid.png")
+        import matplotlib.pyplot as plt
+        plt.imsave(path, np.zeros((8, 8)))
+        made.append(path)
+        return [path], "measured text"
+
+    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    out = tmp_path / "fig"
+    assert run("--problem", "5", "--out", str(out), "--runs", str(tmp_path / "no-runs"),
+               "--report", str(tmp_path / "r.pdf")) == 0
+    assert made and "problem5_grid.png" in capsys.readouterr().out
+    assert not (tmp_path / "no-runs").exists()  # no two-pixel model was trained for it
+    assert pages_of(tmp_path / "r.pdf") == 1
