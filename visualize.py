@@ -49,7 +49,7 @@ from matplotlib import patheffects
 from gmm import GMM, energy_distance, peak_stats
 from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
 
-PROBLEMS = ("2", "3", "4", "5", "all")
+PROBLEMS = ("2", "3", "4", "5", "cs180", "all")
 LIM = (-2.0, 2.0)  # both axes, every figure: holds the data and ~91 % of the pure-noise x_T
 PROBLEM2_T = 50
 PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain visits them
@@ -844,6 +844,17 @@ def problem1(cfg: Settings) -> Page:
     return Page("Problem 1: implementation", images, blocks)
 
 
+def cs180_pages(cfg: Settings) -> list:
+    """CS180 part A on the MNIST model, one page per technique, from mnist.cs180_report."""
+    try:
+        sections = importlib.import_module("mnist.cs180_report").pages(cfg.out)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"the CS180 pages need mnist.cs180_report ({type(e).__name__}: {e})") from None
+    return [Page(f"CS180 part A ({i + 1}/{len(sections)})", list(pngs), [("text", p) for p in str(text).split("\n\n")
+                                                                      if p.strip()])
+            for i, (pngs, text) in enumerate(sections)]
+
+
 def problem5(cfg: Settings) -> Page:
     """The MNIST page, built by mnist.report when that module exists."""
     try:
@@ -1096,9 +1107,11 @@ def _guidance(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,5,all}",
+    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,5,cs180,all}",
                    help="which figure to make: 2 (trajectory over p_theta(x_t | t)), 3 (T = 5..50 samples), "
-                        "4 (guidance), 5 (MNIST grid and trajectory, from the shipped model), or all of them")
+                        "4 (guidance), 5 (MNIST grid and trajectory, from the shipped model), cs180 (CS180 part A on the MNIST model: "
+                        "denoising, SDEdit, inpainting, translation, anagrams, hybrids; about 3 min on CPU, not part of "
+                        "'all'), or all of them")
     p.add_argument("--report", default=None, metavar="PDF",
                    help="also write a PDF report with one page per problem (with --problem all: problems 1-5)")
     p.add_argument("--out", default="figures", metavar="DIR", help="folder for figures and their numbers (default %(default)s)")
@@ -1171,6 +1184,12 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             pages.append(problem5(cfg))
             print(f"problem 5: {', '.join(pages[-1].images) or 'not built (see the report page)'} "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        if "cs180" in cfg.problems:
+            t0 = time.perf_counter()
+            made = cs180_pages(cfg)
+            pages.extend(made)
+            print(f"cs180: {len(made)} pages, {sum(len(p.images) for p in made)} figures in {cfg.out} "
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
         if cfg.report:
             write_report(pages, cfg.report)

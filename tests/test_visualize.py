@@ -232,3 +232,20 @@ def test_problem_5_command_uses_mnist_report(tmp_path, monkeypatch, capsys):
     assert made and "problem5_grid.png" in capsys.readouterr().out
     assert not (tmp_path / "no-runs").exists()  # no two-pixel model was trained for it
     assert pages_of(tmp_path / "r.pdf") == 1
+
+
+def test_cs180_command_makes_one_page_per_section(tmp_path, monkeypatch, capsys):
+    def pages(fig_dir):
+        import matplotlib.pyplot as plt
+        out = []
+        for name in ("sdedit", "anagrams"):
+            path = os.path.join(fig_dir, f"{name}.png")
+            plt.imsave(path, np.zeros((8, 8)))
+            out.append(([path], f"{name} text"))
+        return out
+
+    monkeypatch.setitem(sys.modules, "mnist.cs180_report", types.SimpleNamespace(pages=pages))
+    assert run("--problem", "cs180", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
+               "--report", str(tmp_path / "r.pdf")) == 0
+    assert "cs180: 2 pages" in capsys.readouterr().out
+    assert pages_of(tmp_path / "r.pdf") == 2 and not (tmp_path / "no-runs").exists()
