@@ -442,13 +442,18 @@ class TrainConfig:
         for name in ("steps", "batch_size", "n_train"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.p_uncond < 1:
-            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        check_training_settings(self.p_uncond, self.lr, self.ema_decay)
         return self
+
+
+def check_training_settings(p_uncond: float, lr: float, ema_decay: float) -> None:
+    """The checks every trainer (two-pixel, MNIST) makes on its label dropout, rate and EMA."""
+    if not 0 <= p_uncond < 1:
+        raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if not 0 <= ema_decay < 1:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

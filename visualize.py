@@ -47,6 +47,7 @@ import torch
 from matplotlib import patheffects
 
 from gmm import GMM, energy_distance, peak_stats
+from train import Parser, positive_int  # the shared one-line CLI errors
 from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
 
 PROBLEMS = ("2", "3", "4", "5", "cs180", "all")
@@ -1058,21 +1059,6 @@ def train_missing(cfg: Settings, missing: list) -> dict:
 
 
 # ================================================================ CLI
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line and exits 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _int_list(text: str) -> tuple:
@@ -1117,12 +1103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="figures", metavar="DIR", help="folder for figures and their numbers (default %(default)s)")
     p.add_argument("--runs", default="runs", metavar="DIR",
                    help="where checkpoints live, as DIR/T<T>/model.pt; missing ones are trained there (default %(default)s)")
-    p.add_argument("--n", type=_positive_int, default=5000,
+    p.add_argument("--n", type=positive_int, default=5000,
                    help="chains / samples per density or per model (default %(default)s; the handout asks for 5000)")
     p.add_argument("--density", choices=("kde", "hist"), default="kde",
                    help="density estimate: kde (Gaussian kernel, cross-validated bandwidth) or hist (2-D histogram) "
                         "(default %(default)s)")
-    p.add_argument("--grid", type=_positive_int, default=150, help="grid cells per axis for densities (default %(default)s)")
+    p.add_argument("--grid", type=positive_int, default=150, help="grid cells per axis for densities (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds every sample drawn here; same seed, same numbers (default %(default)s)")
     p.add_argument("--Ts", type=_int_list, default=PROBLEM3_TS, metavar="LIST",
                    help="problem 3's T values, comma-separated (default 5,10,25,50)")
@@ -1130,12 +1116,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="problem 4's guidance scales, up to 5, comma-separated (default 0,0.5,1,2,4)")
     p.add_argument("--traj-w", type=_guidance, default=1.0,
                    help="guidance scale of problem 4's y = 0 / y = 1 trajectories (default %(default)s)")
-    p.add_argument("--train-steps", type=_positive_int, default=None,
+    p.add_argument("--train-steps", type=positive_int, default=None,
                    help="optimiser steps for models that must be trained (default: train.py's default)")
-    p.add_argument("--jobs", type=_positive_int, default=None,
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="models trained at once, one process and one thread each (default: one per core)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps (default %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads for sampling (default %(default)s: batches of a few thousand two-pixel "
                         "images gain nothing from more, and lose up to 10x when other work shares the cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

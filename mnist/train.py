@@ -26,7 +26,7 @@ import torch
 
 from train import Parser, positive_float, positive_int, probability  # the two-pixel CLI's argument checks
 from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, CheckpointError, Schedule, atomic_save, check_T,
-                   make_schedule, p_losses, resolve_device)
+                   check_training_settings, make_schedule, p_losses, resolve_device)
 
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
 from .data import SOURCES, DataError, MNISTData, load_mnist
@@ -67,12 +67,7 @@ class MNISTTrainConfig:
             raise ValueError(f"base_channels must be a multiple of 8 (GroupNorm groups), got {self.base_channels}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if not 0 <= self.p_uncond < 1:
-            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        check_training_settings(self.p_uncond, self.lr, self.ema_decay)
         return self
 
     def channels(self) -> tuple:
