@@ -71,9 +71,13 @@ class UNet(nn.Module):
     forward(x, t, y=None): x (B, 2) noised images; t int64 (B,) timesteps in 1..T (a scalar is
     broadcast); y int64 (B,) class labels in 0..num_classes-1, where y = None or y == num_classes
     (the null token) means unconditional. Returns eps_hat (B, 2).
+
+    UNet(channels=[32, 64], embed_dim=256) is the scaffold's call; T (the number of diffusion
+    steps, which scales t into (0, 1] for the Fourier features) defaults to 50, and `sample`
+    refuses a schedule with another T. groups=(4, 32, 4) are the handout's GroupNorms (0 = none).
     """
 
-    def __init__(self, T: int, channels=(32, 64), embed_dim: int = 256, groups=(4, 32, 4),
+    def __init__(self, channels=(32, 64), embed_dim: int = 256, T: int = 50, groups=(4, 32, 4),
                  num_classes: int = 2, fourier_scale: float = 30.0):
         super().__init__()
         c1, c2 = channels

@@ -304,6 +304,7 @@ class Settings:
     device: str = "auto"
     threads: int = 1
     quiet: bool = False
+    retrain: bool = False  # problem 5: train the MNIST model from scratch instead of using the shipped one
     caller_threads: int = 0  # torch threads before main() changed them (problem 5 runs with these)
 
     def needed_ts(self) -> list:
@@ -870,7 +871,7 @@ def problem5(cfg: Settings) -> Page:
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.caller_threads or threads)  # MNIST convolutions do gain from more threads
     try:
-        pngs, text = build(cfg.out)
+        pngs, text = build(cfg.out, retrain=True) if cfg.retrain else build(cfg.out)
     except Exception as e:  # another module's failure must not lose the other four pages
         first = (str(e).strip().splitlines() or [""])[0]
         print(f"visualize.py: warning: problem 5 page failed ({type(e).__name__}: {first})", file=sys.stderr)
@@ -1125,6 +1126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads for sampling (default %(default)s: batches of a few thousand two-pixel "
                         "images gain nothing from more, and lose up to 10x when other work shares the cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--retrain", action="store_true",
+                   help="problem 5: train the MNIST model from scratch (python -m mnist.train defaults, 15-30 min on "
+                        "CPU) instead of using the shipped mnist/reference/model.pt")
     return p
 
 
@@ -1133,7 +1137,7 @@ def parse_settings(argv=None) -> Settings:
     return Settings(problems=("2", "3", "4", "5") if a.problem == "all" else (a.problem,), every_page=a.problem == "all",
                     n=a.n, grid=a.grid, density=a.density, seed=a.seed, runs=a.runs, out=a.out, report=a.report,
                     train_steps=a.train_steps, jobs=a.jobs or 0, ts=a.Ts, ws=a.ws, traj_w=a.traj_w, device=a.device,
-                    threads=a.threads, quiet=a.quiet)
+                    threads=a.threads, quiet=a.quiet, retrain=a.retrain)
 
 
 def main(argv=None) -> int:

@@ -249,3 +249,16 @@ def test_cs180_command_makes_one_page_per_section(tmp_path, monkeypatch, capsys)
                "--report", str(tmp_path / "r.pdf")) == 0
     assert "cs180: 2 pages" in capsys.readouterr().out
     assert pages_of(tmp_path / "r.pdf") == 2 and not (tmp_path / "no-runs").exists()
+
+
+def test_retrain_reaches_problem5_page(tmp_path, monkeypatch):
+    seen = []
+
+    def problem5_page(fig_dir, retrain=False):
+        seen.append(retrain)
+        return [], "text"
+
+    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    assert run("--problem", "5", "--out", str(tmp_path), "--retrain") == 0
+    assert run("--problem", "5", "--out", str(tmp_path)) == 0
+    assert seen == [True, False]
