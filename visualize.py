@@ -50,7 +50,8 @@ from gmm import GMM, energy_distance, peak_stats
 from train import Parser, positive_int  # the shared one-line CLI errors
 from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
 
-PROBLEMS = ("2", "3", "4", "5", "cs180", "all")
+CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
+PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")
 LIM = (-2.0, 2.0)  # both axes, every figure: holds the data and ~91 % of the pure-noise x_T
 PROBLEM2_T = 50
 PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain visits them
@@ -846,15 +847,42 @@ def problem1(cfg: Settings) -> Page:
     return Page("Problem 1: implementation", images, blocks)
 
 
-def cs180_pages(cfg: Settings) -> list:
-    """CS180 part A on the MNIST model, one page per technique, from mnist.cs180_report."""
+def cs180_pages(cfg: Settings, part: str) -> list:
+    """CS180 project 5 on MNIST, one page per section: part A (mnist.cs180_report) on the shipped
+    class-conditional model, part B.1 / B.2 (mnist.cs180_partb) on their shipped runs, or on runs
+    trained here into --runs/cs180 with --retrain."""
     try:
-        sections = importlib.import_module("mnist.cs180_report").pages(cfg.out)
+        if part == "cs180-a":
+            sections, title = importlib.import_module("mnist.cs180_report").pages(cfg.out), "CS180 part A"
+        else:
+            partb = importlib.import_module("mnist.cs180_partb")
+            ckpt = retrain_cs180(cfg, part) if cfg.retrain else None
+            if part == "cs180-b1":
+                sections = partb.b1_pages(cfg.out, **({"checkpoint": ckpt} if ckpt else {}), seed=cfg.seed)
+                title = "CS180 part B.1"
+            else:
+                sections = partb.b2_pages(cfg.out, **({"checkpoint": ckpt} if ckpt else {}), seed=cfg.seed,
+                                          progress=not cfg.quiet)
+                title = "CS180 part B.2"
     except (ImportError, AttributeError) as e:
-        raise UserError(f"the CS180 pages need mnist.cs180_report ({type(e).__name__}: {e})") from None
-    return [Page(f"CS180 part A ({i + 1}/{len(sections)})", list(pngs), [("text", p) for p in str(text).split("\n\n")
-                                                                      if p.strip()])
+        raise UserError(f"the CS180 pages need mnist.cs180_report and mnist.cs180_partb ({type(e).__name__}: {e})") from None
+    return [Page(f"{title} ({i + 1}/{len(sections)})", list(pngs), [("text", p) for p in str(text).split("\n\n")
+                                                                   if p.strip()])
             for i, (pngs, text) in enumerate(sections)]
+
+
+def retrain_cs180(cfg: Settings, part: str) -> str:
+    """Train part B.1 (a few minutes) or B.2 (about 15 min on one CPU thread) from scratch into
+    --runs/cs180 with the modules' defaults; returns the checkpoint path."""
+    folder = os.path.join(cfg.runs, "cs180")
+    check_writable_dir(folder, "models")
+    module, name = ("mnist.denoiser", "denoiser.pt") if part == "cs180-b1" else ("mnist.timecond", "timecond.pt")
+    argv = ["--out", folder] + (["--quiet"] if cfg.quiet and part == "cs180-b2" else [])
+    print(f"{part}: training from scratch (python -m {module} {' '.join(argv)})", flush=True)
+    code = importlib.import_module(module).main(argv)
+    if code:
+        raise UserError(f"python -m {module} failed with exit code {code}")
+    return os.path.join(folder, name)
 
 
 def problem5(cfg: Settings) -> Page:
@@ -1094,11 +1122,13 @@ def _guidance(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,5,cs180,all}",
+    p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{2,3,4,5,cs180,cs180-a,cs180-b1,cs180-b2,all}",
                    help="which figure to make: 2 (trajectory over p_theta(x_t | t)), 3 (T = 5..50 samples), "
-                        "4 (guidance), 5 (MNIST grid and trajectory, from the shipped model), cs180 (CS180 part A on the MNIST model: "
-                        "denoising, SDEdit, inpainting, translation, anagrams, hybrids; about 3 min on CPU, not part of "
-                        "'all'), or all of them")
+                        "4 (guidance), 5 (MNIST grid and trajectory, from the shipped model), all (problems 2-5); "
+                        "CS180 project 5 on MNIST, not part of 'all': cs180-a (part A on the MNIST model: noise, "
+                        "denoising, sampling with and without guidance, SDEdit, inpainting, translation, anagrams, "
+                        "hybrids), cs180-b1 (the single-step denoiser), cs180-b2 (the time-conditioned DDPM over "
+                        "epochs), cs180 (all three)")
     p.add_argument("--report", default=None, metavar="PDF",
                    help="also write a PDF report with one page per problem (with --problem all: problems 1-5)")
     p.add_argument("--out", default="figures", metavar="DIR", help="folder for figures and their numbers (default %(default)s)")
@@ -1127,14 +1157,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "images gain nothing from more, and lose up to 10x when other work shares the cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--retrain", action="store_true",
-                   help="problem 5: train the MNIST model from scratch (python -m mnist.train defaults, 15-30 min on "
-                        "CPU) instead of using the shipped mnist/reference/model.pt")
+                   help="train from scratch instead of using the shipped checkpoints in mnist/reference: problem 5's "
+                        "MNIST model (python -m mnist.train defaults, 15-30 min on CPU), cs180-b1's denoiser (a few "
+                        "minutes), cs180-b2's DDPM (about 15 min); part A always uses problem 5's shipped model")
     return p
 
 
 def parse_settings(argv=None) -> Settings:
     a = build_parser().parse_args(argv)
-    return Settings(problems=("2", "3", "4", "5") if a.problem == "all" else (a.problem,), every_page=a.problem == "all",
+    problems = {"all": ("2", "3", "4", "5"), "cs180": CS180_PARTS}.get(a.problem, (a.problem,))
+    return Settings(problems=problems, every_page=a.problem == "all",
                     n=a.n, grid=a.grid, density=a.density, seed=a.seed, runs=a.runs, out=a.out, report=a.report,
                     train_steps=a.train_steps, jobs=a.jobs or 0, ts=a.Ts, ws=a.ws, traj_w=a.traj_w, device=a.device,
                     threads=a.threads, quiet=a.quiet, retrain=a.retrain)
@@ -1175,12 +1207,13 @@ def main(argv=None) -> int:
             pages.append(problem5(cfg))
             print(f"problem 5: {', '.join(pages[-1].images) or 'not built (see the report page)'} "
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
-        if "cs180" in cfg.problems:
-            t0 = time.perf_counter()
-            made = cs180_pages(cfg)
-            pages.extend(made)
-            print(f"cs180: {len(made)} pages, {sum(len(p.images) for p in made)} figures in {cfg.out} "
-                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        for part in CS180_PARTS:
+            if part in cfg.problems:
+                t0 = time.perf_counter()
+                made = cs180_pages(cfg, part)
+                pages.extend(made)
+                print(f"{part}: {len(made)} pages, {sum(len(p.images) for p in made)} figures in {cfg.out} "
+                      f"in {time.perf_counter() - t0:.1f} s", flush=True)
         if cfg.report:
             write_report(pages, cfg.report)
             print(f"report: {cfg.report} ({len(pages)} problems)")

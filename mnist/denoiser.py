@@ -17,15 +17,20 @@ The architecture is the handout's unconditional UNet (Fig. 1 and 2), with D hidd
   Conv = Conv 3x3 + BatchNorm + GELU; ConvBlock = Conv, Conv; DownConv = Conv 3x3 stride 2 + BN + GELU;
   UpConv = ConvTranspose 4x4 stride 2 + BN + GELU; Down/UpBlock = Down/UpConv then ConvBlock.
 
-    python -m mnist.denoiser                 # train (D=32, 5 epochs; 261 s on a shared CPU thread), PSNR per sigma
+    python -m mnist.denoiser                 # train (D=32, 5 epochs), print PSNR per sigma, save runs/denoiser
     python -m mnist.denoiser --hidden 128    # the handout's width (about 16x the compute)
+
+The shipped run (mnist/reference/denoiser.pt: epoch-1 and final weights in fp16, the loss per
+step) is what `python visualize.py --problem cs180-b1` shows; its model card is
+mnist/reference/MODEL_CARD.md.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -33,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 SIGMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # Part B 1.2.2
+KIND = "mnist-denoiser"
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "denoiser.pt")
 
 
 def conv(c_in, c_out, stride=1):
@@ -132,6 +139,43 @@ def psnr_per_sigma(model: nn.Module, x: torch.Tensor, sigmas: Sequence[float] = 
     return out
 
 
+def save_run(path, run: Trained, cfg: DenoiserConfig, **info) -> None:
+    """Write the epoch-1 and final weights (fp16: the file is shipped) and the loss per step, atomically."""
+    from utils import atomic_save
+
+    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    atomic_save({"kind": KIND, "config": asdict(cfg), "losses": run.losses, "seconds": run.seconds,
+                 "epochs": {1: half(run.epoch_models[0]), cfg.epochs: half(run.epoch_models[-1])}, **info}, path)
+
+
+class Loaded(NamedTuple):
+    config: DenoiserConfig
+    models: dict  # epoch -> UnconditionalUNet (eval, float32): epoch 1 and the last
+    losses: list
+    info: dict
+
+
+def load_run(path=REFERENCE) -> Loaded:
+    """Load a run written by save_run; CheckpointError (one line) if missing, foreign or broken."""
+    from utils import CheckpointError, read_checkpoint
+
+    if not os.path.exists(os.fspath(path)):
+        raise CheckpointError(f"no denoiser checkpoint at {path}; train one (python -m mnist.denoiser --out DIR)")
+    ckpt = read_checkpoint(path, KIND)
+    try:
+        cfg = DenoiserConfig(**ckpt["config"])
+        models = {}
+        for epoch, sd in sorted(ckpt["epochs"].items()):
+            m = UnconditionalUNet(cfg.hidden)
+            m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+            models[int(epoch)] = m.eval()
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid denoiser run ({first}); retrain it") from None
+    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", "epochs", "losses")}
+    return Loaded(cfg, models, ckpt["losses"], info)
+
+
 def main(argv: Optional[list] = None) -> int:
     from .data import load_mnist, to_unit_range
 
@@ -144,8 +188,10 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--sigma", type=float, default=d.sigma)
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt (default runs/denoiser)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, args.threads))
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
     data = load_mnist(download=False, verbose=False)
     x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
@@ -153,6 +199,10 @@ def main(argv: Optional[list] = None) -> int:
     print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
           f"in {res.seconds:.0f} s; mean loss of the first / last 10 steps {sum(res.losses[:10]) / 10:.4f} -> "
           f"{sum(res.losses[-10:]) / 10:.4f}")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "denoiser.pt")
+    save_run(path, res, cfg, data_source=data.source, threads=args.threads)
+    print(f"saved {path}")
     first = UnconditionalUNet(cfg.hidden)
     first.load_state_dict(res.epoch_models[0])
     p1, p5 = psnr_per_sigma(first, x_test), psnr_per_sigma(res.model, x_test)

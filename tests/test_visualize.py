@@ -234,21 +234,41 @@ def test_problem_5_command_uses_mnist_report(tmp_path, monkeypatch, capsys):
     assert pages_of(tmp_path / "r.pdf") == 1
 
 
-def test_cs180_command_makes_one_page_per_section(tmp_path, monkeypatch, capsys):
-    def pages(fig_dir):
+def _stub_pages(names):
+    def pages(fig_dir, **kw):
         import matplotlib.pyplot as plt
         out = []
-        for name in ("sdedit", "anagrams"):
+        for name in names:
             path = os.path.join(fig_dir, f"{name}.png")
             plt.imsave(path, np.zeros((8, 8)))
-            out.append(([path], f"{name} text"))
+            out.append(([path], f"{name} text {sorted(kw)}"))
         return out
+    return pages
 
-    monkeypatch.setitem(sys.modules, "mnist.cs180_report", types.SimpleNamespace(pages=pages))
+
+def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mnist.cs180_report", types.SimpleNamespace(pages=_stub_pages(["sdedit", "anagrams"])))
+    monkeypatch.setitem(sys.modules, "mnist.cs180_partb", types.SimpleNamespace(
+        b1_pages=_stub_pages(["noising", "epochs", "ood"]), b2_pages=_stub_pages(["b2"])))
+    assert run("--problem", "cs180-a", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
+               "--report", str(tmp_path / "a.pdf")) == 0
+    assert "cs180-a: 2 pages" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 2
     assert run("--problem", "cs180", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
-               "--report", str(tmp_path / "r.pdf")) == 0
-    assert "cs180: 2 pages" in capsys.readouterr().out
-    assert pages_of(tmp_path / "r.pdf") == 2 and not (tmp_path / "no-runs").exists()
+               "--report", str(tmp_path / "r.pdf"), "--quiet") == 0
+    printed = capsys.readouterr().out
+    assert "cs180-a: 2 pages" in printed and "cs180-b1: 3 pages" in printed and "cs180-b2: 1 pages" in printed
+    assert pages_of(tmp_path / "r.pdf") == 6 and not (tmp_path / "no-runs").exists()
+
+
+@pytest.mark.parametrize("part,module", [("cs180-b1", "denoiser"), ("cs180-b2", "timecond")])
+def test_cs180_part_b_with_a_broken_checkpoint_is_one_line(tmp_path, monkeypatch, capsys, part, module):
+    import importlib
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"truncated")
+    monkeypatch.setattr(importlib.import_module(f"mnist.{module}"), "REFERENCE", str(bad))
+    assert run("--problem", part, "--out", str(tmp_path / "fig"), "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("visualize.py: error:") and "broken.pt" in err[0]
 
 
 def test_retrain_reaches_problem5_page(tmp_path, monkeypatch):

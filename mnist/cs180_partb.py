@@ -1,0 +1,183 @@
+"""CS180 project 5 part B on MNIST: figures and measured texts for the report.
+
+  b1_pages(fig_dir)   part B.1, the single-step denoiser (mnist/denoiser.py):
+      cs180b1_noising.png     test digits, z = x + sigma eps for sigma = 0 .. 1          (Fig. 3)
+      cs180b1_loss.png        training loss per step, epochs marked                       (Fig. 4)
+      cs180b1_epochs.png      clean / noisy (sigma = 0.5) / after epoch 1 / after epoch 5   (Fig. 5, 6)
+      cs180b1_ood.png         noisy and denoised at every sigma (trained at 0.5 only)     (Fig. 7)
+  b2_pages(fig_dir)   part B.2, the time-conditioned DDPM (mnist/timecond.py):
+      cs180b2_loss.png        training loss per step
+      cs180b2_epochs.png      samples from the same seeds after epochs 1, 5, 10, 15, 20
+
+Both read shipped runs (mnist/reference/denoiser.pt, timecond.pt) unless given others; every
+number in the texts is computed here from seeded draws and the metric classifier (mnist.metrics).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Sequence
+
+import torch
+
+from . import denoiser as dn
+from . import timecond as tc
+from .cs180_report import image_table
+from .data import load_mnist
+from .metrics import load_classifier, predict
+
+CONFIDENT = 0.9  # a sample "reads as a digit" when the classifier gives one class at least this probability
+
+
+def test_digits(data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first per_class test digits of each class, in class order: x (N, 1, 28, 28) in [-1, 1], y (N,)."""
+    idx = torch.cat([(data.test_y == c).nonzero().flatten()[:per_class] for c in range(10)])
+    return data.test_x[idx], data.test_y[idx]
+
+
+def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title: str, ylabel: str) -> str:
+    """Loss per step (light) and its running mean over one epoch (dark), log scale, epochs marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss = torch.tensor(losses, dtype=torch.float64)
+    k = max(1, min(steps_per_epoch, len(loss) // 5))
+    smooth = loss.unfold(0, k, 1).mean(1) if len(loss) >= k else loss
+    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=150)
+    ax.plot(range(1, len(loss) + 1), loss, color="#56B4E9", lw=0.7, alpha=0.8, label="per step")
+    ax.plot(range(k, len(loss) + 1), smooth, color="#0072B2", lw=1.6, label=f"mean of the last {k} steps")
+    for e in range(steps_per_epoch, len(loss), steps_per_epoch):
+        ax.axvline(e + 0.5, color="0.85", lw=0.6, zorder=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step (grey lines: epoch ends)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _unit_to_model(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 - 1  # image_table draws [-1, 1]; part B.1 works in [0, 1]
+
+
+def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_class: int = 10,
+             sigmas: Sequence[float] = dn.SIGMAS) -> list[tuple[list[str], str]]:
+    """Part B.1 figures in fig_dir and their texts; PSNR over per_class x 10 test digits."""
+    run = dn.load_run(checkpoint or dn.REFERENCE)
+    cfg, first, last = run.config, min(run.models), max(run.models)
+    data = load_mnist(download=False, verbose=False)
+    x_m, y = test_digits(data, per_class)
+    x = (x_m + 1) / 2  # [0, 1], the handout's range for part 1
+    show = [c * per_class for c in (0, 2, 3, 5, 7, 9)]
+    p = lambda name: os.path.join(fig_dir, name)
+    g = lambda: torch.Generator().manual_seed(seed)
+    out = []
+
+    # 1.2 noising process
+    noisy = {s: dn.add_noise(x, s, g()) for s in sigmas}
+    png = image_table([[_unit_to_model(noisy[s][i].clamp(0, 1)) for s in sigmas] for i in show[:4]],
+                      p("cs180b1_noising.png"), [f"digit {int(y[i])}" for i in show[:4]],
+                      [f"sigma={s}" for s in sigmas])
+    clf, _ = load_classifier(data=data, verbose=False)
+    read = {s: (predict(clf, _unit_to_model(noisy[s].clamp(0, 1)))[0] == y).float().mean().item() for s in sigmas}
+    out.append(([png], "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
+                f"The metric classifier still reads the true digit in " +
+                ", ".join(f"{read[s]:.0%} at sigma={s}" for s in sigmas) + f" of {len(x)} test digits."))
+
+    # 1.2.1 training: loss, epoch 1 against epoch 5
+    n_train = round(len(run.losses) / cfg.epochs)
+    steps_per_epoch = max(1, n_train)
+    png_loss = loss_figure(run.losses, steps_per_epoch, p("cs180b1_loss.png"),
+                           f"single-step denoiser, D={cfg.hidden}, sigma={cfg.sigma}, batch {cfg.batch_size}, "
+                           f"lr {cfg.lr:g}", "L2 loss ||D(z) - x||^2 per pixel")
+    z = noisy[cfg.sigma] if cfg.sigma in noisy else dn.add_noise(x, cfg.sigma, g())
+    with torch.no_grad():
+        d1, dT = run.models[first](z).clamp(0, 1), run.models[last](z).clamp(0, 1)
+    png_ep = image_table([[_unit_to_model(v[i]) for i in show] for v in (x, z.clamp(0, 1), d1, dT)],
+                         p("cs180b1_epochs.png"),
+                         ["clean", f"sigma={cfg.sigma}", f"epoch {first}", f"epoch {last}"])
+    psnr = {e: dn.psnr_per_sigma(run.models[e], x, sigmas, seed) for e in (first, last)}
+    at = cfg.sigma if cfg.sigma in psnr[last] else None
+    l10 = lambda a: sum(a) / max(1, len(a))
+    per_epoch = [l10(run.losses[i * steps_per_epoch:(i + 1) * steps_per_epoch]) for i in range(cfg.epochs)]
+    out.append(([png_loss, png_ep], f"B.1.2.1 Training: the handout's UNet with D={cfg.hidden} hidden channels "
+                f"(handout: 128), Adam lr {cfg.lr:g}, batch {cfg.batch_size}, sigma = {cfg.sigma}, {cfg.epochs} epochs "
+                f"of {steps_per_epoch} steps on the {run.info.get('data_source', '?')} digits "
+                f"({run.info.get('seconds', float('nan')) / 60:.1f} min on {run.info.get('threads', 1)} CPU thread). "
+                "Mean loss per epoch: " + ", ".join(f"{v:.4f}" for v in per_epoch) + "." +
+                (f" On {len(x)} test digits at sigma = {at}: noisy input {psnr[last][at][1]:.1f} dB, after epoch "
+                 f"{first} {psnr[first][at][0]:.1f} dB, after epoch {last} {psnr[last][at][0]:.1f} dB PSNR."
+                 if at is not None else "")))
+
+    # 1.2.2 out of distribution
+    with torch.no_grad():
+        den = {s: run.models[last](noisy[s]).clamp(0, 1) for s in sigmas}
+    i, j = show[1], show[4]
+    png = image_table([[_unit_to_model(noisy[s][i].clamp(0, 1)) for s in sigmas], [_unit_to_model(den[s][i]) for s in sigmas],
+                       [_unit_to_model(noisy[s][j].clamp(0, 1)) for s in sigmas], [_unit_to_model(den[s][j]) for s in sigmas]],
+                      p("cs180b1_ood.png"), ["noisy", "denoised", "noisy", "denoised"], [f"sigma={s}" for s in sigmas])
+    gain = {s: psnr[last][s][0] - psnr[last][s][1] for s in sigmas}
+    worse = [s for s in sigmas if gain[s] < 0]
+    table = "; ".join(f"sigma={s}: {psnr[last][s][1]:.1f} -> {psnr[last][s][0]:.1f}" for s in sigmas if s > 0)
+    clean = psnr[last][0.0][0] if 0.0 in psnr[last] else None
+    peak = max(sigmas, key=lambda s: gain[s])
+    out.append(([png], f"B.1.2.2 Out-of-distribution test, trained at sigma = {cfg.sigma} only. PSNR (dB, noisy -> "
+                f"denoised, {len(x)} test digits): {table}." +
+                (f" On clean input (sigma = 0) it returns {clean:.1f} dB: it still 'denoises', blurring a little." if clean
+                 is not None else "") +
+                f" The gain is largest at sigma = {peak} ({gain[peak]:+.1f} dB)" +
+                (f"; at sigma = {', '.join(map(str, worse))} the output is worse than its input." if worse else
+                 "; it never makes the input worse here.") +
+                (f" Above the training level the gain holds ({gain[max(sigmas)]:+.1f} dB at sigma = {max(sigmas)}), "
+                 "but strokes come out faint and broken." if max(sigmas) > cfg.sigma else "")))
+    return out
+
+
+@torch.no_grad()
+def read_samples(clf, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels (N,), top probability (N,)) of the metric classifier on x in [-1, 1]."""
+    prob = torch.cat([clf(b).softmax(1) for b in x.split(500)])
+    top, lab = prob.max(1)
+    return lab, top
+
+
+def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, n: int = 20, w: float = 5.0,
+             progress: bool = False) -> list[tuple[list[str], str]]:
+    """Part B.2 figures in fig_dir and their text: n samples from the same seeds after each saved epoch."""
+    run = tc.load_run(checkpoint or tc.REFERENCE)
+    cfg = run.config
+    data = load_mnist(download=False, verbose=False)
+    clf, _ = load_classifier(data=data, verbose=False)
+    p = lambda name: os.path.join(fig_dir, name)
+    steps_per_epoch = math.ceil(len(run.losses) / cfg.epochs)
+    png_loss = loss_figure(run.losses, steps_per_epoch, p("cs180b2_loss.png"),
+                           f"time-conditioned DDPM, D={cfg.hidden}, T={cfg.T}, batch {cfg.batch_size}",
+                           "L2 loss ||eps_theta(x_t, t) - eps||^2 per pixel")
+    y = (torch.arange(n) % 10) if cfg.num_classes else None
+    samples, lines = {}, []
+    for epoch, model in run.models.items():
+        samples[epoch] = tc.draw(model, run.schedule, n, seed, y=y, w=w if cfg.num_classes else 0.0, progress=progress)
+        lab, top = read_samples(clf, samples[epoch])
+        sure = top >= CONFIDENT
+        classes = len(set(lab[sure].tolist()))
+        hit = f", read as the requested label {int((lab == y).sum())}/{n}" if y is not None else ""
+        lines.append(f"epoch {epoch}: {int(sure.sum())}/{n} read with confidence >= {CONFIDENT}{hit}, "
+                     f"{classes} different digits among those")
+    cols = min(n, 10)
+    png = image_table([list(samples[e][:cols]) for e in samples], p("cs180b2_epochs.png"),
+                      [f"epoch {e}" for e in samples])
+    kind = (f"class-conditional (label dropout {cfg.p_uncond}, guidance w = {w}; columns ask for 0..9)"
+            if cfg.num_classes else "unconditional")
+    return [([png_loss, png], f"B.2 Time-conditioned DDPM ({kind}): the part-1 UNet with FCBlock modulations of "
+             f"the unflatten and up1 features by t / T, D={cfg.hidden} (handout: 64), T={cfg.T}, betas linear 1e-4 .. "
+             f"0.02, Adam lr {cfg.lr:g} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs, batch {cfg.batch_size} "
+             f"({len(run.losses)} steps, {run.info.get('seconds', float('nan')) / 60:.1f} min on "
+             f"{run.info.get('threads', 1)} CPU thread, {run.info.get('data_source', '?')} digits). Rows: the same "
+             f"{n} seeds through the full {cfg.T}-step ancestral chain after each epoch (first {cols} shown). "
+             "Classifier reading of the samples: " + "; ".join(lines) + ".")]
