@@ -19,8 +19,8 @@ import copy
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Iterator, NamedTuple, Optional, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F

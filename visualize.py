@@ -48,7 +48,7 @@ from matplotlib import patheffects
 
 from gmm import GMM, energy_distance, peak_stats
 from train import Parser, positive_int  # the shared one-line CLI errors
-from utils import CheckpointError, checkpoint_config, load_checkpoint, q_sample, resolve_device, sample
+from utils import CheckpointError, checkpoint_config, load_checkpoint, resolve_device, sample
 
 CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
 PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")
@@ -512,7 +512,7 @@ def problem3(cfg: Settings, models: dict) -> Page:
             ax.set_title(f"T = {T}: samples over $q(x_0)$")
             style_axes(ax, left_label=True, bottom_label=i == nT - 1)
             ax = fig.add_subplot(gs[i, 1])
-            im = show_estimate(ax, dens[i], q0, grid)
+            show_estimate(ax, dens[i], q0, grid)
             ax.set_title(f"T = {T}: their density")
             style_axes(ax, left_label=False, bottom_label=i == nT - 1)
             ax = fig.add_subplot(gs[i, 2])
@@ -602,7 +602,7 @@ def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
     obs.append(sentence)
     maj = [net[T]["majority_weight"] for T in ts]
     w_true = truth["majority_weight"]
-    obs.append(f"Mode weights: the majority peak holds " + ", ".join(f"{m:.3f}" for m in maj)
+    obs.append("Mode weights: the majority peak holds " + ", ".join(f"{m:.3f}" for m in maj)
                + f" of the samples (truth 0.650; fresh draws {w_true:.3f}); "
                + ("every model keeps both modes with close to the right weights (within 0.05)."
                   if all(abs(m - 0.65) <= 0.05 for m in maj) else
@@ -814,7 +814,7 @@ def problem1(cfg: Settings) -> Page:
                  "and is indexed by t itself (entry 0: beta_0 = 0, alpha_bar_0 = 1), and the network sees t in 1..T."),
         ("text", f"Schedule: {c.schedule} betas"
                  + (" (Nichol & Dhariwal 2021, Eq. 17, s = 0.008, beta clipped at 0.999)" if c.schedule == "cosine" else "")
-                 + f"; reverse-step variance sigma_t^2 = "
+                 + "; reverse-step variance sigma_t^2 = "
                  + ("beta_tilde_t (the posterior variance, as the handout asks)." if c.variance == "posterior" else "beta_t.")),
         ("text", "Sampler: the ancestral DDPM step written in x0 form (as diffusers' DDPMScheduler.step): eps -> "
                  "x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Eq. 15)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional
 
-import torch
 
 from utils import CheckpointError, Schedule, atomic_save, make_schedule, read_checkpoint
 

@@ -87,7 +87,7 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
     clf, _ = load_classifier(data=data, verbose=False)
     read = {s: (predict(clf, _unit_to_model(noisy[s].clamp(0, 1)))[0] == y).float().mean().item() for s in sigmas}
     out.append(([png], "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
-                f"The metric classifier still reads the true digit in " +
+                "The metric classifier still reads the true digit in " +
                 ", ".join(f"{read[s]:.0%} at sigma={s}" for s in sigmas) + f" of {len(x)} test digits."))
 
     # 1.2.1 training: loss, epoch 1 against epoch 5

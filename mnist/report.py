@@ -260,7 +260,6 @@ def page_text(n: dict) -> str:
 
 def main(argv=None) -> int:
     import argparse
-    import sys
 
     p = argparse.ArgumentParser(prog="python -m mnist.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

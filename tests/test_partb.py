@@ -7,7 +7,7 @@ import torch
 
 from mnist import denoiser as dn
 from mnist import timecond as tc
-from utils import CheckpointError, make_schedule, p_losses, sample
+from utils import CheckpointError, make_schedule, sample
 
 
 @pytest.fixture(autouse=True, scope="module")
