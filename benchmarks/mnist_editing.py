@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -31,7 +32,7 @@ from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
 
 ANAGRAM_PAIRS = ((6, 9), (9, 6), (1, 1), (0, 0), (8, 8), (2, 5), (7, 4))
-HYBRID_PAIRS = ((1, 7), (0, 6), (4, 9))
+HYBRID_PAIRS = ((1, 7), (0, 6), (4, 9), (7, 1), (3, 8))
 BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)
 
 
@@ -91,14 +92,25 @@ def anagrams(model, schedule, n, steps, w, seed):
     return rows
 
 
-def hybrids(model, schedule, n, steps, w, seed):
+def hybrids(model, schedule, n, steps, w, seed, sigmas=(ed.HYBRID_SIGMA,)):
+    """Per lowpass sigma (kernel reaching 3 sigma) and pair: read as each label in the image ('up close')
+    and after a sigma=2 blur ('from afar'); 'both' = high up close and low from afar."""
     rows = []
-    for lo, hi in HYBRID_PAIRS:
-        x = ed.hybrid(model, schedule, lo, hi, n=n, w=w, steps=steps, generator=ed_generators(n, seed))
-        full = predict(CLF, x)[0]
-        low = predict(CLF, ed.gaussian_blur_denoise(x, 2.0))[0]
-        rows.append(dict(pair=f"{lo}/{hi}", full_low=mean(full == lo), full_high=mean(full == hi),
-                         blurred_low=mean(low == lo), blurred_high=mean(low == hi)))
+    for sigma in sigmas:
+        kernel = ed.HYBRID_KERNEL if sigma == ed.HYBRID_SIGMA else 2 * math.ceil(3 * sigma) + 1
+        for lo, hi in HYBRID_PAIRS + (("all", "pairs"),):
+            if lo == "all":
+                group = [r for r in rows if r["sigma"] == sigma]
+                rows.append({k: (sum(r[k] for r in group) / len(group) if k not in ("sigma", "kernel", "pair") else
+                                 group[0][k]) for k in group[0]} | dict(pair="mean"))
+                continue
+            x = ed.hybrid(model, schedule, lo, hi, kernel=kernel, sigma=sigma, n=n, w=w, steps=steps,
+                          generator=ed_generators(n, seed))
+            full = predict(CLF, x)[0]
+            low = predict(CLF, ed.gaussian_blur_denoise(x, 2.0))[0]
+            rows.append(dict(sigma=sigma, kernel=kernel, pair=f"{lo}/{hi}", full_low=mean(full == lo),
+                             full_high=mean(full == hi), blurred_low=mean(low == lo), blurred_high=mean(low == hi),
+                             both=mean((full == hi) & (low == lo))))
     return rows
 
 
@@ -132,6 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--w", type=float, default=DEFAULT_W)
     p.add_argument("--n", type=int, default=20, help="images per anagram / hybrid pair")
     p.add_argument("--i-start", type=int, nargs="+", default=[5, 10, 15, 20])
+    p.add_argument("--hybrid-sigmas", type=float, nargs="+", default=[ed.HYBRID_SIGMA],
+                   help="lowpass sigmas to compare for hybrids (the tuning run: 0.75 1 1.5 2 3 with --n 10)")
+    p.add_argument("--only-hybrids", action="store_true", help="skip sections 1-4")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 per class, n=4: a smoke run")
     p.add_argument("--json", default=None)
@@ -150,6 +165,8 @@ def main(argv=None) -> int:
     results, start = {}, time.perf_counter()
     gen = torch.Generator().manual_seed(args.seed)
 
+    if args.only_hybrids:
+        return report_hybrids(results, model, schedule, args, start)
     results["denoising"] = denoising(model, schedule, x0, y, args.t, args.steps, gen)
     print("1. denoising (PSNR dB / SSIM vs the clean digit, classifier agreement with the true label)")
     table(results["denoising"], ["t", "method", "psnr", "ssim", "agree"], cell)
@@ -174,10 +191,15 @@ def main(argv=None) -> int:
           "baseline = plain samples of a (rotated for b)")
     table(results["anagrams"], ["pair", "up", "down", "both", "baseline_up", "baseline_down"], cell)
 
-    results["hybrids"] = hybrids(model, schedule, args.n, args.steps, args.w, args.seed)
-    print(f"5. hybrids low/high (kernel {ed.HYBRID_KERNEL}, sigma {ed.HYBRID_SIGMA}), {args.n} each: "
-          "fraction read as each label, in the image and after a sigma=2 blur")
-    table(results["hybrids"], ["pair", "full_low", "full_high", "blurred_low", "blurred_high"], cell)
+    return report_hybrids(results, model, schedule, args, start)
+
+
+def report_hybrids(results, model, schedule, args, start) -> int:
+    results["hybrids"] = hybrids(model, schedule, args.n, args.steps, args.w, args.seed, args.hybrid_sigmas)
+    print(f"5. hybrids low/high (lowpass sigma {', '.join(map(str, args.hybrid_sigmas))}), {args.n} each: "
+          "fraction read as each label, in the image and after a sigma=2 blur; both = high in the image, low blurred")
+    table(results["hybrids"], ["sigma", "kernel", "pair", "full_low", "full_high", "blurred_low", "blurred_high",
+                               "both"], cell)
 
     results["seconds"] = time.perf_counter() - start
     print(f"total {results['seconds']:.0f} s on {torch.get_num_threads()} thread")

@@ -214,23 +214,30 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"rotated, are read as {b} in {_frac(base)}."))
 
     # A.9 hybrids
-    rows, lines, n_low = [], [], 0
+    rows, lines, n_low, n_high, n_both = [], [], 0, 0, 0
     for lo, hi in HYBRID_PAIRS:
         x = ed.hybrid(model, schedule, lo, hi, n=k, w=w, steps=steps, generator=_gens(k, seed))
         blurred = ed.gaussian_blur_denoise(x, 2.0)
         full, low = read(x), read(blurred)
-        n_low += int((full == lo).sum())
+        n_low, n_high = n_low + int((low == lo).sum()), n_high + int((full == hi).sum())
+        n_both += int(((full == hi) & (low == lo)).sum())
         rows += [list(x[:6]), list(blurred[:6])]
-        lines.append(f"{lo}/{hi}: image read as {lo} {_frac(full == lo)}, as {hi} {_frac(full == hi)}; "
-                     f"blurred read as {lo} {_frac(low == lo)}")
+        lines.append(f"{lo}/{hi}: read as {hi} {_frac(full == hi)} (as {lo} {_frac(full == lo)}); blurred read as "
+                     f"{lo} {_frac(low == lo)}; both {_frac((full == hi) & (low == lo))}")
     png = image_table(rows, p("cs180_hybrid.png"),
                       [f"{v} {lo}/{hi}" for lo, hi in HYBRID_PAIRS for v in ("hybrid", "blurred")])
-    share = n_low / (k * len(HYBRID_PAIRS))
-    verdict = ("the lowpass label decides most of what is read" if share > 0.5 else
-               "the highpass label holds its own against the lowpass one")
+    total = k * len(HYBRID_PAIRS)
+    hi_share, lo_share = n_high / total, n_low / total
+    verdict = ("the highpass label decides most of what is read up close, and blur does not bring the lowpass one back"
+               if hi_share > 0.5 and lo_share < 0.5 else
+               "the lowpass label decides most of what is read, even up close" if hi_share < 0.5 and lo_share > 0.5
+               else "both halves of the illusion work about as often" if hi_share >= 0.5 and lo_share >= 0.5
+               else "neither view is reliable")
     out.append(([png], f"A.9 Hybrids, eps = lowpass(eps(x, low)) + highpass(eps(x, high)) (Gaussian kernel "
-                f"{ed.HYBRID_KERNEL}, sigma {ed.HYBRID_SIGMA}), {k} seeds each: " + "; ".join(lines) +
-                f". Over all pairs {share:.0%} of hybrids read as the lowpass label: at 28x28 {verdict}."))
+                f"{ed.HYBRID_KERNEL}, sigma {ed.HYBRID_SIGMA}), {k} seeds each; 'up close' is the classifier on the image, "
+                "'from afar' on the image blurred with sigma 2: " + "; ".join(lines) +
+                f". Over all pairs {hi_share:.0%} read as the highpass label up close, {lo_share:.0%} as the lowpass "
+                f"label from afar, {n_both / total:.0%} both: at 28x28 {verdict}."))
     return out
 
 
