@@ -1216,7 +1216,7 @@ def main(argv=None) -> int:
                       f"in {time.perf_counter() - t0:.1f} s", flush=True)
         if cfg.report:
             write_report(pages, cfg.report)
-            print(f"report: {cfg.report} ({len(pages)} problems)")
+            print(f"report: {cfg.report} ({len(pages)} pages)")
     except (UserError, ValueError) as e:
         print(f"visualize.py: error: {e}", file=sys.stderr)
         return 2

@@ -95,7 +95,7 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
     steps_per_epoch = max(1, n_train)
     png_loss = loss_figure(run.losses, steps_per_epoch, p("cs180b1_loss.png"),
                            f"single-step denoiser, D={cfg.hidden}, sigma={cfg.sigma}, batch {cfg.batch_size}, "
-                           f"lr {cfg.lr:g}", "L2 loss ||D(z) - x||^2 per pixel")
+                           f"lr {cfg.lr:g}", "L2 loss, D(z) vs x, per pixel")
     z = noisy[cfg.sigma] if cfg.sigma in noisy else dn.add_noise(x, cfg.sigma, g())
     with torch.no_grad():
         d1, dT = run.models[first](z).clamp(0, 1), run.models[last](z).clamp(0, 1)
@@ -161,7 +161,7 @@ def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, n: i
     steps_per_epoch = math.ceil(len(run.losses) / cfg.epochs)
     png_loss = loss_figure(run.losses, steps_per_epoch, p("cs180b2_loss.png"),
                            f"time-conditioned DDPM, D={cfg.hidden}, T={cfg.T}, batch {cfg.batch_size}",
-                           "L2 loss ||eps_theta(x_t, t) - eps||^2 per pixel")
+                           "L2 loss, eps_theta vs eps, per pixel")
     y = (torch.arange(n) % 10) if cfg.num_classes else None
     samples, lines = {}, []
     for epoch, model in run.models.items():
