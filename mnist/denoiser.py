@@ -81,7 +81,7 @@ class UnconditionalUNet(nn.Module):
 
 def add_noise(x: torch.Tensor, sigma: float, generator=None) -> torch.Tensor:
     """z = x + sigma eps (Part B Eq. 2); x (B, 1, 28, 28) in [0, 1]."""
-    return x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)  # CPU generator
 
 
 @dataclass
@@ -101,29 +101,31 @@ class Trained(NamedTuple):
     seconds: float
 
 
-def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()) -> Trained:
-    """Minimise ||D(x + sigma eps) - x||^2 (Part B Eq. 1) over x_train (N, 1, 28, 28) in [0, 1] with Adam."""
+def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig(), device="cpu") -> Trained:
+    """Minimise ||D(x + sigma eps) - x||^2 (Part B Eq. 1) over x_train (N, 1, 28, 28) in [0, 1] with Adam.
+    The noise comes from a CPU generator on every device; the returned model and snapshots are on the CPU."""
     if x_train.ndim != 4 or tuple(x_train.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x_train must be (N, 1, 28, 28) images in [0, 1], got {tuple(x_train.shape)}")
     if not cfg.sigma >= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"bad config {cfg}: need sigma >= 0, epochs >= 1, batch_size >= 1, lr > 0")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = UnconditionalUNet(cfg.hidden)
+    model = UnconditionalUNet(cfg.hidden).to(device)
+    x_train = x_train.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses, snapshots, start = [], [], time.perf_counter()
     for _ in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(x_train), generator=g)
         for i in range(0, len(x_train), cfg.batch_size):
-            x = x_train[perm[i:i + cfg.batch_size]]
+            x = x_train[perm[i:i + cfg.batch_size].to(device)]
             loss = F.mse_loss(model(add_noise(x, cfg.sigma, g)), x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-    return Trained(model.eval(), losses, snapshots, time.perf_counter() - start)
+        snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+    return Trained(model.cpu().eval(), losses, snapshots, time.perf_counter() - start)
 
 
 @torch.no_grad()
@@ -189,19 +191,26 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--sigma", type=float, default=d.sigma)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt (default runs/denoiser)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
     data = load_mnist(download=False, verbose=False)
     x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
-    res = train_denoiser(x_train, cfg)
+    from utils import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(str(e))
+    res = train_denoiser(x_train, cfg, device)
     print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
           f"in {res.seconds:.0f} s; mean loss of the first / last 10 steps {sum(res.losses[:10]) / 10:.4f} -> "
           f"{sum(res.losses[-10:]) / 10:.4f}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "denoiser.pt")
-    save_run(path, res, cfg, data_source=data.source, threads=args.threads)
+    save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
     print(f"saved {path}")
     first = UnconditionalUNet(cfg.hidden)
     first.load_state_dict(res.epoch_models[0])

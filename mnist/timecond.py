@@ -37,7 +37,8 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import nn
 
-from utils import CheckpointError, Schedule, atomic_save, make_schedule, p_losses, read_checkpoint, sample
+from utils import (CheckpointError, Schedule, atomic_save, make_schedule, p_losses, read_checkpoint, resolve_device,
+                   sample)
 
 from .denoiser import UnconditionalUNet
 
@@ -127,9 +128,12 @@ class TrainedDDPM(NamedTuple):
 
 
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
-                   snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False) -> TrainedDDPM:
+                   snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
+                   device="cpu") -> TrainedDDPM:
     """Train on x (N, 1, 28, 28) in [-1, 1] (labels y (N,) for the class model) with Adam and the
-    handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs."""
+    handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs
+    (on the CPU). The random numbers come from a CPU generator on every device, so a GPU run draws
+    the same batches, timesteps and noise as a CPU run."""
     cfg.validate()
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x must be (N, 1, 28, 28) images in [-1, 1], got {tuple(x.shape)}")
@@ -137,8 +141,9 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
         raise ValueError("the class-conditional model needs one label per image")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
-    schedule = schedule_for(cfg)
+    model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes).to(device)
+    schedule = schedule_for(cfg).to(device)
+    x, y = x.to(device), (y.to(device) if y is not None else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay ** (1 / cfg.epochs))
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
@@ -151,7 +156,7 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
         model.train()
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
+            idx = perm[i:i + cfg.batch_size].to(device)
             labels = y[idx] if cfg.num_classes else None
             loss = p_losses(model, schedule, x[idx], labels, p_uncond=cfg.p_uncond, generator=g).mean()
             opt.zero_grad(set_to_none=True)
@@ -163,10 +168,10 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
         decay.step()
         if epoch in snapshot_epochs:
-            snapshots[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            snapshots[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if bar is not None:
         bar.close()
-    return TrainedDDPM(model.eval(), schedule, losses, snapshots, time.perf_counter() - start)
+    return TrainedDDPM(model.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start)
 
 
 def save_run(path, run: TrainedDDPM, cfg: TimeCondConfig, half: bool = True, **info) -> None:
@@ -228,6 +233,7 @@ def main(argv: Optional[list] = None) -> int:
                    "label dropout 0.1) instead of the unconditional one")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -235,14 +241,15 @@ def main(argv: Optional[list] = None) -> int:
     cfg = TimeCondConfig(hidden=args.hidden, num_classes=10 if args.classes else 0, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     try:
+        device = resolve_device(args.device)
         os.makedirs(args.out, exist_ok=True)
         data = load_mnist(download=False, verbose=not args.quiet)
-    except (OSError, DataError) as e:
+    except (OSError, DataError, ValueError) as e:
         p.error(str(e))
     epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
-    run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet)
+    run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device)
     path = os.path.join(args.out, "timecond.pt")
-    save_run(path, run, cfg, data_source=data.source, threads=args.threads)
+    save_run(path, run, cfg, data_source=data.source, threads=args.threads, device=str(device))
     print(f"{data.describe()}; {len(run.losses)} steps in {run.seconds:.0f} s; loss {run.losses[0]:.3f} -> "
           f"{sum(run.losses[-20:]) / 20:.4f} (mean of the last 20); snapshots at epochs {epochs} in {path}")
     print(f"next: python -m mnist.cs180_partb --parts b2 --timecond {path}   (figures and measured text)")
