@@ -3,7 +3,13 @@
     python visualize.py --problem 2          # trajectory over p_theta(x_t | t), t = 50..10, T = 50
     python visualize.py --problem 3          # 4 x 2 figure: T = 5, 10, 25, 50 against the truth
     python visualize.py --problem 4          # y = 0 / y = 1 from one x_T, and a guidance sweep
+    python visualize.py --problem 5          # MNIST samples and a trajectory, from the shipped model
     python visualize.py --problem all --report report.pdf    # every figure, then a page per problem
+    python visualize.py --problem cs180 --report cs180.pdf   # CS180 project 5 on MNIST (about 6 min):
+        cs180-a   part A on the problem 5 model: noise, denoising, guidance, SDEdit, inpainting,
+                  translation, visual anagrams, hybrids
+        cs180-b1  part B.1, the single-step denoiser: noising, loss, epoch 1 vs 5, out-of-distribution
+        cs180-b2  part B.2, the time-conditioned DDPM: loss and samples after epochs 1, 5, 10, 15, 20
 
 Models are read from <runs>/T<T>/model.pt and trained (train.py, its defaults) when missing.
 Every figure is written as PNG (200 dpi) and PDF under --out, with the numbers behind it beside it
