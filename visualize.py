@@ -5,7 +5,7 @@
     python visualize.py --problem 4          # y = 0 / y = 1 from one x_T, and a guidance sweep
     python visualize.py --problem 5          # MNIST samples and a trajectory, from the shipped model
     python visualize.py --problem all --report report.pdf    # every figure, then a page per problem
-    python visualize.py --problem cs180 --report cs180.pdf   # CS180 project 5 on MNIST (about 6 min):
+    python visualize.py --problem cs180 --report cs180.pdf   # CS180 project 5 on MNIST (about 4 min):
         cs180-a   part A on the problem 5 model: noise, denoising, guidance, SDEdit, inpainting,
                   translation, visual anagrams, hybrids
         cs180-b1  part B.1, the single-step denoiser: noising, loss, epoch 1 vs 5, out-of-distribution
