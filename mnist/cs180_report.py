@@ -145,8 +145,8 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                       p("cs180_sampling.png"), [f"w={g:g}" for j in shown for g in drawn], [str(c) for c in range(10)])
     agree = {g: (read(x) == labels).float().mean().item() for g, x in drawn.items()}
     out.append(([png], f"A.5-A.6 Sampling from pure noise with {steps} strided steps, asking for each digit {per} "
-                f"times (the same noise in both rows): the classifier reads the requested digit in {agree[0.0]:.0%} "
-                f"of samples without guidance (w = 0, the conditional model alone) and {agree[w]:.0%} with "
+                f"times, each from the same noise with and without guidance: the classifier reads the requested digit "
+                f"in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the conditional model alone) and {agree[w]:.0%} with "
                 f"classifier-free guidance w = {w:g} (eps = eps_u + (1 + w)(eps_c - eps_u), CS180's gamma = 1 + w)."))
 
     # A.7.1 SDEdit: a test digit with no label, a drawn 7 with label 7
