@@ -57,3 +57,35 @@ def resume_path(folder) -> str:
 def read_resume_state(folder) -> Optional[dict]:
     path = resume_path(folder)
     return read_checkpoint(path, RESUME_KIND) if os.path.exists(path) else None
+
+
+# ------------------------------------------- CS180 part-B runs: weights after chosen epochs
+def save_epoch_run(path, kind: str, config: dict, losses: list, seconds: float, states: dict,
+                   key: str = "epochs", **info) -> None:
+    """Write {epoch: state_dict} in fp16 (the files are shipped; loading upcasts), the config, the loss
+    per step and anything else given, atomically."""
+    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds,
+                 key: {int(e): half(sd) for e, sd in states.items()}, **info}, path)
+
+
+def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs"):
+    """Read a file from save_epoch_run: (config, {epoch: model in eval mode, float32}, losses, info).
+    build(config dict) -> (config object, a function making an empty model). CheckpointError with
+    one line, naming `command` to retrain, if the file is missing, foreign or broken."""
+    if not os.path.exists(os.fspath(path)):
+        raise CheckpointError(f"no {what} checkpoint at {path}; train one ({command} --out DIR)")
+    ckpt = read_checkpoint(path, kind)
+    try:
+        cfg, make = build(ckpt["config"])
+        models = {}
+        for epoch, sd in sorted(ckpt[key].items()):
+            m = make()
+            m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+            models[int(epoch)] = m.eval()
+        losses = ckpt["losses"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid {what} run ({first}); retrain it ({command})") from None
+    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", key, "losses")}
+    return cfg, models, losses, info

@@ -142,12 +142,11 @@ def psnr_per_sigma(model: nn.Module, x: torch.Tensor, sigmas: Sequence[float] = 
 
 
 def save_run(path, run: Trained, cfg: DenoiserConfig, **info) -> None:
-    """Write the epoch-1 and final weights (fp16: the file is shipped) and the loss per step, atomically."""
-    from utils import atomic_save
+    """Write the epoch-1 and final weights (fp16) and the loss per step, atomically."""
+    from .checkpoint import save_epoch_run
 
-    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    atomic_save({"kind": KIND, "config": asdict(cfg), "losses": run.losses, "seconds": run.seconds,
-                 "epochs": {1: half(run.epoch_models[0]), cfg.epochs: half(run.epoch_models[-1])}, **info}, path)
+    save_epoch_run(path, KIND, asdict(cfg), run.losses, run.seconds,
+                   {1: run.epoch_models[0], cfg.epochs: run.epoch_models[-1]}, **info)
 
 
 class Loaded(NamedTuple):
@@ -159,23 +158,13 @@ class Loaded(NamedTuple):
 
 def load_run(path=REFERENCE) -> Loaded:
     """Load a run written by save_run; CheckpointError (one line) if missing, foreign or broken."""
-    from utils import CheckpointError, read_checkpoint
+    from .checkpoint import load_epoch_run
 
-    if not os.path.exists(os.fspath(path)):
-        raise CheckpointError(f"no denoiser checkpoint at {path}; train one (python -m mnist.denoiser --out DIR)")
-    ckpt = read_checkpoint(path, KIND)
-    try:
-        cfg = DenoiserConfig(**ckpt["config"])
-        models = {}
-        for epoch, sd in sorted(ckpt["epochs"].items()):
-            m = UnconditionalUNet(cfg.hidden)
-            m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-            models[int(epoch)] = m.eval()
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a valid denoiser run ({first}); retrain it") from None
-    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", "epochs", "losses")}
-    return Loaded(cfg, models, ckpt["losses"], info)
+    def build(config: dict):
+        cfg = DenoiserConfig(**config)
+        return cfg, lambda: UnconditionalUNet(cfg.hidden)
+
+    return Loaded(*load_epoch_run(path, KIND, "denoiser", "python -m mnist.denoiser", build))
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -37,9 +37,9 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import nn
 
-from utils import (CheckpointError, Schedule, atomic_save, make_schedule, p_losses, read_checkpoint, resolve_device,
-                   sample)
+from utils import Schedule, make_schedule, p_losses, resolve_device, sample
 
+from .checkpoint import load_epoch_run, save_epoch_run
 from .denoiser import UnconditionalUNet
 
 KIND = "ddpm-mnist-timecond"
@@ -174,12 +174,9 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     return TrainedDDPM(model.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start)
 
 
-def save_run(path, run: TrainedDDPM, cfg: TimeCondConfig, half: bool = True, **info) -> None:
-    """Write the snapshots (fp16 when half: the file is shipped; sampling upcasts) and the losses."""
-    cast = (lambda v: v.half() if half and v.is_floating_point() else v)
-    atomic_save({"kind": KIND, "config": asdict(cfg), "losses": run.losses, "seconds": run.seconds,
-                 "snapshots": {e: {k: cast(v) for k, v in sd.items()} for e, sd in run.snapshots.items()},
-                 **info}, path)
+def save_run(path, run: TrainedDDPM, cfg: TimeCondConfig, **info) -> None:
+    """Write the snapshots (fp16: the file is shipped; loading upcasts) and the loss per step, atomically."""
+    save_epoch_run(path, KIND, asdict(cfg), run.losses, run.seconds, run.snapshots, key="snapshots", **info)
 
 
 class Snapshots(NamedTuple):
@@ -192,21 +189,13 @@ class Snapshots(NamedTuple):
 
 def load_run(path=REFERENCE) -> Snapshots:
     """Load a run saved by save_run; CheckpointError (one line) if missing, foreign or broken."""
-    if not os.path.exists(os.fspath(path)):
-        raise CheckpointError(f"no part-B.2 checkpoint at {path}; train one (python -m mnist.timecond --out DIR)")
-    ckpt = read_checkpoint(path, KIND)
-    try:
-        cfg = TimeCondConfig(**ckpt["config"]).validate()
-        models = {}
-        for epoch, sd in sorted(ckpt["snapshots"].items()):
-            m = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
-            m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-            models[int(epoch)] = m.eval()
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a valid part-B.2 run ({first}); retrain it") from None
-    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", "snapshots", "losses")}
-    return Snapshots(cfg, schedule_for(cfg), models, ckpt["losses"], info)
+    def build(config: dict):
+        cfg = TimeCondConfig(**config).validate()
+        return cfg, lambda: TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
+
+    cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build,
+                                               key="snapshots")
+    return Snapshots(cfg, schedule_for(cfg), models, losses, info)
 
 
 @torch.no_grad()

@@ -12,12 +12,7 @@ from utils import make_schedule, q_sample
 T = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny convolutions run best on one thread
 
 
 @pytest.fixture(scope="module")

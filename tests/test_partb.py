@@ -10,12 +10,7 @@ from mnist import timecond as tc
 from utils import CheckpointError, make_schedule, sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny convolutions run best on one thread
 
 
 def images(n=16, seed=0):

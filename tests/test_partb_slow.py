@@ -9,15 +9,7 @@ from mnist import denoiser as dn
 from mnist import timecond as tc
 from mnist.data import load_mnist, to_unit_range
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shipped runs used one thread
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # the shipped runs used one thread
 
 
 def same_fp16(sd_new, model_shipped):
