@@ -282,3 +282,30 @@ def test_retrain_reaches_problem5_page(tmp_path, monkeypatch):
     assert run("--problem", "5", "--out", str(tmp_path), "--retrain") == 0
     assert run("--problem", "5", "--out", str(tmp_path)) == 0
     assert seen == [True, False]
+
+
+def test_cs180_b1_retrain_trains_into_runs_and_uses_that_run(tmp_path, monkeypatch, capsys):
+    """--retrain runs the module's own CLI into <runs>/cs180 and builds the page from what it wrote
+    (the CLI is swapped for a tiny run: the real one takes minutes)."""
+    import torch
+
+    import mnist.denoiser as dn
+    seen = {}
+
+    def tiny_main(argv):
+        out = argv[argv.index("--out") + 1]
+        cfg = dn.DenoiserConfig(hidden=2, epochs=1, batch_size=8)
+        dn.save_run(os.path.join(out, "denoiser.pt"), dn.train_denoiser(torch.rand(8, 1, 28, 28), cfg), cfg)
+        return 0
+
+    def b1_pages(fig_dir, checkpoint=None, seed=0):
+        seen["hidden"] = dn.load_run(checkpoint).config.hidden
+        seen["path"] = checkpoint
+        return []
+
+    monkeypatch.setattr(dn, "main", tiny_main)
+    monkeypatch.setitem(sys.modules, "mnist.cs180_partb", types.SimpleNamespace(b1_pages=b1_pages))
+    assert run("--problem", "cs180-b1", "--retrain", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "f"),
+               "--quiet") == 0
+    assert seen == {"hidden": 2, "path": os.path.join(str(tmp_path / "runs"), "cs180", "denoiser.pt")}
+    assert "training from scratch (python -m mnist.denoiser --out" in capsys.readouterr().out
