@@ -16,43 +16,19 @@ import os
 import sys
 from dataclasses import asdict, fields
 
+import matplotlib
 import torch
 
-from utils import TrainConfig, check_T, save_checkpoint, train
+from gmm import GMM, energy_distance, peak_stats
+from utils import Parser, TrainConfig, positive_float, positive_int, probability, sample, save_checkpoint, train
 
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (plus a pointer to --help) and exits 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        return check_T(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-
-
-def probability(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= p < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return p
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+# One torch thread by default: this model is tiny, and on 2 cores two OpenMP threads spin while they wait
+# for a core that another process holds (measured: 10 s idle, 103-150 s with one core busy; one thread
+# stays at ~10 s). benchmarks/threads.py measures it.
+DEFAULT_THREADS = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--out", default=None, help="output folder (default runs/T<T>)")
     p.add_argument("--no-eval", action="store_true", help="skip the sample-quality check after training")
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help="torch CPU threads (default %(default)s: the model is tiny, and more threads are up to 10x "
+                        "slower when another process shares the cores; see benchmarks/threads.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -86,11 +65,6 @@ def write_loss_curve(losses, folder: str) -> None:
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows(enumerate(losses, 1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x = torch.tensor(losses)
     k = max(1, len(losses) // 50)
     smooth = x.unfold(0, k, 1).mean(1) if len(losses) >= k else x
@@ -106,9 +80,6 @@ def write_loss_curve(losses, folder: str) -> None:
 
 def evaluate(model, schedule, n: int = 5000, seed: int = 0) -> dict:
     """Sample quality of `model` next to the exact predictor's with the same sampler and T."""
-    from gmm import GMM, energy_distance, peak_stats
-    from utils import sample
-
     gmm = GMM()
     ref, _ = gmm.sample(n, generator=torch.Generator().manual_seed(10_000 + seed))
     out = {}
@@ -125,6 +96,15 @@ def evaluate(model, schedule, n: int = 5000, seed: int = 0) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(before)  # main() is also called in-process (visualize.py, tests)
+
+
+def run(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
     out = args.out or os.path.join("runs", f"T{cfg.T}")
     try:

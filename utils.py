@@ -15,15 +15,21 @@ predictor is any callable `eps_model(x_t, t, y) -> eps` (the UNet, or the exact 
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ddpm import ARCHS, UNet
+from gmm import GMM
 
 SCHEDULES = ("cosine", "linear")
 VARIANCES = ("posterior", "beta")
@@ -372,7 +378,6 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, genera
     try:
         loop = p_sample_loop(eps_model, schedule, x_T, y, w, generator, steps, eta, clip_x0)
         if progress:
-            from tqdm.auto import tqdm
             loop = tqdm(loop, total=steps or schedule.T, desc="sampling", leave=False)
         for step in loop:
             if trajectory:
@@ -434,7 +439,6 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         check_T(self.T)
-        from ddpm import ARCHS
         for name, value, choices in (("schedule", self.schedule, SCHEDULES), ("variance", self.variance, VARIANCES),
                                      ("loss", self.loss, LOSSES), ("arch", self.arch, tuple(ARCHS))):
             if value not in choices:
@@ -481,7 +485,6 @@ class TrainResult(NamedTuple):
 
 
 def build_model(cfg: TrainConfig):
-    from ddpm import ARCHS, UNet
     return UNet(T=cfg.T, **ARCHS[cfg.arch])
 
 
@@ -491,10 +494,6 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
     Minibatches are drawn by index from the in-memory tensors (a DataLoader costs more than the
     model itself here); Adam with a cosine learning-rate decay; EMA weights are returned.
     """
-    import time
-
-    from gmm import GMM
-
     cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -511,7 +510,6 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
     losses = []
     it = range(cfg.steps)
     if progress:
-        from tqdm.auto import tqdm
         it = tqdm(it, desc=f"training T={cfg.T}", unit="step", dynamic_ncols=True)
     start = time.perf_counter()
     for step in it:
@@ -601,3 +599,53 @@ def checkpoint_config(path) -> TrainConfig:
     ckpt = read_checkpoint(path, CHECKPOINT_KIND)
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
+
+
+# ============================================================ command lines
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (plus a pointer to --help) and exits 2.
+    Every command of the package (train.py, visualize.py, python -m mnist.*) uses it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 ('50' and '5e1' are accepted, '2.5', '0' and 'nan' are not)."""
+    try:
+        return check_T(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return v
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= p < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return p
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number (finite), got {text!r}")
+    return v

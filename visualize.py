@@ -53,8 +53,8 @@ import torch
 from matplotlib import patheffects
 
 from gmm import GMM, energy_distance, peak_stats
-from train import Parser, positive_int  # the shared one-line CLI errors
-from utils import CheckpointError, checkpoint_config, load_checkpoint, resolve_device, sample
+from utils import (CheckpointError, Parser, checkpoint_config, load_checkpoint, positive_int, resolve_device,
+                   sample)
 
 CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
 PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")

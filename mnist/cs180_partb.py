@@ -18,7 +18,10 @@ import math
 import os
 from typing import Optional, Sequence
 
+import matplotlib.pyplot as plt
 import torch
+
+from utils import CheckpointError, Parser
 
 from . import denoiser as dn
 from . import timecond as tc
@@ -37,11 +40,6 @@ def test_digits(data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title: str, ylabel: str) -> str:
     """Loss per step (light) and its running mean over one epoch (dark), log scale, epochs marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     loss = torch.tensor(losses, dtype=torch.float64)
     k = max(1, min(20, steps_per_epoch, len(loss) // 5))
     smooth = loss.unfold(0, k, 1).mean(1) if len(loss) >= k else loss
@@ -187,8 +185,6 @@ def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, n: i
 
 
 def main(argv: Optional[list] = None) -> int:
-    from train import Parser
-
     ap = Parser(prog="python -m mnist.cs180_partb", description="Make the CS180 part-B figures and texts from "
                 "a denoiser run and a time-conditioned DDPM run (default: the shipped ones). The same pages come "
                 "from python visualize.py --problem cs180-b1 / cs180-b2.")
@@ -199,8 +195,6 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from utils import CheckpointError
-
     try:
         made = (b1_pages(args.out, args.denoiser, args.seed) if "b1" in args.parts else []) + \
                (b2_pages(args.out, args.timecond, args.seed, progress=True) if "b2" in args.parts else [])

@@ -18,9 +18,11 @@ editing.strided_timesteps(T, steps), larger = less noise.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Optional, Sequence
 
+import matplotlib.pyplot as plt
 import torch
 
 from utils import randn
@@ -39,11 +41,6 @@ HYBRID_PAIRS = ((1, 7), (0, 6), (4, 9))
 def image_table(rows: Sequence[Sequence[torch.Tensor]], path: str, row_labels=None, col_labels=None,
                 dpi: int = 150) -> str:
     """rows[r][c]: one image (1, 28, 28) or (1, 1, 28, 28) in [-1, 1]; a titled grid PNG at path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     R, C = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(R, C, figsize=(0.9 * C + (0.8 if row_labels else 0.2), 0.95 * R + 0.3), dpi=dpi,
                              squeeze=False)
@@ -242,8 +239,6 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
 
 
 def main(argv: Optional[list] = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(description="Make the CS180 part-A figures and texts from the shipped MNIST model.")
     ap.add_argument("--out", default="figures", help="folder for the PNGs")
     ap.add_argument("--n", type=int, default=20, help="images per measured number")

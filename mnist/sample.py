@@ -15,10 +15,12 @@ import os
 import sys
 from typing import Optional, Sequence
 
+import matplotlib.pyplot as plt
 import torch
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
 
-from train import Parser, positive_int  # the two-pixel CLI's one-line errors
-from utils import CheckpointError, Schedule, resolve_device, sample
+from utils import CheckpointError, Parser, Schedule, positive_int, resolve_device, sample
 
 from .checkpoint import load_model
 from .data import to_unit_range
@@ -64,7 +66,6 @@ def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAUL
     out = []
     chunks = range(0, len(labels), batch_size)
     if progress:
-        from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc="sampling", unit="batch")
     for i in chunks:
         y = labels[i:i + batch_size]
@@ -75,12 +76,6 @@ def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAUL
 
 def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=None) -> None:
     """x (N, 1, 28, 28) in [-1, 1] as a grid PNG, nrow images per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-
     grid = make_grid(to_unit_range(x), nrow=nrow, padding=2, pad_value=1.0)[0]  # (H, W)
     rows = (len(x) + nrow - 1) // nrow
     fig, ax = plt.subplots(figsize=(0.45 * nrow + 0.4, 0.45 * rows), dpi=dpi)

@@ -36,10 +36,12 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from utils import Schedule, make_schedule, p_losses, resolve_device, sample
+from utils import Parser, Schedule, make_schedule, p_losses, positive_float, positive_int, resolve_device, sample
 
 from .checkpoint import load_epoch_run, save_epoch_run
+from .data import DataError, load_mnist
 from .denoiser import UnconditionalUNet
 
 KIND = "ddpm-mnist-timecond"
@@ -149,7 +151,6 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"part B.2 DDPM D={cfg.hidden}", unit="step")
     losses, snapshots, start = [], {}, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -207,10 +208,6 @@ def draw(model: TimeConditionalUNet, schedule: Schedule, n: int, seed: int = 0, 
 
 
 def main(argv: Optional[list] = None) -> int:
-    from train import Parser, positive_float, positive_int
-
-    from .data import DataError, load_mnist
-
     d = TimeCondConfig()
     p = Parser(prog="python -m mnist.timecond", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple, Optional
 
 import torch
+from tqdm.auto import tqdm
 
-from train import Parser, positive_float, positive_int, probability  # the two-pixel CLI's argument checks
-from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, CheckpointError, Schedule, atomic_save, check_T,
+from utils import (Parser, nonneg_int, positive_float, positive_int, probability, EMA, LOSSES, SCHEDULES, VARIANCES, CheckpointError, Schedule, atomic_save, check_T,
                    check_training_settings, make_schedule, p_losses, resolve_device)
 
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
@@ -151,7 +151,6 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     it = range(start_step, end)
     if progress:
-        from tqdm.auto import tqdm
         it = tqdm(it, desc=f"MNIST DDPM T={cfg.T}", unit="step", initial=start_step, total=cfg.steps,
                   dynamic_ncols=True)
     model.train()
@@ -178,16 +177,6 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
 
 
 # ======================================================================= CLI
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = MNISTTrainConfig()
     p = Parser(prog="python -m mnist.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
