@@ -10,14 +10,19 @@ ground-truth mixture and with the exact noise predictor under the same sampler.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, fields
 
 import matplotlib
 import torch
+from tqdm.auto import tqdm
 
 from gmm import GMM, energy_distance, peak_stats
 from utils import Parser, TrainConfig, positive_float, positive_int, probability, sample, save_checkpoint, train
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
-    out = args.out or os.path.join("runs", f"T{cfg.T}")
+    out = args.out or run_folder(cfg.T)
     try:
         cfg.validate()
         os.makedirs(out, exist_ok=True)
@@ -139,6 +144,57 @@ def run(args) -> int:
         json.dump(summary, f, indent=2)
     print(f"saved {path} (+ loss.png, loss.csv, metrics.json). Next: python visualize.py --problem all")
     return 0
+
+
+# ============================================================ several models at once
+def run_folder(T: int, runs: str = "runs") -> str:
+    """Where `python train.py --T <T>` saves by default: <runs>/T<T>/."""
+    return os.path.join(runs, f"T{T}")
+
+
+def _train_one(argv: list) -> tuple[int, str]:
+    """main(argv) in this process with its output captured; returns (exit code, output)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    return rc, buf.getvalue()
+
+
+def train_models(Ts, runs: str = "runs", steps: int | None = None, jobs: int = 0, progress: bool = True) -> dict:
+    """Train one model per T into <runs>/T<T>/ with this script's defaults (and --no-eval), in parallel
+    spawned processes when there are several and more than one core, one torch thread each.
+
+    Returns {T: the summary line train.py printed}; raises RuntimeError naming the first T that failed.
+    visualize.py calls this for the models its figures need and cannot find.
+    """
+    Ts = list(Ts)
+    steps = steps or TrainConfig().steps
+    # --no-eval: the quality check would sample 20,000 images per model; the figures measure quality themselves
+    argvs = {T: ["--T", str(T), "--out", run_folder(T, runs), "--steps", str(steps), "--no-eval", "--quiet",
+                 "--threads", "1"] for T in Ts}
+    jobs = min(jobs or os.cpu_count() or 1, len(Ts))
+    bar = tqdm(total=len(Ts), desc="training models", disable=not progress, leave=False, dynamic_ncols=True)
+    results = {}
+    if jobs <= 1:
+        for T in Ts:
+            results[T] = _train_one(argvs[T])
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, argvs[T]): T for T in Ts}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+    bar.close()
+    done = {}
+    for T in sorted(results):
+        rc, text = results[T]
+        if rc != 0:
+            last = text.strip().splitlines()[-1] if text.strip() else ""
+            raise RuntimeError(f"training T={T} failed (exit {rc}): {last}")
+        summary = [ln for ln in text.splitlines() if ln.startswith("trained")]
+        done[T] = summary[0] if summary else f"trained T={T}"
+    return done
 
 
 if __name__ == "__main__":

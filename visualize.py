@@ -30,19 +30,14 @@ Timesteps follow utils.py: t = 0 (clean) .. T (noise), arrays indexed by t.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import importlib
-import io
 import json
 import math
 import os
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import matplotlib
 
@@ -51,10 +46,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import patheffects
+from tqdm.auto import tqdm
 
-from gmm import GMM, energy_distance, peak_stats
-from utils import (CheckpointError, Parser, checkpoint_config, load_checkpoint, positive_int, resolve_device,
-                   sample)
+from ddpm import ARCHS
+from gmm import (GMM, Grid, estimate_density, hdr_levels, l1_distance, make_grid, peak_stats, push_past_peak,
+                 sample_q_t, sample_quality, true_density)
+from mnist import cs180_partb, cs180_report, denoiser, timecond
+from mnist import problem5 as mnist_problem5
+from report.pages import Page, save_figure, save_numbers, write_report
+from train import run_folder, train_models
+from utils import (CheckpointError, Parser, TrainConfig, checkpoint_config, load_checkpoint, positive_int,
+                   resolve_device, sample)
 
 CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
 PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")
@@ -63,7 +65,6 @@ PROBLEM2_T = 50
 PROBLEM2_TIMES = (50, 40, 30, 20, 10)  # shown in the order the reverse chain visits them
 PROBLEM3_TS = (5, 10, 25, 50)
 GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 4.0)
-HDR_MASSES = (0.99, 0.9, 0.5)  # white contours: regions of q holding this much mass
 DEMO_START = 1.0  # the highlighted chain is the first whose x_T has both pixels within +-DEMO_START
 
 # Okabe & Ito (2008) palette
@@ -75,7 +76,6 @@ TRUTH_CMAP = "Greys"
 TRUTH_LINE = "white"
 STYLE = {"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
          "legend.fontsize": 8, "figure.titlesize": 11, "savefig.dpi": 200}
-PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp: same input, same file
 
 
 class UserError(Exception):
@@ -83,118 +83,6 @@ class UserError(Exception):
 
 
 # =========================================================== densities on a grid
-class Grid(NamedTuple):
-    """A square grid of cell centres over LIM x LIM. Densities on it are (G, G) arrays indexed
-    [i_right, i_left] (row = right pixel), the layout imshow(origin='lower') expects."""
-
-    centers: np.ndarray  # (G,)
-    points: np.ndarray  # (G * G, 2): (left, right) of every cell, row-major over [i_right, i_left]
-    cell_area: float
-
-    @property
-    def size(self) -> int:
-        return len(self.centers)
-
-    @property
-    def edges(self) -> np.ndarray:
-        h = self.centers[1] - self.centers[0]
-        return np.append(self.centers - h / 2, self.centers[-1] + h / 2)
-
-
-def make_grid(size: int = 150, lim=LIM) -> Grid:
-    h = (lim[1] - lim[0]) / size
-    centers = lim[0] + h * (np.arange(size) + 0.5)
-    left, right = np.meshgrid(centers, centers)  # (G, G) each, [i_right, i_left]
-    return Grid(centers, np.stack([left.ravel(), right.ravel()], 1), h * h)
-
-
-def true_density(grid: Grid, alpha_bar: float = 1.0, gmm: Optional[GMM] = None, y=None) -> np.ndarray:
-    """q(x_t) (or q(x_t | y)) on the grid, (G, G); alpha_bar = 1 is the clean mixture."""
-    gmm = gmm or GMM()
-    p = gmm.prob(torch.from_numpy(grid.points), alpha_bar, y)
-    return p.numpy().reshape(grid.size, grid.size)
-
-
-def kde_bandwidth(x: np.ndarray, max_points: int = 1000) -> float:
-    """Bandwidth h of an isotropic Gaussian kernel for the points x (N, 2).
-
-    Maximises the leave-one-out log likelihood over the first `max_points` points (the samples are
-    i.i.d., so the first m are a random subset): a coarse log-spaced search over [0.005, 2], then a
-    finer one around the best; the result is rescaled by the AMISE rate h ~ N^(-1/6) in 2-D.
-    """
-    n = len(x)
-    m = min(n, max_points)
-    sub = torch.as_tensor(x[:m], dtype=torch.float64)
-    d2 = torch.cdist(sub, sub) ** 2
-    d2.fill_diagonal_(float("inf"))
-
-    def loo_score(h):  # mean_i log (1 / (m - 1)) sum_{j != i} N(x_i; x_j, h^2 I)
-        return float((torch.logsumexp(-d2 / (2 * h * h), dim=1) - math.log(2 * math.pi * h * h)).mean())
-
-    coarse = np.geomspace(0.005, 2.0, 14)
-    i = int(np.argmax([loo_score(h) for h in coarse]))
-    fine = np.geomspace(coarse[max(i - 1, 0)], coarse[min(i + 1, len(coarse) - 1)], 9)
-    best = float(fine[int(np.argmax([loo_score(h) for h in fine]))])
-    return best * (m / n) ** (1 / 6)
-
-
-class DensityEstimate(NamedTuple):
-    density: np.ndarray  # (G, G), integrates to ~1 over the plane (less inside the grid)
-    bandwidth: float  # kernel std for 'kde'; the cell width for 'hist'
-
-
-def estimate_density(x, grid: Grid, method: str = "kde") -> DensityEstimate:
-    """Estimate the density of points x (N, 2) on `grid`: 'kde' (isotropic Gaussian kernel,
-    cross-validated bandwidth) or 'hist' (2-D histogram with the grid's cells as bins).
-
-    The kernel sum is evaluated binned (as KDEpy's FFTKDE does): the points are counted on a grid
-    4x finer than `grid` and padded by 4 h, smoothed with a Gaussian filter of std h, and averaged
-    back to `grid`'s cells. The binning widens the kernel by under 1 % here and costs milliseconds,
-    where the direct sum over 150^2 cells x 5000 points costs seconds.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != 2 or len(x) < 2:
-        raise ValueError(f"need at least two points of shape (N, 2), got {x.shape}")
-    cell = float(grid.edges[1] - grid.edges[0])
-    if method == "hist":
-        counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=[grid.edges, grid.edges])  # [i_left, i_right]
-        return DensityEstimate(counts.T / (len(x) * grid.cell_area), cell)
-    if method != "kde":
-        raise ValueError(f"unknown density method {method!r}; use kde or hist")
-    h = kde_bandwidth(x)
-    fine = 4  # sub-cells per grid cell and axis
-    pad = int(math.ceil(4 * h / cell))  # grid cells of margin, so points just outside still count
-    edges = grid.edges[0] + cell / fine * np.arange(-pad * fine, (grid.size + pad) * fine + 1)
-    counts, _, _ = np.histogram2d(x[:, 1], x[:, 0], bins=[edges, edges])  # [i_right, i_left]
-    smooth = gaussian_filter(counts, sigma=h / (cell / fine), mode="constant", truncate=5.0)
-    smooth = smooth[pad * fine: (pad + grid.size) * fine, pad * fine: (pad + grid.size) * fine]
-    smooth = smooth.reshape(grid.size, fine, grid.size, fine).mean((1, 3))
-    return DensityEstimate(smooth / (len(x) * (cell / fine) ** 2), h)
-
-
-def l1_distance(p: np.ndarray, q: np.ndarray, grid: Grid) -> float:
-    """int |p - q| over the grid's square (0: equal; 2: disjoint)."""
-    return float(np.abs(p - q).sum() * grid.cell_area)
-
-
-def hdr_levels(p: np.ndarray, grid: Grid, masses=HDR_MASSES) -> list:
-    """Density thresholds whose super-level sets hold `masses` of p's mass on the grid (ascending)."""
-    flat = np.sort(p.ravel())[::-1]
-    cum = np.cumsum(flat) * grid.cell_area
-    cum /= cum[-1]
-    levels = [float(flat[min(np.searchsorted(cum, m), len(flat) - 1)]) for m in masses]
-    return sorted(set(levels))
-
-
-def draw_q_t(gmm: GMM, n: int, alpha_bar: float, generator: torch.Generator) -> torch.Tensor:
-    """n exact draws of q(x_t): sqrt(ab) x0 + sqrt(1 - ab) eps with x0 from the mixture. (n, 2)."""
-    x0, _ = gmm.sample(n, generator)
-    eps = torch.randn(n, 2, generator=generator)
-    return math.sqrt(alpha_bar) * x0 + math.sqrt(1 - alpha_bar) * eps
-
-
 # ================================================================ plotting
 def style_axes(ax, left_label: bool = True, bottom_label: bool = True):
     ax.set_xlim(*LIM)
@@ -247,48 +135,6 @@ def draw_path(ax, path: np.ndarray, colour: str, label: Optional[str] = None, ls
     ax.plot(*path[-1], "o", color=colour, ms=6.5, mec="black", mew=0.9, zorder=5)
 
 
-def atomic_write(path: str, write) -> None:
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`:
-    a crash never leaves a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    stem, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=ext)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_figure(fig, out_dir: str, name: str) -> str:
-    """<name>.png (200 dpi) and <name>.pdf (vector), atomically. Returns the PNG's path."""
-    png = os.path.join(out_dir, f"{name}.png")
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=200))
-    atomic_write(os.path.join(out_dir, f"{name}.pdf"), lambda tmp: fig.savefig(tmp, format="pdf", metadata=PDF_METADATA))
-    plt.close(fig)
-    return png
-
-
-def save_numbers(out_dir: str, name: str, rows: list, **arrays) -> None:
-    """The numbers behind a figure: <name>.csv (rows of dicts, one measurement each) and
-    <name>.npz (the arrays it was drawn from)."""
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
-
-    atomic_write(os.path.join(out_dir, f"{name}.csv"), write_csv)
-    atomic_write(os.path.join(out_dir, f"{name}.npz"), write_npz)
-
-
 # ================================================================ settings
 @dataclass
 class Settings:
@@ -323,33 +169,16 @@ class Settings:
         return sorted(ts)
 
 
-class Page(NamedTuple):
-    """One problem of the report: a title, images to show (PNG paths) and text blocks, each
-    ('text', paragraph) wrapped to the page, or ('table', preformatted lines) in monospace."""
-
-    title: str
-    images: list
-    blocks: list
-
-
 def progress(iterable, cfg: Settings, **kw):
-    from tqdm.auto import tqdm
     return tqdm(iterable, disable=cfg.quiet, leave=False, dynamic_ncols=True, **kw)
 
 
 def model_path(runs: str, T: int) -> str:
-    return os.path.join(runs, f"T{T}", "model.pt")
+    return os.path.join(run_folder(T, runs), "model.pt")
 
 
 def exact_predictor(schedule):
     return GMM().noise_predictor(schedule)
-
-
-def summary(x, gmm: GMM, ref) -> dict:
-    """The four sample-quality numbers of problem 3 for samples x (N, 2) against reference draws."""
-    s = peak_stats(x, gmm)
-    return dict(majority_weight=s.majority_weight, within_5sigma=s.within_5sigma, std_ratio_0=s.std_ratio[0],
-                std_ratio_1=s.std_ratio[1], energy_distance=energy_distance(x, ref))
 
 
 # ================================================================ problem 2
@@ -382,7 +211,7 @@ def problem2(cfg: Settings, models: dict) -> Page:
         q = true_density(grid, a, gmm)
         est = estimate_density(x_t.numpy(), grid, cfg.density)
         # the estimator's own error: the same estimator on cfg.n exact draws of q(x_t)
-        x_ref = draw_q_t(gmm, cfg.n, a, ref_gen)
+        x_ref = sample_q_t(gmm, cfg.n, a, ref_gen)
         floor = estimate_density(x_ref.numpy(), grid, cfg.density)
         peaks = math.sqrt(a) * gmm.means  # where the two lumps of q(x_t) sit
         major = int(gmm.weights.argmax())
@@ -396,7 +225,7 @@ def problem2(cfg: Settings, models: dict) -> Page:
         q_all.append(q)
         xt_all.append(x_t.numpy())
     q0 = true_density(grid, 1.0, gmm)
-    end = summary(xs[-1], gmm, gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))[0])
+    end = sample_quality(xs[-1], gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))[0], gmm)._asdict()
 
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(7.6, 5.4))
@@ -498,12 +327,12 @@ def problem3(cfg: Settings, models: dict) -> Page:
             x = sample(pred, schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed), device=device).cpu()
             out[name] = x
             est = estimate_density(x.numpy(), grid, cfg.density)
-            rows.append(dict(T=T, predictor=name, **summary(x, gmm, ref), l1=l1_distance(est.density, q0, grid)))
+            rows.append(dict(T=T, predictor=name, **sample_quality(x, ref, gmm)._asdict(), l1=l1_distance(est.density, q0, grid)))
             if name == "network":
                 dens.append(est.density)
         samples.append(out["network"].numpy())
         exact_samples.append(out["exact"].numpy())
-    truth = summary(ref, gmm, gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 30_000))[0])
+    truth = sample_quality(ref, gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 30_000))[0], gmm)._asdict()
 
     with plt.rc_context(STYLE):
         nT = len(cfg.ts)
@@ -630,19 +459,6 @@ def problem3_text(cfg: Settings, rows: list, truth: dict) -> list:
 
 
 # ================================================================ problem 4
-def push_past_peak(x: torch.Tensor, y: int, gmm: GMM) -> float:
-    """Mean offset of the samples assigned to peak y from its centre, along the direction pointing
-    away from the other peak, in units of sigma (> 0: pushed past the peak, away from the other class)."""
-    mu = gmm.means
-    u = mu[y] - mu[1 - y]
-    u = u / u.norm()
-    x = x.double()
-    mine = torch.cdist(x, mu).argmin(1) == y
-    if not mine.any():
-        return float("nan")
-    return float(((x[mine] - mu[y]) @ u).mean() / gmm.std)
-
-
 def problem4(cfg: Settings, models: dict) -> Page:
     """Same x_T with y = 0 and y = 1, and a sweep over the guidance scale w."""
     model, schedule = models[PROBLEM2_T]
@@ -802,7 +618,6 @@ def problem1(cfg: Settings) -> Page:
                 secs = json.load(f).get("train_seconds")
             if secs is not None:
                 trained.append(f"T = {T}: {secs:.0f} s")
-    from ddpm import ARCHS
 
     groups = tuple(ARCHS[c.arch]["groups"]) if c.arch in ARCHS else None
     norms = ("GroupNorm(%d); " % groups[0] if groups and groups[0] else "no norm; ",
@@ -857,24 +672,12 @@ def cs180_pages(cfg: Settings, part: str) -> list:
     """CS180 project 5 on MNIST, one page per section: part A (mnist.cs180_report) on the shipped
     class-conditional model, part B.1 / B.2 (mnist.cs180_partb) on their shipped runs, or on runs
     trained here into --runs/cs180 with --retrain."""
-    try:
-        if part == "cs180-a":
-            sections, title = importlib.import_module("mnist.cs180_report").pages(cfg.out), "CS180 part A"
-        else:
-            partb = importlib.import_module("mnist.cs180_partb")
-            ckpt = retrain_cs180(cfg, part) if cfg.retrain else None
-            if part == "cs180-b1":
-                sections = partb.b1_pages(cfg.out, **({"checkpoint": ckpt} if ckpt else {}), seed=cfg.seed)
-                title = "CS180 part B.1"
-            else:
-                sections = partb.b2_pages(cfg.out, **({"checkpoint": ckpt} if ckpt else {}), seed=cfg.seed,
-                                          progress=not cfg.quiet)
-                title = "CS180 part B.2"
-    except (ImportError, AttributeError) as e:
-        raise UserError(f"the CS180 pages need mnist.cs180_report and mnist.cs180_partb ({type(e).__name__}: {e})") from None
-    return [Page(f"{title} ({i + 1}/{len(sections)})", list(pngs), [("text", p) for p in str(text).split("\n\n")
-                                                                   if p.strip()])
-            for i, (pngs, text) in enumerate(sections)]
+    if part == "cs180-a":
+        return cs180_report.pages(cfg.out)
+    ckpt = {"checkpoint": retrain_cs180(cfg, part)} if cfg.retrain else {}
+    if part == "cs180-b1":
+        return cs180_partb.b1_pages(cfg.out, seed=cfg.seed, **ckpt)
+    return cs180_partb.b2_pages(cfg.out, seed=cfg.seed, progress=not cfg.quiet, **ckpt)
 
 
 def retrain_cs180(cfg: Settings, part: str) -> str:
@@ -882,127 +685,30 @@ def retrain_cs180(cfg: Settings, part: str) -> str:
     --runs/cs180 with the modules' defaults; returns the checkpoint path."""
     folder = os.path.join(cfg.runs, "cs180")
     check_writable_dir(folder, "models")
-    module, name = ("mnist.denoiser", "denoiser.pt") if part == "cs180-b1" else ("mnist.timecond", "timecond.pt")
+    module, name = (denoiser, "denoiser.pt") if part == "cs180-b1" else (timecond, "timecond.pt")
     argv = ["--out", folder] + (["--quiet"] if cfg.quiet and part == "cs180-b2" else [])
-    print(f"{part}: training from scratch (python -m {module} {' '.join(argv)})", flush=True)
-    code = importlib.import_module(module).main(argv)
+    print(f"{part}: training from scratch (python -m {module.__name__} {' '.join(argv)})", flush=True)
+    code = module.main(argv)
     if code:
-        raise UserError(f"python -m {module} failed with exit code {code}")
+        raise UserError(f"python -m {module.__name__} failed with exit code {code}")
     return os.path.join(folder, name)
 
 
 def problem5(cfg: Settings) -> Page:
-    """The MNIST page, built by mnist.report when that module exists."""
-    try:
-        # import_module returns sys.modules' entry even when the package attribute is stale
-        build = importlib.import_module("mnist.report").problem5_page
-    except (ImportError, AttributeError) as e:
-        return Page("Problem 5: MNIST", [], [("text", f"Problem 5 is missing from this report: mnist.report."
-                                                      f"problem5_page could not be loaded ({type(e).__name__}: {e}).")
-                                         , ("text", "To produce it: train the MNIST model (python -m mnist.train), then "
-                                                    "rerun python visualize.py --problem all --report report.pdf, which "
-                                                    "calls mnist.report.problem5_page(figures_dir).")])
+    """The MNIST page (mnist/problem5.py), from the shipped model or, with --retrain, a fresh one."""
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.caller_threads or threads)  # MNIST convolutions do gain from more threads
     try:
-        pngs, text = build(cfg.out, retrain=True) if cfg.retrain else build(cfg.out)
-    except Exception as e:  # another module's failure must not lose the other four pages
+        return mnist_problem5.problem5_page(cfg.out, retrain=cfg.retrain)
+    except Exception as e:  # a failure on the MNIST side must not lose the other four pages
         first = (str(e).strip().splitlines() or [""])[0]
         print(f"visualize.py: warning: problem 5 page failed ({type(e).__name__}: {first})", file=sys.stderr)
-        return Page("Problem 5: MNIST", [], [("text", f"Problem 5 could not be built: mnist.report.problem5_page "
+        return Page("Problem 5: MNIST", [], [("text", f"Problem 5 could not be built: mnist.problem5.problem5_page "
                                                       f"raised {type(e).__name__}: {first}"),
                                              ("text", "Fix that, then rerun python visualize.py --problem all --report "
                                                       "report.pdf.")])
     finally:
         torch.set_num_threads(threads)
-    return Page("Problem 5: MNIST", list(pngs), [("text", p) for p in str(text).split("\n\n") if p.strip()])
-
-
-# ================================================================ the report
-PAGE_W, PAGE_H, MARGIN = 8.27, 11.69, 0.45  # A4, inches
-TEXT_PT, TABLE_PT = 8.5, 6.8
-
-
-def layout_blocks(blocks: list) -> list:
-    """Blocks -> [(kind, line)] with paragraphs wrapped to the page width; ('gap', '') between blocks."""
-    lines = []
-    for kind, text in blocks:
-        if kind == "table":
-            lines += [("table", line) for line in text.splitlines()]
-        else:
-            lines += [("text", line) for line in textwrap.wrap(text, 118)]
-        lines.append(("gap", ""))
-    return lines
-
-
-def line_height(kind: str) -> float:
-    return {"text": TEXT_PT * 1.32, "table": TABLE_PT * 1.3, "gap": 4.0}[kind] / 72
-
-
-def render_page(page: Page) -> list:
-    """A page (or more, if the text does not fit below the images) as matplotlib figures."""
-    lines = layout_blocks(page.blocks)
-    text_h = sum(line_height(k) for k, _ in lines)
-    top = PAGE_H - MARGIN - 0.45  # below the title
-    min_img = 4.0 if page.images else 0.0
-    room = top - MARGIN - min_img
-    first, rest = lines, []
-    if text_h > room:  # split the text; the remainder goes on a continuation page
-        h, cut = 0.0, 0
-        for cut, (k, _) in enumerate(lines):
-            h += line_height(k)
-            if h > room:
-                break
-        first, rest = lines[:cut], lines[cut:]
-    figs = []
-    fig = plt.figure(figsize=(PAGE_W, PAGE_H))
-    fig.text(MARGIN / PAGE_W, 1 - MARGIN / PAGE_H, page.title, fontsize=13, weight="bold", va="top")
-    used = sum(line_height(k) for k, _ in first)
-    if page.images:
-        img_top, img_bottom = top, MARGIN + used + 0.15
-        imgs = [plt.imread(p) for p in page.images]
-        width = PAGE_W - 2 * MARGIN
-        heights = [width * im.shape[0] / im.shape[1] for im in imgs]
-        scale = min(1.0, (img_top - img_bottom - 0.1 * (len(imgs) - 1)) / sum(heights))
-        y = img_top
-        for im, h in zip(imgs, heights):
-            h *= scale
-            ax = fig.add_axes([MARGIN / PAGE_W, (y - h) / PAGE_H, width / PAGE_W, h / PAGE_H])
-            ax.imshow(im, interpolation="antialiased")
-            ax.axis("off")
-            y -= h + 0.1
-        text_top = y
-    else:
-        text_top = top
-    draw_lines(fig, first, text_top)
-    figs.append(fig)
-    if rest:
-        figs += render_page(Page(page.title + " (continued)", [], [(k, t) for k, t in rest if k != "gap"]))
-    return figs
-
-
-def draw_lines(fig, lines: list, y_top: float):
-    y = y_top
-    for kind, line in lines:
-        h = line_height(kind)
-        if kind == "text":
-            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TEXT_PT, va="top")
-        elif kind == "table":
-            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TABLE_PT, va="top", family="monospace")
-        y -= h
-
-
-def write_report(pages: list, path: str) -> None:
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    def write(tmp):
-        with PdfPages(tmp, metadata=PDF_METADATA) as pdf:
-            for page in pages:
-                for fig in render_page(page):
-                    pdf.savefig(fig)
-                    plt.close(fig)
-
-    atomic_write(path, write)
 
 
 # ============================================================ models and checks
@@ -1038,58 +744,19 @@ def check_checkpoints(cfg: Settings) -> tuple[dict, list]:
     return models, missing
 
 
-def _train_one(argv: list) -> tuple[int, str]:
-    """Train one model with train.main in this process on one thread; returns (exit code, its output)."""
-    import train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same thread count whether or not models train in parallel
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            rc = train.main(argv)
-    finally:
-        torch.set_num_threads(threads)
-    return rc, buf.getvalue()
-
-
 def train_missing(cfg: Settings, missing: list) -> dict:
-    """Train the missing models with train.py (its defaults unless --train-steps), in parallel
-    processes when there are several and more than one core."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
-
-    from utils import TrainConfig
-
+    """Train the models the figures need and cannot find (train.py's defaults unless --train-steps)."""
     steps = cfg.train_steps or TrainConfig().steps
-    # --no-eval: train.py's own quality check would sample 20,000 images per model; the figures measure it
-    argvs = {T: ["--T", str(T), "--out", os.path.dirname(model_path(cfg.runs, T)), "--steps", str(steps), "--no-eval",
-                 "--quiet"] for T in missing}
-    jobs = cfg.jobs or min(len(missing), os.cpu_count() or 1)
+    jobs = min(cfg.jobs or os.cpu_count() or 1, len(missing))
     print(f"visualize.py: no model for T = {', '.join(map(str, missing))} under {cfg.runs}/; training "
-          f"{'it' if len(missing) == 1 else 'them'} now ({steps} steps each, {min(jobs, len(missing))} at a time; "
+          f"{'it' if len(missing) == 1 else 'them'} now ({steps} steps each, {jobs} at a time; "
           f"same as: python train.py --T <T> --steps {steps} --no-eval)", flush=True)
-    bar = progress(range(len(missing)), cfg, desc="training models", total=len(missing))
-    done = []
-    if jobs <= 1:
-        results = []
-        for T in missing:
-            results.append((T, _train_one(argvs[T])))
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_train_one, argvs[T]): T for T in missing}
-            results = []
-            for fut in as_completed(futures):
-                results.append((futures[fut], fut.result()))
-                bar.update(1)
-    bar.close()
-    for T, (rc, text) in sorted(results):
-        if rc != 0:
-            raise UserError(f"training T={T} failed (exit {rc}): {text.strip().splitlines()[-1] if text.strip() else ''}")
-        last = [ln for ln in text.splitlines() if ln.startswith("trained")]
-        print(f"  {last[0] if last else f'trained T={T}'}", flush=True)
-        done.append(T)
+    try:
+        done = train_models(missing, cfg.runs, steps, jobs, progress=not cfg.quiet)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    for line in done.values():
+        print(f"  {line}", flush=True)
     return {T: load_checkpoint(model_path(cfg.runs, T)) for T in done}
 
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from report.pages import Page
 from utils import CheckpointError, Parser
 
 from . import denoiser as dn
@@ -84,7 +85,7 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
                       [f"sigma={s}" for s in sigmas])
     clf, _ = load_classifier(data=data, verbose=False)
     read = {s: (predict(clf, _unit_to_model(noisy[s].clamp(0, 1)))[0] == y).float().mean().item() for s in sigmas}
-    out.append(([png], "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
+    out.append(Page.of_text("CS180 B.1.2: the noising process", [png], "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
                 "The metric classifier still reads the true digit in " +
                 ", ".join(f"{read[s]:.0%} at sigma={s}" for s in sigmas) + f" of {len(x)} test digits."))
 
@@ -104,7 +105,7 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
     at = cfg.sigma if cfg.sigma in psnr[last] else None
     l10 = lambda a: sum(a) / max(1, len(a))
     per_epoch = [l10(run.losses[i * steps_per_epoch:(i + 1) * steps_per_epoch]) for i in range(cfg.epochs)]
-    out.append(([png_loss, png_ep], f"B.1.2.1 Training: the handout's UNet with D={cfg.hidden} hidden channels "
+    out.append(Page.of_text("CS180 B.1.2.1: training the single-step denoiser", [png_loss, png_ep], f"B.1.2.1 Training: the handout's UNet with D={cfg.hidden} hidden channels "
                 f"(handout: 128), Adam lr {cfg.lr:g}, batch {cfg.batch_size}, sigma = {cfg.sigma}, {cfg.epochs} epochs "
                 f"of {steps_per_epoch} steps on the {run.info.get('data_source', '?')} digits "
                 f"({run.info.get('seconds', float('nan')) / 60:.1f} min on {run.info.get('threads', 1)} CPU thread). "
@@ -127,7 +128,7 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
     clean = psnr[last][0.0][0] if 0.0 in psnr[last] else None
     peak = max(noisy_s, key=lambda s: gain[s]) if noisy_s else None
     read_den = {s: (predict(clf, _unit_to_model(den[s]))[0] == y).float().mean().item() for s in sigmas}
-    out.append(([png], f"B.1.2.2 Out-of-distribution test, trained at sigma = {cfg.sigma} only. PSNR (dB, noisy -> "
+    out.append(Page.of_text("CS180 B.1.2.2: out-of-distribution noise levels", [png], f"B.1.2.2 Out-of-distribution test, trained at sigma = {cfg.sigma} only. PSNR (dB, noisy -> "
                 f"denoised, {len(x)} test digits): {table}." +
                 (f" On clean input (sigma = 0) it returns {clean:.1f} dB against the input: it still 'denoises', "
                  "blurring the strokes a little." if clean is not None else "") +
@@ -175,7 +176,7 @@ def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, n: i
                       [f"epoch {e}" for e in samples])
     kind = (f"class-conditional (label dropout {cfg.p_uncond}, guidance w = {w}; columns ask for 0..9)"
             if cfg.num_classes else "unconditional")
-    return [([png_loss, png], f"B.2 Time-conditioned DDPM ({kind}): the part-1 UNet with FCBlock modulations of "
+    return [Page.of_text("CS180 B.2: the time-conditioned DDPM", [png_loss, png], f"B.2 Time-conditioned DDPM ({kind}): the part-1 UNet with FCBlock modulations of "
              f"the unflatten and up1 features by t / T, D={cfg.hidden} (handout: 64), T={cfg.T}, betas linear 1e-4 .. "
              f"0.02, Adam lr {cfg.lr:g} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs, batch {cfg.batch_size} "
              f"({len(run.losses)} steps, {run.info.get('seconds', float('nan')) / 60:.1f} min on "
@@ -200,9 +201,9 @@ def main(argv: Optional[list] = None) -> int:
                (b2_pages(args.out, args.timecond, args.seed, progress=True) if "b2" in args.parts else [])
     except CheckpointError as e:
         ap.error(str(e))
-    for pngs, text in made:
-        print(", ".join(pngs))
-        print(text, "\n")
+    for page in made:
+        print(f"{page.title}: {', '.join(page.images)}")
+        print(page.text, "\n")
     return 0
 
 

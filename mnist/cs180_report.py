@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from report.pages import Page
 from utils import randn
 
 from . import editing as ed
@@ -98,7 +99,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                       [f"digit {int(y[i])}" for i in show], [f"t={t}" for t in levels])
     ab = {t: schedule.alpha_bar[t].item() for t in levels}
     agree = {t: (read(noised[t]) == y).float().mean().item() for t in levels}
-    out.append(([png], "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
+    out.append(Page.of_text("CS180 A.1: the forward process", [png], "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
                 f"cosine schedule (T={T}): sqrt(alpha_bar_t) = " +
                 ", ".join(f"{ab[t] ** 0.5:.3f} at t={t}" for t in levels) +
                 ". The metric classifier still reads the true digit in " +
@@ -130,7 +131,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     why = (f" At {', '.join(split)} one-step wins on PSNR but iterative on SSIM: one-step returns the network's "
            "estimate of the mean E[x_0 | x_t], a blurred average that squared error favours, while the iterative "
            "chain commits to one sharp digit." if split else "")
-    out.append(([png], f"A.2-A.4 Denoising {len(x0)} test digits (no label, the empty prompt), PSNR and SSIM against "
+    out.append(Page.of_text("CS180 A.2-A.4: denoising", [png], f"A.2-A.4 Denoising {len(x0)} test digits (no label, the empty prompt), PSNR and SSIM against "
                 "the clean digit. " + "; ".join(lines) + "." + why))
 
     # A.5-A.6 sampling from pure noise, without and with classifier-free guidance
@@ -141,7 +142,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     png = image_table([[drawn[g][c * per + j] for c in range(10)] for j in shown for g in drawn],
                       p("cs180_sampling.png"), [f"w={g:g}" for j in shown for g in drawn], [str(c) for c in range(10)])
     agree = {g: (read(x) == labels).float().mean().item() for g, x in drawn.items()}
-    out.append(([png], f"A.5-A.6 Sampling from pure noise with {steps} strided steps, asking for each digit {per} "
+    out.append(Page.of_text("CS180 A.5-A.6: sampling, with and without guidance", [png], f"A.5-A.6 Sampling from pure noise with {steps} strided steps, asking for each digit {per} "
                 f"times, each from the same noise with and without guidance: the classifier reads the requested digit "
                 f"in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the conditional model alone) and {agree[w]:.0%} with "
                 f"classifier-free guidance w = {w:g} (eps = eps_u + (1 + w)(eps_c - eps_u), CS180's gamma = 1 + w)."))
@@ -157,7 +158,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     keep = {i: (read(ed_digit[i]) == y).float().mean().item() for i in i_starts}
     close = {i: ed.psnr(ed_digit[i], x0).mean().item() for i in i_starts}
     seven = {i: (read(ed_stroke[i]) == 7).float().mean().item() for i in i_starts}
-    out.append(([png], f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
+    out.append(Page.of_text("CS180 A.7.1: SDEdit", [png], f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
                 f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}). Test digits, no label: the edit keeps the "
                 "digit's class in " + ", ".join(f"{keep[i]:.0%}" for i in i_starts) +
                 " and its PSNR to the input is " + ", ".join(f"{close[i]:.1f}" for i in i_starts) +
@@ -174,7 +175,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                        for i in show], p("cs180_inpaint.png"), [f"digit {int(y[i])}" for i in show],
                       ["original", "kept (bottom)", "label y", "label y+1"])
     exact = bool(torch.equal(inp[:, :, 14:], x0[:, :, 14:]) and torch.equal(other[:, :, 14:], x0[:, :, 14:]))
-    out.append(([png], f"A.7.2 Inpainting (RePaint-style, mask = 1 regenerates the top half, the bottom half is "
+    out.append(Page.of_text("CS180 A.7.2: inpainting", [png], f"A.7.2 Inpainting (RePaint-style, mask = 1 regenerates the top half, the bottom half is "
                 f"overwritten with the noised original after every step): kept pixels equal the original exactly: "
                 f"{exact}. Read as the true label with label y: {_frac(read(inp) == y)}; "
                 f"read as y+1 when asked for y+1: {_frac(read(other) == (y + 1) % 10)}."))
@@ -186,7 +187,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     png = image_table([[trans[i][b] for i in i_starts] for b in range(10)], p("cs180_translate.png"),
                       [f"to {b}" for b in range(10)], [f"i={i}" for i in i_starts])
     hit = {i: (read(trans[i]) == torch.arange(10)).float().mean().item() for i in i_starts}
-    out.append(([png], f"A.7.3 Class-conditional translation of a {int(y[show[1]])} towards each label "
+    out.append(Page.of_text("CS180 A.7.3: class-conditional translation", [png], f"A.7.3 Class-conditional translation of a {int(y[show[1]])} towards each label "
                 f"(w={w}): read as the target in " + ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) +
                 " of the 10 targets" + (": the less noise (larger i_start), the more of the source survives." if all(
                     hit[a] >= hit[b] for a, b in zip(i_starts[:-1], i_starts[1:])) else
@@ -206,7 +207,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     a, b = ANAGRAM_PAIRS[0]  # baseline: plain conditional samples of a, rotated
     plain = ed.iterative_denoise(model, schedule, randn((k, 1, 28, 28), _gens(k, seed + 500)), T, a, w, steps)
     base = read(ed.flip(plain)) == b
-    out.append(([png], "A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
+    out.append(Page.of_text("CS180 A.8: visual anagrams", [png], "A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
                 f"180 degrees, {k} seeds each: " + "; ".join(lines) + f". Baseline: plain samples of {a} (no anagram), "
                 f"rotated, are read as {b} in {_frac(base)}."))
 
@@ -230,7 +231,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                "the lowpass label decides most of what is read, even up close" if hi_share < 0.5 and lo_share > 0.5
                else "both halves of the illusion work about as often" if hi_share >= 0.5 and lo_share >= 0.5
                else "neither view is reliable")
-    out.append(([png], f"A.9 Hybrids, eps = lowpass(eps(x, low)) + highpass(eps(x, high)) (Gaussian kernel "
+    out.append(Page.of_text("CS180 A.9: hybrid images", [png], f"A.9 Hybrids, eps = lowpass(eps(x, low)) + highpass(eps(x, high)) (Gaussian kernel "
                 f"{ed.HYBRID_KERNEL}, sigma {ed.HYBRID_SIGMA}), {k} seeds each; 'up close' is the classifier on the image, "
                 "'from afar' on the image blurred with sigma 2: " + "; ".join(lines) +
                 f". Over all pairs {hi_share:.0%} read as the highpass label up close, {lo_share:.0%} as the lowpass "
@@ -244,9 +245,9 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--n", type=int, default=20, help="images per measured number")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # small convolutions: one thread is as fast and leaves the other core free
-    for pngs, text in pages(args.out, n=args.n):
-        print(", ".join(pngs))
-        print(text, "\n")
+    for page in pages(args.out, n=args.n):
+        print(f"{page.title}: {', '.join(page.images)}")
+        print(page.text, "\n")
     return 0
 
 

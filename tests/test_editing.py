@@ -229,12 +229,13 @@ def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
     ckpt = tmp_path / "tiny.pt"
     save_model(ckpt, model, schedule, {})
     out = pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3))
-    assert [text[:4] for _, text in out] == ["A.1 ", "A.2-", "A.5-", "A.7.", "A.7.", "A.7.", "A.8 ", "A.9 "]
-    for pngs, text in out:
-        assert pngs and all(os.path.getsize(p) > 1000 for p in pngs)
-    assert "kept pixels equal the original exactly: True" in out[4][1]
-    assert "i_start = 1, 3 of 4 strided steps" in out[3][1]
-    assert "without guidance (w = 0" in out[2][1]
+    assert [page.text[:4] for page in out] == ["A.1 ", "A.2-", "A.5-", "A.7.", "A.7.", "A.7.", "A.8 ", "A.9 "]
+    assert all(page.title.startswith("CS180 A.") for page in out)
+    for page in out:
+        assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
+    assert "kept pixels equal the original exactly: True" in out[4].text
+    assert "i_start = 1, 3 of 4 strided steps" in out[3].text
+    assert "without guidance (w = 0" in out[2].text
 
 
 # ------------------------------------------------------- part B.1: the single-step denoiser

@@ -12,7 +12,7 @@ from mnist.checkpoint import KIND, load_model, save_model
 from mnist.metrics import (Classifier, Gaussian, class_spread, fit_gaussian, frechet_distance, nearest_distance,
                            predict, score)
 from mnist.model import MNISTUNet, count_parameters
-from mnist.report import formation_times, page_text
+from mnist.problem5 import formation_times, page_text
 from mnist.sample import generate, parse_digits
 from mnist.train import MNISTTrainConfig, learning_rate, train
 from utils import CheckpointError, make_schedule, p_losses, sample

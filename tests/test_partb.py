@@ -109,17 +109,18 @@ def test_part_b_pages_from_tiny_runs(tmp_path):
     dcfg = dn.DenoiserConfig(hidden=4, epochs=2, batch_size=16)
     dn.save_run(tmp_path / "d.pt", dn.train_denoiser((images(32) + 1) / 2, dcfg), dcfg, data_source="test")
     out = b1_pages(str(tmp_path / "figs"), checkpoint=str(tmp_path / "d.pt"), per_class=2)
-    assert [text[:8] for _, text in out] == ["B.1.2 No", "B.1.2.1 ", "B.1.2.2 "]
-    assert sum(len(p) for p, _ in out) == 4
-    for pngs, text in out:
-        assert all(os.path.getsize(p) > 1000 for p in pngs)
-    assert "D=4 hidden channels" in out[1][1] and "2 epochs of 2 steps" in out[1][1]
-    assert "sigma=1.0:" in out[2][1] and "20 test digits" in out[2][1]
+    assert [page.text[:8] for page in out] == ["B.1.2 No", "B.1.2.1 ", "B.1.2.2 "]
+    assert sum(len(page.images) for page in out) == 4
+    for page in out:
+        assert all(os.path.getsize(p) > 1000 for p in page.images)
+    assert "D=4 hidden channels" in out[1].text and "2 epochs of 2 steps" in out[1].text
+    assert "sigma=1.0:" in out[2].text and "20 test digits" in out[2].text
 
     for classes in (0, 10):
         cfg = tc.TimeCondConfig(hidden=4, T=5, epochs=2, batch_size=16, num_classes=classes)
         tc.save_run(tmp_path / "t.pt", tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1, 2)), cfg)
-        (pngs, text), = b2_pages(str(tmp_path / "figs"), checkpoint=str(tmp_path / "t.pt"), n=4)
+        page, = b2_pages(str(tmp_path / "figs"), checkpoint=str(tmp_path / "t.pt"), n=4)
+        pngs, text = page.images, page.text
         assert len(pngs) == 2 and all(os.path.getsize(p) > 1000 for p in pngs)
         assert "epoch 1: " in text and "epoch 2: " in text and "T=5" in text
         assert ("requested label" in text) == bool(classes)

@@ -4,15 +4,17 @@ import csv
 import os
 import re
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 
+import matplotlib.pyplot as plt
+
+import mnist.denoiser as dn
 import visualize
-from gmm import GMM
+from gmm import GMM, estimate_density, hdr_levels, l1_distance, make_grid, sample_q_t, true_density
+from report.pages import Page
 
 # tiny settings: 30-step models, 300 chains, a coarse grid
 TINY = ["--n", "300", "--grid", "60", "--train-steps", "30", "--Ts", "5,50", "--quiet"]
@@ -35,13 +37,13 @@ def trained(tmp_path_factory):
 # ------------------------------------------------------------ density estimate
 @pytest.fixture(scope="module")
 def grid():
-    return visualize.make_grid(150)
+    return make_grid(150)
 
 
 def test_kde_of_mixture_samples_matches_the_mixture(grid):
     x, _ = GMM().sample(5000, torch.Generator().manual_seed(1))
-    est = visualize.estimate_density(x.numpy(), grid, "kde")
-    l1 = visualize.l1_distance(est.density, visualize.true_density(grid), grid)
+    est = estimate_density(x.numpy(), grid, "kde")
+    l1 = l1_distance(est.density, true_density(grid), grid)
     assert l1 < 0.2, l1  # measured about 0.11
     assert 0.01 < est.bandwidth < 0.08  # a fraction of the peaks' std of 0.1, not the cloud's spread
     assert abs(est.density.sum() * grid.cell_area - 1) < 0.01
@@ -49,38 +51,38 @@ def test_kde_of_mixture_samples_matches_the_mixture(grid):
 
 def test_a_wrong_estimate_fails_the_same_check(grid):
     """The threshold above is tight enough to catch wrong weights or wrong widths."""
-    q = visualize.true_density(grid)
+    q = true_density(grid)
     for wrong in (GMM(weights=(0.65, 0.35)), GMM(std=0.15)):
         x, _ = wrong.sample(5000, torch.Generator().manual_seed(1))
-        est = visualize.estimate_density(x.numpy(), grid, "kde")
-        assert visualize.l1_distance(est.density, q, grid) > 0.4
+        est = estimate_density(x.numpy(), grid, "kde")
+        assert l1_distance(est.density, q, grid) > 0.4
 
 
 @pytest.mark.parametrize("alpha_bar", [0.05, 0.6])
 def test_kde_follows_the_noised_marginal(grid, alpha_bar):
-    x = visualize.draw_q_t(GMM(), 5000, alpha_bar, torch.Generator().manual_seed(2))
-    est = visualize.estimate_density(x.numpy(), grid, "kde")
-    assert visualize.l1_distance(est.density, visualize.true_density(grid, alpha_bar), grid) < 0.15
+    x = sample_q_t(GMM(), 5000, alpha_bar, torch.Generator().manual_seed(2))
+    est = estimate_density(x.numpy(), grid, "kde")
+    assert l1_distance(est.density, true_density(grid, alpha_bar), grid) < 0.15
 
 
 def test_histogram_of_mixture_samples_matches_the_mixture(grid):
     x, _ = GMM().sample(20_000, torch.Generator().manual_seed(3))
-    est = visualize.estimate_density(x.numpy(), grid, "hist")
-    assert visualize.l1_distance(est.density, visualize.true_density(grid), grid) < 0.25  # about 0.15
+    est = estimate_density(x.numpy(), grid, "hist")
+    assert l1_distance(est.density, true_density(grid), grid) < 0.25  # about 0.15
 
 
 def test_hdr_levels_enclose_the_requested_mass(grid):
-    q = visualize.true_density(grid, 0.5)
-    for mass, level in zip(sorted(visualize.HDR_MASSES), reversed(visualize.hdr_levels(q, grid))):
+    q = true_density(grid, 0.5)
+    for mass, level in zip(sorted((0.99, 0.9, 0.5)), reversed(hdr_levels(q, grid))):
         inside = q[q >= level].sum() * grid.cell_area / (q.sum() * grid.cell_area)
         assert abs(inside - mass) < 0.01
 
 
 def test_bad_points_are_rejected(grid):
     with pytest.raises(ValueError):
-        visualize.estimate_density(np.zeros((5, 3)), grid)
+        estimate_density(np.zeros((5, 3)), grid)
     with pytest.raises(ValueError):
-        visualize.estimate_density(np.zeros((5, 2)), grid, "fft")
+        estimate_density(np.zeros((5, 2)), grid, "fft")
 
 
 # ------------------------------------------------------------ the commands
@@ -117,27 +119,31 @@ def pages_of(pdf):
 
 
 def test_all_with_report(trained, tmp_path, capsys, monkeypatch):
-    """Every figure and a page per problem; without mnist.report, problem 5's page says it is missing."""
-    monkeypatch.setitem(sys.modules, "mnist.report", None)  # import fails: the MNIST part is not built
+    """Every figure and a page per problem; when the MNIST page fails, its page says why and the rest is kept."""
+    def broken(fig_dir, retrain=False):
+        raise RuntimeError("no MNIST here\nsecond line")
+
+    monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", broken)
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
     assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
     assert "report:" in capsys.readouterr().out
     assert pages_of(pdf) >= 5  # problems 1-5, one page or more each
     assert {"problem1_loss.png", "problem2.png", "problem3.png", "problem4.png"} <= set(files_of(tmp_path / "fig"))
-    assert "missing" in " ".join(t for _, t in visualize.problem5(visualize.Settings(problems=())).blocks)
+    text = visualize.problem5(visualize.Settings(problems=())).text
+    assert "could not be built" in text and "no MNIST here" in text and "second line" not in text
 
 
-def test_problem5_page_comes_from_mnist_report(trained, tmp_path, monkeypatch):
-    """The report shows what mnist.report.problem5_page(fig_dir) returns: (PNG paths, text)."""
+def test_problem5_page_comes_from_mnist_problem5(trained, tmp_path, monkeypatch):
+    """The report shows the Page that mnist.problem5.problem5_page(fig_dir) returns."""
     runs, figs = trained
     calls = []
 
-    def problem5_page(fig_dir):
+    def problem5_page(fig_dir, retrain=False):
         calls.append(fig_dir)
-        return [str(figs / "problem3.png")], "first paragraph\n\nsecond paragraph"
+        return Page.of_text("Problem 5: MNIST", [str(figs / "problem3.png")], "first paragraph\n\nsecond paragraph")
 
-    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", problem5_page)
     page = visualize.problem5(visualize.Settings(problems=(), out=str(tmp_path)))
     assert calls == [str(tmp_path)] and page.images == [str(figs / "problem3.png")]
     assert [t for _, t in page.blocks] == ["first paragraph", "second paragraph"]
@@ -214,18 +220,17 @@ def test_help_explains_every_option(capsys):
         assert action.help, action.dest
 
 
-def test_problem_5_command_uses_mnist_report(tmp_path, monkeypatch, capsys):
-    """`--problem 5` needs no two-pixel model and shows what mnist.report.problem5_page makes."""
+def test_problem_5_command_uses_mnist_problem5(tmp_path, monkeypatch, capsys):
+    """`--problem 5` needs no two-pixel model and shows what mnist.problem5.problem5_page makes."""
     made = []
 
-    def problem5_page(fig_dir):
+    def problem5_page(fig_dir, retrain=False):
         path = os.path.join(fig_dir, "problem5_grid.png")
-        import matplotlib.pyplot as plt
         plt.imsave(path, np.zeros((8, 8)))
         made.append(path)
-        return [path], "measured text"
+        return Page.of_text("Problem 5: MNIST", [path], "measured text")
 
-    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", problem5_page)
     out = tmp_path / "fig"
     assert run("--problem", "5", "--out", str(out), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "r.pdf")) == 0
@@ -236,20 +241,19 @@ def test_problem_5_command_uses_mnist_report(tmp_path, monkeypatch, capsys):
 
 def _stub_pages(names):
     def pages(fig_dir, **kw):
-        import matplotlib.pyplot as plt
         out = []
         for name in names:
             path = os.path.join(fig_dir, f"{name}.png")
             plt.imsave(path, np.zeros((8, 8)))
-            out.append(([path], f"{name} text {sorted(kw)}"))
+            out.append(Page.of_text(name, [path], f"{name} text {sorted(kw)}"))
         return out
     return pages
 
 
 def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "mnist.cs180_report", types.SimpleNamespace(pages=_stub_pages(["sdedit", "anagrams"])))
-    monkeypatch.setitem(sys.modules, "mnist.cs180_partb", types.SimpleNamespace(
-        b1_pages=_stub_pages(["noising", "epochs", "ood"]), b2_pages=_stub_pages(["b2"])))
+    monkeypatch.setattr(visualize.cs180_report, "pages", _stub_pages(["sdedit", "anagrams"]))
+    monkeypatch.setattr(visualize.cs180_partb, "b1_pages", _stub_pages(["noising", "epochs", "ood"]))
+    monkeypatch.setattr(visualize.cs180_partb, "b2_pages", _stub_pages(["b2"]))
     assert run("--problem", "cs180-a", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "a.pdf")) == 0
     assert "cs180-a: 2 pages" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 2
@@ -262,10 +266,9 @@ def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys)
 
 @pytest.mark.parametrize("part,module", [("cs180-b1", "denoiser"), ("cs180-b2", "timecond")])
 def test_cs180_part_b_with_a_broken_checkpoint_is_one_line(tmp_path, monkeypatch, capsys, part, module):
-    import importlib
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"truncated")
-    monkeypatch.setattr(importlib.import_module(f"mnist.{module}"), "REFERENCE", str(bad))
+    monkeypatch.setattr(getattr(visualize, module), "REFERENCE", str(bad))
     assert run("--problem", part, "--out", str(tmp_path / "fig"), "--quiet") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("visualize.py: error:") and "broken.pt" in err[0]
@@ -276,9 +279,9 @@ def test_retrain_reaches_problem5_page(tmp_path, monkeypatch):
 
     def problem5_page(fig_dir, retrain=False):
         seen.append(retrain)
-        return [], "text"
+        return Page.of_text("Problem 5: MNIST", [], "text")
 
-    monkeypatch.setitem(sys.modules, "mnist.report", types.SimpleNamespace(problem5_page=problem5_page))
+    monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", problem5_page)
     assert run("--problem", "5", "--out", str(tmp_path), "--retrain") == 0
     assert run("--problem", "5", "--out", str(tmp_path)) == 0
     assert seen == [True, False]
@@ -287,9 +290,6 @@ def test_retrain_reaches_problem5_page(tmp_path, monkeypatch):
 def test_cs180_b1_retrain_trains_into_runs_and_uses_that_run(tmp_path, monkeypatch, capsys):
     """--retrain runs the module's own CLI into <runs>/cs180 and builds the page from what it wrote
     (the CLI is swapped for a tiny run: the real one takes minutes)."""
-    import torch
-
-    import mnist.denoiser as dn
     seen = {}
 
     def tiny_main(argv):
@@ -304,7 +304,7 @@ def test_cs180_b1_retrain_trains_into_runs_and_uses_that_run(tmp_path, monkeypat
         return []
 
     monkeypatch.setattr(dn, "main", tiny_main)
-    monkeypatch.setitem(sys.modules, "mnist.cs180_partb", types.SimpleNamespace(b1_pages=b1_pages))
+    monkeypatch.setattr(visualize.cs180_partb, "b1_pages", b1_pages)
     assert run("--problem", "cs180-b1", "--retrain", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "f"),
                "--quiet") == 0
     assert seen == {"hidden": 2, "path": os.path.join(str(tmp_path / "runs"), "cs180", "denoiser.pt")}

@@ -1,7 +1,7 @@
 """Problem 5 figures and the measured answers to its questions.
 
 `problem5_page(fig_dir)` samples from the shipped checkpoint (or, with retrain=True, from a model
-trained from scratch) and returns the PNG paths and a text for the report page:
+trained from scratch) and returns its report page (`report.pages.Page`) with these figures:
 
   * mnist_grid.png        10 x 10 grid, one row per digit (the handout's Fig. 7)
   * mnist_trajectory.png  one reverse chain at t = 200, 175, ..., 0: the state x_t (top) and the
@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from report.pages import Page
 from utils import sample
 
 from .checkpoint import load_model
@@ -112,8 +113,9 @@ def plot_formation(ts, patch_err, change, times_all, path, dpi=150):
 
 def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = False, w: float = DEFAULT_W,
                   grid_steps: Optional[int] = 50, n_trajectories: int = 10, seed: int = 0,
-                  device: str = "cpu", progress: bool = False) -> tuple[list[str], str]:
-    """Make the Problem 5 figures in fig_dir; return (png paths, text answering the handout's questions).
+                  device: str = "cpu", progress: bool = False) -> Page:
+    """Make the Problem 5 figures in fig_dir; return the report page (figures and the text answering the
+    handout's questions).
 
     grid_steps: DDIM steps for the grid (default 50: about a minute in all on 2 CPU cores; the
     benchmark shows DDIM-50's agreement is within a point of the full chain's); None samples the grid
@@ -202,7 +204,7 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     np.savez_compressed(os.path.join(fig_dir, "mnist_samples.npz"), grid=grid.numpy(), grid_labels=labels.numpy(),
                         trajectory_t=ts.numpy(), trajectory_x=xs[:, 0].numpy(), trajectory_x0_hat=x0s[:, 0].numpy(),
                         final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
-    return [grid_png, traj_png, form_png], page_text(numbers)
+    return Page.of_text("Problem 5: MNIST", [grid_png, traj_png, form_png], page_text(numbers))
 
 
 def page_text(n: dict) -> str:
@@ -251,7 +253,7 @@ def page_text(n: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mnist.report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mnist.problem5", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="figures", help="figure folder (default %(default)s)")
     p.add_argument("--checkpoint", default=REFERENCE)
@@ -262,10 +264,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths, text = problem5_page(args.out, args.checkpoint, args.retrain,
-                                grid_steps=None if args.full_chain else args.grid_steps)
-    print(text)
-    print("\n".join(paths))
+    page = problem5_page(args.out, args.checkpoint, args.retrain,
+                         grid_steps=None if args.full_chain else args.grid_steps)
+    print(page.text)
+    print("\n".join(page.images))
     return 0
 
 

@@ -1,0 +1,1 @@
+"""The PDF report: page type, typesetter and atomic figure/number output (see report.pages)."""
