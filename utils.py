@@ -297,24 +297,36 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 
 def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None, w: float = 0.0, generator=None,
-                  steps: Optional[int] = None, eta: float = 0.0, clip_x0="schedule") -> Iterator[Step]:
+                  steps: Optional[int] = None, eta: float = 0.0, clip_x0="schedule",
+                  timesteps: Optional[Sequence[int]] = None, project=None) -> Iterator[Step]:
     """Run the reverse chain from x_T, yielding every step (improved-diffusion's progressive loop).
 
     steps=None: the full ancestral DDPM chain t = T..1. steps=S < T: DDIM over S strided
-    timesteps with the given eta. The last Step yielded has t_prev = 0 and x = x_0.
+    timesteps with the given eta. timesteps: instead, DDIM over this strictly descending list
+    ending at 0, starting wherever it starts (x_T is then the state at timesteps[0]; SDEdit starts
+    part-way). project(x, t_prev) -> x, if given, is applied after every step (RePaint's
+    overwrite of the known pixels). The last Step yielded has t_prev = 0 and x = x_0.
     """
     x = x_T
-    if steps is None or steps == schedule.T and eta == 1.0:
+    if timesteps is None and (steps is None or steps == schedule.T and eta == 1.0):
         for t in range(schedule.T, 0, -1):
             step = p_sample(eps_model, schedule, x, t, y, w, generator, clip_x0)
-            x = step.x
-            yield step
+            x = step.x if project is None else project(step.x, step.t_prev)
+            yield step._replace(x=x)
         return
-    ts = ddim_timesteps(schedule.T, steps) + [0]
+    ts = check_timesteps(schedule, timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps) + [0]
     for t, t_prev in zip(ts[:-1], ts[1:]):
         step = ddim_step(eps_model, schedule, x, t, t_prev, y, w, eta, generator, clip_x0)
-        x = step.x
-        yield step
+        x = step.x if project is None else project(step.x, step.t_prev)
+        yield step._replace(x=x)
+
+
+def check_timesteps(schedule: Schedule, timesteps: Sequence[int]) -> list[int]:
+    """A sampler's timestep list: strictly descending integers in T..0 that end at 0."""
+    ts = [int(t) for t in timesteps]
+    if len(ts) < 2 or ts[-1] != 0 or ts[0] > schedule.T or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
+        raise ValueError(f"timesteps must descend strictly from at most T={schedule.T} to 0, got {ts}")
+    return ts
 
 
 class Trajectory(NamedTuple):
@@ -352,13 +364,14 @@ def as_labels(y, n: int, num_classes: int, device) -> Optional[torch.Tensor]:
 def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, generator=None,
            trajectory: bool = False, steps: Optional[int] = None, eta: float = 0.0,
            x_T: Optional[torch.Tensor] = None, shape: Sequence[int] = (2,), device=None, clip_x0="schedule",
-           progress: bool = False):
+           progress: bool = False, timesteps: Optional[Sequence[int]] = None, project=None):
     """Draw n samples with any noise predictor (a network or `GMM().noise_predictor(schedule)`).
 
     y: None (unconditional), an int label for all, or (n,) labels; w: guidance scale;
     generator: torch.Generator or a list of n (one seed per sample); steps: None for the full
     DDPM chain, or fewer for DDIM (eta); x_T: start here instead of drawing noise;
-    shape: the shape of one sample ((2,) for two-pixel images, (1, 28, 28) for MNIST).
+    shape: the shape of one sample ((2,) for two-pixel images, (1, 28, 28) for MNIST);
+    timesteps / project: see p_sample_loop (a custom descending list, and a per-step constraint).
     Returns x_0 (n, *shape); with trajectory=True, (x_0, Trajectory).
     """
     if schedule.T != getattr(eps_model, "T", schedule.T):
@@ -374,14 +387,15 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, genera
     was_training = getattr(eps_model, "training", False)
     if hasattr(eps_model, "eval"):
         eps_model.eval()
-    ts, xs, x0s = [schedule.T], [x_T], []
+    ts = check_timesteps(schedule, timesteps) if timesteps is not None else None
+    ts_seen, xs, x0s = [ts[0] if ts else schedule.T], [x_T], []
     try:
-        loop = p_sample_loop(eps_model, schedule, x_T, y, w, generator, steps, eta, clip_x0)
+        loop = p_sample_loop(eps_model, schedule, x_T, y, w, generator, steps, eta, clip_x0, ts, project)
         if progress:
-            loop = tqdm(loop, total=steps or schedule.T, desc="sampling", leave=False)
+            loop = tqdm(loop, total=len(ts) - 1 if ts else steps or schedule.T, desc="sampling", leave=False)
         for step in loop:
             if trajectory:
-                ts.append(step.t_prev)
+                ts_seen.append(step.t_prev)
                 xs.append(step.x)
                 x0s.append(step.x0_hat)
             x = step.x
@@ -391,7 +405,7 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, genera
     if not trajectory:
         return x
     x0s.append(x)
-    return x, Trajectory(torch.tensor(ts), torch.stack(xs), torch.stack(x0s))
+    return x, Trajectory(torch.tensor(ts_seen), torch.stack(xs), torch.stack(x0s))
 
 
 # ================================================================= training

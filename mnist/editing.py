@@ -10,25 +10,32 @@ tau_{i_start}: **larger i_start = less noise** (i_start = 0 starts from pure noi
 is t = 0, i.e. no edit at all). With the shipped T = 200 and the default steps = 40 the stride is 5,
 so i_start = 20 is t = 100 (CS180's i_start = 20 of 990..0 by 30 is t = 390 of 1000).
 
-Every sampler here is utils.ddim_step (Song et al. 2021, Eq. 12; eta = 0 deterministic, eta = 1
-CS180's noisy update with v_sigma) run over a strided schedule; the techniques only differ in the
-noise estimate they hand it or in what they overwrite after each step:
+Every technique runs through the package's one sampler, `utils.sample`, with a strided timestep
+list (DDIM steps, Song et al. 2021 Eq. 12; eta = 0 deterministic, eta = 1 CS180's noisy update with
+v_sigma) and classifier-free guidance. They differ only in where they start, in a per-step
+constraint, or in the noise predictor they hand it, which always has the signature
+eps_model(x_t, t, y) of the network and of gmm.py's exact predictor:
 
   * sdedit / translate: start at q_sample(x0, tau_{i_start}) instead of pure noise (Meng et al. 2022);
   * inpaint: after every step overwrite the known pixels with the original noised to the new t
-    (RePaint, Lugmayr et al. 2022, without resampling);
-  * visual_anagram: eps = (eps(x, t, a) + flip(eps(flip(x), t, b))) / 2 (Geng et al. 2024);
-  * hybrid: eps = lowpass(eps(x, t, a)) + highpass(eps(x, t, b)) (Factorized Diffusion, Geng et al. 2024).
+    (RePaint, Lugmayr et al. 2022, without resampling): the sampler's `project` hook;
+  * visual_anagram: `AnagramPredictor`, eps = (eps(x, t, a) + flip(eps(flip(x), t, b))) / 2
+    (Geng et al. 2024);
+  * hybrid: `HybridPredictor`, eps = lowpass(eps(x, t, a)) + highpass(eps(x, t, b)) (Factorized
+    Diffusion, Geng et al. 2024).
+
+Both predictors are linear in the network's outputs, so guiding them, (1 + w) eps(x, t, a) -
+w eps(x, t, null), equals combining the two guided estimates, as the papers do.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from utils import Schedule, as_labels, ddim_step, guided_eps, predict_x0, q_sample, randn
+from utils import Schedule, as_labels, guided_eps, predict_x0, q_sample, randn, sample
 
 DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33 over its T = 1000
 # CS180 uses kernel 33, sigma 2 at 64x64. At 28x28, measured over 5 label pairs x 10 seeds (w = 4; "both" =
@@ -36,7 +43,7 @@ DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33
 # highpass 0.00 / 0.14 / 0.60 / 0.92 / 0.98, lowpass 0.82 / 0.78 / 0.54 / 0.38 / 0.28, both 0 / 0.04 / 0.28 /
 # 0.30 / 0.28. 1.5 is where neither label dominates; the kernel reaches 3 sigma.
 HYBRID_KERNEL, HYBRID_SIGMA = 11, 1.5
-EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t (B, 1, 28, 28), t) -> eps (B, 1, 28, 28)
+IMAGE = (1, 28, 28)  # one MNIST image
 
 
 class Noised(NamedTuple):
@@ -157,22 +164,6 @@ def one_step_denoise(model, schedule: Schedule, x_t: torch.Tensor, t: int, y=Non
     return x0_hat.clamp(-schedule.clip_x0, schedule.clip_x0) if clip and schedule.clip_x0 else x0_hat
 
 
-def _run(eps_fn: EpsFn, schedule: Schedule, x: torch.Tensor, timesteps: Sequence[int], eta: float, generator,
-         after_step: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None) -> torch.Tensor:
-    """DDIM steps (utils.ddim_step) over descending `timesteps` ending at 0; eps_model(x, t: int) -> eps."""
-    as_int = lambda x, t, _=None: eps_fn(x, int(torch.as_tensor(t).reshape(-1)[0]))  # guided_eps hands t (B,)
-    for t, t_prev in zip(timesteps[:-1], timesteps[1:]):
-        x = ddim_step(as_int, schedule, x, t, t_prev, None, 0.0, eta, generator).x
-        if after_step is not None:
-            x = after_step(x, t_prev)
-    return x
-
-
-def _conditional(model, y, w) -> Callable:
-    """eps_fn(x, t) -> classifier-free guided eps for fixed labels y (B,)."""
-    return lambda x, t: guided_eps(model, x, t, y, w)
-
-
 def _schedule_from(schedule: Schedule, t_start: int, steps: int) -> list[int]:
     """[t_start] + the strided timesteps below it, down to 0."""
     return [t_start] + [s for s in strided_timesteps(schedule.T, steps) if s < t_start]
@@ -191,8 +182,8 @@ def iterative_denoise(model, schedule: Schedule, x_t: torch.Tensor, t_start: int
     ts = list(timesteps) if timesteps is not None else _schedule_from(schedule, t_start, steps)
     if ts[0] != t_start or ts[-1] != 0 or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
         raise ValueError(f"timesteps must descend strictly from t_start={t_start} to 0, got {ts}")
-    y = as_labels(y, x_t.shape[0], model.num_classes, x_t.device)
-    return _run(_conditional(model, y, check_w(w)), schedule, x_t, ts, eta, generator)
+    return sample(model, schedule, x_t.shape[0], y, check_w(w), generator, eta=eta, x_T=x_t, shape=IMAGE,
+                  timesteps=ts)
 
 
 # =================================================================== A.7 editing
@@ -210,7 +201,7 @@ def sdedit(model, schedule: Schedule, x0: torch.Tensor, i_start: int, y=None, w:
     if ts[i_start] == 0:
         return x0.clone()
     x_t = forward_noise(schedule, x0, ts[i_start], generator).x_t
-    return _run(_conditional(model, y, w), schedule, x_t, ts[i_start:], eta, generator)
+    return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x_t, shape=IMAGE, timesteps=ts[i_start:])
 
 
 def translate(model, schedule: Schedule, x_a: torch.Tensor, label_b, i_start: int, w: float = 4.0,
@@ -239,31 +230,71 @@ def inpaint(model, schedule: Schedule, x0: torch.Tensor, mask: torch.Tensor, y=N
         known = forward_noise(schedule, x0, t, generator).x_t if t > 0 else x0
         return torch.where(regen, x, known)
 
-    x = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
-    return _run(_conditional(model, y, w), schedule, x, ts, eta, generator, after_step=keep_known)
+    x_T = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
+    return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x_T, shape=IMAGE, timesteps=ts,
+                  project=keep_known)
 
 
 # ============================================================ A.8 / A.9 illusions
-def anagram_eps(model, x: torch.Tensor, t: int, y_up: torch.Tensor, y_down: torch.Tensor, w: float) -> torch.Tensor:
-    """eps = (eps(x, t, y_up) + flip(eps(flip(x), t, y_down))) / 2, guided; x (B, 1, 28, 28), y (B,)."""
-    B = x.shape[0]
-    both = guided_eps(model, torch.cat([x, flip(x)]), t, torch.cat([y_up, y_down]), w)
-    return (both[:B] + flip(both[B:])) / 2
+class AnagramPredictor(torch.nn.Module):
+    """The visual-anagram noise predictor (Geng et al. 2024), with the network's signature:
+
+        eps(x_t, t, y) = (eps_theta(x_t, t, y) + flip(eps_theta(flip(x_t), t, y_down))) / 2
+
+    y is the upright label; `label_down` (B,) the label read after a 180-degree rotation. Where y is
+    the null label, both views are unconditional, so classifier-free guidance of this predictor
+    guides both views. x_t (B, 1, 28, 28), or the batch repeated, as guidance runs [cond; uncond].
+    """
+
+    def __init__(self, model, label_down: torch.Tensor):
+        super().__init__()
+        self.model, self.label_down, self.num_classes = model, label_down, model.num_classes
+        if hasattr(model, "T"):
+            self.T = model.T  # utils.sample checks it against the schedule
+
+    def forward(self, x_t, t, y=None):
+        B = x_t.shape[0]
+        null = torch.full((B,), self.num_classes, dtype=torch.long, device=x_t.device)
+        y = null if y is None else y
+        y_down = torch.where(y == self.num_classes, null, self.label_down.repeat(B // len(self.label_down)))
+        e = self.model(torch.cat([x_t, flip(x_t)]), torch.cat([t, t]), torch.cat([y, y_down]))
+        return (e[:B] + flip(e[B:])) / 2
 
 
-def hybrid_eps(model, x: torch.Tensor, t: int, y_low: torch.Tensor, y_high: torch.Tensor, w: float,
-               kernel: int = HYBRID_KERNEL, sigma: float = HYBRID_SIGMA) -> torch.Tensor:
-    """eps = lowpass(eps(x, t, y_low)) + highpass(eps(x, t, y_high)), highpass = id - lowpass (Gaussian)."""
-    B = x.shape[0]
-    e = guided_eps(model, torch.cat([x, x]), t, torch.cat([y_low, y_high]), w)
-    low = gaussian_blur(e, [kernel, kernel], [sigma, sigma])
-    return low[:B] + (e[B:] - low[B:])
+class HybridPredictor(torch.nn.Module):
+    """The hybrid-image noise predictor (Factorized Diffusion, Geng et al. 2024):
+
+        eps(x_t, t, y) = lowpass(eps_theta(x_t, t, y)) + highpass(eps_theta(x_t, t, y_high))
+
+    with lowpass a Gaussian blur (kernel x kernel, sigma px) and highpass = identity - lowpass. y is
+    the label of the coarse shape, `label_high` (B,) that of the fine detail; the null label stays null
+    in both bands (see AnagramPredictor for the batch layout)."""
+
+    def __init__(self, model, label_high: torch.Tensor, kernel: int = HYBRID_KERNEL, sigma: float = HYBRID_SIGMA):
+        super().__init__()
+        self.model, self.label_high, self.num_classes = model, label_high, model.num_classes
+        self.kernel, self.sigma = kernel, float(sigma)
+        if hasattr(model, "T"):
+            self.T = model.T
+
+    def lowpass(self, e: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(e, [self.kernel, self.kernel], [self.sigma, self.sigma])
+
+    def forward(self, x_t, t, y=None):
+        B = x_t.shape[0]
+        null = torch.full((B,), self.num_classes, dtype=torch.long, device=x_t.device)
+        y = null if y is None else y
+        y_high = torch.where(y == self.num_classes, null, self.label_high.repeat(B // len(self.label_high)))
+        e = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, y_high]))
+        low, high = e[:B], e[B:]
+        return self.lowpass(low) + high - self.lowpass(high)
 
 
-def _from_noise(model, schedule, n, eps_fn, steps, eta, generator, x_T):
-    device = _device(model)
-    x = as_images(x_T, "x_T").to(device) if x_T is not None else randn((n, 1, 28, 28), generator, device)
-    return _run(eps_fn, schedule, x, strided_timesteps(schedule.T, steps), eta, generator)
+def _from_noise(predictor, schedule, n, y, w, steps, eta, generator, x_T):
+    """Sample n images from pure noise (or x_T) with `predictor` over the strided timesteps."""
+    x_T = as_images(x_T, "x_T") if x_T is not None else None
+    return sample(predictor, schedule, n, y, w, generator, eta=eta, x_T=x_T, shape=IMAGE,
+                  timesteps=strided_timesteps(schedule.T, steps))
 
 
 @torch.no_grad()
@@ -276,8 +307,7 @@ def visual_anagram(model, schedule: Schedule, label_up, label_down, n: int = 1, 
     device = _device(model)
     a = as_labels(label_up, n, model.num_classes, device)
     b = as_labels(label_down, n, model.num_classes, device)
-    w = check_w(w)
-    x = _from_noise(model, schedule, n, lambda x, t: anagram_eps(model, x, t, a, b, w), steps, eta, generator, x_T)
+    x = _from_noise(AnagramPredictor(model, b), schedule, n, a, check_w(w), steps, eta, generator, x_T)
     return Anagram(x, flip(x))
 
 
@@ -295,9 +325,8 @@ def hybrid(model, schedule: Schedule, label_low, label_high, kernel: int = HYBRI
     device = _device(model)
     lo = as_labels(label_low, n, model.num_classes, device)
     hi = as_labels(label_high, n, model.num_classes, device)
-    w = check_w(w)
-    eps_fn = lambda x, t: hybrid_eps(model, x, t, lo, hi, w, kernel, float(sigma))
-    return _from_noise(model, schedule, n, eps_fn, steps, eta, generator, x_T)
+    return _from_noise(HybridPredictor(model, hi, kernel, sigma), schedule, n, lo, check_w(w), steps, eta, generator,
+                       x_T)
 
 
 # ==================================================================== inputs

@@ -4,10 +4,11 @@ import os
 
 import pytest
 import torch
+from torchvision.transforms.functional import gaussian_blur
 
 from mnist import editing as ed
 from mnist.model import build_model
-from utils import make_schedule, q_sample
+from utils import guided_eps, make_schedule, q_sample
 
 T = 10
 
@@ -125,11 +126,17 @@ def test_inpaint_keeps_known_pixels_exactly(model, schedule):
     assert not torch.allclose(out[:, :, ~keep], x0[:, :, ~keep], atol=1e-2)
 
 
-def test_translate_is_sdedit_with_the_target_label(model, schedule):
-    x0 = digits(2)
+def test_translate_forgets_the_source_from_pure_noise_and_keeps_it_at_the_end(model, schedule):
+    """i_start = 0 starts at t = T, where sqrt(alpha_bar_T) ~ 0: two different sources give the same digit
+    of the target label; i_start = steps is t = 0: no edit. In between the target label matters."""
+    a, b = digits(2, seed=1), digits(2, seed=2)
     g = lambda: torch.Generator().manual_seed(3)
-    assert torch.equal(ed.translate(model, schedule, x0, 4, 2, 1.0, steps=5, generator=g()),
-                       ed.sdedit(model, schedule, x0, 2, 4, 1.0, steps=5, generator=g()))
+    from_a = ed.translate(model, schedule, a, 4, 0, 1.0, steps=5, generator=g())
+    from_b = ed.translate(model, schedule, b, 4, 0, 1.0, steps=5, generator=g())
+    assert (from_a - from_b).abs().mean() < 0.05 * (a - b).abs().mean()  # the sources differ by ~0.67 per pixel
+    assert torch.equal(ed.translate(model, schedule, a, 4, 5, 1.0, steps=5, generator=g()), a)
+    mid = lambda label: ed.translate(Linear(), schedule, a, label, 2, 1.0, steps=5, generator=g())
+    assert (mid(4) - mid(7)).abs().mean() > 0.01  # a predictor that reads its label
 
 
 # ------------------------------------------------------------------ illusions
@@ -139,19 +146,23 @@ def test_flip_twice_is_identity_and_rotates():
     assert ed.flip(x)[0, 0, 0, 0] == x[0, 0, 27, 27]
 
 
-def test_anagram_eps_same_label_is_flip_symmetric(model):
+def test_anagram_predictor_same_label_is_flip_symmetric(model):
     """With the same label both ways, eps(flip(x)) = flip(eps(x)): the combination is flip-equivariant."""
     x = digits(2)
     y = torch.tensor([6, 6])
-    e = ed.anagram_eps(model, x, 4, y, y, 2.0)
-    assert torch.allclose(ed.anagram_eps(model, ed.flip(x), 4, y, y, 2.0), ed.flip(e), atol=1e-5)
+    pred = ed.AnagramPredictor(model, y)
+    e = guided_eps(pred, x, 4, y, 2.0)
+    assert torch.allclose(guided_eps(pred, ed.flip(x), 4, y, 2.0), ed.flip(e), atol=1e-5)
 
 
-def test_anagram_eps_is_the_mean_of_the_two_views():
+def test_anagram_predictor_is_the_mean_of_the_two_guided_views():
+    """Guiding the anagram predictor = averaging the two guided views, as Geng et al. combine them."""
     m, x = Linear(), digits(1)
     a, b = torch.tensor([6]), torch.tensor([9])
-    want = (m(x, 3, a) + ed.flip(m(ed.flip(x), 3, b))) / 2
-    assert torch.allclose(ed.anagram_eps(m, x, 3, a, b, 0.0), want)
+    pred = ed.AnagramPredictor(m, b)
+    assert torch.allclose(pred(x, torch.tensor([3]), a), (m(x, 3, a) + ed.flip(m(ed.flip(x), 3, b))) / 2)
+    want = (guided_eps(m, x, 3, a, 2.0) + ed.flip(guided_eps(m, ed.flip(x), 3, b, 2.0))) / 2
+    assert torch.allclose(guided_eps(pred, x, 3, a, 2.0), want, atol=1e-6)
 
 
 def test_visual_anagram_with_same_label_and_symmetric_noise_is_symmetric(model, schedule):
@@ -159,19 +170,29 @@ def test_visual_anagram_with_same_label_and_symmetric_noise_is_symmetric(model, 
     x_T = (x_T + ed.flip(x_T)) / 2
     out = ed.visual_anagram(model, schedule, 8, 8, w=1.0, steps=5, x_T=x_T)
     assert torch.allclose(out.up, out.down, atol=1e-5)
-    assert torch.equal(out.down, ed.flip(out.up))
+
+
+def test_visual_anagram_swapping_the_labels_and_flipping_the_noise_flips_the_image(model, schedule):
+    """E_ba(flip x) = flip E_ab(x), so the deterministic chain for (b, a) from flip(x_T) is the
+    rotated chain for (a, b) from x_T: the upright 2 of one is the rotated 2 of the other."""
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    ab = ed.visual_anagram(model, schedule, 2, 5, w=1.0, steps=5, x_T=x_T)
+    ba = ed.visual_anagram(model, schedule, 5, 2, w=1.0, steps=5, x_T=ed.flip(x_T))
+    assert torch.allclose(ba.up, ab.down, atol=1e-4) and torch.allclose(ba.down, ab.up, atol=1e-4)
+    assert not torch.allclose(ab.up, ab.down, atol=1e-2)
 
 
 def test_hybrid_eps_same_label_is_plain_eps_and_splits_bands(model):
     x, y = digits(2), torch.tensor([2, 2])
-    assert torch.allclose(ed.hybrid_eps(model, x, 5, y, y, 0.0), model(x, torch.tensor([5, 5]), y), atol=1e-5)
+    t = torch.tensor([5, 5])
+    assert torch.allclose(ed.HybridPredictor(model, y)(x, t, y), model(x, t, y), atol=1e-5)
     m = Linear()
     a, b = torch.tensor([1]), torch.tensor([7])
-    e = ed.hybrid_eps(m, x[:1], 3, a, b, 0.0, kernel=7, sigma=1.0)
-    from torchvision.transforms.functional import gaussian_blur
+    pred = ed.HybridPredictor(m, b, kernel=7, sigma=1.0)
     low = lambda z: gaussian_blur(z, [7, 7], [1.0, 1.0])
-    ea, eb = m(x[:1], 3, a), m(x[:1], 3, b)
-    assert torch.allclose(e, low(ea) + eb - low(eb), atol=1e-6)
+    for w in (0.0, 2.0):  # guiding the hybrid = combining the two guided bands
+        ea, eb = guided_eps(m, x[:1], 3, a, w), guided_eps(m, x[:1], 3, b, w)
+        assert torch.allclose(guided_eps(pred, x[:1], 3, a, w), low(ea) + eb - low(eb), atol=1e-5)
 
 
 def test_rough_stroke_is_a_digit_sized_image():
