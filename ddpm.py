@@ -8,6 +8,8 @@ A two-pixel image is a 1-channel signal of length 2, so the "UNet" is built from
     dec 1: ConvTranspose1d(64 -> 32, k=1)  -> (B, 32, 1)  + Dense(emb), GroupNorm(4),  SiLU
     dec 2: ConvTranspose1d(32+32 -> 1, k=2) over [dec 1, enc 1] (the skip)  -> (B, 1, 2)
 
+(The handout writes kernel size 1 for dec 2; from length 1 that returns one pixel, so k = 2 here.)
+
 The conditioning embedding is the sum of the time embedding (fixed random Gaussian Fourier
 features of t / T, then a linear layer) and the class embedding (linear layers over a one-hot label
 with one extra "null" token for "no label", which classifier-free guidance needs).
