@@ -308,7 +308,8 @@ def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None, w: f
     overwrite of the known pixels). The last Step yielded has t_prev = 0 and x = x_0.
     """
     x = x_T
-    if timesteps is None and (steps is None or steps == schedule.T and eta == 1.0):
+    # DDIM with eta = 1 over all T steps is the ancestral step exactly when sigma^2 = beta_tilde
+    if timesteps is None and (steps is None or steps == schedule.T and eta == 1.0 and schedule.variance == "posterior"):
         for t in range(schedule.T, 0, -1):
             step = p_sample(eps_model, schedule, x, t, y, w, generator, clip_x0)
             x = step.x if project is None else project(step.x, step.t_prev)
