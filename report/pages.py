@@ -5,16 +5,18 @@ Every page builder in the package returns `Page`s: problems 1-4 (visualize.py), 
 (mnist/problem5.py) and CS180 project 5 (mnist/cs180_report.py, mnist/cs180_partb.py).
 visualize.py collects them and calls `write_report`.
 
-A page is a title, a list of PNG paths drawn top to bottom at the page's width, and text blocks:
-('text', paragraph), wrapped to the page, or ('table', preformatted lines) in monospace. Text
-that does not fit below the images continues on a "(continued)" page.
+A page is a title, a list of PNG paths drawn top to bottom at the page's width (FIG_W: a figure
+made FIG_W inches wide prints at its own font sizes), and text blocks: ('answer', paragraph), the
+plain answers, set first in a shaded box; ('text', paragraph), wrapped to the page; or ('table',
+preformatted lines) in monospace. An image that does not fit moves to the next page, text that
+does not fit continues on a "(continued)" page; images are never shrunk to make room for text.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import tempfile
-import textwrap
 from typing import NamedTuple
 
 import matplotlib
@@ -23,6 +25,8 @@ import numpy as np
 matplotlib.use("Agg")  # writes files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp: same input, same file
 
@@ -30,100 +34,156 @@ PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp
 # ============================================================== pages
 class Page(NamedTuple):
     """One page of the report: a title, images to show (PNG paths, drawn top to bottom at the page's
-    width) and text blocks, each ('text', paragraph) wrapped to the page, or ('table', preformatted
-    lines) in monospace."""
+    width) and text blocks: ('answer', paragraph) the plain answers, drawn first, above the images, in
+    a shaded box (the text up to the first colon in bold); ('text', paragraph) wrapped to the page; or
+    ('table', preformatted lines) in monospace."""
 
     title: str
     images: list
     blocks: list
 
     @classmethod
-    def of_text(cls, title: str, images: list, text: str) -> "Page":
-        """A page whose text is paragraphs separated by blank lines."""
-        return cls(title, list(images), text_blocks(text))
+    def of_text(cls, title: str, images: list, text: str, answers: str = "") -> "Page":
+        """A page whose answers and text are paragraphs separated by blank lines."""
+        return cls(title, list(images), text_blocks(answers, "answer") + text_blocks(text))
 
     @property
     def text(self) -> str:
         """All text blocks, paragraphs separated by blank lines (what a CLI prints)."""
         return "\n\n".join(t for _, t in self.blocks)
 
+    @property
+    def answers(self) -> list:
+        return [t for k, t in self.blocks if k == "answer"]
 
-def text_blocks(text: str) -> list:
-    """Paragraphs separated by blank lines -> [('text', paragraph), ...]."""
-    return [("text", p.strip()) for p in str(text).split("\n\n") if p.strip()]
+
+def text_blocks(text: str, kind: str = "text") -> list:
+    """Paragraphs separated by blank lines -> [(kind, paragraph), ...]."""
+    return [(kind, p.strip()) for p in str(text).split("\n\n") if p.strip()]
 
 
 PAGE_W, PAGE_H, MARGIN = 8.27, 11.69, 0.45  # A4, inches
-TEXT_PT, TABLE_PT = 8.5, 6.8
+FIG_W = PAGE_W - 2 * MARGIN  # every image is drawn this wide: a figure made this wide prints at its own font sizes
+TITLE_H, GAP, BOX_PAD = 0.45, 0.1, 0.07  # inches
+POINTS = {"answer": 9.0, "text": 8.5, "table": 7.5}  # every font on the page is 7 pt or more
+LEADING = {"answer": 1.3, "text": 1.3, "table": 1.25}
 
 
-def layout_blocks(blocks: list) -> list:
-    """Blocks -> [(kind, line)] with paragraphs wrapped to the page width; ('gap', '') between blocks."""
-    lines = []
-    for kind, text in blocks:
-        if kind == "table":
-            lines += [("table", line) for line in text.splitlines()]
+@functools.lru_cache(maxsize=None)
+def _advance(char: str, bold: bool) -> float:
+    """Width of `char` at 1 pt in DejaVu Sans, in points (kerning ignored: under 1 % on a line)."""
+    font = get_font(findfont(FontProperties(weight="bold" if bold else "normal")))
+    font.set_size(100, 72)
+    return font.load_char(ord(char)).linearHoriAdvance / 65536 / 100
+
+
+def text_width(text: str, pt: float, bold: bool = False) -> float:
+    """Printed width of `text` in inches."""
+    return sum(_advance(c, bold) for c in text) * pt / 72
+
+
+def wrap(text: str, pt: float, width: float, first_indent: float = 0.0) -> list:
+    """Greedy word wrap to `width` inches by measured width; the first line starts `first_indent` in."""
+    lines, line, room = [], "", width - first_indent
+    for word in text.split():
+        trial = f"{line} {word}" if line else word
+        if line and text_width(trial, pt) > room:
+            lines.append(line)
+            line, room = word, width
         else:
-            lines += [("text", line) for line in textwrap.wrap(text, 118)]
-        lines.append(("gap", ""))
-    return lines
+            line = trial
+    return lines + [line] if line else lines
 
 
 def line_height(kind: str) -> float:
-    return {"text": TEXT_PT * 1.32, "table": TABLE_PT * 1.3, "gap": 4.0}[kind] / 72
+    return 4.0 / 72 if kind == "gap" else POINTS[kind] * LEADING[kind] / 72
+
+
+def layout_blocks(blocks: list) -> list:
+    """Blocks -> [(kind, line, lead)] wrapped to the page width, with ('gap', '', '') between blocks.
+    `lead` is the bold text that opens the first line of an answer ('' elsewhere)."""
+    lines = []
+    for kind, text in blocks:
+        if kind == "table":
+            lines += [("table", line, "") for line in text.splitlines()]
+        else:
+            lead = ""
+            head, colon, rest = text.partition(": ")
+            if kind == "answer" and colon and len(head) <= 60:
+                lead, text = head + ":", rest
+            indent = text_width(lead + " ", POINTS[kind], bold=True) if lead else 0.0
+            wrapped = wrap(text, POINTS[kind], FIG_W - (2 * BOX_PAD if kind == "answer" else 0), indent) or [""]
+            lines += [(kind, line, lead if i == 0 else "") for i, line in enumerate(wrapped)]
+        lines.append(("gap", "", ""))
+    return lines
 
 
 def render_page(page: Page) -> list:
-    """A page (or more, if the text does not fit below the images) as matplotlib figures."""
-    lines = layout_blocks(page.blocks)
-    text_h = sum(line_height(k) for k, _ in lines)
-    top = PAGE_H - MARGIN - 0.45  # below the title
-    min_img = 4.0 if page.images else 0.0
-    room = top - MARGIN - min_img
-    first, rest = lines, []
-    if text_h > room:  # split the text; the remainder goes on a continuation page
-        h, cut = 0.0, 0
-        for cut, (k, _) in enumerate(lines):
-            h += line_height(k)
-            if h > room:
-                break
-        first, rest = lines[:cut], lines[cut:]
-    figs = []
-    fig = plt.figure(figsize=(PAGE_W, PAGE_H))
-    fig.text(MARGIN / PAGE_W, 1 - MARGIN / PAGE_H, page.title, fontsize=13, weight="bold", va="top")
-    used = sum(line_height(k) for k, _ in first)
-    if page.images:
-        img_top, img_bottom = top, MARGIN + used + 0.15
-        imgs = [plt.imread(p) for p in page.images]
-        width = PAGE_W - 2 * MARGIN
-        heights = [width * im.shape[0] / im.shape[1] for im in imgs]
-        scale = min(1.0, (img_top - img_bottom - 0.1 * (len(imgs) - 1)) / sum(heights))
-        y = img_top
-        for im, h in zip(imgs, heights):
-            h *= scale
-            ax = fig.add_axes([MARGIN / PAGE_W, (y - h) / PAGE_H, width / PAGE_W, h / PAGE_H])
+    """A page as matplotlib figures: the title, the answers, then the images at the page's width,
+    then the text. An image that does not fit below what is already on the page moves to the top of
+    the next page while the text goes on filling this one (as LaTeX floats figures); text that does
+    not fit goes on "(continued)" pages. Images are never shrunk to make room for text (their fonts
+    would shrink with them); only an image taller than a whole page is scaled down to fit one."""
+    answers = layout_blocks([b for b in page.blocks if b[0] == "answer"])
+    body = layout_blocks([b for b in page.blocks if b[0] != "answer"])
+    images, figs, title = list(page.images), [], page.title
+    while True:
+        fig = plt.figure(figsize=(PAGE_W, PAGE_H))
+        fig.text(MARGIN / PAGE_W, 1 - MARGIN / PAGE_H, title, fontsize=13, weight="bold", va="top")
+        y = PAGE_H - MARGIN - TITLE_H
+        placed_any, deferred = bool(answers), []
+        if answers:
+            y, answers = draw_answers(fig, answers, y), []
+        for path in images:
+            im = plt.imread(path)
+            natural = FIG_W * im.shape[0] / im.shape[1]  # its height at the page's width
+            h = min(natural, PAGE_H - 2 * MARGIN - TITLE_H)  # an image taller than a page is the one shrunk
+            if deferred or h > y - MARGIN + 1e-9:
+                deferred.append(path)
+                continue
+            w = FIG_W * h / natural
+            ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - h) / PAGE_H, w / PAGE_W, h / PAGE_H])
             ax.imshow(im, interpolation="antialiased")
             ax.axis("off")
-            y -= h + 0.1
-        text_top = y
-    else:
-        text_top = top
-    draw_lines(fig, first, text_top)
-    figs.append(fig)
-    if rest:
-        figs += render_page(Page(page.title + " (continued)", [], [(k, t) for k, t in rest if k != "gap"]))
-    return figs
+            y -= h + GAP
+            placed_any = True
+        while body and body[0][0] == "gap" and not placed_any:
+            body.pop(0)  # no blank space at the top of a page
+        while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a page
+            kind, line, lead = body.pop(0)
+            draw_line(fig, kind, line, lead, y)
+            y -= line_height(kind)
+            placed_any = True
+        figs.append(fig)
+        images = deferred
+        if not images and not body:
+            return figs
+        title = page.title + " (continued)"
 
 
-def draw_lines(fig, lines: list, y_top: float):
-    y = y_top
-    for kind, line in lines:
-        h = line_height(kind)
-        if kind == "text":
-            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TEXT_PT, va="top")
-        elif kind == "table":
-            fig.text(MARGIN / PAGE_W, y / PAGE_H, line, fontsize=TABLE_PT, va="top", family="monospace")
-        y -= h
+def draw_answers(fig, lines: list, y: float) -> float:
+    """The answers in a shaded box from y (inches from the bottom) down; returns the y below it."""
+    while lines and lines[-1][0] == "gap":
+        lines = lines[:-1]
+    h = sum(line_height(k) for k, _, _ in lines) + 2 * BOX_PAD
+    fig.patches.append(Rectangle((MARGIN / PAGE_W, (y - h) / PAGE_H), FIG_W / PAGE_W, h / PAGE_H,
+                                 transform=fig.transFigure, facecolor="#eaf1f8", edgecolor="#0072B2", lw=0.6))
+    yy = y - BOX_PAD
+    for kind, line, lead in lines:
+        draw_line(fig, kind, line, lead, yy, x=MARGIN + BOX_PAD)
+        yy -= line_height(kind)
+    return y - h - GAP
+
+
+def draw_line(fig, kind: str, line: str, lead: str, y: float, x: float = MARGIN):
+    if kind == "gap":
+        return
+    pt = POINTS[kind]
+    family = "monospace" if kind == "table" else "sans-serif"
+    if lead:
+        fig.text(x / PAGE_W, y / PAGE_H, lead, fontsize=pt, weight="bold", va="top")
+        x += text_width(lead + " ", pt, bold=True)
+    fig.text(x / PAGE_W, y / PAGE_H, line, fontsize=pt, va="top", family=family)
 
 
 def write_report(pages: list, path: str) -> None:

@@ -10,11 +10,14 @@ import pytest
 import torch
 
 import matplotlib.pyplot as plt
+from matplotlib.text import Text
 
 import mnist.denoiser as dn
+import report.pages as pages
 import visualize
 from gmm import GMM, estimate_density, hdr_levels, l1_distance, make_grid, sample_q_t, true_density
-from report.pages import Page
+from report.pages import FIG_W, Page
+from utils import checkpoint_config
 
 # tiny settings: 30-step models, 300 chains, a coarse grid
 TINY = ["--n", "300", "--grid", "60", "--train-steps", "30", "--Ts", "5,50", "--quiet"]
@@ -103,35 +106,135 @@ def test_problem3_trains_missing_models_and_writes_its_files(trained):
     assert matplotlib.image.imread(out / "problem3.png").shape[1] >= 150 * 7  # >= 150 dpi at 7+ inches
 
 
-def test_problems_2_and_4_write_their_files(trained, tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure visualize.py saves, by name, inspectable after it is written."""
+    figs = {}
+    save = visualize.save_figure
+
+    def keep(fig, out_dir, name):
+        figs[name] = fig
+        return save(fig, out_dir, name)
+
+    monkeypatch.setattr(visualize, "save_figure", keep)
+    return figs
+
+
+def test_problems_2_and_4_write_their_files(trained, tmp_path, drawn):
     runs, _ = trained
     for p in ("2", "4"):
         assert run("--problem", p, "--runs", str(runs), "--out", str(tmp_path)) == 0
-    assert files_of(tmp_path) == sorted(f"problem{p}.{e}" for p in (2, 4) for e in ("csv", "npz", "pdf", "png"))
+    assert files_of(tmp_path) == sorted([f"problem{p}.{e}" for p in (2, 4) for e in ("csv", "npz", "pdf", "png")]
+                                        + ["problem4_sweep.pdf", "problem4_sweep.png"])
     d2 = np.load(tmp_path / "problem2.npz")
     assert d2["estimate"].shape == (5, 60, 60) and d2["trajectory"].shape == (51, 2)
     with open(tmp_path / "problem4.csv") as f:
         assert len(list(csv.DictReader(f))) == 5 * 2 * 2  # w x y x (network, exact)
+    d4 = np.load(tmp_path / "problem4.npz")
+    for y in (0, 1):  # both chains start from the same x_T
+        assert d4[f"trajectory_y{y}"].shape == (51, 2)
+        np.testing.assert_array_equal(d4[f"trajectory_y{y}"][0], d4["x_T"])
+    assert set(drawn) == {"problem2", "problem4", "problem4_sweep"}
+
+
+def test_problem4_main_figure_shows_both_labels_from_one_start(trained, tmp_path, drawn):
+    """The handout's figure: the y = 0 and y = 1 chains from the same x_T, told apart by colour and line style,
+    inside the axes, over visible true-density contours; the guidance sweep is a separate figure."""
+    runs, _ = trained
+    assert run("--problem", "4", "--runs", str(runs), "--out", str(tmp_path)) == 0
+    ax = drawn["problem4"].axes[0]
+    chains = {line.get_label(): line for line in ax.get_lines() if line.get_label() in ("y = 0", "y = 1")}
+    assert set(chains) == {"y = 0", "y = 1"}
+    a, b = chains["y = 0"], chains["y = 1"]
+    assert (a.get_xdata()[0], a.get_ydata()[0]) == (b.get_xdata()[0], b.get_ydata()[0])  # one x_T
+    assert a.get_color() != b.get_color() and a.get_linestyle() != b.get_linestyle()
+    for line in (a, b):  # every point of both chains lies inside the axes
+        x0, x1 = ax.get_xlim()
+        y0, y1 = ax.get_ylim()
+        assert x0 <= line.get_xdata().min() and line.get_xdata().max() <= x1
+        assert y0 <= line.get_ydata().min() and line.get_ydata().max() <= y1
+    assert len(ax.collections) >= 3  # the true density's contours and both classes'
+    assert len(drawn["problem4_sweep"].axes) == 5  # one panel per w, a figure of its own
+
+
+def smallest_printed_font(fig) -> float:
+    """The smallest visible text of `fig` in points once the report draws it FIG_W wide."""
+    fig.canvas.draw()
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * FIG_W / fig.get_figwidth()
 
 
 def pages_of(pdf):
     return len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
 
 
-def test_all_with_report(trained, tmp_path, capsys, monkeypatch):
-    """Every figure and a page per problem; when the MNIST page fails, its page says why and the rest is kept."""
+def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
+    """Every figure and a page per problem, each opening with its answers; figures print with fonts of 7 pt or
+    more; problem 1 trains and measures a model per departure from the handout. When the MNIST page fails,
+    its page says why and the rest is kept."""
     def broken(fig_dir, retrain=False):
         raise RuntimeError("no MNIST here\nsecond line")
 
+    made = []
     monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", broken)
+    monkeypatch.setattr(visualize, "write_report", lambda p, path: (made.extend(p), pages.write_report(p, path)))
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
     assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
     assert "report:" in capsys.readouterr().out
     assert pages_of(pdf) >= 5  # problems 1-5, one page or more each
     assert {"problem1_loss.png", "problem2.png", "problem3.png", "problem4.png"} <= set(files_of(tmp_path / "fig"))
+    assert [p.title.split(":")[0] for p in made] == [f"Problem {i}" for i in range(1, 6)]
+    for page in made[:4]:  # problems 1-4: the answers come first, then the evidence
+        kinds = [k for k, _ in page.blocks]
+        assert kinds[0] == "answer" and "text" in kinds, page.title
+        assert kinds == sorted(kinds, key=lambda k: k != "answer"), page.title
+    for name, fig in drawn.items():
+        assert fig.get_figwidth() == pytest.approx(FIG_W), name
+        assert smallest_printed_font(fig) >= 7, name
+    with open(tmp_path / "fig" / "problem1_departures.csv") as f:
+        rows = {r["model"]: r for r in csv.DictReader(f)}
+    assert {"default (this report)", "handout UNet", "label dropout 0.1", "no EMA (last weights)",
+            "x0_hat not clipped", "exact noise predictor"} <= set(rows)
+    for variant, flags in visualize.VARIANTS.items():  # each variant changes exactly its own setting
+        c = checkpoint_config(runs / f"T50-{variant}" / "model.pt")
+        assert all(getattr(c, k) == v for k, v in flags.items()) and c.T == 50
     text = visualize.problem5(visualize.Settings(problems=())).text
     assert "could not be built" in text and "no MNIST here" in text and "second line" not in text
+
+
+def test_a_variant_trained_otherwise_is_refused(trained, tmp_path, capsys):
+    runs, _ = trained
+    shutil.copytree(runs / "T50", tmp_path / "runs" / "T50")
+    shutil.copytree(runs / "T50", tmp_path / "runs" / "T50-handout-unet")  # not the handout's UNet
+    rc = run("--problem", "all", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"),
+             "--report", str(tmp_path / "r.pdf"))
+    assert_clean_failure(rc, capsys, "handout-unet", "arch=nonorm")
+    assert not (tmp_path / "fig").exists()
+
+
+def test_typesetter_puts_answers_first_and_never_shrinks_a_figure_for_text(tmp_path):
+    png = tmp_path / "wide.png"
+    plt.imsave(png, np.zeros((300, 1000)))  # drawn FIG_W wide: 0.3 FIG_W tall
+    page = Page.of_text("Problem 9: test", [str(png)] * 3, "\n\n".join(["evidence " * 60] * 30),
+                        answers="Question one: the answer.\n\nQuestion two: another answer.")
+    assert [k for k, _ in page.blocks][:3] == ["answer", "answer", "text"]
+    figs = pages.render_page(page)
+    assert len(figs) >= 2 and figs[1].texts[0].get_text() == "Problem 9: test (continued)"
+    first = figs[0]
+    images = sorted(first.axes, key=lambda a: -a.get_position().y1)
+    assert len(images) == 3
+    for ax in images:  # full width and full height: the figure prints at its own font sizes
+        box = ax.get_position()
+        assert box.width * pages.PAGE_W == pytest.approx(FIG_W)
+        assert box.height * pages.PAGE_H == pytest.approx(0.3 * FIG_W, rel=1e-3)
+    answer_y = [t.get_position()[1] for t in first.texts if "answer" in t.get_text()]
+    evidence_y = [t.get_position()[1] for t in first.texts if "evidence" in t.get_text()]
+    assert answer_y and min(answer_y) > images[0].get_position().y1  # the answers sit above the figures
+    assert not evidence_y or max(evidence_y) < images[-1].get_position().y0  # the evidence below them
+    for fig in figs:
+        assert min(t.get_fontsize() for t in fig.texts) >= 7
+        plt.close(fig)
 
 
 def test_problem5_page_comes_from_mnist_problem5(trained, tmp_path, monkeypatch):
