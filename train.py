@@ -6,6 +6,10 @@ The checkpoint holds the EMA weights and the full TrainConfig (T, schedule, vari
 architecture, seed, ...), so `utils.load_checkpoint` always rebuilds the schedule the model was
 trained with. After training, the script samples 5000 images and prints how they compare with the
 ground-truth mixture and with the exact noise predictor under the same sampler.
+
+The four files are written as one set into a fresh folder beside --out, which then takes the place of
+--out in one step: a crash, a kill or an error (a loss that became nan) leaves the previous run as it
+was. An existing run is kept unless --overwrite; a second run into a folder in use is refused.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gmm import GMM, energy_distance, peak_stats
-from utils import Parser, TrainConfig, positive_float, positive_int, probability, sample, save_checkpoint, train
+from utils import (MAX_BATCH, MAX_N_TRAIN, MAX_T, NonFiniteError, Parser, TrainConfig, int_range, positive_float,
+                   positive_int, probability, resolve_device, sample, save_checkpoint, seed_int, staged_run, train)
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -39,9 +44,9 @@ DEFAULT_THREADS = 1
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = Parser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", type=positive_int, default=d.T, help="number of diffusion steps (default %(default)s)")
+    p.add_argument("--T", type=int_range(1, MAX_T), default=d.T, help="number of diffusion steps (default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help="optimiser steps (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help="default %(default)s")
     p.add_argument("--lr", type=positive_float, default=d.lr, help="Adam learning rate, cosine-decayed (default %(default)s)")
     p.add_argument("--loss", choices=("l2", "l1", "huber"), default=d.loss, help="default %(default)s")
     p.add_argument("--p-uncond", type=probability, default=d.p_uncond,
@@ -53,16 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="handout: the handout's UNet, whose GroupNorm(32) in encoder 2 keeps little more than "
                         "signs; nonorm: the same UNet without GroupNorm (default %(default)s)")
     p.add_argument("--ema-decay", type=probability, default=d.ema_decay, help="default %(default)s")
-    p.add_argument("--n-train", type=positive_int, default=d.n_train, help="training-set size (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds data, init and training (default %(default)s)")
+    p.add_argument("--n-train", type=int_range(1, MAX_N_TRAIN), default=d.n_train,
+                   help="training-set size (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="seeds data, init and training (default %(default)s)")
     p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    p.add_argument("--out", default=None, help="output folder (default runs/T<T>)")
+    p.add_argument("--out", default=None, help="output folder (default runs/T<T>); an existing run there is kept "
+                                               "unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--no-eval", action="store_true", help="skip the sample-quality check after training")
-    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+    p.add_argument("--threads", type=int_range(1, 1024), default=DEFAULT_THREADS,
                    help="torch CPU threads (default %(default)s: the model is tiny, and more threads are up to 10x "
                         "slower when another process shares the cores; see benchmarks/threads.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+RUN_FILES = ("model.pt", "loss.csv", "loss.png", "metrics.json")  # one run: written, and replaced, as a set
 
 
 def write_loss_curve(losses, folder: str) -> None:
@@ -110,28 +121,33 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    """Train and write the run's four files into a fresh folder beside --out, which then replaces --out in
+    one step (utils.staged_run): a crash, a kill or an error leaves the previous run as it was."""
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
     out = args.out or run_folder(cfg.T)
     try:
         cfg.validate()
-        os.makedirs(out, exist_ok=True)
-        if not os.access(out, os.W_OK):
-            raise PermissionError(f"cannot write to {out}")
-    except (ValueError, OSError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        resolve_device(cfg.device)
+        with staged_run(out, RUN_FILES, overwrite=args.overwrite) as folder:  # checks --out and locks it first
+            write_run(cfg, folder, evaluate_quality=not args.no_eval, progress=not args.quiet)
+    except (ValueError, OSError) as e:  # bad settings, --out in use or not writable, a loss that became nan
+        kept = f"; nothing was saved ({out} is as it was)" if isinstance(e, NonFiniteError) else ""
+        print(f"train.py: error: {e}{kept}", file=sys.stderr)
         return 2
-    try:
-        result = train(cfg, progress=not args.quiet)
-    except ValueError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
-    path = os.path.join(out, "model.pt")
-    save_checkpoint(path, result.model, cfg, extra={"train_seconds": result.seconds})
-    write_loss_curve(result.losses, out)
+    print(f"saved {os.path.join(out, 'model.pt')} (+ loss.png, loss.csv, metrics.json). "
+          "Next: python visualize.py --problem all")
+    return 0
+
+
+def write_run(cfg: TrainConfig, folder: str, evaluate_quality: bool = True, progress: bool = True) -> None:
+    """Train, then write model.pt, loss.csv, loss.png and metrics.json into `folder`."""
+    result = train(cfg, progress=progress)
+    save_checkpoint(os.path.join(folder, "model.pt"), result.model, cfg, extra={"train_seconds": result.seconds})
+    write_loss_curve(result.losses, folder)
     print(f"trained T={cfg.T} ({cfg.arch} UNet, {cfg.steps} steps) in {result.seconds:.1f} s; "
           f"final loss {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
     summary = {"config": asdict(cfg), "train_seconds": result.seconds}
-    if not args.no_eval:
+    if evaluate_quality:
         q = evaluate(result.model, result.schedule, seed=cfg.seed)
         summary["quality"] = q
         m, e = q["model"], q["exact"]
@@ -140,10 +156,8 @@ def run(args) -> int:
         print(f"  within 5 sigma  {m['within_5sigma']:.4f} | {e['within_5sigma']:.4f}")
         print(f"  energy dist.    {m['energy_distance']:.5f} | {e['energy_distance']:.5f}")
         print(f"  with y=0 / y=1 and w=1: {m['in_peak_0_w1']:.4f} / {m['in_peak_1_w1']:.4f} land in the requested peak")
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(f"saved {path} (+ loss.png, loss.csv, metrics.json). Next: python visualize.py --problem all")
-    return 0
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=2, allow_nan=False)  # ValueError, not a file with NaN or Infinity
 
 
 # ============================================================ several models at once
@@ -153,9 +167,10 @@ def run_folder(T: int, runs: str = "runs") -> str:
 
 
 def _train_one(argv: list) -> tuple[int, str]:
-    """main(argv) in this process with its output captured; returns (exit code, output)."""
+    """main(argv) in this process with its output captured; returns (exit code, output). stderr too: a
+    refusal (an existing run, a folder in use) is a one-line error there, and the caller reports the last line."""
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         rc = main(argv)
     return rc, buf.getvalue()
 

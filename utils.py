@@ -16,11 +16,22 @@ predictor is any callable `eps_model(x_t, t, y) -> eps` (the UNet, or the exact 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import ctypes
+import errno
 import math
 import os
+import pickle
+import re
+import shutil
+import sys
 import tempfile
 import time
+try:
+    import fcntl  # file locks on Linux and macOS; without it (Windows) run folders are not locked
+except ImportError:
+    fcntl = None
 from dataclasses import asdict, dataclass, fields
 from typing import Iterator, NamedTuple, Optional, Sequence
 
@@ -410,6 +421,33 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, genera
 
 
 # ================================================================= training
+# Upper limits: a typo such as --T 1e9 or --batch-size 1e12 fails at once instead of hanging the machine.
+MAX_T = 10_000  # 10x the T = 1000 of Ho et al.
+MAX_BATCH = 65_536
+MAX_N_TRAIN = 10_000_000
+MAX_SEED = 2**32 - 1
+
+
+class NonFiniteError(ValueError):
+    """A loss, weights or images that became nan or inf: stop rather than save or show them."""
+
+
+def check_finite_loss(value: float, step: int, total: int) -> None:
+    """NonFiniteError naming the step (1-based) when the training loss is nan or inf."""
+    if not math.isfinite(value):
+        raise NonFiniteError(f"the training loss became {value} at step {step} of {total}; training stopped "
+                             "(try a lower --lr)")
+
+
+def check_finite_weights(state: dict, what: str = "the model") -> None:
+    """NonFiniteError if any floating-point tensor of a state_dict (nested dicts too) holds nan or inf."""
+    for name, v in state.items():
+        if isinstance(v, dict):
+            check_finite_weights(v, what)
+        elif torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
+            raise NonFiniteError(f"{what} has non-finite weights ({name}), which are not saved (try a lower --lr)")
+
+
 class EMA:
     """Exponential moving average of a model's weights, with the usual warm-up
     decay_n = min(decay, (1 + n) / (10 + n)) so early averages are not dominated by the init."""
@@ -461,6 +499,9 @@ class TrainConfig:
         for name in ("steps", "batch_size", "n_train"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, most in (("T", MAX_T), ("batch_size", MAX_BATCH), ("n_train", MAX_N_TRAIN)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
         check_training_settings(self.p_uncond, self.lr, self.ema_decay)
         return self
 
@@ -469,8 +510,8 @@ def check_training_settings(p_uncond: float, lr: float, ema_decay: float) -> Non
     """The checks every trainer (two-pixel, MNIST) makes on its label dropout, rate and EMA."""
     if not 0 <= p_uncond < 1:
         raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
     if not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
 
@@ -489,6 +530,14 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available; use --device auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices; "
+                         "use --device cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError("--device mps was asked for but MPS (Apple GPU) is not available; use --device auto or cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
     return dev
 
 
@@ -531,12 +580,13 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
         idx = torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
         loss = p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
                         generator=gen if device.type == "cpu" else None).mean()
+        losses.append(loss.item())
+        check_finite_loss(losses[-1], step + 1, cfg.steps)  # before the step, so the weights stay finite
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         ema.update(model)
-        losses.append(loss.item())
         if progress and step % 100 == 0:
             it.set_postfix(loss=f"{losses[-1]:.4f}")
     seconds = time.perf_counter() - start
@@ -545,42 +595,289 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
 
 # =============================================================== checkpoints
 CHECKPOINT_KIND = "ddpm-two-pixel"
+# The shipped reference files: every command reads them, none writes them (a retrained model goes to its
+# run folder; to update a reference, write it elsewhere and copy it over yourself).
+REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist", "reference")
+TMP_PREFIX = ".tmp-"  # temporary files are named .tmp-<pid>-*, so the files of a killed process can be found
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, foreign or does not match its model."""
 
 
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
-    half-written file under `path`."""
+class OutputError(ValueError):
+    """An output place that cannot be used without losing something: an existing run (without --overwrite),
+    a shipped reference file, a folder another run is writing, or a place that cannot be written."""
+
+
+def is_reference(path) -> bool:
+    """True for a path inside mnist/reference/, the shipped reference files."""
+    ref = os.path.realpath(REFERENCE_DIR)
+    p = os.path.realpath(os.fspath(path))
+    return p == ref or p.startswith(ref + os.sep)
+
+
+def refuse_reference(path) -> None:
+    """OutputError if `path` is one of the shipped reference files (or in their folder)."""
+    if is_reference(path):
+        raise OutputError(f"{os.fspath(path)} is in mnist/reference/, the shipped reference files, which no command "
+                          "replaces; choose another --out")
+
+
+def file_mode(folder: bool = False) -> int:
+    """The permission bits a new file (or folder) gets under the current umask: 0o644 (0o755) under the usual
+    022. tempfile makes 0o600 files and 0o700 folders; what this package saves gets the usual bits."""
+    mask = os.umask(0o077)  # reading the umask means setting it; 077 is the safe value for the instant between
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (True where that cannot be told)."""
+    if os.name != "posix":
+        return True  # no cheap check elsewhere: never delete another process's files
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner(name: str, prefix: str) -> Optional[int]:
+    """The process id in a temporary name <prefix><pid>-..., or None."""
+    head = name[len(prefix):].split("-", 1)[0]
+    return int(head) if name.startswith(prefix) and head.isdigit() else None
+
+
+def clean_orphans(folder) -> list:
+    """Delete the temporary files (.tmp-<pid>-*) that killed processes left in `folder`; returns their names.
+    Files of running processes are kept; those of older versions of this package (.tmp-XXXXXXXX.pt, no
+    process id) once they are an hour old."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        pid = _owner(name, TMP_PREFIX)
+        legacy = re.fullmatch(r"\.tmp-[a-z0-9_]{8}\.pt", name) is not None
+        if pid is None and not legacy:
+            continue
+        path = os.path.join(folder, name)
+        try:
+            stale = (not _pid_alive(pid)) if pid is not None else time.time() - os.path.getmtime(path) > 3600
+            if stale and pid != os.getpid() and os.path.isfile(path):
+                os.remove(path)
+                removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary file name beside `path` (same extension) to write; when the block ends without an
+    error it replaces `path` in one step (os.replace), otherwise it is deleted: `path` is never half-written."""
     path = os.fspath(path)
+    refuse_reference(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        os.chmod(tmp, file_mode())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
 
 
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
+    half-written file under `path`. Never writes into mnist/reference/ (OutputError)."""
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def check_writable(folder) -> None:
+    """Prove that `folder` can be written by writing a file there (and deleting it; folders made for the test
+    are removed again); OutputError (one line) otherwise. os.access is not enough: as root it approves
+    folders that cannot be written, such as a read-only file system."""
+    folder = os.fspath(folder)
+    refuse_reference(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputError(f"{folder} is a file, not a folder; choose another --out")
+    made, d = [], os.path.abspath(folder)
+    while not os.path.exists(d):
+        made.append(d)
+        d = os.path.dirname(d)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{os.getpid()}-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write to {folder} ({e.strerror or e}); choose another --out") from None
+    finally:
+        for d in made:  # innermost first
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+@contextlib.contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock on `folder` for the block (a lock file .<name>.lock beside it, removed after);
+    OutputError at once if another process holds it, so two runs never write into one folder."""
+    shown = os.fspath(folder)
+    refuse_reference(shown)
+    parent, name = os.path.split(os.path.realpath(shown))  # one lock, whichever path names the folder
+    path = os.path.join(parent, f".{name}.lock")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as e:
+        raise OutputError(f"cannot write beside {shown} ({e.strerror or e}); choose another --out") from None
+    while fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise OutputError(f"{shown} is in use by another run (it holds {path}); wait for it to finish or "
+                                  "choose another --out") from None
+            raise OutputError(f"cannot lock {path} ({e.strerror or e}); choose another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break  # the lock file is still in place: the lock is ours
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the previous holder removed the file meanwhile: lock the new one
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        os.close(fd)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def swap_into_place(new: str, out: str) -> None:
+    """Put folder `new` where `out` is and delete the old `out`. Where the system can swap two names in one
+    step (Linux), `out` is at every instant the old run or the new one; elsewhere a crash between the two
+    renames leaves the old run beside it as .<name>.old-*, which the next staged_run puts back."""
+    if not os.path.exists(out):
+        os.rename(new, out)
+        return
+    if _exchange(new, out):  # `new` now holds the old run
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    parent, name = os.path.split(out)
+    old = os.path.join(parent, f".{name}.old-{os.getpid()}-{os.path.basename(new).rsplit('-', 1)[-1]}")
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_staging(parent: str, name: str) -> None:
+    """Under the lock of parent/name: put back a run that a crash left renamed away (.<name>.old-*), and
+    delete what killed runs left beside it (.<name>.tmp-*) and in it (.tmp-*)."""
+    out = os.path.join(parent, name)
+    siblings = sorted(f for f in os.listdir(parent) if f.startswith((f".{name}.tmp-", f".{name}.old-")))
+    olds = [f for f in siblings if f.startswith(f".{name}.old-")]
+    if olds and not os.path.exists(out):
+        os.rename(os.path.join(parent, olds[-1]), out)
+        siblings.remove(olds[-1])
+    for f in siblings:
+        shutil.rmtree(os.path.join(parent, f), ignore_errors=True)
+    if os.path.isdir(out):
+        clean_orphans(out)
+
+
+@contextlib.contextmanager
+def staged_run(out, files: Sequence[str], overwrite: bool = False):
+    """Write a run's files as one set. Yields a fresh hidden folder beside `out` (.<name>.tmp-<pid>-*) to
+    write them into; when the block ends without an error, that folder takes the place of `out` (the old
+    run, if any, is deleted); on any error it is deleted and `out` stays as it was. OutputError, before
+    anything is written, for a shipped reference, a file, a folder holding anything but `files`, an existing
+    run unless overwrite, a folder another run holds (a lock), or a place that cannot be written."""
+    shown = os.fspath(out)
+    out = os.path.realpath(shown)  # a link to a folder: the run goes where it points
+    refuse_reference(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"{shown} is a file, not a folder; choose another --out")
+    parent, name = os.path.split(out)
+    with folder_lock(out):
+        _clean_staging(parent, name)
+        present = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        foreign = [f for f in present if f not in files]
+        if foreign:
+            raise OutputError(f"{shown} holds files that are not part of a run ({', '.join(foreign[:3])}); a run "
+                              "folder is replaced as a whole, so choose a new or empty --out")
+        if present and not overwrite:
+            raise OutputError(f"{shown} already holds a run ({', '.join(present)}); pass --overwrite to replace it, "
+                              "or choose another --out")
+        try:
+            stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
+            os.chmod(stage, file_mode(folder=True))
+        except OSError as e:
+            raise OutputError(f"cannot write to {os.path.dirname(shown) or '.'} ({e.strerror or e}); "
+                              "choose another --out") from None
+        try:
+            yield stage
+            swap_into_place(stage, out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+
 def save_checkpoint(path, model, cfg: TrainConfig, extra: Optional[dict] = None) -> None:
-    """Write the (EMA) model with the full config that made it, atomically."""
-    atomic_save({"kind": CHECKPOINT_KIND, "config": asdict(cfg), "model": model.state_dict(),
-                 **(extra or {})}, path)
+    """Write the (EMA) model with the full config that made it, atomically; never non-finite weights."""
+    state = model.state_dict()
+    check_finite_weights(state)
+    atomic_save({"kind": CHECKPOINT_KIND, "config": asdict(cfg), "model": state, **(extra or {})}, path)
 
 
 def read_checkpoint(path, kind: str) -> dict:
-    """Load a checkpoint dict and check it is of `kind`; clear CheckpointErrors otherwise."""
+    """Load a checkpoint dict and check it is of `kind`; clear CheckpointErrors otherwise. weights_only:
+    a file holding code or arbitrary Python objects is refused, never run."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py --T 50)")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path} is empty (an interrupted copy?); retrain it or copy it again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            raise CheckpointError(f"{path} is not a checkpoint of this package: it holds code or Python objects "
+                                  f"({found.group(1)}), which were not loaded; do not load it another way") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a file written by torch.save); "
+                              "retrain it") from None
     except Exception as e:  # truncated, corrupt or not a torch file at all
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
                               "it may be truncated: retrain it") from None
@@ -592,18 +889,33 @@ def read_checkpoint(path, kind: str) -> dict:
     return ckpt
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _stored_config(ckpt: dict, path) -> TrainConfig:
+    """The checkpoint's TrainConfig, validated; CheckpointError (one line) if it is missing or invalid."""
+    config = ckpt.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} has no training config (a broken or hand-made file); retrain it")
+    known = {f.name for f in fields(TrainConfig)}
+    try:
+        return TrainConfig(**{k: v for k, v in config.items() if k in known}).validate()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its training config is invalid ({first_line(e)}); retrain it") from None
+
+
 def load_checkpoint(path, device="cpu"):
     """Load a two-pixel checkpoint: returns (model in eval mode, the Schedule it was trained with)."""
     ckpt = read_checkpoint(path, CHECKPOINT_KIND)
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
+    cfg = _stored_config(ckpt, path)
     try:
-        cfg.validate()
         model = build_model(cfg)
         model.load_state_dict(ckpt["model"])
-    except (ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first}); "
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first_line(e)}); "
                               "retrain it") from None
     schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
     return model.to(device).eval(), schedule
@@ -611,9 +923,7 @@ def load_checkpoint(path, device="cpu"):
 
 def checkpoint_config(path) -> TrainConfig:
     """The TrainConfig stored in a two-pixel checkpoint."""
-    ckpt = read_checkpoint(path, CHECKPOINT_KIND)
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
+    return _stored_config(read_checkpoint(path, CHECKPOINT_KIND), path)
 
 
 # ============================================================ command lines
@@ -664,3 +974,56 @@ def positive_float(text: str) -> float:
     if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"expected a positive number (finite), got {text!r}")
     return v
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def int_range(lo: int, hi: int):
+    """argparse type factory: a whole number in lo..hi ('5e1' is accepted). The upper end turns a typo such
+    as --T 1e9 into an error instead of a machine that hangs."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            try:
+                f = float(text)
+                v = int(f) if math.isfinite(f) and f == int(f) else None
+            except ValueError:
+                v = None
+        if v is None or not lo <= v <= hi:
+            what = f"a positive integer up to {hi}" if lo == 1 else f"a whole number from {lo} to {hi}"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    parse.__name__ = f"int in {lo}..{hi}"
+    return parse
+
+
+seed_int = int_range(0, MAX_SEED)  # argparse type of every --seed: 0 .. 2**32 - 1 (a huge one overflows torch)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for torch's out-of-memory errors (CPU allocator or CUDA), which a CLI reports in one line."""
+    return isinstance(e, (RuntimeError, MemoryError)) and (
+        isinstance(e, MemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e))
+
+
+def check_new_file(path, overwrite: bool = False) -> None:
+    """Before any work: `path` may be written. OutputError (one line) if it is a shipped reference file or a
+    folder, if it exists and not `overwrite`, or if its folder cannot be written (tested by writing there)."""
+    path = os.fspath(path)
+    refuse_reference(path)
+    if os.path.isdir(path):
+        raise OutputError(f"{path} is a folder; give a file name")
+    if os.path.exists(path) and not overwrite:
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another name")
+    check_writable(os.path.dirname(os.path.abspath(path)))

@@ -19,25 +19,59 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from mnist.checkpoint import load_model  # noqa: E402
-from mnist.data import load_mnist  # noqa: E402
+from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, score  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE, generate  # noqa: E402
+from utils import (CheckpointError, OutputError, Parser, check_new_file, int_range, nonneg_float,  # noqa: E402
+                   seed_int)
+
+PROG = "benchmarks/mnist_bench.py"
+
+
+def sampler_steps(name: str):
+    """'ddpm' -> None (the full chain), 'ddim50' -> 50; ValueError otherwise."""
+    if name == "ddpm":
+        return None
+    steps = name.removeprefix("ddim")
+    if not (name.startswith("ddim") and steps.isdigit() and int(steps) >= 1):
+        raise ValueError(f"unknown sampler {name!r}; use ddpm or ddim<steps>, e.g. ddim50")
+    return int(steps)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=REFERENCE)
-    p.add_argument("--per-digit", type=int, default=100)
-    p.add_argument("--w", type=float, nargs="+", default=[DEFAULT_W])
+    p.add_argument("--per-digit", type=int_range(1, 10_000), default=100)
+    p.add_argument("--w", type=nonneg_float, nargs="+", default=[DEFAULT_W])
     p.add_argument("--samplers", nargs="+", default=["ddpm", "ddim50"], help="ddpm and/or ddim<steps>")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--threads", type=int_range(0, 1024), default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--save-samples", default=None, help="folder for the generated digits (.pt per run)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --json / --save-samples files")
     args = p.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError, CheckpointError, DataError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    steps_of = {name: sampler_steps(name) for name in args.samplers}
+    outputs = [args.json] if args.json else []
+    if args.save_samples:
+        if os.path.exists(args.save_samples) and not os.path.isdir(args.save_samples):
+            raise OutputError(f"--save-samples {args.save_samples} is a file, not a folder")
+        outputs += [os.path.join(args.save_samples, f"{name}_w{w}.pt") for w in args.w for name in args.samplers]
+    for path in outputs:  # before the minutes of sampling, not after
+        check_new_file(path, args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, info = load_model(args.checkpoint)
+    too_many = [name for name, steps in steps_of.items() if steps is not None and steps > schedule.T]
+    if too_many:
+        raise ValueError(f"{', '.join(too_many)}: a DDIM sampler takes at most T={schedule.T} steps")
     data = load_mnist(verbose=False)
     clf, clf_info = load_classifier(data=data)
     print(f"model {args.checkpoint}: T={schedule.T} {schedule.kind}, trained {info.get('step')} steps on "
@@ -48,7 +82,7 @@ def main(argv=None) -> int:
     results = []
     for w in args.w:
         for name in args.samplers:
-            steps = None if name == "ddpm" else int(name.removeprefix("ddim"))
+            steps = steps_of[name]
             start = time.perf_counter()
             x = generate(model, schedule, labels, w, args.seed, steps)
             seconds = time.perf_counter() - start

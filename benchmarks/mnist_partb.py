@@ -25,27 +25,48 @@ import torch  # noqa: E402
 from mnist import denoiser as dn  # noqa: E402
 from mnist import timecond as tc  # noqa: E402
 from mnist.cs180_partb import CONFIDENT, read_samples, test_digits  # noqa: E402
-from mnist.data import load_mnist  # noqa: E402
+from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import fit_gaussian, frechet_distance, load_classifier, predict  # noqa: E402
+from utils import CheckpointError, Parser, check_new_file, int_range, nonneg_float, seed_int  # noqa: E402
+
+PROG = "benchmarks/mnist_partb.py"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--denoiser", default=dn.REFERENCE, help="part B.1 run (default: the shipped one)")
     p.add_argument("--timecond", default=tc.REFERENCE, help="part B.2 run (default: the shipped one)")
-    p.add_argument("--per-class", type=int, default=50, help="test digits per class for B.1 (default 50)")
-    p.add_argument("--n", type=int, default=200, help="B.2 samples per epoch (default 200)")
-    p.add_argument("--epochs", type=int, nargs="*", default=None, help="B.2 epochs to score (default: all saved)")
-    p.add_argument("--w", type=float, default=5.0, help="guidance for a class-conditional B.2 run (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=int_range(1, 1000), default=50,
+                   help="test digits per class for B.1 (default 50)")
+    p.add_argument("--n", type=int_range(2, 100_000), default=200, help="B.2 samples per epoch (default 200)")
+    p.add_argument("--epochs", type=int_range(1, 100_000), nargs="*", default=None,
+                   help="B.2 epochs to score (default: all saved)")
+    p.add_argument("--w", type=nonneg_float, default=5.0, help="guidance for a class-conditional B.2 run (default 5)")
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--json", default=None, help="also write the numbers here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     args = p.parse_args(argv)
+    try:
+        return measure(args)
+    except (ValueError, OSError, CheckpointError, DataError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def measure(args) -> int:
     torch.set_num_threads(1)
+    if args.json:
+        check_new_file(args.json, args.overwrite)  # before the minutes of sampling, not after
+    run = dn.load_run(args.denoiser)  # both runs first: a bad file or --epochs fails before any work
+    snap = tc.load_run(args.timecond)
+    unsaved = sorted(set(args.epochs or []) - set(snap.models))
+    if unsaved:
+        raise ValueError(f"{args.timecond} holds no weights for epoch {', '.join(map(str, unsaved))}; it has epochs "
+                         f"{', '.join(map(str, sorted(snap.models)))}")
     data = load_mnist(download=False, verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
     result = {"data": data.describe()}
 
-    run = dn.load_run(args.denoiser)
     x, _ = test_digits(data, args.per_class)
     x = (x + 1) / 2
     first, last = min(run.models), max(run.models)
@@ -61,7 +82,6 @@ def main(argv=None) -> int:
                     "psnr": {str(s): {"noisy": ps[last][s][1], f"epoch{first}": ps[first][s][0],
                                       f"epoch{last}": ps[last][s][0]} for s in dn.SIGMAS}}
 
-    snap = tc.load_run(args.timecond)
     cfg = snap.config
     _, test_feats = predict(clf, data.test_x)
     test = fit_gaussian(test_feats)

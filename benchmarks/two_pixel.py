@@ -22,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gmm import GMM  # noqa: E402
 from train import evaluate  # noqa: E402
-from utils import TrainConfig, q_sample, sample, train  # noqa: E402
+from utils import MAX_T, Parser, TrainConfig, int_range, positive_int, q_sample, sample, train  # noqa: E402
+
+PROG = "benchmarks/two_pixel.py"
 
 
 @torch.no_grad()
@@ -36,12 +38,21 @@ def eps_mse(model, schedule, n: int = 20_000) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", type=int, nargs="+", default=[5, 10, 25, 50])
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--T", type=int_range(1, MAX_T), nargs="+", default=[5, 10, 25, 50])
     p.add_argument("--arch", nargs="+", default=[TrainConfig.arch], choices=["handout", "nonorm"])
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the target machine)")
+    p.add_argument("--steps", type=positive_int, default=TrainConfig.steps)
+    p.add_argument("--threads", type=int_range(1, 1024), default=2,
+                   help="torch threads (default 2, the target machine)")
     args = p.parse_args(argv)
+    try:
+        return measure(args)
+    except ValueError as e:  # a loss that became nan, ...
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def measure(args) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps")
     head = (f"{'arch':8} {'T':>3} {'train s':>8} {'sample s':>8} {'eps-MSE':>8} | {'major':>6} {'in 5sd':>7} "

@@ -11,7 +11,8 @@ import os
 from typing import NamedTuple, Optional
 
 
-from utils import CheckpointError, Schedule, atomic_save, make_schedule, read_checkpoint
+from utils import (CheckpointError, Schedule, atomic_save, check_finite_weights, check_new_file, clean_orphans,
+                   first_line, make_schedule, read_checkpoint)
 
 from .model import MNISTUNet, build_model
 
@@ -26,9 +27,11 @@ class Loaded(NamedTuple):
 
 
 def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, **info) -> None:
-    """Write `model` (the EMA copy) with what rebuilds it, atomically."""
+    """Write `model` (the EMA copy) with what rebuilds it, atomically; never non-finite weights."""
+    state = model.state_dict()
+    check_finite_weights(state)
     atomic_save({"kind": KIND, "model_config": model.config.as_dict(), "schedule": schedule.config(),
-                 "train_config": train_config, "model": model.state_dict(), **info}, path)
+                 "train_config": train_config, "model": state, **info}, path)
 
 
 def load_model(path, device="cpu") -> Loaded:
@@ -40,9 +43,8 @@ def load_model(path, device="cpu") -> Loaded:
         model = build_model(ckpt["model_config"])
         model.load_state_dict(ckpt["model"])
         schedule = make_schedule(**ckpt["schedule"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first}); "
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first_line(e)}); "
                               "retrain it") from None
     if schedule.T != model.T:
         raise CheckpointError(f"{path}: model T={model.T} but schedule T={schedule.T}")
@@ -54,9 +56,24 @@ def resume_path(folder) -> str:
     return os.path.join(os.fspath(folder), "state.pt")
 
 
+RESUME_FIELDS = ("config", "step", "seconds", "model", "ema", "ema_num_updates", "optimizer", "scaler", "generator",
+                 "torch_rng", "losses")
+
+
 def read_resume_state(folder) -> Optional[dict]:
+    """folder/state.pt (None if absent); CheckpointError if it is foreign or lacks a field --resume needs."""
     path = resume_path(folder)
-    return read_checkpoint(path, RESUME_KIND) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    state = read_checkpoint(path, RESUME_KIND)
+    missing = [k for k in RESUME_FIELDS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}, so the run cannot be resumed; start it again "
+                              "with --overwrite")
+    if not (isinstance(state["config"], dict) and isinstance(state["step"], int) and isinstance(state["losses"], list)):
+        raise CheckpointError(f"{path} is broken (config, step or losses of the wrong type), so the run cannot be "
+                              "resumed; start it again with --overwrite")
+    return state
 
 
 # ------------------------------------------- CS180 part-B runs: weights after chosen epochs
@@ -65,8 +82,10 @@ def save_epoch_run(path, kind: str, config: dict, losses: list, seconds: float, 
     """Write {epoch: state_dict} in fp16 (the files are shipped; loading upcasts), the config, the loss
     per step and anything else given, atomically."""
     half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds,
-                 key: {int(e): half(sd) for e, sd in states.items()}, **info}, path)
+    states = {int(e): half(sd) for e, sd in states.items()}
+    for sd in states.values():
+        check_finite_weights(sd)  # also catches weights beyond fp16's range (65504), which would load as inf
+    atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds, key: states, **info}, path)
 
 
 def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs"):
@@ -84,8 +103,14 @@ def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "
             m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
             models[int(epoch)] = m.eval()
         losses = ckpt["losses"]
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a valid {what} run ({first}); retrain it ({command})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a valid {what} run ({first_line(e)}); retrain it ({command})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", key, "losses")}
     return cfg, models, losses, info
+
+
+def check_output_file(path: str, overwrite: bool) -> None:
+    """Before training: `path` is not a shipped reference, exists only if `overwrite`, and its folder can be
+    written (a file is written there and deleted); OutputError otherwise. Removes what killed runs left there."""
+    check_new_file(path, overwrite)
+    clean_orphans(os.path.dirname(os.path.abspath(path)))

@@ -1,31 +1,42 @@
 """CS180 project 5 part A on the shipped MNIST DDPM: figures and measured texts for the report.
 
-`pages(fig_dir)` returns [(png paths, text), ...], one entry per part-A section:
+`pages(fig_dir)` returns report.pages.Page objects, one per part-A section:
 
-  A.1 forward process      cs180_forward.png      test digits noised to t = 0 .. T
-  A.2-A.4 denoising        cs180_denoise.png      noisy / Gaussian blur / one-step / iterative, per t
-  A.5-A.6 sampling        cs180_sampling.png     from pure noise, w = 0 against classifier-free guidance
-  A.7.1 SDEdit             cs180_sdedit.png       a test digit (no label) and a drawn "7" (label 7), i_start = 1..20
-  A.7.2 inpainting         cs180_inpaint.png      original, masked, inpainted
-  A.7.3 translation        cs180_translate.png    one digit edited towards each other label
-  A.8 visual anagrams      cs180_anagram.png      upright and rotated views
-  A.9 hybrids              cs180_hybrid.png       hybrid and its lowpass
+  A.1 forward process        cs180_forward         test digits noised to t = 0 .. T
+  A.2-A.4 denoising          cs180_denoise         noisy / Gaussian blur / one-step / iterative, per t
+  A.4 iterative denoising    cs180_progression     x_t every 5th strided step, then the three estimates
+  A.5-A.6 sampling           cs180_sampling        per label, w = 0 and classifier-free guidance;
+                             cs180_unconditional   and with the null label (the empty prompt)
+  A.7.1 SDEdit               cs180_sdedit          three test digits, no label, i_start = 1..20
+  A.7.1 SDEdit, own inputs   cs180_sdedit_drawn    hand-drawn digits, a font letter and a photo, no label / label
+  A.7.2 inpainting           cs180_inpaint         true label, another label, another label with resampling
+  A.7.3 translation          cs180_translate       one digit edited towards each other label
+  A.8 / A.9 over all pairs   cs180_illusion_rates  success of all 90 anagram and hybrid label pairs (+ .csv, .npz)
+  A.8 visual anagrams        cs180_anagram         the best non-trivial pairs, upright and rotated
+  A.9 hybrids                cs180_hybrid          the best pairs, up close and from afar
 
 The class label plays DeepFloyd's text prompt. Every sentence with a number is computed from the
 images made here (seeded), scored by the metric classifier (mnist.metrics); nothing is canned.
 Timestep convention as in utils.py (t = 0 clean, t = T noise); i_start indexes
 editing.strided_timesteps(T, steps), larger = less noise.
+
+Every figure is made report.pages.FIG_W inches wide, the width the report prints it at, so its
+fonts print at their own sizes; `save` refuses a figure with a font under MIN_PT printed points or
+taller than a page.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
 
-from report.pages import Page
+from report.pages import FIG_W, Page, atomic_write, save_numbers
 from utils import randn
 
 from . import editing as ed
@@ -35,34 +46,158 @@ from .metrics import load_classifier, predict
 from .sample import DEFAULT_W, REFERENCE
 
 SDEDIT_I = (1, 3, 5, 7, 10, 20)  # CS180's i_start values
-ANAGRAM_PAIRS = ((6, 9), (1, 1), (0, 0), (2, 5))
-HYBRID_PAIRS = ((1, 7), (0, 6), (4, 9))
+DRAWN_I = (3, 5, 10, 20)  # SDEdit strengths for the hand-drawn and outside images (those <= steps)
+HAND_SHAPES = ("2", "3", "4", "5", "8", "9")  # editing.hand_drawn digits
+LETTER, LETTER_LABEL = "S", 5  # the font letter, and the label it is edited with
+PHOTO_LABEL = 0  # the label the photo is edited with ("a face is round")
+ILLUSION_SEEDS = (0,)  # per label pair, in the report (benchmarks/mnist_editing.py uses 5)
+ILLUSION_STEPS = 10  # DDIM steps of the report's pair sweeps: all 90 pairs x seeds in one batch
+EXAMPLES = 5  # best pairs shown per illusion
+PER_ROW = 2  # examples: at most 2 pairs with the same upright / low-pass label
+EXAMPLE_SEED = 100  # the examples' seeds start here: fresh, not the sweep's
+RESAMPLE = 4  # RePaint's U for inpainting towards another label
+BASELINE_SEEDS = 5  # plain samples per label for the illusions' baselines
+INPAINT_STEPS = 20  # strided steps of the inpainting runs, with and without resampling alike
+PROGRESS_EVERY = 5  # A.4: show x_t every 5th strided step, as CS180
+
+MIN_PT = 7.0  # smallest printed font size
+FONT = 8.0  # font size in every figure; figures are FIG_W wide, so it prints at 8 pt
+DPI = 200  # of the PNGs: 8 pt text stays crisp in print
+PAGE_ROOM = 9.8  # inches: the tallest figure that prints unshrunk below a page's title
+TICK, CROSS = "\u2713", "\u2717"  # check and cross marks (DejaVu Sans has both)
+
+
+# ================================================================ figures
+def printed_sizes(fig) -> list[tuple[str, float]]:
+    """(text, printed points) of every visible, non-empty text in fig when the figure is printed
+    FIG_W inches wide."""
+    scale = FIG_W / fig.get_size_inches()[0]
+    return [(t.get_text(), t.get_fontsize() * scale) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip()]
+
+
+def save(fig, fig_dir: str, name: str) -> str:
+    """Check that every text prints at MIN_PT or more and that the figure fits a page unshrunk, then
+    write <name>.png at DPI (what the report embeds). Returns the PNG's path."""
+    small = [(t, round(pt, 1)) for t, pt in printed_sizes(fig) if pt < MIN_PT - 1e-6]
+    w, h = fig.get_size_inches()
+    if small or h * FIG_W / w > PAGE_ROOM:
+        plt.close(fig)
+        raise ValueError(f"figure {name} would not print legibly: texts under {MIN_PT} pt {small[:5]}, "
+                         f"printed height {h * FIG_W / w:.1f} in (at most {PAGE_ROOM})")
+    os.makedirs(fig_dir, exist_ok=True)
+    path = os.path.join(fig_dir, f"{name}.png")
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _lines(text) -> int:
+    return str(text).count("\n") + 1 if text else 0
+
+
+def image_grid(rows: Sequence[Sequence[Optional[torch.Tensor]]], fig_dir: str, name: str, row_labels=None,
+               col_labels=None, captions=None, groups=None, cell: float = 0.8, label_w: float = 1.1) -> str:
+    """A grid of MNIST images, FIG_W wide with FONT-pt labels: rows[r][c] an image (..., 28, 28) in
+    [-1, 1] or None (left blank); row_labels[r] left of row r; col_labels[c] above column c;
+    captions[r][c] below image (r, c); groups: [(first column, last column, text)] spanning columns
+    above the column labels. Images are at most `cell` inches. Returns the PNG path.
+    Everything is drawn in one axes whose data units are inches (one axes per image draws 2x slower)."""
+    R, C = len(rows), max(len(r) for r in rows)
+    L = label_w if row_labels else 0.05
+    pitch = min(cell + 0.06, (FIG_W - L - 0.05) / C)
+    size = pitch - 0.06
+    line = FONT * 1.3 / 72
+    cap_h = line + 0.02 if captions else 0.0
+    head = (max(map(_lines, col_labels)) * line + 0.06 if col_labels else 0.04) + (line + 0.08 if groups else 0)
+    row_h = size + cap_h + 0.06
+    H = head + R * row_h + 0.04
+    fig = plt.figure(figsize=(FIG_W, H), dpi=100)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_xlim(0, FIG_W)
+    ax.set_ylim(0, H)
+    ax.axis("off")
+    x0 = L + (FIG_W - L - 0.05 - C * pitch) / 2
+    X = lambda c: x0 + c * pitch + 0.03  # left edge of column c, inches
+    for r in range(R):
+        top = H - head - r * row_h
+        for c in range(C):
+            img = rows[r][c] if c < len(rows[r]) else None
+            if img is None:
+                continue
+            ax.imshow(to_unit_range(img.reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                      extent=(X(c), X(c) + size, top - size, top))
+            if captions and captions[r][c]:
+                ax.text(X(c) + size / 2, top - size - 0.015, captions[r][c], fontsize=FONT, ha="center", va="top")
+        if row_labels:
+            ax.text(x0 - 0.05, top - size / 2, row_labels[r], fontsize=FONT, ha="right", va="center", linespacing=1.15)
+    for c, text in enumerate(col_labels or []):
+        ax.text(X(c) + size / 2, H - head + 0.03, text, fontsize=FONT, ha="center", va="bottom", linespacing=1.1)
+    for first, last, text in groups or []:
+        y = H - 0.03 - line
+        ax.text((X(first) + X(last) + size) / 2, y + 0.02, text, fontsize=FONT, ha="center", va="bottom", weight="bold")
+        ax.plot([X(first), X(last) + size], [y, y], color="black", lw=0.6)
+    ax.set_aspect("auto")
+    ax.set_xlim(0, FIG_W)
+    ax.set_ylim(0, H)
+    return save(fig, fig_dir, name)
 
 
 def image_table(rows: Sequence[Sequence[torch.Tensor]], path: str, row_labels=None, col_labels=None,
-                dpi: int = 150) -> str:
-    """rows[r][c]: one image (1, 28, 28) or (1, 1, 28, 28) in [-1, 1]; a titled grid PNG at path."""
-    R, C = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(R, C, figsize=(0.9 * C + (0.8 if row_labels else 0.2), 0.95 * R + 0.3), dpi=dpi,
-                             squeeze=False)
-    for r in range(R):
-        for c in range(C):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if c < len(rows[r]):
-                ax.imshow(to_unit_range(rows[r][c].reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1)
-            if r == 0 and col_labels:
-                ax.set_title(col_labels[c], fontsize=7)
-            if c == 0 and row_labels:
-                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
-    fig.tight_layout(pad=0.3)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+                dpi: int = DPI) -> str:
+    """image_grid written to `path` (a .png; part B's pages call it this way); dpi is kept for callers
+    and ignored: every figure is written at DPI."""
+    folder, fname = os.path.split(path)
+    return image_grid(rows, folder or ".", os.path.splitext(fname)[0], row_labels, col_labels)
+
+
+MARK_STYLES = (dict(hatch="////", edgecolor="#d62728"), dict(hatch="\\\\\\\\", edgecolor="#ff7f0e"))  # red, orange
+
+
+def rate_panels(mats: Sequence[torch.Tensor], titles: Sequence[str], row_names: Sequence[str],
+                col_names: Sequence[str], fig_dir: str, name: str, marks: Sequence[Sequence[tuple]],
+                mark_labels: Sequence[str], seeds: int) -> str:
+    """Success-rate heat maps side by side, FIG_W wide: mats[i] (10, 10) with NaN on the untested
+    diagonal (grey), each cell annotated; marks[i] = [(cells, style), ...] hatches cells of panel i in
+    MARK_STYLES[style], explained by mark_labels[style] in the legend; one colour bar."""
+    H, side, bottom, left, gap = 3.65, 2.5, 0.95, 0.55, 1.0  # inches
+    fig = plt.figure(figsize=(FIG_W, H), dpi=100)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#c8c8c8")
+    for i, (m, title) in enumerate(zip(mats, titles)):
+        ax = fig.add_axes([(left + i * (side + gap)) / FIG_W, bottom / H, side / FIG_W, side / H])
+        im = ax.imshow(m.numpy(), cmap=cmap, vmin=0, vmax=1)
+        ax.set_xticks(range(10), [str(k) for k in range(10)], fontsize=FONT)
+        ax.set_yticks(range(10), [str(k) for k in range(10)], fontsize=FONT)
+        ax.tick_params(length=2, pad=1.5)
+        ax.set_title(title, fontsize=FONT + 1, pad=4)
+        ax.set_ylabel(row_names[i], fontsize=FONT)
+        ax.set_xlabel(col_names[i], fontsize=FONT)
+        for a in range(10):
+            for b in range(10):
+                v = float(m[a, b])
+                if not math.isnan(v):
+                    ax.text(b, a, _cell(v), ha="center", va="center", fontsize=MIN_PT,
+                            color="white" if v < 0.55 else "black")
+        for cells, style in marks[i]:
+            for a, b in cells:
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, lw=1.2, **MARK_STYLES[style]))
+    x_bar = left + len(mats) * (side + gap) - gap + 0.15
+    cb = fig.colorbar(im, cax=fig.add_axes([x_bar / FIG_W, bottom / H, 0.12 / FIG_W, side / H]))
+    cb.ax.tick_params(labelsize=FONT)
+    cb.set_label(f"success rate over {seeds} seed{'s' if seeds != 1 else ''} per pair", fontsize=FONT)
+    handles = [Patch(facecolor="#c8c8c8", label="a = b: trivial, not run")]
+    handles += [Patch(facecolor="none", label=text, **MARK_STYLES[j]) for j, text in enumerate(mark_labels)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=FONT, frameon=False,
+               bbox_to_anchor=(0.5, 0.0), handlelength=1.6, columnspacing=1.2)
+    return save(fig, fig_dir, name)
+
+
+# ================================================================= helpers
+def _cell(v: float) -> str:
+    """A rate as a short cell label: 1, 0, .5, .33."""
+    return "1" if v == 1 else "0" if v == 0 else f"{v:.2f}".lstrip("0").rstrip("0")
 
 
 def _gens(n: int, seed: int) -> list[torch.Generator]:
@@ -73,30 +208,81 @@ def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
 
 
+def _pct(v: float) -> str:
+    return f"{v:.0%}"
+
+
+def _mark(ok: bool) -> str:
+    return TICK if ok else CROSS
+
+
+def _pairs_text(pairs, m: torch.Tensor, k: int) -> str:
+    """'a/b (rate)' per pair; the rate only where there is more than one seed to make it."""
+    return ", ".join(f"{a}/{b}" + (f" ({float(m[a, b]):.0%})" if k > 1 else "") for a, b in pairs)
+
+
+def _easy_text(pairs, baseline: torch.Tensor, how: str, other: bool) -> str:
+    """The sentence naming the pairs that plain digits already pass (orange hatching)."""
+    if not pairs:
+        return f"No {'other ' if other else ''}pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."
+    return (f"Plain digits already pass as " + ", ".join(f"{a}/{b} ({float(baseline[a, b]):.0%})" for a, b in pairs) +
+            f" (orange hatching): the classifier reads a plain digit, {how}, as the other label, so these pairs say "
+            f"little about the illusion and are not shown as examples.")
+
+
+def _counts(n_any: int, n_all: int, total: int, k: int) -> str:
+    return (f"{n_any} of {total} pairs succeed" if k == 1 else
+            f"{n_any} of {total} pairs succeed at least once, {n_all} with every seed")
+
+
+def _sweep_frac(m: torch.Tensor, pairs, seeds: int) -> str:
+    """Successes / runs of `pairs` in a sweep with `seeds` seeds per pair, from its rate matrix m."""
+    return f"{round(sum(float(m[p]) for p in pairs) * seeds)}/{len(pairs) * seeds}"
+
+
+def _mean_off(m: torch.Tensor, skip=()) -> float:
+    """Mean of the measured (non-NaN) cells of m, leaving out the pairs in skip."""
+    keep = ~torch.isnan(m)
+    for a, b in skip:
+        keep[a, b] = False
+    return float(m[keep].mean())
+
+
+# =================================================================== pages
 def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20, steps: int = ed.DEFAULT_STEPS,
-          w: float = DEFAULT_W, ts: Sequence[int] = (50, 100, 150),
-          i_starts: Sequence[int] = SDEDIT_I) -> list[tuple[list[str], str]]:
-    """Make the part-A figures in fig_dir; return [(png paths, text)], one per section.
+          w: float = DEFAULT_W, ts: Sequence[int] = (50, 100, 150), i_starts: Sequence[int] = SDEDIT_I,
+          illusion_seeds: Sequence[int] = ILLUSION_SEEDS, illusion_steps: int = ILLUSION_STEPS,
+          resample: int = RESAMPLE, inpaint_steps: Optional[int] = None, drawn_seeds: int = 1,
+          example_seeds: int = 2, example_steps: Optional[int] = None) -> list[Page]:
+    """Make the part-A figures in fig_dir; return one Page per section.
     n: test digits per measured number (10 per class is 100); ts: noise levels for the denoising
-    comparison; i_starts: SDEdit / translation strengths (indices into strided_timesteps(T, steps))."""
+    comparison; i_starts: SDEdit / translation strengths (indices into strided_timesteps(T, steps));
+    illusion_seeds / illusion_steps: the anagram and hybrid sweeps over all 90 label pairs;
+    resample / inpaint_steps: RePaint's U for inpainting towards another label, and the strided steps of
+    every inpainting run (default min(INPAINT_STEPS, steps): resampling costs U network passes a step); drawn_seeds:
+    seeds per hand-drawn or outside input; example_seeds / example_steps: fresh seeds per illusion pair
+    shown, and their DDIM steps (default steps // 2)."""
     model, schedule, _ = load_model(checkpoint)
     model.to(memory_format=torch.channels_last)
     data = load_mnist(download=False, verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
-    T = schedule.T
+    T, null = schedule.T, model.num_classes
+    inpaint_steps = inpaint_steps or min(INPAINT_STEPS, steps)
+    example_steps = example_steps or max(1, steps // 2)
     per = max(1, n // 10)
     idx = torch.cat([(data.test_y == c).nonzero().flatten()[:per] for c in range(10)])
     x0, y = data.test_x[idx], data.test_y[idx]
     show = [0, 3 * per, 7 * per]  # a 0, a 3 and a 7
+    i_ts = ed.strided_timesteps(T, steps)
     out = []
     read = lambda x: predict(clf, x)[0]
-    p = lambda name: os.path.join(fig_dir, name)
+    prob = torch.no_grad()(lambda x: clf.head(predict(clf, x)[1]).softmax(1))  # (N, 10) class probabilities
 
     # A.1 forward process
     levels = [0, T // 8, T // 4, T // 2, 3 * T // 4, T]
     noised = {t: ed.forward_noise(schedule, x0, t, _gens(len(x0), seed)).x_t for t in levels}
-    png = image_table([[noised[t][i] for t in levels] for i in show], p("cs180_forward.png"),
-                      [f"digit {int(y[i])}" for i in show], [f"t={t}" for t in levels])
+    png = image_grid([[noised[t][i] for t in levels] for i in show], fig_dir, "cs180_forward",
+                     [f"test digit {int(y[i])}" for i in show], [f"t = {t}" for t in levels])
     ab = {t: schedule.alpha_bar[t].item() for t in levels}
     agree = {t: (read(noised[t]) == y).float().mean().item() for t in levels}
     out.append(Page.of_text("CS180 A.1: the forward process", [png], "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
@@ -106,9 +292,10 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 ", ".join(f"{agree[t]:.0%} at t={t}" for t in levels) + f" of {len(x0)} test digits."))
 
     # A.2 - A.4 denoising
-    rows, stats = [], []
+    rows, stats, noisy = [], [], {}
     for t in ts:
         nz = ed.forward_noise(schedule, x0, t, _gens(len(x0), seed + 1000))
+        noisy[t] = nz.x_t
         scale = schedule.alpha_bar[t].sqrt().item()
         sig = max((0.5, 1.0, 1.5, 2.0), key=lambda s: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, s), x0).mean())
         outs = dict(blur=ed.gaussian_blur_denoise(nz.x_t / scale, sig),
@@ -117,8 +304,8 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
         stats.append((t, sig, {k: (ed.psnr(v, x0).mean().item(), ed.ssim(v, x0).mean().item()) for k, v in outs.items()}))
         i = show[1]
         rows.append([x0[i], nz.x_t[i], outs["blur"][i], outs["one"][i], outs["it"][i]])
-    png = image_table(rows, p("cs180_denoise.png"), [f"t={t}" for t in ts],
-                      ["clean", "x_t", "blur", "one-step", "iterative"])
+    png = image_grid(rows, fig_dir, "cs180_denoise", [f"t = {t}" for t in ts],
+                     ["clean", "noisy x_t", "Gaussian blur", "one-step", "iterative"])
     names = dict(blur="Gaussian blur", one="one-step", it="iterative")
     lines, split = [], []
     for t, sig, m in stats:
@@ -134,108 +321,298 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     out.append(Page.of_text("CS180 A.2-A.4: denoising", [png], f"A.2-A.4 Denoising {len(x0)} test digits (no label, the empty prompt), PSNR and SSIM against "
                 "the clean digit. " + "; ".join(lines) + "." + why))
 
-    # A.5-A.6 sampling from pure noise, without and with classifier-free guidance
+    # A.4 the iterative chain itself, every PROGRESS_EVERY-th strided step (CS180: i_start = 10, every 5th loop)
+    i_prog = max(1, steps // 4)
+    t_prog = i_ts[i_prog]
+    x_prog = ed.forward_noise(schedule, x0[show], t_prog,  # the A.2 noise of these digits
+                              [torch.Generator().manual_seed(seed + 1000 + i) for i in show]).x_t
+    final, traj = ed.iterative_denoise(model, schedule, x_prog, t_prog, steps=steps, trajectory=True)
+    shown_steps = list(range(0, len(traj.t) - 1, PROGRESS_EVERY))
+    one = ed.one_step_denoise(model, schedule, x_prog, t_prog)
+    scale = schedule.alpha_bar[t_prog].sqrt().item()
+    blur = ed.gaussian_blur_denoise(x_prog / scale, 1.5)
+    png = image_grid([[traj.x[k][r] for k in shown_steps] + [final[r], one[r], blur[r], x0[show][r]]
+                      for r in range(len(show))], fig_dir, "cs180_progression",
+                     [f"test digit {int(y[i])}" for i in show],
+                     [f"t = {int(traj.t[k])}" for k in shown_steps] + ["iterative\nx_0", "one-step", "blur\nsigma 1.5",
+                                                                         "clean"],
+                     groups=[(0, len(shown_steps) - 1, f"x_t every {PROGRESS_EVERY}th step of the chain"),
+                             (len(shown_steps), len(shown_steps) + 2, f"estimates of x_0 from t = {t_prog}")])
+    p_it, p_one, p_blur = (ed.psnr(v, x0[show]).mean().item() for v in (final, one, blur))
+    out.append(Page.of_text("CS180 A.4: iterative denoising, step by step", [png],
+                f"A.4 Iterative denoising from t = {t_prog} (i_start = {i_prog} of {steps} strided steps, stride "
+                f"{i_ts[0] - i_ts[1]}; CS180 starts at i_start = 10, t = 690 of 1000), no label, DDIM (eta = 0). Left: "
+                f"the state x_t after every {PROGRESS_EVERY}th step (t = "
+                f"{', '.join(str(int(traj.t[k])) for k in shown_steps)}), each less noisy than the last; right: the "
+                f"final iterative x_0, the one-step estimate x0_hat from x_{t_prog} and a Gaussian blur of "
+                f"x_{t_prog} / sqrt(alpha_bar) (sigma 1.5). PSNR to the clean digits (these {len(show)}): iterative "
+                f"{p_it:.1f} dB, one-step {p_one:.1f} dB, blur {p_blur:.1f} dB."))
+
+    # A.5-A.6 sampling from pure noise: per label without and with guidance, and with the null label
     labels = torch.arange(10).repeat_interleave(per)
     noise = randn((len(labels), 1, 28, 28), _gens(len(labels), seed + 2000))
     drawn = {g: ed.iterative_denoise(model, schedule, noise, T, labels, g, steps) for g in (0.0, w)}
+    uncond = ed.iterative_denoise(model, schedule, noise, T, torch.full_like(labels, null), 0.0, steps)
     shown = range(min(per, 2))  # one or two samples per digit, each with and without guidance
-    png = image_table([[drawn[g][c * per + j] for c in range(10)] for j in shown for g in drawn],
-                      p("cs180_sampling.png"), [f"w={g:g}" for j in shown for g in drawn], [str(c) for c in range(10)])
+    png = image_grid([[drawn[g][c * per + j] for c in range(10)] for j in shown for g in drawn], fig_dir,
+                     "cs180_sampling", [f"label, w = {g:g}" + (" (CFG)" if g else "") for j in shown for g in drawn],
+                     [f"label {c}" for c in range(10)], cell=0.62)
     agree = {g: (read(x) == labels).float().mean().item() for g, x in drawn.items()}
-    out.append(Page.of_text("CS180 A.5-A.6: sampling, with and without guidance", [png], f"A.5-A.6 Sampling from pure noise with {steps} strided steps, asking for each digit {per} "
+    u_read = read(uncond)
+    counts = torch.bincount(u_read, minlength=10)
+    k_un = min(10, len(uncond))
+    png_u = image_grid([list(uncond[:k_un])], fig_dir, "cs180_unconditional", ["no label\n(null token)"],
+                       captions=[[f"reads {int(r)}" for r in u_read[:k_un]]], cell=0.62)
+    same_noise = (u_read == labels).float().mean().item()
+    conf = lambda x: prob(x).max(1).values.mean().item()  # the classifier's mean top probability
+    out.append(Page.of_text("CS180 A.5-A.6: sampling, with and without a label", [png, png_u],
+                f"A.5-A.6 Sampling from pure noise with {steps} strided steps. Top: asking for each digit {per} "
                 f"times, each from the same noise with and without guidance: the classifier reads the requested digit "
-                f"in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the conditional model alone) and {agree[w]:.0%} with "
-                f"classifier-free guidance w = {w:g} (eps = eps_u + (1 + w)(eps_c - eps_u), CS180's gamma = 1 + w)."))
+                f"in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the conditional model "
+                f"alone) and {agree[w]:.0%} with classifier-free guidance w = {w:g} (eps = eps_u + (1 + w)(eps_c - "
+                f"eps_u), CS180's gamma = 1 + w).\n\n"
+                f"Bottom: the same {len(uncond)} noises with no label at all (label {null}, the null token the model "
+                f"was trained on by label dropout: CS180's empty prompt, w = 0), {k_un} shown with what the classifier "
+                f"reads. Without a label the model picks the digit itself: read as " +
+                ", ".join(f"{c}: {int(counts[c])}" for c in range(10) if counts[c]) +
+                f" ({int((counts > 0).sum())} distinct digits in {len(uncond)} samples); from the same noise it "
+                f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Many are malformed, as CS180's "
+                f"unguided samples are: the classifier's mean confidence in what it reads (its top softmax "
+                f"probability) is {conf(uncond):.2f} without a label, {conf(drawn[0.0]):.2f} with a label and w = 0, "
+                f"{conf(drawn[w]):.2f} with guidance; guidance is what makes the samples clean."))
 
-    # A.7.1 SDEdit: a test digit with no label, a drawn 7 with label 7
-    stroke = ed.rough_stroke("7", seed=seed).expand(per * 10, -1, -1, -1)
-    i_ts = ed.strided_timesteps(T, steps)
+    # A.7.1 SDEdit of a test digit, no label
     ed_digit = {i: ed.sdedit(model, schedule, x0, i, None, 0.0, steps, generator=_gens(len(x0), seed)) for i in i_starts}
-    ed_stroke = {i: ed.sdedit(model, schedule, stroke, i, 7, w, steps, generator=_gens(len(stroke), seed)) for i in i_starts}
-    png = image_table([[ed_digit[i][show[1]] for i in i_starts] + [x0[show[1]]],
-                       [ed_stroke[i][0] for i in i_starts] + [stroke[0]]], p("cs180_sdedit.png"),
-                      ["test digit", "drawn 7"], [f"i={i} (t={i_ts[i]})" for i in i_starts] + ["input"])
+    png = image_grid([[ed_digit[i][j] for i in i_starts] + [x0[j]] for j in show], fig_dir, "cs180_sdedit",
+                     [f"test digit {int(y[j])}\nno label" for j in show],
+                     [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"])
     keep = {i: (read(ed_digit[i]) == y).float().mean().item() for i in i_starts}
     close = {i: ed.psnr(ed_digit[i], x0).mean().item() for i in i_starts}
-    seven = {i: (read(ed_stroke[i]) == 7).float().mean().item() for i in i_starts}
     out.append(Page.of_text("CS180 A.7.1: SDEdit", [png], f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
-                f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}). Test digits, no label: the edit keeps the "
-                "digit's class in " + ", ".join(f"{keep[i]:.0%}" for i in i_starts) +
-                " and its PSNR to the input is " + ", ".join(f"{close[i]:.1f}" for i in i_starts) +
-                f" dB. The drawn 7 (rough_stroke, label 7, w={w}) is read as a 7 in " +
-                ", ".join(f"{seven[i]:.0%}" for i in i_starts) + f" of {len(stroke)} seeds "
-                f"(the raw stroke: {'a 7' if int(read(stroke[:1])[0]) == 7 else 'a ' + str(int(read(stroke[:1])[0]))})."))
+                f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}): noise the input to t, then run the iterative "
+                f"denoiser from there. {len(x0)} test digits, no label: the edit keeps the digit's class in " +
+                ", ".join(f"{keep[i]:.0%}" for i in i_starts) + " and its PSNR to the input is " +
+                ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB: the less noise, the closer to the input."))
 
-    # A.7.2 inpainting: regenerate the top half with the true label
+    # A.7.1 SDEdit on inputs from outside the test set: hand-drawn digits, a font letter, a photo
+    drawn_i = tuple(i for i in DRAWN_I if i <= steps - 1) or tuple(i_starts)
+    inputs = [(f"hand-drawn {s}", ed.hand_drawn(s, seed), int(s)) for s in HAND_SHAPES]
+    inputs += [(f"letter {LETTER}\n(font)", ed.font_letter(LETTER), LETTER_LABEL),
+               ("photo (Grace\nHopper)", ed.sample_photo(), PHOTO_LABEL)]
+    hand = len(HAND_SHAPES)
+    src = torch.cat([x for _, x, _ in inputs]).repeat(drawn_seeds, 1, 1, 1)
+    lab = torch.tensor([c for _, _, c in inputs]).repeat(drawn_seeds)
+    g = lambda: _gens(len(src), seed + 3000)
+    res = {(cond, i): ed.sdedit(model, schedule, src, i, lab if cond else None, w if cond else 0.0, steps,
+                                generator=g()) for cond in (False, True) for i in drawn_i}
+    reads = {k: read(v) for k, v in res.items()}
+    raw = read(src)
+    K = len(inputs)
+    rows_img = [[src[r]] + [res[(cond, i)][r] for cond in (False, True) for i in drawn_i] for r in range(K)]
+    caps = [[f"reads {int(raw[r])}"] + [f"reads {int(reads[(cond, i)][r])}" for cond in (False, True) for i in drawn_i]
+            for r in range(K)]
+    nd = len(drawn_i)
+    png = image_grid(rows_img, fig_dir, "cs180_sdedit_drawn",
+                     [f"{name}\nright: label {c}" for name, _, c in inputs], ["input"] + [f"i = {i}\nt = {i_ts[i]}" for i in drawn_i] * 2,
+                     captions=caps, groups=[(1, nd, "no label (null, w = 0)"), (nd + 1, 2 * nd, f"with the row's label, w = {w:g}")],
+                     cell=0.66)
+    is_hand = torch.arange(len(src)) % K < hand
+    hit = lambda r: (r[is_hand] == lab[is_hand]).float().mean().item()
+    per_i = lambda cond: ", ".join(f"{hit(reads[(cond, i)]):.0%} at i={i}" for i in drawn_i)
+    outside = lambda r_: ", ".join(str(int(v)) for v in r_)
+    letter_at = lambda cond: outside(reads[(cond, i)][hand] for i in drawn_i)
+    photo_at = lambda cond: outside(reads[(cond, i)][hand + 1] for i in drawn_i)
+    out.append(Page.of_text("CS180 A.7.1: SDEdit on hand-drawn and outside images", [png],
+                f"A.7.1 SDEdit on images that are not MNIST digits: {hand} digits drawn the way a person draws "
+                f"(editing.hand_drawn: smooth pen strokes, a forward slant, a random size, position and pen width), "
+                f"the letter {LETTER} rendered from matplotlib's DejaVu Sans font, and matplotlib's bundled photo of "
+                f"Grace Hopper (grey, centre square, 28x28), each run without a label (the null token, w = 0) and with "
+                f"one (w = {w:g}: the drawn digit; {LETTER_LABEL} for the letter, {PHOTO_LABEL} for the photo), "
+                f"i_start = {', '.join(map(str, drawn_i))}, {drawn_seeds} seed{'s' if drawn_seeds > 1 else ''} each; "
+                f"under each image what the classifier reads.\n\n"
+                f"Hand-drawn digits: the raw drawings are read as the drawn digit in {hit(raw):.0%}; after SDEdit without "
+                f"a label in {per_i(False)}; with the label in {per_i(True)}. Without a label nothing but the drawing "
+                f"tells the model which digit to make, so what survives the noise is the drawing's own shape; at "
+                f"small i_start (much noise) the drawing is mostly replaced.\n\n"
+                f"The letter {LETTER} is read as {int(raw[hand])} raw, then as {letter_at(False)} (no label) and "
+                f"{letter_at(True)} (label {LETTER_LABEL}) at i = {', '.join(map(str, drawn_i))}. The photo is read "
+                f"as {int(raw[hand + 1])} raw, then {photo_at(False)} (no label) and {photo_at(True)} (label "
+                f"{PHOTO_LABEL}): the model can only make digits, so it turns the outside image into the digit nearest "
+                f"to it, or into the label it is given."))
+
+    # A.7.2 inpainting: regenerate the top half, with the true label, another label, and another label with RePaint
     mask = torch.zeros(28, 28)
     mask[:14] = 1
-    inp = ed.inpaint(model, schedule, x0, mask, y, w, steps, generator=_gens(len(x0), seed))
-    other = ed.inpaint(model, schedule, x0, mask, (y + 1) % 10, w, steps, generator=_gens(len(x0), seed))
-    png = image_table([[x0[i], torch.where(mask.bool(), torch.full_like(x0[i], -1.0), x0[i]), inp[i], other[i]]
-                       for i in show], p("cs180_inpaint.png"), [f"digit {int(y[i])}" for i in show],
-                      ["original", "kept (bottom)", "label y", "label y+1"])
-    exact = bool(torch.equal(inp[:, :, 14:], x0[:, :, 14:]) and torch.equal(other[:, :, 14:], x0[:, :, 14:]))
-    out.append(Page.of_text("CS180 A.7.2: inpainting", [png], f"A.7.2 Inpainting (RePaint-style, mask = 1 regenerates the top half, the bottom half is "
-                f"overwritten with the noised original after every step): kept pixels equal the original exactly: "
-                f"{exact}. Read as the true label with label y: {_frac(read(inp) == y)}; "
-                f"read as y+1 when asked for y+1: {_frac(read(other) == (y + 1) % 10)}."))
+    target = (y + 1) % 10
+    inp = ed.inpaint(model, schedule, x0, mask, y, w, inpaint_steps, generator=_gens(len(x0), seed))
+    other = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=_gens(len(x0), seed))
+    other_u = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=_gens(len(x0), seed),
+                         resample=resample)
+    r_inp, r_other, r_u = read(inp), read(other), read(other_u)
+    png = image_grid([[x0[i], torch.where(mask.bool(), torch.full_like(x0[i], -1.0), x0[i]), inp[i], other[i], other_u[i]]
+                      for i in show], fig_dir, "cs180_inpaint", [f"test digit {int(y[i])}" for i in show],
+                     ["original", "kept\n(bottom half)", "label y", "label y+1", f"label y+1\nresample U={resample}"],
+                     captions=[[None, None, f"reads {int(r_inp[i])}", f"reads {int(r_other[i])}", f"reads {int(r_u[i])}"]
+                               for i in show])
+    exact = all(torch.equal(v[:, :, 14:], x0[:, :, 14:]) for v in (inp, other, other_u))
+    out.append(Page.of_text("CS180 A.7.2: inpainting", [png],
+                f"A.7.2 Inpainting (RePaint, {inpaint_steps} strided steps, w = {w:g}): mask = 1 regenerates the top "
+                f"half; after every step the bottom half is "
+                f"overwritten with the original noised to the new t. Kept pixels equal the original exactly: {exact}. "
+                f"On {len(x0)} test digits, the classifier reads the true label y, asked for y, in {_frac(r_inp == y)}; "
+                f"asked for another label, y+1, it reads y+1 in {_frac(r_other == target)} (and still y in "
+                f"{_frac(r_other == y)}).\n\n"
+                f"With RePaint's resampling (U = {resample}: each step t -> t' is done, re-noised back with q(x_t | x_t') and "
+                f"redone, {resample} times; {resample}x the network passes) it reads y+1 in {_frac(r_u == target)} and "
+                f"y in {_frac(r_u == y)}. Resampling lets the regenerated half agree with the kept half; when the kept "
+                f"half belongs to another digit, agreeing with it can pull the result towards the source instead of the "
+                f"target. python benchmarks/mnist_editing.py --only inpainting measures this on 100 digits for U = 1, 2, 4."))
 
     # A.7.3 translation of one digit towards every label
-    src = x0[show[1]:show[1] + 1].expand(10, -1, -1, -1)
-    trans = {i: ed.translate(model, schedule, src, torch.arange(10), i, w, steps, generator=_gens(10, seed))
+    src1 = x0[show[1]:show[1] + 1].expand(10, -1, -1, -1)
+    trans = {i: ed.translate(model, schedule, src1, torch.arange(10), i, w, steps, generator=_gens(10, seed))
              for i in i_starts}
-    png = image_table([[trans[i][b] for i in i_starts] for b in range(10)], p("cs180_translate.png"),
-                      [f"to {b}" for b in range(10)], [f"i={i}" for i in i_starts])
-    hit = {i: (read(trans[i]) == torch.arange(10)).float().mean().item() for i in i_starts}
+    hits = {i: read(trans[i]) for i in i_starts}
+    png = image_grid([[trans[i][b] for i in i_starts] + [x0[show[1]]] for b in range(10)], fig_dir, "cs180_translate",
+                     [f"to label {b}" for b in range(10)], [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"],
+                     captions=[[f"reads {int(hits[i][b])}" for i in i_starts] + [None] for b in range(10)], cell=0.62)
+    hit = {i: (hits[i] == torch.arange(10)).float().mean().item() for i in i_starts}
     out.append(Page.of_text("CS180 A.7.3: class-conditional translation", [png], f"A.7.3 Class-conditional translation of a {int(y[show[1]])} towards each label "
-                f"(w={w}): read as the target in " + ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) +
+                f"(SDEdit with the target label, w={w:g}): read as the target in " + ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) +
                 " of the 10 targets" + (": the less noise (larger i_start), the more of the source survives." if all(
                     hit[a] >= hit[b] for a, b in zip(i_starts[:-1], i_starts[1:])) else
                     " (not monotone in i_start at this sample size).")))
 
-    # A.8 visual anagrams
-    rows, lines = [], []
-    k = max(2, n // 4)
-    for a, b in ANAGRAM_PAIRS:
-        x = ed.visual_anagram(model, schedule, a, b, k, w, steps, generator=_gens(k, seed))
-        up, down = read(x.up), read(x.down)
-        rows += [list(x.up[:6]), list(x.down[:6])]
-        lines.append(f"{a}/{b}: upright read as {a} {_frac(up == a)}, rotated read as {b} {_frac(down == b)}, "
-                     f"both {_frac((up == a) & (down == b))}")
-    png = image_table(rows, p("cs180_anagram.png"),
-                      [f"{v} {lab}" for a, b in ANAGRAM_PAIRS for v, lab in (("up", a), ("rot", b))])
-    a, b = ANAGRAM_PAIRS[0]  # baseline: plain conditional samples of a, rotated
-    plain = ed.iterative_denoise(model, schedule, randn((k, 1, 28, 28), _gens(k, seed + 500)), T, a, w, steps)
-    base = read(ed.flip(plain)) == b
-    out.append(Page.of_text("CS180 A.8: visual anagrams", [png], "A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
-                f"180 degrees, {k} seeds each: " + "; ".join(lines) + f". Baseline: plain samples of {a} (no anagram), "
-                f"rotated, are read as {b} in {_frac(base)}."))
+    # A.8 / A.9 measured over every ordered label pair, all in one batch each
+    k = len(illusion_seeds)
+    ana = ed.anagram_sweep(model, schedule, illusion_seeds, w, illusion_steps)
+    hyb = ed.hybrid_sweep(model, schedule, illusion_seeds, w, illusion_steps)
+    a_up, a_rot = read(ana.x), read(ed.flip(ana.x))
+    h_near, h_far = read(hyb.x), read(ed.gaussian_blur_denoise(hyb.x, ed.AFAR_SIGMA))
+    a_ok = (a_up == ana.a) & (a_rot == ana.b)
+    real = torch.tensor([(a, b) not in ed.ROTATION_TRIVIAL for a, b in zip(ana.a.tolist(), ana.b.tolist())])
+    h_ok = (h_near == hyb.b) & (h_far == hyb.a)
+    A, H = ed.pair_matrix(a_ok.float(), ana.a, ana.b), ed.pair_matrix(h_ok.float(), hyb.a, hyb.b)
+    # baselines: plain samples of each label (same steps and guidance), read the illusions' ways; a pair whose
+    # plain digits already pass is trivial for the classifier, like 6/9 is for the eye
+    base = ed.plain_baselines(model, schedule, read, range(BASELINE_SEEDS), w, illusion_steps)
+    base_a, base_h = _mean_off(base.anagram, ed.ROTATION_TRIVIAL), _mean_off(base.hybrid)
+    easy_a = [p for p in ed.trivial_pairs(base.anagram) if p not in ed.ROTATION_TRIVIAL]
+    easy_h = ed.trivial_pairs(base.hybrid)
+    png = rate_panels([A, H], ["A.8 anagrams: upright a, rotated b", "A.9 hybrids: low-pass a, high-pass b"],
+                      ["upright label a", "low-pass label a (read from afar)"],
+                      ["label b (read rotated 180\u00b0)", "high-pass label b (read up close)"], fig_dir,
+                      "cs180_illusion_rates", [[(ed.ROTATION_TRIVIAL, 0), (easy_a, 1)], [(easy_h, 1)]],
+                      ["6/9, 9/6: trivial (a rotated 6 is a 9)",
+                       f"plain digits pass too (baseline \u2265 {ed.NEAR_TRIVIAL:.0%})"], k)
+    # ties in success go to the pair the classifier is surest of: the smaller of its two views' probabilities
+    n_a = torch.arange(len(ana.a))
+    sure_a = torch.minimum(prob(ana.x)[n_a, ana.a], prob(ed.flip(ana.x))[n_a, ana.b])
+    sure_h = torch.minimum(prob(hyb.x)[n_a, hyb.b], prob(ed.gaussian_blur_denoise(hyb.x, ed.AFAR_SIGMA))[n_a, hyb.a])
+    save_numbers(fig_dir, "cs180_illusion_rates",
+                 [dict(a=a, b=b, anagram=float(A[a, b]), hybrid=float(H[a, b])) for a, b in zip(*map(torch.Tensor.tolist,
+                                                                                                  ed.label_pairs(10)))],
+                 anagram=A.numpy(), hybrid=H.numpy())
+    best_a = ed.best_pairs(A, EXAMPLES, list(ed.ROTATION_TRIVIAL) + easy_a, ed.pair_matrix(sure_a, ana.a, ana.b),
+                           PER_ROW)
+    best_h = ed.best_pairs(H, EXAMPLES, easy_h, ed.pair_matrix(sure_h, hyb.a, hyb.b), PER_ROW)
+    row_wins = [int(((H[a] > 0) & ~torch.isnan(H[a])).sum()) for a in range(10)]  # successful pairs per low-pass label
+    top_low = max(range(10), key=lambda a: row_wins[a])
+    full_a = int(((A == 1) & ~torch.isnan(A)).sum()) - sum(int(A[p] == 1) for p in ed.ROTATION_TRIVIAL)
+    full_h = int(((H == 1) & ~torch.isnan(H)).sum())
+    any_a = int(((A > 0) & ~torch.isnan(A)).sum()) - sum(int(A[p] > 0) for p in ed.ROTATION_TRIVIAL)
+    any_h = int(((H > 0) & ~torch.isnan(H)).sum())
+    cmd = (f"python benchmarks/mnist_editing.py --only illusions --seeds {' '.join(map(str, illusion_seeds))} "
+           f"--illusion-steps {illusion_steps}")
+    out.append(Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [png],
+                f"A.8-A.9 Every ordered label pair a != b (90 pairs) x {k} seed{'s' if k > 1 else ''}, DDIM with "
+                f"{illusion_steps} steps, w = {w:g}, each technique in one batch of {len(ana.a)}; each cell is the "
+                f"success rate of one pair, by the metric classifier.\n\n"
+                f"Anagram success = read as a upright AND as b rotated by 180 degrees. Over the 88 non-trivial pairs "
+                f"{_mean_off(A, ed.ROTATION_TRIVIAL):.0%} (upright alone {(a_up == ana.a)[real].float().mean():.0%}, "
+                f"rotated alone {(a_rot == ana.b)[real].float().mean():.0%}); {_counts(any_a, full_a, 88, k)}. "
+                f"Baseline, plain samples of a ({BASELINE_SEEDS} per label, no anagram) read the same way: "
+                f"{base_a:.0%}. 6/9 and 9/6 (red hatching) are trivial: a 6 rotated is a 9 (plain 6s pass as 6/9 in "
+                f"{float(base.anagram[6, 9]):.0%}, plain 9s as 9/6 in {float(base.anagram[9, 6]):.0%}); as anagrams "
+                f"they score {float(A[6, 9]):.0%} and {float(A[9, 6]):.0%}. "
+                f"{_easy_text(easy_a, base.anagram, 'rotated', True)} The pair 2/5: {float(A[2, 5]):.0%}. Best non-trivial "
+                f"(ties broken by the classifier's confidence, trivial pairs left out, at most {PER_ROW} per upright "
+                f"label): {_pairs_text(best_a, A, k=k)}."
+                f"\n\n"
+                f"Hybrid success = read as the high-pass label b up close (the image) AND as the low-pass label a from "
+                f"afar (the image blurred with sigma {ed.AFAR_SIGMA:g} px); low-pass filter: Gaussian sigma "
+                f"{ed.HYBRID_SIGMA:g}, kernel {ed.HYBRID_KERNEL}. Over all 90 pairs {_mean_off(H):.0%} (up close "
+                f"alone {(h_near == hyb.b).float().mean():.0%}, from afar alone {(h_far == hyb.a).float().mean():.0%}); "
+                f"{_counts(any_h, full_h, 90, k)}. Baseline, plain samples of b read the same way: {base_h:.0%}. "
+                f"{_easy_text(easy_h, base.hybrid, 'blurred', False)} "
+                f"Low-pass {top_low} gives {row_wins[top_low]} of the {any_h} successful pairs, the most of any "
+                f"low-pass label. Best (low-pass / high-pass; at most {PER_ROW} per low-pass label): "
+                f"{_pairs_text(best_h, H, k=k)}."
+                f"\n\nThe same matrices are printed by: {cmd} (the same seeds, steps and batch); without --seeds it "
+                f"measures 5 seeds per pair."))
 
-    # A.9 hybrids
-    rows, lines, n_low, n_high, n_both = [], [], 0, 0, 0
-    for lo, hi in HYBRID_PAIRS:
-        x = ed.hybrid(model, schedule, lo, hi, n=k, w=w, steps=steps, generator=_gens(k, seed))
-        blurred = ed.gaussian_blur_denoise(x, 2.0)
-        full, low = read(x), read(blurred)
-        n_low, n_high = n_low + int((low == lo).sum()), n_high + int((full == hi).sum())
-        n_both += int(((full == hi) & (low == lo)).sum())
-        rows += [list(x[:6]), list(blurred[:6])]
-        lines.append(f"{lo}/{hi}: read as {hi} {_frac(full == hi)} (as {lo} {_frac(full == lo)}); blurred read as "
-                     f"{lo} {_frac(low == lo)}; both {_frac((full == hi) & (low == lo))}")
-    png = image_table(rows, p("cs180_hybrid.png"),
-                      [f"{v} {lo}/{hi}" for lo, hi in HYBRID_PAIRS for v in ("hybrid", "blurred")])
-    total = k * len(HYBRID_PAIRS)
-    hi_share, lo_share = n_high / total, n_low / total
-    verdict = ("the highpass label decides most of what is read up close, and blur does not bring the lowpass one back"
-               if hi_share > 0.5 and lo_share < 0.5 else
-               "the lowpass label decides most of what is read, even up close" if hi_share < 0.5 and lo_share > 0.5
-               else "both halves of the illusion work about as often" if hi_share >= 0.5 and lo_share >= 0.5
-               else "neither view is reliable")
-    out.append(Page.of_text("CS180 A.9: hybrid images", [png], f"A.9 Hybrids, eps = lowpass(eps(x, low)) + highpass(eps(x, high)) (Gaussian kernel "
-                f"{ed.HYBRID_KERNEL}, sigma {ed.HYBRID_SIGMA}), {k} seeds each; 'up close' is the classifier on the image, "
-                "'from afar' on the image blurred with sigma 2: " + "; ".join(lines) +
-                f". Over all pairs {hi_share:.0%} read as the highpass label up close, {lo_share:.0%} as the lowpass "
-                f"label from afar, {n_both / total:.0%} both: at 28x28 {verdict}."))
+    # A.8 / A.9 examples: the best pairs of the sweep, drawn again with fresh seeds and the full step count, so
+    # the examples are neither the seeds they were picked by nor the few-step sweep's rougher images
+    ex_seeds = tuple(EXAMPLE_SEED + j for j in range(example_seeds))
+    show_a = best_a + [(6, 9)]
+    ex_a = ed.anagram_sweep(model, schedule, ex_seeds, w, example_steps, pairs=(torch.tensor([a for a, _ in show_a]),
+                                                                        torch.tensor([b for _, b in show_a])))
+    ex_h = ed.hybrid_sweep(model, schedule, ex_seeds, w, example_steps, pairs=(torch.tensor([a for a, _ in best_h]),
+                                                                       torch.tensor([b for _, b in best_h])))
+    e_up, e_rot = read(ex_a.x), read(ed.flip(ex_a.x))
+    far = ed.gaussian_blur_denoise(ex_h.x, ed.AFAR_SIGMA)
+    e_near, e_far = read(ex_h.x), read(far)
+
+    def pick(sweep, a, b):
+        return [int(i) for i in ((sweep.a == a) & (sweep.b == b)).nonzero().flatten()]
+
+    rows_img, caps, row_lab = [], [], []
+    for a, b in show_a:
+        ids = pick(ex_a, a, b)
+        rows_img.append([v for i in ids for v in (ex_a.x[i], ed.flip(ex_a.x[i]))])
+        caps.append([c for i in ids for c in (f"reads {int(e_up[i])} {_mark(int(e_up[i]) == a)}",
+                                              f"reads {int(e_rot[i])} {_mark(int(e_rot[i]) == b)}")])
+        row_lab.append(f"{a} upright,\n{b} rotated\n(sweep: {_sweep_frac(A, [(a, b)], k)})" +
+                       ("\ntrivial: 6 rotated = 9" if (a, b) in ed.ROTATION_TRIVIAL else ""))
+    cols = [c for s in ex_seeds for c in (f"upright\nseed {s}", f"rotated 180\u00b0\nseed {s}")]
+    png = image_grid(rows_img, fig_dir, "cs180_anagram", row_lab, cols, captions=caps, cell=0.8, label_w=1.55)
+    nontriv = torch.tensor([(int(a), int(b)) not in ed.ROTATION_TRIVIAL for a, b in zip(ex_a.a, ex_a.b)])
+    ok_a = (e_up == ex_a.a) & (e_rot == ex_a.b)
+    out.append(Page.of_text("CS180 A.8: visual anagrams", [png],
+                f"A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by 180 "
+                f"degrees (Geng et al. 2024). Rows: the {len(best_a)} best non-trivial pairs of the sweep (never a "
+                f"label with itself, never 6/9 or 9/6, never a pair plain digits pass), and last the trivial 6/9 for "
+                f"comparison, each drawn again "
+                f"with {len(ex_seeds)} fresh seeds ({', '.join(map(str, ex_seeds))}, not the sweep's) and {example_steps} "
+                f"steps. Each image is shown upright and rotated by 180 degrees, with what the classifier reads "
+                f"({TICK} = the label asked for in that view, {CROSS} = another); the row label gives the pair's "
+                f"success in the sweep.\n\n"
+                f"With the fresh seeds the {len(best_a)} best pairs succeed in {_frac(ok_a[nontriv])} (both views "
+                f"right), against {_sweep_frac(A, best_a, k)} in the sweep that picked them (ties in the sweep's rate "
+                f"broken by the classifier's confidence); the trivial 6/9 in {_frac(ok_a[~nontriv])}.\n\n"
+                f"At 28x28 an anagram has few pixels to serve two digits: many that the classifier accepts are "
+                f"blotchy, and the success rates here measure the classifier's reading, not how convincing the "
+                f"illusion is to a person."))
+
+    rows_img, caps, row_lab = [], [], []
+    for a, b in best_h:
+        ids = pick(ex_h, a, b)
+        rows_img.append([v for i in ids for v in (ex_h.x[i], far[i])])
+        caps.append([c for i in ids for c in (f"reads {int(e_near[i])} {_mark(int(e_near[i]) == b)}",
+                                              f"reads {int(e_far[i])} {_mark(int(e_far[i]) == a)}")])
+        row_lab.append(f"low-pass {a},\nhigh-pass {b}\n(sweep: {_sweep_frac(H, [(a, b)], k)})")
+    cols = [c for s in ex_seeds for c in (f"up close\nseed {s}", f"from afar\n(blur {ed.AFAR_SIGMA:g} px)")]
+    png = image_grid(rows_img, fig_dir, "cs180_hybrid", row_lab, cols, captions=caps, cell=0.8, label_w=1.3)
+    ok_h = (e_near == ex_h.b) & (e_far == ex_h.a)
+    out.append(Page.of_text("CS180 A.9: hybrid images", [png],
+                f"A.9 Hybrids, eps = lowpass(eps(x, a)) + highpass(eps(x, b)) (Factorized Diffusion, Geng et al. 2024; "
+                f"Gaussian low-pass, sigma {ed.HYBRID_SIGMA:g}, kernel {ed.HYBRID_KERNEL}). Rows: the {len(best_h)} "
+                f"best pairs of the sweep, each labelled with its low-pass digit a (to be seen from afar) and its "
+                f"high-pass digit b (to be seen up close), drawn again with fresh seeds ({', '.join(map(str, ex_seeds))}) "
+                f"and {example_steps} steps; each image up close and blurred with sigma {ed.AFAR_SIGMA:g} px ('from afar'), "
+                f"with what the classifier reads ({TICK} = the high-pass label up close / the low-pass label from "
+                f"afar, {CROSS} = another). With the fresh seeds these pairs succeed in {_frac(ok_h)}, against "
+                f"{_sweep_frac(H, best_h, k)} in the sweep that picked them."))
     return out
 
 

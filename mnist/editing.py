@@ -18,7 +18,8 @@ eps_model(x_t, t, y) of the network and of gmm.py's exact predictor:
 
   * sdedit / translate: start at q_sample(x0, tau_{i_start}) instead of pure noise (Meng et al. 2022);
   * inpaint: after every step overwrite the known pixels with the original noised to the new t
-    (RePaint, Lugmayr et al. 2022, without resampling): the sampler's `project` hook;
+    (RePaint, Lugmayr et al. 2022): the sampler's `project` hook; with resample = U > 1, RePaint's
+    resampling (re-noise x_t' -> x_t and redo the step, U times) in a small loop over utils.ddim_step;
   * visual_anagram: `AnagramPredictor`, eps = (eps(x, t, a) + flip(eps(flip(x), t, b))) / 2
     (Geng et al. 2024);
   * hybrid: `HybridPredictor`, eps = lowpass(eps(x, t, a)) + highpass(eps(x, t, b)) (Factorized
@@ -32,17 +33,23 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional, Sequence
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from matplotlib.cbook import get_sample_data
+from matplotlib.font_manager import FontProperties, findfont
+from matplotlib.ft2font import FT2Font
 from torchvision.transforms.functional import gaussian_blur
 
-from utils import Schedule, as_labels, guided_eps, predict_x0, q_sample, randn, sample
+from utils import Schedule, as_labels, ddim_step, guided_eps, predict_x0, q_sample, randn, sample
 
 DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33 over its T = 1000
-# CS180 uses kernel 33, sigma 2 at 64x64. At 28x28, measured over 5 label pairs x 10 seeds (w = 4; "both" =
-# read as the highpass label and, blurred by sigma 2, as the lowpass one): sigma 0.75 / 1 / 1.5 / 2 / 3 gave
-# highpass 0.00 / 0.14 / 0.60 / 0.92 / 0.98, lowpass 0.82 / 0.78 / 0.54 / 0.38 / 0.28, both 0 / 0.04 / 0.28 /
-# 0.30 / 0.28. 1.5 is where neither label dominates; the kernel reaches 3 sigma.
-HYBRID_KERNEL, HYBRID_SIGMA = 11, 1.5
+# CS180 uses kernel 33, sigma 2 at 64x64. At 28x28, over all 90 label pairs x 5 seeds (w = 4, DDIM-10; success =
+# read as the high-pass label and, blurred by sigma 2, as the low-pass one; python benchmarks/mnist_editing.py
+# --only hybrid-sigmas --hybrid-sigmas 1 1.5 2 2.5): sigma 1 / 1.5 / 2 / 2.5 gave high-pass up close 0.08 / 0.36 /
+# 0.63 / 0.79, low-pass from afar 0.82 / 0.64 / 0.42 / 0.25, success 0.06 / 0.21 / 0.25 / 0.18. Sigma 2, CS180's,
+# is the best of these (1.5 is 1.4 standard errors behind); the kernel reaches 3 sigma.
+HYBRID_KERNEL, HYBRID_SIGMA = 13, 2.0
 IMAGE = (1, 28, 28)  # one MNIST image
 
 
@@ -172,18 +179,19 @@ def _schedule_from(schedule: Schedule, t_start: int, steps: int) -> list[int]:
 @torch.no_grad()
 def iterative_denoise(model, schedule: Schedule, x_t: torch.Tensor, t_start: int, y=None, w: float = 0.0,
                       steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None,
-                      timesteps: Optional[Sequence[int]] = None) -> torch.Tensor:
+                      timesteps: Optional[Sequence[int]] = None, trajectory: bool = False):
     """CS180 A.4: denoise x_t (B, 1, 28, 28) at t_start in 1..T over strided timesteps down to 0.
 
     timesteps: a descending list from t_start to 0 (default: t_start, then strided_timesteps(T, steps)
-    below it). eta = 0: deterministic DDIM; eta = 1: CS180's update with v_sigma noise. Returns x_0."""
+    below it). eta = 0: deterministic DDIM; eta = 1: CS180's update with v_sigma noise. Returns x_0,
+    or with trajectory=True (x_0, utils.Trajectory) holding every visited x_t (CS180's "every 5th loop")."""
     x_t = as_images(x_t, "x_t")
     t_start = check_t(schedule, t_start, "t_start")
     ts = list(timesteps) if timesteps is not None else _schedule_from(schedule, t_start, steps)
     if ts[0] != t_start or ts[-1] != 0 or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
         raise ValueError(f"timesteps must descend strictly from t_start={t_start} to 0, got {ts}")
     return sample(model, schedule, x_t.shape[0], y, check_w(w), generator, eta=eta, x_T=x_t, shape=IMAGE,
-                  timesteps=ts)
+                  timesteps=ts, trajectory=trajectory)
 
 
 # =================================================================== A.7 editing
@@ -211,28 +219,64 @@ def translate(model, schedule: Schedule, x_a: torch.Tensor, label_b, i_start: in
     return sdedit(model, schedule, x_a, i_start, label_b, w, steps, eta, generator)
 
 
+def renoise(schedule: Schedule, x_s: torch.Tensor, s: int, t: int, generator=None) -> torch.Tensor:
+    """q(x_t | x_s) for s < t: x_t = sqrt(alpha_bar_t / alpha_bar_s) x_s + sqrt(1 - alpha_bar_t / alpha_bar_s) z,
+    the forward process run from time s on to time t (s = t - 1 is one step of Ho et al. Eq. 2).
+    With x_s ~ q(x_s | x_0) this gives x_t ~ q(x_t | x_0). x_s (B, 1, 28, 28); returns the same shape."""
+    if not 0 <= s < t <= schedule.T:
+        raise ValueError(f"renoise needs 0 <= s < t <= T={schedule.T}, got s={s}, t={t}")
+    ratio = (schedule.alpha_bar[t] / schedule.alpha_bar[s]).item()
+    return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * randn(x_s.shape, generator, x_s.device, x_s.dtype)
+
+
 @torch.no_grad()
 def inpaint(model, schedule: Schedule, x0: torch.Tensor, mask: torch.Tensor, y=None, w: float = 0.0,
-            steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None) -> torch.Tensor:
-    """CS180 A.7.2 (RePaint without resampling): regenerate the pixels where mask == 1, keep those where
+            steps: int = DEFAULT_STEPS, eta: float = 0.0, generator=None, resample: int = 1) -> torch.Tensor:
+    """CS180 A.7.2, RePaint (Lugmayr et al. 2022): regenerate the pixels where mask == 1, keep those where
     mask == 0 (CS180's convention: x_t <- m x_t + (1 - m) forward(x_orig, t)).
 
     x0 (B, 1, 28, 28); mask (28, 28) or (B, 1, 28, 28) of 0/1. Starts from pure noise at T; after every
     step the kept pixels are overwritten by x0 noised to the new t with fresh noise. Returns
-    (B, 1, 28, 28) whose kept pixels equal x0 exactly."""
+    (B, 1, 28, 28) whose kept pixels equal x0 exactly.
+
+    resample = U: RePaint's resampling (jump length 1). Each step t -> t' (the strided list) is done U
+    times: after the step and the overwrite, x_t' is re-noised to x_t with q(x_t | x_t') (`renoise`)
+    and the step is redone, so the regenerated pixels get U chances to agree with the kept ones; the
+    last pass is kept. U = 1 is the plain overwrite, run through utils.sample's `project` hook; U > 1
+    runs the same DDIM step (utils.ddim_step) in a loop here, because the hook cannot redo a step.
+    Cost: U network passes per step."""
     x0 = as_images(x0, "x0")
     regen = as_mask(mask, x0)
     y = as_labels(y, x0.shape[0], model.num_classes, x0.device)
     w = check_w(w)
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
+        raise ValueError(f"resample must be an integer >= 1 (RePaint's U; 1 = no resampling), got {resample!r}")
     ts = strided_timesteps(schedule.T, steps)
 
     def keep_known(x, t):
         known = forward_noise(schedule, x0, t, generator).x_t if t > 0 else x0
         return torch.where(regen, x, known)
 
-    x_T = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
-    return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x_T, shape=IMAGE, timesteps=ts,
-                  project=keep_known)
+    x = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
+    if resample == 1:
+        return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x, shape=IMAGE, timesteps=ts,
+                      project=keep_known)
+    if schedule.T != getattr(model, "T", schedule.T):
+        raise ValueError(f"the model was trained with T={model.T} but the schedule has T={schedule.T}")
+    was_training = getattr(model, "training", False)  # as utils.sample: sample in eval mode, then restore
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        for t, t_prev in zip(ts[:-1], ts[1:]):
+            for u in range(resample):
+                x_prev = keep_known(ddim_step(model, schedule, x, t, t_prev, y, w, eta, generator).x, t_prev)
+                if u < resample - 1:
+                    x = renoise(schedule, x_prev, t_prev, t, generator)
+            x = x_prev
+    finally:
+        if was_training:
+            model.train()
+    return x
 
 
 # ============================================================ A.8 / A.9 illusions
@@ -329,6 +373,143 @@ def hybrid(model, schedule: Schedule, label_low, label_high, kernel: int = HYBRI
                        x_T)
 
 
+# ==================================================== A.8 / A.9 measured over all label pairs
+def label_pairs(num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ordered pair (a, b) with a != b, a-major: two int64 (num_classes * (num_classes - 1),)
+    tensors (90 pairs for MNIST). The diagonal a == b is left out: an 'illusion' of a label with
+    itself is an ordinary sample."""
+    a, b = torch.meshgrid(torch.arange(num_classes), torch.arange(num_classes), indexing="ij")
+    off = a != b
+    return a[off], b[off]
+
+
+def pair_seed(seed: int, a: int, b: int, num_classes: int = 10) -> int:
+    """The seed of the image for pair (a, b) and sweep seed `seed`: distinct for every (seed, a, b),
+    so each image has its own noise and does not change (beyond float rounding) with its batch."""
+    return (seed * num_classes + a) * num_classes + b
+
+
+class PairSweep(NamedTuple):
+    """One illusion per (pair, seed): a, b, seed (N,) int64 and x (N, 1, 28, 28). For anagrams a is the
+    upright label and b the rotated one; for hybrids a is the low-pass label and b the high-pass one."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    seed: torch.Tensor
+    x: torch.Tensor
+
+
+def _sweep_labels(model, seeds: Sequence[int], pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    a, b = label_pairs(model.num_classes) if pairs is None else (torch.as_tensor(pairs[0]), torch.as_tensor(pairs[1]))
+    if not len(seeds):
+        raise ValueError("seeds must name at least one seed")
+    k = len(a)
+    s = torch.as_tensor(list(seeds)).long().repeat_interleave(k)
+    a, b = a.long().repeat(len(seeds)), b.long().repeat(len(seeds))
+    gens = [torch.Generator().manual_seed(pair_seed(int(si), int(ai), int(bi), model.num_classes))
+            for si, ai, bi in zip(s, a, b)]
+    return a, b, s, gens
+
+
+@torch.no_grad()
+def anagram_sweep(model, schedule: Schedule, seeds: Sequence[int] = (0,), w: float = 4.0, steps: int = 10,
+                  eta: float = 0.0, pairs=None) -> PairSweep:
+    """visual_anagram for every ordered pair (default label_pairs: all 90) and seed, in one batch
+    (upright a, rotated b). Image i is seeded by pair_seed(seed, a, b): the same as a call of
+    visual_anagram(model, schedule, a, b, generator=[torch.Generator().manual_seed(pair_seed(...))])."""
+    a, b, s, gens = _sweep_labels(model, seeds, pairs)
+    device = _device(model)
+    x = visual_anagram(model, schedule, a.to(device), b.to(device), len(a), w, steps, eta, gens).up
+    return PairSweep(a, b, s, x)
+
+
+@torch.no_grad()
+def hybrid_sweep(model, schedule: Schedule, seeds: Sequence[int] = (0,), w: float = 4.0, steps: int = 10,
+                 eta: float = 0.0, pairs=None, kernel: int = HYBRID_KERNEL, sigma: float = HYBRID_SIGMA) -> PairSweep:
+    """hybrid for every ordered pair and seed in one batch (low-pass a, high-pass b); seeded as anagram_sweep."""
+    a, b, s, gens = _sweep_labels(model, seeds, pairs)
+    device = _device(model)
+    x = hybrid(model, schedule, a.to(device), b.to(device), kernel, sigma, len(a), w, steps, eta, gens)
+    return PairSweep(a, b, s, x)
+
+
+AFAR_SIGMA = 2.0  # 'from afar': the classifier reads the image blurred by this Gaussian (px), as CS180's sigma 2
+
+
+def anagram_reads(read, x: torch.Tensor, up, down) -> torch.Tensor:
+    """Success of an anagram: `read` (images -> (N,) labels, e.g. the metric classifier) reads `up`
+    in x AND `down` in flip(x). Returns (N,) bool."""
+    return (read(x) == torch.as_tensor(up)) & (read(flip(x)) == torch.as_tensor(down))
+
+
+def hybrid_reads(read, x: torch.Tensor, low, high, afar: float = AFAR_SIGMA) -> torch.Tensor:
+    """Success of a hybrid: `read` reads the high-pass label `high` up close (x itself) AND the
+    low-pass label `low` from afar (x blurred by a Gaussian of sigma `afar` px). Returns (N,) bool."""
+    return (read(x) == torch.as_tensor(high)) & (read(gaussian_blur_denoise(x, afar)) == torch.as_tensor(low))
+
+
+def pair_matrix(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Mean of `values` (N,) per pair: (num_classes, num_classes) float, row a, column b; NaN for a pair
+    with no value (the diagonal of a sweep)."""
+    idx = a.long() * num_classes + b.long()
+    total = torch.zeros(num_classes * num_classes, dtype=torch.float64).index_add_(0, idx, values.double())
+    count = torch.zeros(num_classes * num_classes, dtype=torch.float64).index_add_(0, idx, torch.ones_like(total[idx]))
+    return (total / count).reshape(num_classes, num_classes)  # 0 / 0 = NaN where nothing was measured
+
+
+ROTATION_TRIVIAL = ((6, 9), (9, 6))  # off the diagonal, the pairs whose digits are each other's 180-degree rotation
+NEAR_TRIVIAL = 0.5  # a pair is trivial for the classifier when plain samples pass its test this often (plain_baselines)
+
+
+class Baselines(NamedTuple):
+    """What plain samples (no illusion) score, per pair, on the illusions' tests; (10, 10), NaN diagonal.
+    anagram[a, b]: plain samples of a read as a upright AND as b rotated; hybrid[a, b]: plain samples of b
+    read as b up close AND as a from afar. A pair with a high baseline needs no illusion to pass."""
+
+    anagram: torch.Tensor
+    hybrid: torch.Tensor
+
+
+@torch.no_grad()
+def plain_baselines(model, schedule: Schedule, read, seeds: Sequence[int] = range(5), w: float = 4.0,
+                    steps: int = 10, afar: float = AFAR_SIGMA) -> Baselines:
+    """Plain class-conditional samples, len(seeds) per label (seeded pair_seed(seed, c, c), a seed no sweep
+    image uses), drawn like the sweeps (DDIM, `steps`, guidance w) and read by `read` the illusions' ways."""
+    C = model.num_classes
+    labels = torch.arange(C).repeat(len(seeds))
+    gens = [torch.Generator().manual_seed(pair_seed(s, c, c, C)) for s in seeds for c in range(C)]
+    x = sample(model, schedule, len(labels), labels.to(_device(model)), w, gens, shape=IMAGE,
+               timesteps=strided_timesteps(schedule.T, steps))
+    up, rot, far = read(x).cpu(), read(flip(x)).cpu(), read(gaussian_blur_denoise(x, afar)).cpu()
+    a, b = label_pairs(C)
+    ana = torch.tensor([((up == i) & (rot == j))[labels == i].float().mean().item() for i, j in zip(a.tolist(), b.tolist())])
+    hyb = torch.tensor([((up == j) & (far == i))[labels == j].float().mean().item() for i, j in zip(a.tolist(), b.tolist())])
+    return Baselines(pair_matrix(ana, a, b, C), pair_matrix(hyb, a, b, C))
+
+
+def trivial_pairs(baseline: torch.Tensor, at_least: float = NEAR_TRIVIAL) -> list[tuple[int, int]]:
+    """The pairs (a, b), a != b, whose baseline (plain_baselines) is at least `at_least`."""
+    n = baseline.shape[0]
+    return [(a, b) for a in range(n) for b in range(n) if a != b and float(baseline[a, b]) >= at_least]
+
+
+def best_pairs(matrix: torch.Tensor, k: int, exclude: Sequence[tuple[int, int]] = (),
+               tiebreak: Optional[torch.Tensor] = None, per_row: Optional[int] = None) -> list[tuple[int, int]]:
+    """The k pairs (a, b), a != b, with the highest value in `matrix` (NaN never), leaving out `exclude`;
+    ties go to the higher value in `tiebreak` (same shape, e.g. the classifier's confidence), then to the
+    smaller (a, b). per_row: at most this many pairs with the same a (so examples are not all one row)."""
+    n = matrix.shape[0]
+    tie = torch.zeros_like(matrix) if tiebreak is None else torch.nan_to_num(tiebreak, nan=-math.inf)
+    cells = [(a, b) for a in range(n) for b in range(n)
+             if a != b and (a, b) not in set(map(tuple, exclude)) and not math.isnan(float(matrix[a, b]))]
+    out, rows = [], [0] * n
+    for a, b in sorted(cells, key=lambda ab: (-float(matrix[ab]), -float(tie[ab]), ab)):
+        if len(out) < k and (per_row is None or rows[a] < per_row):
+            out.append((a, b))
+            rows[a] += 1
+    return out
+
+
 # ==================================================================== inputs
 ROUGH_STROKES = {
     "7": [[(6.0, 7.0), (21.0, 6.5), (12.0, 23.0)]],
@@ -338,24 +519,129 @@ ROUGH_STROKES = {
 }
 
 
-def rough_stroke(shape: str = "7", seed: int = 0, width: float = 1.3, wobble: float = 0.8) -> torch.Tensor:
-    """A hand-drawn-like digit made in code, for CS180's "hand-drawn image" SDEdit: polylines in
-    (x, y) pixel coordinates, each vertex jittered by `wobble` px (seeded), drawn with an anti-aliased
-    pen of half-width `width`. Returns (1, 1, 28, 28) in [-1, 1] (background -1, ink +1)."""
-    if shape not in ROUGH_STROKES:
-        raise ValueError(f"unknown stroke {shape!r}; choose one of {', '.join(ROUGH_STROKES)}")
-    g = torch.Generator().manual_seed(seed)
+def _ink(segments: list, width: float) -> torch.Tensor:
+    """Polylines (each a (K, 2) tensor of (x, y) pixel coordinates) drawn with an anti-aliased pen of
+    half-width `width` (a 1 px soft edge): (1, 1, 28, 28) in [-1, 1], background -1, ink +1."""
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     pix = torch.stack([xx, yy], -1).reshape(-1, 2)  # (784, 2) as (x, y)
     dist = torch.full((784,), float("inf"))
-    for line in ROUGH_STROKES[shape]:
-        pts = torch.tensor(line) + wobble * torch.randn(len(line), 2, generator=g)
+    for pts in segments:
         for p, q in zip(pts[:-1], pts[1:]):  # distance to each segment
             d = q - p
             s = ((pix - p) @ d / d.dot(d).clamp(min=1e-9)).clamp(0, 1)
             dist = torch.minimum(dist, (pix - (p + s[:, None] * d)).norm(dim=1))
-    ink = (width + 0.5 - dist).clamp(0, 1)  # 1 inside the pen, a 1 px soft edge
+    ink = (width + 0.5 - dist).clamp(0, 1)
     return (ink * 2 - 1).reshape(1, 1, 28, 28)
+
+
+def rough_stroke(shape: str = "7", seed: int = 0, width: float = 1.3, wobble: float = 0.8) -> torch.Tensor:
+    """A crude digit made in code: straight polylines in (x, y) pixel coordinates, each vertex jittered by
+    `wobble` px (seeded), drawn with an anti-aliased pen of half-width `width`. Returns (1, 1, 28, 28) in
+    [-1, 1] (background -1, ink +1). `hand_drawn` draws the way a person does."""
+    if shape not in ROUGH_STROKES:
+        raise ValueError(f"unknown stroke {shape!r}; choose one of {', '.join(ROUGH_STROKES)}")
+    g = torch.Generator().manual_seed(seed)
+    return _ink([torch.tensor(line) + wobble * torch.randn(len(line), 2, generator=g) for line in ROUGH_STROKES[shape]],
+                width)
+
+
+# Pen strokes through control points, (x, y) in pixels of a 28x28 canvas (y down), in the order a person
+# draws them; each stroke is one pen-down, a smooth curve through its points (sharp corners = a new stroke).
+HAND_DRAWN = {
+    "2": [[(8.5, 9.5), (10.5, 6.5), (14.5, 5.5), (18.5, 7.5), (18.5, 11.5), (15.0, 15.5), (11.0, 19.0), (7.5, 22.0)],
+          [(7.5, 22.0), (13.0, 21.5), (20.5, 22.0)]],
+    "3": [[(8.5, 7.5), (13.0, 5.0), (18.0, 6.5), (18.0, 10.5), (13.0, 13.0)],
+          [(13.0, 13.0), (18.5, 15.0), (19.0, 20.0), (14.0, 23.0), (8.0, 21.0)]],
+    "4": [[(15.0, 5.0), (11.5, 11.0), (7.5, 16.5)], [(7.5, 16.5), (14.0, 16.0), (20.5, 15.5)],
+          [(17.0, 9.0), (16.5, 16.0), (16.0, 23.5)]],
+    "5": [[(19.0, 5.0), (14.5, 5.2), (10.0, 5.5)], [(10.0, 5.5), (9.5, 9.5), (9.0, 13.0)],
+          [(9.0, 13.0), (14.0, 11.5), (18.5, 14.0), (19.0, 19.0), (14.5, 22.5), (8.0, 21.0)]],
+    "8": [[(17.5, 7.5), (14.0, 5.0), (10.0, 6.5), (10.5, 10.5), (14.0, 13.5), (18.0, 17.0), (17.5, 21.5),
+           (13.5, 23.0), (9.5, 21.0), (10.0, 17.0), (14.0, 13.5), (17.5, 10.5), (17.5, 7.5)]],
+    "9": [[(18.0, 8.5), (14.5, 5.0), (10.0, 7.0), (9.5, 11.0), (13.0, 13.5), (17.0, 11.5), (18.0, 8.5)],
+          [(18.0, 8.5), (17.5, 16.0), (16.5, 23.5)]],
+}
+
+
+def _spline(points: torch.Tensor, per_segment: int = 12) -> torch.Tensor:
+    """Catmull-Rom curve through points (K, 2): (per_segment (K - 1) + 1, 2); a straight line for K = 2."""
+    if len(points) < 3:
+        return torch.stack([points[0] + (points[1] - points[0]) * s for s in torch.linspace(0, 1, per_segment + 1)])
+    p = torch.cat([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])  # mirrored ends
+    s = torch.linspace(0, 1, per_segment + 1)[:-1, None]
+    out = []
+    for i in range(1, len(p) - 2):
+        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
+        out.append(0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
+                          + (3 * p1 - p0 - 3 * p2 + p3) * s**3))
+    return torch.cat(out + [points[-1:]])
+
+
+def hand_drawn(shape: str = "2", seed: int = 0, jitter: float = 0.6) -> torch.Tensor:
+    """A digit drawn the way a person draws it, for CS180's "hand-drawn image" SDEdit: smooth pen strokes
+    (Catmull-Rom curves through HAND_DRAWN's control points), and, drawn per seed, a slant (shear of
+    -0.1..0.3, forward like most handwriting), a size of 0.85..1.1, a shift of up to 1.5 px, a pen
+    half-width of 1.0..1.7 px, and each control point moved by `jitter` px. Returns (1, 1, 28, 28) in
+    [-1, 1] (background -1, ink +1)."""
+    if shape not in HAND_DRAWN:
+        raise ValueError(f"unknown hand-drawn shape {shape!r}; choose one of {', '.join(HAND_DRAWN)}")
+    g = torch.Generator().manual_seed(seed)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()
+    slant, size, width = u(-0.1, 0.3), u(0.85, 1.1), u(1.0, 1.7)
+    shift = torch.tensor([u(-1.5, 1.5), u(-1.5, 1.5)])
+    strokes = []
+    for line in HAND_DRAWN[shape]:
+        pts = torch.tensor(line) + jitter * torch.randn(len(line), 2, generator=g)
+        pts = (pts - 14) * size
+        pts = torch.stack([pts[:, 0] - slant * pts[:, 1], pts[:, 1]], 1) + 14 + shift  # lean the top forward
+        strokes.append(_spline(pts))
+    return _ink(strokes, width)
+
+
+def mnist_box(ink: torch.Tensor, box: int = 20, threshold: float = 0.1) -> torch.Tensor:
+    """MNIST's normalisation of a drawing: ink (H, W) in [0, 1] (1 = ink) -> its bounding box of pixels
+    above `threshold`, scaled (antialiased, aspect kept) to fit box x box, pasted into 28x28 with its
+    centre of mass at the centre. Returns (1, 1, 28, 28) in [-1, 1]."""
+    if ink.ndim != 2 or not (ink > threshold).any():
+        raise ValueError(f"need a 2-D image in [0, 1] with some ink above {threshold}, got shape {tuple(ink.shape)}")
+    rows, cols = (ink > threshold).any(1).nonzero().flatten(), (ink > threshold).any(0).nonzero().flatten()
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].float()
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = torch.nn.functional.interpolate(crop[None, None], size=(h, w), mode="bilinear", antialias=True,
+                                            align_corners=False)[0, 0].clamp(0, 1)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    cy, cx = (small * yy).sum() / small.sum(), (small * xx).sum() / small.sum()
+    top, left = min(max(round(13.5 - cy.item()), 0), 28 - h), min(max(round(13.5 - cx.item()), 0), 28 - w)
+    out = torch.zeros(28, 28)
+    out[top:top + h, left:left + w] = small
+    return (out * 2 - 1).reshape(1, 1, 28, 28)
+
+
+def font_letter(char: str = "S", font_path: Optional[str] = None) -> torch.Tensor:
+    """An image from outside MNIST: `char` rendered from a TrueType font (default: matplotlib's DejaVu
+    Sans, which matplotlib ships), white on black, MNIST-normalised (mnist_box). Returns (1, 1, 28, 28)."""
+    if not isinstance(char, str) or len(char) != 1 or char.isspace():
+        raise ValueError(f"char must be one visible character, got {char!r}")
+    font = FT2Font(font_path or findfont(FontProperties(family="DejaVu Sans")))
+    font.set_size(64, 72)
+    font.set_text(char)
+    font.draw_glyphs_to_bitmap()
+    return mnist_box(torch.from_numpy(np.asarray(font.get_image(), dtype=np.float32) / 255))
+
+
+def sample_photo(name: str = "grace_hopper.jpg") -> torch.Tensor:
+    """A photograph from outside MNIST: one of matplotlib's bundled sample images (default: Grace
+    Hopper's portrait), to grey, centre-cropped to a square, resized (antialiased) to 28x28 and
+    stretched to [-1, 1] (darkest pixel -1, brightest +1). Returns (1, 1, 28, 28)."""
+    rgb = torch.from_numpy(np.asarray(plt.imread(get_sample_data(name, asfileobj=False)), dtype=np.float32))
+    grey = rgb[..., :3].mean(-1) if rgb.ndim == 3 else rgb
+    h, w = grey.shape
+    side = min(h, w)
+    sq = grey[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    small = torch.nn.functional.interpolate(sq[None, None], size=(28, 28), mode="bilinear", antialias=True,
+                                            align_corners=False)
+    return ((small - small.min()) / (small.max() - small.min()).clamp(min=1e-8) * 2 - 1).reshape(1, 1, 28, 28)
 
 
 # ================================================================= measurements

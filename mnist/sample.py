@@ -5,7 +5,8 @@
     python -m mnist.sample --w 0 --out plain.png            # no guidance
 
 Each image i gets its own torch.Generator seeded with seed + i, so an image does not change with
---batch-size. Guidance is classifier-free (Ho & Salimans 2022): eps = (1 + w) eps(x, t, y) - w eps(x, t, null);
+--batch-size. The grid and its tensors (<out>.pt) never replace an existing file unless --overwrite, and
+never a checkpoint or a shipped reference file; images that came out nan or inf are not written. Guidance is classifier-free (Ho & Salimans 2022): eps = (1 + w) eps(x, t, y) - w eps(x, t, null);
 CS180's scale gamma corresponds to w = gamma - 1.
 """
 from __future__ import annotations
@@ -20,12 +21,16 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from utils import CheckpointError, Parser, Schedule, positive_int, resolve_device, sample
+from utils import (MAX_BATCH, CheckpointError, NonFiniteError, OutputError, Parser, Schedule, check_writable,
+                   clean_orphans, int_range, positive_int, refuse_reference, replacing, resolve_device, sample,
+                   seed_int)
 
 from .checkpoint import load_model
 from .data import to_unit_range
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "model.pt")
+SAMPLES_KIND = "mnist-samples"  # the tensors file written beside the grid
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 DEFAULT_W = 4.0  # = CS180's guidance scale 5; trades some within-class spread for agreement (MODEL_CARD.md)
 
 
@@ -89,8 +94,47 @@ def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=
         s.set_visible(False)
     fig.tight_layout(pad=0.2)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with replacing(path) as tmp:  # atomically: a crash never leaves half an image under `path`
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
+
+
+def output_paths(out: str, checkpoint: str, overwrite: bool) -> tuple[str, str]:
+    """(grid image, tensors file) for --out: 'samples' becomes samples.png, the tensors go to samples.pt.
+    OutputError if either would replace a file without --overwrite, or (whatever the flags) a checkpoint,
+    the --checkpoint being read or a shipped reference file."""
+    if os.path.isdir(out):
+        raise OutputError(f"--out {out} is a folder; give a file name such as {os.path.join(out, 'samples.png')}")
+    stem, ext = os.path.splitext(out)
+    if not ext:
+        out, ext = out + ".png", ".png"  # what matplotlib would write; say so in every message
+    if os.path.isdir(out):
+        raise OutputError(f"--out {out} is a folder; give a file name such as {os.path.join(out, 'samples.png')}")
+    if ext.lower() not in IMAGE_TYPES:
+        raise OutputError(f"--out {out} is not an image file name; end it with one of {', '.join(IMAGE_TYPES)}")
+    tensors = stem + ".pt"
+    for path in (out, tensors):
+        refuse_reference(path)
+        if os.path.exists(checkpoint) and os.path.exists(path) and os.path.samefile(path, checkpoint):
+            raise OutputError(f"--out {out} would write {path}, the checkpoint being read; choose another --out")
+    if os.path.exists(tensors) and not is_samples_file(tensors):
+        raise OutputError(f"--out {out} would replace {tensors}, which is not a samples file of mnist.sample (a "
+                          "checkpoint?); choose another --out")
+    existing = [p for p in (out, tensors) if os.path.exists(p)]
+    if existing and not overwrite:
+        raise OutputError(f"{' and '.join(existing)} already exist; pass --overwrite to replace them, or choose "
+                          "another --out")
+    return out, tensors
+
+
+def is_samples_file(path: str) -> bool:
+    """True if `path` is a tensors file that mnist.sample wrote (so --overwrite may replace it)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(obj, dict) and (obj.get("kind") == SAMPLES_KIND or
+                                      ("kind" not in obj and {"x", "y", "w", "steps", "seed"} <= set(obj)))
 
 
 def finite_float(text: str) -> float:
@@ -107,16 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m mnist.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=REFERENCE, help="an MNIST checkpoint (default: the shipped reference)")
     p.add_argument("--digits", default="0-9", help="labels to draw, e.g. 0-9 or 3,5,7 (default %(default)s)")
-    p.add_argument("--per-digit", type=positive_int, default=10, help="images per digit, one row each (default %(default)s)")
+    p.add_argument("--per-digit", type=int_range(1, 10_000), default=10,
+                   help="images per digit, one row each (default %(default)s)")
     p.add_argument("--w", type=finite_float, default=DEFAULT_W,
                    help="guidance scale w >= 0 ((1+w) eps_cond - w eps_null; 0 = plain conditional) (default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="DDIM with this many steps (default: the full ancestral DDPM chain, T steps)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM noise, 0 = deterministic (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=250, help="images per forward pass (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="image i uses seed + i (default %(default)s)")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=250,
+                   help="images per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--out", default="samples.png", help="grid PNG; the images also go to <out>.pt (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and its .pt (never a checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -131,20 +178,28 @@ def main(argv=None) -> int:
         if not 0 <= args.eta <= 1:
             raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
         device = resolve_device(args.device)
+        out, tensors = output_paths(args.out, args.checkpoint, args.overwrite)
+        check_writable(os.path.dirname(os.path.abspath(out)))  # before sampling, not after
+        clean_orphans(os.path.dirname(os.path.abspath(out)))  # temporary files of a killed run
         loaded = load_model(args.checkpoint, device)
         if args.steps is not None and args.steps > loaded.schedule.T:
             raise ValueError(f"--steps must be at most T={loaded.schedule.T}, got {args.steps}")
         labels = [d for d in digits for _ in range(args.per_digit)]
         x = generate(loaded.model, loaded.schedule, labels, args.w, args.seed, args.steps, args.eta,
                      args.batch_size, progress=not args.quiet, device=device)
-        save_grid(x, args.out, nrow=args.per_digit, row_labels=[str(d) for d in digits])
-        torch.save({"x": x, "y": torch.tensor(labels), "w": args.w, "steps": args.steps, "seed": args.seed},
-                   os.path.splitext(args.out)[0] + ".pt")
+        bad = (~torch.isfinite(x)).flatten(1).any(1)
+        if bad.any():
+            raise NonFiniteError(f"{int(bad.sum())} of {len(x)} images came out nan or inf with --w {args.w}; nothing "
+                                 "was written (try a smaller --w; if that does not help, the checkpoint is broken)")
+        with replacing(tensors) as tmp:
+            torch.save({"kind": SAMPLES_KIND, "x": x, "y": torch.tensor(labels), "w": args.w, "steps": args.steps,
+                        "seed": args.seed}, tmp)
+        save_grid(x, out, nrow=args.per_digit, row_labels=[str(d) for d in digits])
     except (ValueError, OSError, CheckpointError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     sampler = f"DDIM {args.steps} steps (eta={args.eta})" if args.steps else f"DDPM {loaded.schedule.T} steps"
-    print(f"{len(labels)} digits ({sampler}, w={args.w}) -> {args.out}")
+    print(f"{len(labels)} digits ({sampler}, w={args.w}) -> {out} (tensors: {tensors})")
     return 0
 
 

