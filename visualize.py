@@ -630,7 +630,7 @@ def retrain_cs180(cfg: Settings, part: str) -> str:
     folder = os.path.join(cfg.runs, "cs180")
     check_writable_dir(folder, "models")
     module, name = (denoiser, "denoiser.pt") if part == "cs180-b1" else (timecond, "timecond.pt")
-    argv = ["--out", folder] + (["--quiet"] if cfg.quiet and part == "cs180-b2" else [])
+    argv = ["--out", folder, "--overwrite"] + (["--quiet"] if cfg.quiet and part == "cs180-b2" else [])
     print(f"{part}: training from scratch (python -m {module.__name__} {' '.join(argv)})", flush=True)
     code = module.main(argv)
     if code:

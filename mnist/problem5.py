@@ -214,7 +214,7 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     os.makedirs(fig_dir, exist_ok=True)
     if retrain:
         run = os.path.join(fig_dir, "mnist_run")
-        if train_main(["--out", run, "--quiet"]) != 0:
+        if train_main(["--out", run, "--quiet", "--overwrite"]) != 0:
             raise RuntimeError("training failed")
         checkpoint = os.path.join(run, "model.pt")
     model, schedule, info = load_model(checkpoint, device)
