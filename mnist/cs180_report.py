@@ -292,10 +292,9 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 ", ".join(f"{agree[t]:.0%} at t={t}" for t in levels) + f" of {len(x0)} test digits."))
 
     # A.2 - A.4 denoising
-    rows, stats, noisy = [], [], {}
+    rows, stats = [], []
     for t in ts:
         nz = ed.forward_noise(schedule, x0, t, _gens(len(x0), seed + 1000))
-        noisy[t] = nz.x_t
         scale = schedule.alpha_bar[t].sqrt().item()
         sig = max((0.5, 1.0, 1.5, 2.0), key=lambda s: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, s), x0).mean())
         outs = dict(blur=ed.gaussian_blur_denoise(nz.x_t / scale, sig),
@@ -551,8 +550,8 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"\n\nThe same matrices are printed by: {cmd} (the same seeds, steps and batch); without --seeds it "
                 f"measures 5 seeds per pair."))
 
-    # A.8 / A.9 examples: the best pairs of the sweep, drawn again with fresh seeds and the full step count, so
-    # the examples are neither the seeds they were picked by nor the few-step sweep's rougher images
+    # A.8 / A.9 examples: the best pairs of the sweep, drawn again with fresh seeds and more steps, so the
+    # examples are neither the seeds they were picked by nor the few-step sweep's rougher images
     ex_seeds = tuple(EXAMPLE_SEED + j for j in range(example_seeds))
     show_a = best_a + [(6, 9)]
     ex_a = ed.anagram_sweep(model, schedule, ex_seeds, w, example_steps, pairs=(torch.tensor([a for a, _ in show_a]),
