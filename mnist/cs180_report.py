@@ -225,9 +225,9 @@ def _easy_text(pairs, baseline: torch.Tensor, how: str, other: bool) -> str:
     """The sentence naming the pairs that plain digits already pass (orange hatching)."""
     if not pairs:
         return f"No {'other ' if other else ''}pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."
-    return (f"Plain digits already pass as " + ", ".join(f"{a}/{b} ({float(baseline[a, b]):.0%})" for a, b in pairs) +
+    return ("Plain digits already pass as " + ", ".join(f"{a}/{b} ({float(baseline[a, b]):.0%})" for a, b in pairs) +
             f" (orange hatching): the classifier reads a plain digit, {how}, as the other label, so these pairs say "
-            f"little about the illusion and are not shown as examples.")
+            "little about the illusion and are not shown as examples.")
 
 
 def _counts(n_any: int, n_all: int, total: int, k: int) -> str:
