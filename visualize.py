@@ -615,27 +615,31 @@ def problem4_blocks(cfg, rows, trajs, ends_k, split, commit, demo_commit, m) -> 
 def cs180_pages(cfg: Settings, part: str) -> list:
     """CS180 project 5 on MNIST, one page per section: part A (mnist.cs180_report) on the shipped
     class-conditional model, part B.1 / B.2 (mnist.cs180_partb) on their shipped runs, or on runs
-    trained here into --runs/cs180 with --retrain."""
+    trained here into --runs/cs180 with --retrain. In report mode, no progress bars: visualize prints
+    one line per part."""
     if part == "cs180-a":
         return cs180_report.pages(cfg.out)
-    ckpt = {"checkpoint": retrain_cs180(cfg, part)} if cfg.retrain else {}
     if part == "cs180-b1":
+        ckpt = {"checkpoint": retrain_cs180(cfg, "cs180", denoiser, [])} if cfg.retrain else {}
         return cs180_partb.b1_pages(cfg.out, seed=cfg.seed, **ckpt)
-    return cs180_partb.b2_pages(cfg.out, seed=cfg.seed, progress=not cfg.quiet, **ckpt)
+    ckpt = {"checkpoint": retrain_cs180(cfg, "cs180", timecond, []),
+            "class_checkpoint": retrain_cs180(cfg, os.path.join("cs180", "class"), timecond, ["--classes"])
+            } if cfg.retrain else {}
+    return cs180_partb.b2_pages(cfg.out, seed=cfg.seed, progress=not (cfg.quiet or cfg.report), **ckpt)
 
 
-def retrain_cs180(cfg: Settings, part: str) -> str:
-    """Train part B.1 (a few minutes) or B.2 (about 15 min on one CPU thread) from scratch into
-    --runs/cs180 with the modules' defaults; returns the checkpoint path."""
-    folder = os.path.join(cfg.runs, "cs180")
+def retrain_cs180(cfg: Settings, sub: str, module, flags: list) -> str:
+    """Train a part-B run from scratch into --runs/<sub> with the module's defaults and `flags` (B.1: a few
+    minutes; each B.2 run: about 20 min on one CPU thread on the 4,500 fallback digits, far longer on the
+    full MNIST); returns the checkpoint path."""
+    folder = os.path.join(cfg.runs, sub)
     check_writable_dir(folder, "models")
-    module, name = (denoiser, "denoiser.pt") if part == "cs180-b1" else (timecond, "timecond.pt")
-    argv = ["--out", folder, "--overwrite"] + (["--quiet"] if cfg.quiet and part == "cs180-b2" else [])
-    print(f"{part}: training from scratch (python -m {module.__name__} {' '.join(argv)})", flush=True)
+    argv = flags + ["--out", folder, "--overwrite"] + (["--quiet"] if cfg.quiet or cfg.report else [])
+    print(f"{sub}: training from scratch (python -m {module.__name__} {' '.join(argv)})", flush=True)
     code = module.main(argv)
     if code:
         raise UserError(f"python -m {module.__name__} failed with exit code {code}")
-    return os.path.join(folder, name)
+    return os.path.join(folder, "denoiser.pt" if module is denoiser else "timecond.pt")
 
 
 def problem5(cfg: Settings) -> Page:
@@ -800,6 +804,8 @@ def main(argv=None) -> int:
         tasks = [("problem 1", lambda: [problem1(cfg, models)])] if cfg.every_page and cfg.report else []
         tasks += [(f"problem {p}", lambda p=p: [PROBLEM_PAGES[p](cfg, models)]) for p in "234" if p in cfg.problems]
         tasks += [("problem 5", lambda: [problem5(cfg)])] if "5" in cfg.problems else []
+        if cfg.report and set(CS180_PARTS) <= set(cfg.problems):
+            tasks += [("cs180 opening", lambda: [cs180_report.opening_page()])]
         tasks += [(part, lambda part=part: cs180_pages(cfg, part)) for part in CS180_PARTS if part in cfg.problems]
         pages = []
         for name, make in tasks:
@@ -809,7 +815,7 @@ def main(argv=None) -> int:
             figures = ", ".join(i for p in made for i in p.images) or "no figure (see the report page)"
             print(f"{name}: {len(made)} pages in {time.perf_counter() - t0:.1f} s; figures {figures}", flush=True)
         if cfg.report:
-            write_report(pages, cfg.report)
+            write_report(pages, cfg.report, flow=set(cfg.problems) <= set(CS180_PARTS))  # CS180: sections share sheets
             print(f"report: {cfg.report} ({len(pages)} pages)")
     except (UserError, ValueError) as e:
         print(f"visualize.py: error: {e}", file=sys.stderr)

@@ -2,13 +2,20 @@
 
   1. B.1 single-step denoiser: PSNR per sigma on the same test digits (50 per class) for the noisy
      input, the epoch-1 weights and the final weights;
-  2. B.2 time-conditioned DDPM: for each saved epoch, n samples through the full ancestral chain,
-     read by the metric classifier: fraction read with confidence >= 0.9, how many different digits
-     and how evenly (largest class share), and the Frechet distance of classifier features (FLD)
-     against the test digits beside its floor (real train digits, same n) and its ceiling (noise).
+  2. B.2 time-conditioned DDPMs, the unconditional run (B.2.1-2.3) and the class-conditioned one
+     (B.2.4-2.5): for each saved epoch (and the final weights without their EMA), the samples the run
+     stored after training (the full ancestral chain; seeds 0..n-1; class run: label i % 10, gamma = 5),
+     read by the metric classifier: agreement with the requested digit, fraction read with confidence
+     >= 0.9 (beside the same fraction for real test digits), how many different digits and how evenly
+     (largest class share), and the Frechet distance of classifier features (FLD) against the test
+     digits beside its floor (real train digits, same n) and its ceiling (noise). --check K redraws the
+     first K stored samples of the last epoch and stops if they differ; --fresh N scores N new samples
+     of the last epoch (seeds n.., slow: about 1 s per sample and guided step batch on one thread).
 
-    python benchmarks/mnist_partb.py                      # about 10 min on one CPU thread
-    python benchmarks/mnist_partb.py --n 50 --epochs 20   # quicker: the last epoch only
+    python benchmarks/mnist_partb.py                      # about 1 min on one CPU thread
+    python benchmarks/mnist_partb.py --fresh 500          # plus 500 new samples per run (about 15 min each)
+
+The anagram and hybrid success matrices of part A come from benchmarks/mnist_editing.py --only illusions.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from mnist import timecond as tc  # noqa: E402
 from mnist.cs180_partb import CONFIDENT, read_samples, test_digits  # noqa: E402
 from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import fit_gaussian, frechet_distance, load_classifier, predict  # noqa: E402
-from utils import CheckpointError, Parser, check_new_file, int_range, nonneg_float, seed_int  # noqa: E402
+from utils import CheckpointError, Parser, check_new_file, int_range, seed_int  # noqa: E402
 
 PROG = "benchmarks/mnist_partb.py"
 
@@ -35,13 +42,15 @@ PROG = "benchmarks/mnist_partb.py"
 def main(argv=None) -> int:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--denoiser", default=dn.REFERENCE, help="part B.1 run (default: the shipped one)")
-    p.add_argument("--timecond", default=tc.REFERENCE, help="part B.2 run (default: the shipped one)")
+    p.add_argument("--timecond", default=tc.REFERENCE, help="part B.2.1-2.3 run (default: the shipped one)")
+    p.add_argument("--timecond-class", default=tc.REFERENCE_CLASS,
+                   help="part B.2.4-2.5 run (default: the shipped one)")
     p.add_argument("--per-class", type=int_range(1, 1000), default=50,
                    help="test digits per class for B.1 (default 50)")
-    p.add_argument("--n", type=int_range(2, 100_000), default=200, help="B.2 samples per epoch (default 200)")
-    p.add_argument("--epochs", type=int_range(1, 100_000), nargs="*", default=None,
-                   help="B.2 epochs to score (default: all saved)")
-    p.add_argument("--w", type=nonneg_float, default=5.0, help="guidance for a class-conditional B.2 run (default 5)")
+    p.add_argument("--check", type=int_range(0, 100_000), default=2,
+                   help="redraw this many stored B.2 samples and compare (default 2)")
+    p.add_argument("--fresh", type=int_range(0, 100_000), default=0,
+                   help="also score this many new B.2 samples of the last epoch (default 0)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json")
@@ -57,15 +66,16 @@ def measure(args) -> int:
     torch.set_num_threads(1)
     if args.json:
         check_new_file(args.json, args.overwrite)  # before the minutes of sampling, not after
-    run = dn.load_run(args.denoiser)  # both runs first: a bad file or --epochs fails before any work
-    snap = tc.load_run(args.timecond)
-    unsaved = sorted(set(args.epochs or []) - set(snap.models))
-    if unsaved:
-        raise ValueError(f"{args.timecond} holds no weights for epoch {', '.join(map(str, unsaved))}; it has epochs "
-                         f"{', '.join(map(str, sorted(snap.models)))}")
+    run = dn.load_run(args.denoiser)  # every run first: a bad file fails before any work
+    snaps = {"B.2.1-2.3": tc.load_run(args.timecond), "B.2.4-2.5": tc.load_run(args.timecond_class)}
+    for (part, snap), path, want in zip(snaps.items(), (args.timecond, args.timecond_class), (False, True)):
+        if bool(snap.config.num_classes) != want or snap.samples is None:
+            raise ValueError(f"{path} is not a {'class-conditioned' if want else 'unconditional'} run with stored "
+                             f"samples; make one with python -m mnist.timecond{' --classes' if want else ''}, "
+                             "or add them with python -m mnist.timecond --add-samples RUN")
     data = load_mnist(download=False, verbose=False)
-    clf, _ = load_classifier(data=data, verbose=False)
-    result = {"data": data.describe()}
+    clf, clf_info = load_classifier(data=data, verbose=False)
+    result = {"data": data.describe(), "classifier": clf_info.get("source")}
 
     x, _ = test_digits(data, args.per_class)
     x = (x + 1) / 2
@@ -82,41 +92,65 @@ def measure(args) -> int:
                     "psnr": {str(s): {"noisy": ps[last][s][1], f"epoch{first}": ps[first][s][0],
                                       f"epoch{last}": ps[last][s][0]} for s in dn.SIGMAS}}
 
-    cfg = snap.config
     _, test_feats = predict(clf, data.test_x)
     test = fit_gaussian(test_feats)
-    g = torch.Generator().manual_seed(args.seed)
-    _, train_feats = predict(clf, data.train_x[torch.randperm(len(data.train_x), generator=g)[:args.n]])
-    _, noise_feats = predict(clf, torch.randn(args.n, 1, 28, 28, generator=g).clamp(-1, 1))
-    floor, ceiling = frechet_distance(fit_gaussian(train_feats), test), frechet_distance(fit_gaussian(noise_feats), test)
-    y = (torch.arange(args.n) % 10) if cfg.num_classes else None
-    print(f"\nB.2 DDPM D={cfg.hidden}, T={cfg.T}, {'class-conditional w=%g' % args.w if y is not None else 'unconditional'}"
-          f" ({snap.info.get('seconds', float('nan')) / 60:.1f} min training); {args.n} samples per epoch, full chain; "
-          f"FLD floor (train vs test) {floor:.2f}, noise {ceiling:.1f}")
-    print(f"{'epoch':>5} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7} {'sec':>6}")
-    result["b2"] = {"hidden": cfg.hidden, "T": cfg.T, "num_classes": cfg.num_classes, "n": args.n,
-                    "train_seconds": snap.info.get("seconds"), "fld_floor": floor, "fld_noise": ceiling, "epochs": {}}
-    for epoch, model in snap.models.items():
-        if args.epochs and epoch not in args.epochs:
-            continue
-        t0 = time.perf_counter()
-        xs = tc.draw(model, snap.schedule, args.n, args.seed, y=y, w=args.w if y is not None else 0.0)
-        sec = time.perf_counter() - t0
-        lab, top = read_samples(clf, xs)
-        sure = top >= CONFIDENT
-        counts = torch.bincount(lab, minlength=10)
-        _, feats = predict(clf, xs)
-        fld = frechet_distance(fit_gaussian(feats), test)
-        agree = (lab == y).float().mean().item() if y is not None else float("nan")
-        print(f"{epoch:>5} {sure.float().mean().item():9.3f} {int((counts > 0).sum()):>6} "
-              f"{counts.max().item() / args.n:9.3f} {agree:6.3f} {fld:7.2f} {sec:6.1f}")
-        result["b2"]["epochs"][epoch] = {"confident": sure.float().mean().item(), "classes": int((counts > 0).sum()),
-                                         "class_counts": counts.tolist(), "agreement": agree, "fld": fld,
-                                         "sample_seconds": sec}
+    real_lab, real_top = read_samples(clf, data.test_x)
+    real = {"confident": (real_top >= CONFIDENT).float().mean().item(),
+            "agreement": (real_lab == data.test_y).float().mean().item(), "n": len(data.test_x)}
+    print(f"\nmetric classifier ({clf_info.get('source')} digits) on the {real['n']} {data.source} test digits: "
+          f"{real['confident']:.3f} read with p >= {CONFIDENT}, accuracy {real['agreement']:.3f}")
+    result["real_test_digits"] = real
+    for part, snap in snaps.items():
+        result[part] = score_run(part, snap, clf, data, test, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     return 0
+
+
+def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
+    """Print and return the classifier's reading of a B.2 run's stored samples, epoch by epoch."""
+    cfg, got = snap.config, snap.samples
+    n, y = got["n"], got["labels"]
+    g = torch.Generator().manual_seed(args.seed)
+    _, train_feats = predict(clf, data.train_x[torch.randperm(len(data.train_x), generator=g)[:n]])
+    _, noise_feats = predict(clf, torch.randn(n, 1, 28, 28, generator=g).clamp(-1, 1))
+    floor, ceiling = frechet_distance(fit_gaussian(train_feats), test), frechet_distance(fit_gaussian(noise_feats), test)
+    kind = f"class-conditioned, gamma = {got['w'] + 1:g}" if cfg.num_classes else "unconditional"
+    print(f"\n{part} DDPM D={cfg.hidden}, T={cfg.T}, {kind}, EMA {cfg.ema:g}; {len(snap.losses):,} steps in "
+          f"{snap.info.get('seconds', float('nan')) / 60:.1f} min; {n} stored samples per epoch (full chain, drawn in "
+          f"{got['seconds'] / 60:.1f} min); FLD floor (train vs test, n={n}) {floor:.2f}, noise {ceiling:.1f}")
+    to_model = lambda u8: (u8.float() / 127.5 - 1)[:, None]
+    rows = [(str(e), to_model(v)) for e, v in got["sampled"].items()]
+    rows += [(f"{e} raw", to_model(v)) for e, v in got["raw"].items()]
+    last = max(snap.models)
+    if args.check:
+        k = min(args.check, n)
+        again = tc.draw(snap.models[last], snap.schedule, k, got["seed"], y=None if y is None else y[:k], w=got["w"])
+        same = torch.equal(((again.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0], got["sampled"][last][:k])
+        print(f"   redrew the first {k} stored samples of epoch {last}: {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            raise ValueError("the stored samples are not this run's samples; redraw them with python -m mnist.timecond "
+                             "--add-samples RUN")
+    if args.fresh:
+        ys = None if y is None else torch.arange(n, n + args.fresh) % 10
+        fresh = tc.draw(snap.models[last], snap.schedule, args.fresh, got["seed"] + n, y=ys, w=got["w"])
+        rows.append((f"{last} new", fresh))
+    print(f"{'epoch':>9} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
+    out = {"n": n, "fld_floor": floor, "fld_noise": ceiling, "train_seconds": snap.info.get("seconds"),
+           "steps": len(snap.losses), "epochs": {}}
+    for name, xs in rows:
+        labels = y if not name.endswith("new") else (None if y is None else torch.arange(n, n + len(xs)) % 10)
+        lab, top = read_samples(clf, xs)
+        sure = (top >= CONFIDENT).float().mean().item()
+        counts = torch.bincount(lab, minlength=10)
+        fld = frechet_distance(fit_gaussian(predict(clf, xs)[1]), test)
+        agree = (lab == labels).float().mean().item() if labels is not None else float("nan")
+        print(f"{name:>9} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
+              f"{fld:7.2f}")
+        out["epochs"][name] = {"n": len(xs), "confident": sure, "classes": int((counts > 0).sum()),
+                               "class_counts": counts.tolist(), "agreement": agree, "fld": fld}
+    return out
 
 
 if __name__ == "__main__":

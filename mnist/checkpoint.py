@@ -78,14 +78,17 @@ def read_resume_state(folder) -> Optional[dict]:
 
 # ------------------------------------------- CS180 part-B runs: weights after chosen epochs
 def save_epoch_run(path, kind: str, config: dict, losses: list, seconds: float, states: dict,
-                   key: str = "epochs", **info) -> None:
-    """Write {epoch: state_dict} in fp16 (the files are shipped; loading upcasts), the config, the loss
-    per step and anything else given, atomically."""
+                   key: str = "epochs", more_states: Optional[dict] = None, **info) -> None:
+    """Write {epoch: state_dict} in fp16 (the files are shipped; loading upcasts) under `key`, the config,
+    the loss per step and anything else given, atomically. more_states: {other key: {epoch: state_dict}},
+    stored the same way."""
     half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    states = {int(e): half(sd) for e, sd in states.items()}
-    for sd in states.values():
-        check_finite_weights(sd)  # also catches weights beyond fp16's range (65504), which would load as inf
-    atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds, key: states, **info}, path)
+    stored = {}
+    for name, group in {key: states, **(more_states or {})}.items():
+        stored[name] = {int(e): half(sd) for e, sd in group.items()}
+        for sd in stored[name].values():
+            check_finite_weights(sd)  # also catches weights beyond fp16's range (65504), which would load as inf
+    atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds, **stored, **info}, path)
 
 
 def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs"):

@@ -5,30 +5,33 @@
       cs180b1_loss.png        training loss per step, epochs marked                       (Fig. 4)
       cs180b1_epochs.png      clean / noisy (sigma = 0.5) / after epoch 1 / after epoch 5   (Fig. 5, 6)
       cs180b1_ood.png         noisy and denoised at every sigma (trained at 0.5 only)     (Fig. 7)
-  b2_pages(fig_dir)   part B.2, the time-conditioned DDPM (mnist/timecond.py):
-      cs180b2_loss.png        training loss per step
-      cs180b2_epochs.png      samples from the same seeds after epochs 1, 5, 10, 15, 20
+  b2_pages(fig_dir)   part B.2, the time-conditioned DDPMs (mnist/timecond.py):
+      cs180b2_loss.png, cs180b2_epochs.png               B.2.1-2.3 unconditional: loss per step; samples
+                                                         after epochs 1, 5, 10, 15, 20 (and without the EMA)
+      cs180b2_class_loss.png, cs180b2_class_epochs.png   B.2.4-2.5 class-conditioned: the same, 4 per digit
 
-Both read shipped runs (mnist/reference/denoiser.pt, timecond.pt) unless given others; every
-number in the texts is computed here from seeded draws and the metric classifier (mnist.metrics).
+They read the shipped runs (mnist/reference/denoiser.pt, timecond.pt, timecond_class.pt) unless given
+others. B.2's samples are the ones each run stored after training (python -m mnist.timecond draws
+them; --add-samples adds them to a run); every number in the texts is computed here from those
+samples, seeded draws and the metric classifier (mnist.metrics).
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 
-from report.pages import Page
+from report.pages import FIG_W, Page
 from utils import CheckpointError, Parser
 
 from . import denoiser as dn
 from . import timecond as tc
-from .cs180_report import image_table
+from .cs180_report import image_grid, image_table
 from .data import load_mnist
-from .metrics import load_classifier, predict
+from .metrics import fit_gaussian, frechet_distance, load_classifier, predict
 
 CONFIDENT = 0.9  # a sample "reads as a digit" when the classifier gives one class at least this probability
 
@@ -39,12 +42,14 @@ def test_digits(data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     return data.test_x[idx], data.test_y[idx]
 
 
-def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title: str, ylabel: str) -> str:
-    """Loss per step (light) and its running mean over one epoch (dark), log scale, epochs marked."""
+def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title: str, ylabel: str,
+                size: tuple = (5.2, 3.0)) -> str:
+    """Loss per step (light) and its running mean over one epoch (dark), log scale, epochs marked;
+    size in inches (the report prints it FIG_W wide)."""
     loss = torch.tensor(losses, dtype=torch.float64)
     k = max(1, min(20, steps_per_epoch, len(loss) // 5))
     smooth = loss.unfold(0, k, 1).mean(1) if len(loss) >= k else loss
-    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=150)
+    fig, ax = plt.subplots(figsize=size, dpi=150)
     ax.plot(range(1, len(loss) + 1), loss, color="#56B4E9", lw=0.7, alpha=0.8, label="per step")
     ax.plot(range(k, len(loss) + 1), smooth, color="#0072B2", lw=1.6, label=f"mean of the last {k} steps")
     for e in range(steps_per_epoch, len(loss), steps_per_epoch):
@@ -149,40 +154,139 @@ def read_samples(clf, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab, top
 
 
-def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, n: int = 20, w: float = 5.0,
-             progress: bool = False) -> list[tuple[list[str], str]]:
-    """Part B.2 figures in fig_dir and their text: n samples from the same seeds after each saved epoch."""
-    run = tc.load_run(checkpoint or tc.REFERENCE)
-    cfg = run.config
+class B2Numbers(NamedTuple):
+    """What the metric classifier makes of one set of samples (or of real test digits)."""
+    n: int
+    confident: float  # share read as one digit with probability >= CONFIDENT
+    agreement: Optional[float]  # share read as the requested digit (class runs), else None
+    fld: float  # Frechet distance to the test digits in the classifier's features
+    digits: int  # different digits among the confident readings
+
+
+def stored_samples(run: tc.Snapshots, n: int = 20, seed: int = 0, progress: bool = False) -> dict:
+    """The samples the run stored (tc.add_samples: drawn after training, as the handout does), or, for a
+    run without them, n drawn now from each snapshot in memory (slow: the full chain). Images in [-1, 1]."""
+    got = run.samples
+    if got is None:
+        y = torch.arange(n) % 10 if run.config.num_classes else None
+        w = tc.GUIDANCE if run.config.num_classes else 0.0
+        sampled = {e: tc.draw(m, run.schedule, n, seed, y=y, w=w, progress=progress) for e, m in run.models.items()}
+        return {"n": n, "seed": seed, "w": w, "labels": y, "sampled": sampled, "raw": {}}
+    to_model = lambda u8: (u8.float() / 127.5 - 1)[:, None]
+    return {**got, "sampled": {e: to_model(v) for e, v in got["sampled"].items()},
+            "raw": {e: to_model(v) for e, v in got["raw"].items()}}
+
+
+def b2_numbers(clf, x: torch.Tensor, reference: torch.Tensor, labels=None) -> B2Numbers:
+    """Classifier readings of x (N, 1, 28, 28) in [-1, 1] against the test digits `reference`."""
+    lab, top = read_samples(clf, x)
+    sure = top >= CONFIDENT
+    agree = float((lab == labels).float().mean()) if labels is not None else None
+    fld = frechet_distance(fit_gaussian(predict(clf, x)[1]), fit_gaussian(predict(clf, reference)[1]))
+    return B2Numbers(len(x), float(sure.float().mean()), agree, fld, len(set(lab[sure].tolist())))
+
+
+def epochs_figure(samples: dict, rows_per_epoch: int, path: str, numbers: dict, class_run: bool,
+                  raw: Optional[tuple] = None) -> str:
+    """Samples after each epoch: rows_per_epoch rows of 10 per epoch (a class run: columns ask for 0..9),
+    labelled with the epoch and its measured reading; raw = (epoch, samples, numbers) adds the final
+    weights without their EMA."""
+    blocks = [(f"epoch {e}", samples[e], numbers[e]) for e in samples]
+    if raw is not None:
+        blocks.append((f"epoch {raw[0]}, no EMA", raw[1], raw[2]))
+    rows, labels = [], []
+    for name, x, num in blocks:
+        what = f"{num.agreement:.0%} match" if class_run else f"{num.confident:.0%} sure"
+        for r in range(rows_per_epoch):
+            rows.append(list(x[r * 10:(r + 1) * 10]))
+            labels.append(f"{name}\n{what}" if r == 0 else "")
+    cols = [f"asks {d}" for d in range(10)] if class_run else None
+    folder, name = os.path.split(path)
+    return image_grid(rows, folder or ".", os.path.splitext(name)[0], labels, cols,
+                      cell=0.33 if rows_per_epoch > 1 else 0.56, label_w=1.25)
+
+
+def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: Optional[str] = None, seed: int = 0,
+             progress: bool = False) -> list[Page]:
+    """Part B.2 in fig_dir: the time-conditioned (unconditional) run, B.2.1-2.3, and the class-conditioned
+    run, B.2.4-2.5, each with its loss curve and its samples after each saved epoch, read by the metric
+    classifier. Default runs: the shipped ones."""
     data = load_mnist(download=False, verbose=False)
-    clf, _ = load_classifier(data=data, verbose=False)
-    p = lambda name: os.path.join(fig_dir, name)
+    clf, clf_info = load_classifier(data=data, verbose=False)
+    real = b2_numbers(clf, data.test_x, data.test_x, data.test_y)
+    pages = []
+    for path, class_run in ((checkpoint or tc.REFERENCE, False), (class_checkpoint or tc.REFERENCE_CLASS, True)):
+        run = tc.load_run(path)
+        if bool(run.config.num_classes) != class_run:
+            raise CheckpointError(f"{path} is {'a class-conditioned' if run.config.num_classes else 'an unconditional'}"
+                                  f" run; part B.2.{'4' if class_run else '1'} needs the other kind")
+        pages.append(b2_page(run, fig_dir, clf, clf_info, data, real, class_run, seed, progress))
+    return pages
+
+
+def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2Numbers, class_run: bool,
+            seed: int, progress: bool) -> Page:
+    cfg = run.config
+    got = stored_samples(run, seed=seed, progress=progress)
+    labels = got["labels"]
+    num = {e: b2_numbers(clf, x, data.test_x, labels) for e, x in got["sampled"].items()}
+    last = max(num)
+    raw = None
+    if got["raw"]:
+        e_raw, x_raw = max(got["raw"].items())
+        raw = (e_raw, x_raw, b2_numbers(clf, x_raw, data.test_x, labels))
+    name = "cs180b2_class" if class_run else "cs180b2"
     steps_per_epoch = math.ceil(len(run.losses) / cfg.epochs)
-    png_loss = loss_figure(run.losses, steps_per_epoch, p("cs180b2_loss.png"),
-                           f"time-conditioned DDPM, D={cfg.hidden}, T={cfg.T}, batch {cfg.batch_size}",
-                           "L2 loss, eps_theta vs eps, per pixel")
-    y = (torch.arange(n) % 10) if cfg.num_classes else None
-    samples, lines = {}, []
-    for epoch, model in run.models.items():
-        samples[epoch] = tc.draw(model, run.schedule, n, seed, y=y, w=w if cfg.num_classes else 0.0, progress=progress)
-        lab, top = read_samples(clf, samples[epoch])
-        sure = top >= CONFIDENT
-        classes = len(set(lab[sure].tolist()))
-        hit = f", read as the requested label {int((lab == y).sum())}/{n}" if y is not None else ""
-        lines.append(f"epoch {epoch}: {int(sure.sum())}/{n} read with confidence >= {CONFIDENT}{hit}, "
-                     f"{classes} different digits among those")
-    cols = min(n, 10)
-    png = image_table([list(samples[e][:cols]) for e in samples], p("cs180b2_epochs.png"),
-                      [f"epoch {e}" for e in samples])
-    kind = (f"class-conditional (label dropout {cfg.p_uncond}, guidance w = {w}; columns ask for 0..9)"
-            if cfg.num_classes else "unconditional")
-    return [Page.of_text("CS180 B.2: the time-conditioned DDPM", [png_loss, png], f"B.2 Time-conditioned DDPM ({kind}): the part-1 UNet with FCBlock modulations of "
-             f"the unflatten and up1 features by t / T, D={cfg.hidden} (handout: 64), T={cfg.T}, betas linear 1e-4 .. "
-             f"0.02, Adam lr {cfg.lr:g} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs, batch {cfg.batch_size} "
-             f"({len(run.losses)} steps, {run.info.get('seconds', float('nan')) / 60:.1f} min on "
-             f"{run.info.get('threads', 1)} CPU thread, {run.info.get('data_source', '?')} digits). Rows: the same "
-             f"{n} seeds through the full {cfg.T}-step ancestral chain after each epoch (first {cols} shown). "
-             "Classifier reading of the samples: " + "; ".join(lines) + ".")]
+    desc = (f"{'class-conditioned' if class_run else 'time-conditioned'} UNet, D={cfg.hidden}, T={cfg.T}, "
+            f"batch {cfg.batch_size}, {len(run.losses):,} steps")
+    png_loss = loss_figure(run.losses, steps_per_epoch, os.path.join(fig_dir, f"{name}_loss.png"), desc,
+                           "L2 loss per pixel", size=(FIG_W, 2.5))
+    png = epochs_figure(got["sampled"], 4 if class_run else 1, os.path.join(fig_dir, f"{name}_epochs.png"), num,
+                        class_run, raw)
+    n, f = got["n"], num[last]
+    recipe = (f"D = {cfg.hidden} (handout 64), batch {cfg.batch_size} (handout 128), Adam lr {cfg.lr:g} decayed by "
+              f"{cfg.lr_decay:g} over {cfg.epochs} epochs (the handout's), "
+              + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
+              + (f", {cfg.epochs} epochs of a class-stratified subset of about {cfg.train_size:,} of the "
+                 f"{run.info.get('data_source', '?')} training digits" if cfg.train_size else
+                 f", {cfg.epochs} epochs of the {run.info.get('data_source', '?')} training digits")
+              + f": {len(run.losses):,} steps in {run.info.get('seconds', float('nan')) / 60:.0f} min on "
+              f"{run.info.get('threads', 1)} CPU thread")
+    per_epoch = "; ".join(
+        f"epoch {e}: " + (f"{v.agreement:.0%} match, " if class_run else "") + f"{v.confident:.0%} read with p >= "
+        f"{CONFIDENT}, FLD {v.fld:.0f}" for e, v in num.items())
+    ema_line = (f" Without the EMA (the raw weights after epoch {raw[0]}, same seeds): "
+                + (f"{raw[2].agreement:.0%} match, " if class_run else "")
+                + f"{raw[2].confident:.0%} read with confidence, FLD {raw[2].fld:.0f}." if raw else "")
+    source = f"{data.source} test digits" if data.source else "test digits"
+    common = (f"The metric classifier (trained on {clf_info.get('source', '?')} digits) reads real {source} with "
+              f"p >= {CONFIDENT} in {real.confident:.0%} of {real.n:,}; FLD is the Frechet distance to those digits in its "
+              f"64 features (real vs real is 0; n = {n} samples per epoch, so small-sample bias adds to it).")
+    if class_run:
+        answers = (f"Guided samples that show the requested digit: {f.agreement:.0%} of {n} after epoch {last} "
+                   f"(label i % 10 for seed i, guidance gamma = {got['w'] + 1:g}); {f.confident:.0%} are read with "
+                   f"confidence p >= {CONFIDENT}.\n\n"
+                   "Over training: " + ", ".join(f"epoch {e} {v.agreement:.0%}" for e, v in num.items()) + " match.")
+        title = "CS180 B.2.4-2.5: the class-conditioned UNet, with classifier-free guidance"
+        body = (f"B.2.4 The handout's class-conditioned UNet: a one-hot label through two FCBlocks scales the unflatten "
+                f"and up1 features (c1 * h + t1), with the label dropped (all zeros) for {cfg.p_uncond:.0%} of the "
+                f"training images. Recipe: {recipe}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
+                f"classifier-free guidance, eps = eps_u + gamma (eps_c - eps_u), gamma = {got['w'] + 1:g}. Rows: 4 "
+                f"samples of each digit (columns) after each epoch, the same seeds every time; measured on all {n} "
+                f"samples (10 per digit): {per_epoch}.{ema_line} {common}")
+    else:
+        answers = (f"Samples that read as digits: {f.confident:.0%} of {n} after epoch {last} are read as one digit "
+                   f"with confidence p >= {CONFIDENT}, against {real.confident:.0%} of real test digits; {f.digits} "
+                   "different digits appear among them.\n\n"
+                   "Over training: " + ", ".join(f"epoch {e} {v.confident:.0%}" for e, v in num.items()) +
+                   " read with confidence.")
+        title = "CS180 B.2.1-2.3: the time-conditioned UNet"
+        body = (f"B.2.1 The handout's UNet conditioned on t / T by two FCBlocks added to the unflatten and up1 "
+                f"features. B.2.2 Training: the simplified loss |eps - eps_theta(x_t, t)|^2 with t uniform in 1..{cfg.T} "
+                f"and the handout's linear betas 1e-4 .. 0.02. Recipe: {recipe}. B.2.3 Sampling: the full "
+                f"{cfg.T}-step ancestral chain from pure noise. Rows: the first 10 of {n} samples after each "
+                f"epoch, the same seeds every time; measured on all {n}: {per_epoch}.{ema_line} {common}")
+    return Page.of_text(title, [png_loss, png], body, answers=answers)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -190,7 +294,8 @@ def main(argv: Optional[list] = None) -> int:
                 "a denoiser run and a time-conditioned DDPM run (default: the shipped ones). The same pages come "
                 "from python visualize.py --problem cs180-b1 / cs180-b2.")
     ap.add_argument("--denoiser", default=None, help="part B.1 run (python -m mnist.denoiser writes one)")
-    ap.add_argument("--timecond", default=None, help="part B.2 run (python -m mnist.timecond writes one)")
+    ap.add_argument("--timecond", default=None, help="part B.2.1-2.3 run (python -m mnist.timecond writes one)")
+    ap.add_argument("--timecond-class", default=None, help="part B.2.4-2.5 run (python -m mnist.timecond --classes)")
     ap.add_argument("--parts", nargs="+", choices=("b1", "b2"), default=["b1", "b2"])
     ap.add_argument("--out", default="figures", help="folder for the PNGs (default figures)")
     ap.add_argument("--seed", type=int, default=0)
@@ -198,7 +303,8 @@ def main(argv: Optional[list] = None) -> int:
     torch.set_num_threads(1)
     try:
         made = (b1_pages(args.out, args.denoiser, args.seed) if "b1" in args.parts else []) + \
-               (b2_pages(args.out, args.timecond, args.seed, progress=True) if "b2" in args.parts else [])
+               (b2_pages(args.out, args.timecond, args.timecond_class, args.seed, progress=True)
+                if "b2" in args.parts else [])
     except CheckpointError as e:
         ap.error(str(e))
     for page in made:

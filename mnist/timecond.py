@@ -27,6 +27,7 @@ The shipped run (mnist/reference/timecond.pt, fp16) is the first command; `pytho
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -39,14 +40,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils import (MAX_BATCH, MAX_T, CheckpointError, Parser, Schedule, check_finite_loss, int_range, is_out_of_memory,
-                   make_schedule, p_losses, positive_float, positive_int, resolve_device, sample, seed_int)
+                   atomic_save, make_schedule, nonneg_int, p_losses, positive_float, positive_int, read_checkpoint,
+                   resolve_device, sample, seed_int)
 
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
-from .data import DataError, load_mnist
+from .data import DataError, load_mnist, stratified_split
 from .denoiser import UnconditionalUNet
 
 KIND = "ddpm-mnist-timecond"
-REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "timecond.pt")
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "timecond.pt")  # B.2.1-2.3
+REFERENCE_CLASS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "timecond_class.pt")  # B.2.4-2.5
 SNAPSHOT_EPOCHS = (1, 5, 10, 15, 20)  # the handout's figure
 
 
@@ -108,18 +111,27 @@ class TimeCondConfig:
     lr: float = 1e-3
     lr_decay: float = 0.1  # the handout: ExponentialLR with gamma = lr_decay ** (1 / epochs), per epoch
     seed: int = 0
+    ema: float = 0.999  # sample from an EMA of the weights (decay warmed up as (1 + n) / (10 + n)); 0: the handout's raw weights
+    train_size: int = 0  # train on a class-stratified subset of this many digits (chosen by seed); 0: all of them
+
+    @classmethod
+    def handout(cls, **overrides) -> "TimeCondConfig":
+        """The handout's recipe: D = 64, batch 128, every training digit, no EMA (its other settings are the defaults)."""
+        return cls(**{"hidden": 64, "batch_size": 128, "ema": 0.0, "train_size": 0, **overrides})
 
     def validate(self) -> "TimeCondConfig":
         """ValueError unless every field has a usable type and value (also for a config read from a file)."""
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
-        ok = (all(whole(getattr(self, k)) for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed"))
-              and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay")))
+        ok = (all(whole(getattr(self, k))
+                  for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed", "train_size"))
+              and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay", "ema")))
         ok = ok and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
-                     and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1)
+                     and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1
+                     and 0 <= self.ema < 1 and self.train_size >= 0)
         if not ok:
             raise ValueError(f"bad config {self}: need hidden >= 1, T >= 2, num_classes >= 0, p_uncond in [0, 1), "
-                             "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1]")
+                             "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1], ema in [0, 1), train_size >= 0")
         return self
 
 
@@ -128,28 +140,55 @@ def schedule_for(cfg: TimeCondConfig) -> Schedule:
 
 
 class TrainedDDPM(NamedTuple):
-    model: TimeConditionalUNet  # the final weights, eval mode
+    model: TimeConditionalUNet  # the final sampling weights (the EMA when cfg.ema), eval mode
     schedule: Schedule
     losses: list  # per step
-    snapshots: dict  # epoch -> state_dict, for the epochs asked for
+    snapshots: dict  # epoch -> state_dict of the sampling weights (the EMA when cfg.ema), for the epochs asked for
     seconds: float
+    raw: dict  # epoch -> state_dict of the trained (not averaged) weights when cfg.ema, else {}
+
+
+def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A class-stratified subset of about `size` of the (x, y) pairs, chosen by seed; all of them if size is 0
+    or not smaller."""
+    if not size or size >= len(x):
+        return x, y
+    keep, _ = stratified_split(y, 1 - size / len(x), seed)
+    return x[keep], y[keep]
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model with d = min(decay, (1 + step) / (10 + step)); buffers (BatchNorm
+    statistics) are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
 
 
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
-                   device="cpu") -> TrainedDDPM:
+                   device="cpu", on_snapshot=None) -> TrainedDDPM:
     """Train on x (N, 1, 28, 28) in [-1, 1] (labels y (N,) for the class model) with Adam and the
     handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs
     (on the CPU). The random numbers come from a CPU generator on every device, so a GPU run draws
-    the same batches, timesteps and noise as a CPU run."""
+    the same batches, timesteps and noise as a CPU run. x and y are the whole training set: with
+    cfg.train_size the run takes its stratified subset. on_snapshot(partial TrainedDDPM), if given, is
+    called after each snapshot (to save progress)."""
     cfg.validate()
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x must be (N, 1, 28, 28) images in [-1, 1], got {tuple(x.shape)}")
     if cfg.num_classes and (y is None or len(y) != len(x)):
         raise ValueError("the class-conditional model needs one label per image")
+    if cfg.train_size:
+        if y is None:
+            raise ValueError("train_size needs the labels, to keep the classes balanced")
+        x, y = subset(x, y, cfg.train_size, cfg.seed)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes).to(device)
+    ema = copy.deepcopy(model).eval() if cfg.ema else None
     schedule = schedule_for(cfg).to(device)
     x, y = x.to(device), (y.to(device) if y is not None else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -158,7 +197,8 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     bar = None
     if progress:
         bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"part B.2 DDPM D={cfg.hidden}", unit="step")
-    losses, snapshots, start = [], {}, time.perf_counter()
+    cpu = lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+    losses, snapshots, raw, start = [], {}, {}, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         perm = torch.randperm(len(x), generator=g)
@@ -171,28 +211,44 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema_update(ema, model, cfg.ema, len(losses))
             if bar is not None:
                 bar.update()
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
         decay.step()
         if epoch in snapshot_epochs:
-            snapshots[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            snapshots[epoch] = cpu(ema if ema is not None else model)
+            if ema is not None:
+                raw[epoch] = cpu(model)
+            if on_snapshot is not None:
+                on_snapshot(TrainedDDPM(None, None, losses, snapshots, time.perf_counter() - start, raw))
     if bar is not None:
         bar.close()
-    return TrainedDDPM(model.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start)
+    final = ema if ema is not None else model
+    return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start, raw)
 
 
 def save_run(path, run: TrainedDDPM, cfg: TimeCondConfig, **info) -> None:
-    """Write the snapshots (fp16: the file is shipped; loading upcasts) and the loss per step, atomically."""
-    save_epoch_run(path, KIND, asdict(cfg), run.losses, run.seconds, run.snapshots, key="snapshots", **info)
+    """Write the snapshots (fp16: the file is shipped; loading upcasts), the raw weights beside an EMA, and the
+    loss per step, atomically."""
+    save_epoch_run(path, KIND, asdict(cfg), run.losses, run.seconds, run.snapshots, key="snapshots",
+                   more_states={"raw": run.raw} if run.raw else None, **info)
 
 
 class Snapshots(NamedTuple):
     config: TimeCondConfig
     schedule: Schedule
-    models: dict  # epoch -> TimeConditionalUNet (eval, float32)
+    models: dict  # epoch -> TimeConditionalUNet (eval, float32): the sampling weights (the EMA when config.ema)
     losses: list
     info: dict
+    raw: dict  # epoch -> the trained weights without averaging, when the run kept an EMA; else {}
+
+    @property
+    def samples(self) -> Optional[dict]:
+        """What add_samples stored: {"n", "seed", "w", "labels", "steps", "seconds", "sampled": {epoch: uint8
+        (n, 28, 28)}, "raw": {epoch: ...}}, or None."""
+        return self.info.get("samples")
 
 
 def load_run(path=REFERENCE) -> Snapshots:
@@ -203,7 +259,35 @@ def load_run(path=REFERENCE) -> Snapshots:
 
     cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build,
                                                key="snapshots")
-    return Snapshots(cfg, schedule_for(cfg), models, losses, info)
+    raw = {}
+    if "raw" in info:
+        _, raw, _, _ = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build, key="raw")
+        del info["raw"]
+    return Snapshots(cfg, schedule_for(cfg), models, losses, info, raw)
+
+
+GUIDANCE = 4.0  # w in (1 + w) eps(x, y) - w eps(x, null): the handout's gamma = 5
+
+
+def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> dict:
+    """Draw n samples with the full ancestral chain from every snapshot of the run at `path` (and from its
+    final raw weights beside an EMA), and store them in the file as uint8 images, as the handout samples after
+    epochs 1, 5, 10, 15 and 20. Sample i uses seed + i; a class run asks for label i % 10 with guidance
+    GUIDANCE (gamma = 5). The report and the benchmark read these instead of sampling again."""
+    run = load_run(path)
+    y = torch.arange(n) % 10 if run.config.num_classes else None
+    w = GUIDANCE if run.config.num_classes else 0.0
+    to_uint8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
+    start, drawn = time.perf_counter(), {"sampled": {}, "raw": {}}
+    last = max(run.raw, default=None)  # the raw weights are sampled at the end only: the EMA's measured effect
+    jobs = [("sampled", e, m) for e, m in run.models.items()] + ([("raw", last, run.raw[last])] if run.raw else [])
+    for group, epoch, model in tqdm(jobs, desc=f"sampling {os.path.basename(str(path))}", disable=not progress):
+        drawn[group][epoch] = to_uint8(draw(model, run.schedule, n, seed, y=y, w=w))
+    ckpt = read_checkpoint(path, KIND)
+    ckpt["samples"] = {"n": n, "seed": seed, "w": w, "labels": y, "steps": run.config.T,
+                       "seconds": time.perf_counter() - start, **drawn}
+    atomic_save(ckpt, path)
+    return ckpt["samples"]
 
 
 @torch.no_grad()
@@ -218,13 +302,24 @@ def main(argv: Optional[list] = None) -> int:
     d = TimeCondConfig()
     p = Parser(prog="python -m mnist.timecond", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int_range(1, 1024), default=d.hidden,
+    p.add_argument("--hidden", type=int_range(1, 1024), default=None,
                    help=f"D, channels (default {d.hidden}; handout 64)")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=None,
+                   help=f"default {d.batch_size} (handout 128)")
     p.add_argument("--lr", type=positive_float, default=d.lr, help=f"default {d.lr}")
     p.add_argument("--classes", action="store_true", help="the handout's class-conditional model (10 labels, "
                    "label dropout 0.1) instead of the unconditional one")
+    p.add_argument("--ema", type=float, default=None, help=f"EMA decay of the sampled weights (default {d.ema}; "
+                   "0 = none, as the handout)")
+    p.add_argument("--train-size", type=nonneg_int, default=None, help="train on a class-stratified subset of this "
+                   "many digits, so that 20 epochs fit a budget (default 0 = all)")
+    p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, batch 128, every digit, "
+                   "no EMA (other flags given still override it)")
+    p.add_argument("--samples", type=nonneg_int, default=100, help="samples drawn after training from each "
+                   "snapshot and kept in the run for the report (default 100; 0: none)")
+    p.add_argument("--add-samples", metavar="RUN", default=None, help="only draw and store --samples samples in an "
+                   "existing run file (what training does at its end)")
     p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
@@ -233,18 +328,40 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     prog = p.prog
+    given = {k: v for k, v in (("hidden", args.hidden), ("batch_size", args.batch_size), ("ema", args.ema),
+                                ("train_size", args.train_size)) if v is not None}
+    common = dict(num_classes=10 if args.classes else 0, epochs=args.epochs, lr=args.lr, seed=args.seed, **given)
+    cfg = TimeCondConfig.handout(**common) if args.handout else TimeCondConfig(**common)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        p.error(str(e))
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    cfg = TimeCondConfig(hidden=args.hidden, num_classes=10 if args.classes else 0, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     path = os.path.join(args.out, "timecond.pt")
+    if args.add_samples:
+        try:
+            got = add_samples(args.add_samples, args.samples or 100, progress=not args.quiet)
+        except (OSError, CheckpointError) as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            torch.set_num_threads(threads)
+        print(f"{args.add_samples}: stored {got['n']} samples from each of {len(got['sampled']) + len(got['raw'])} "
+              f"snapshots in {got['seconds']:.0f} s")
+        return 0
     try:
         device = resolve_device(args.device)
         check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
-        run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device)
-        save_run(path, run, cfg, data_source=data.source, threads=args.threads, device=str(device))
+        info = dict(data_source=data.source, threads=args.threads, device=str(device))
+        partial = lambda run: save_run(path, run, cfg, finished=False, **info)  # progress survives a killed run
+        run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
+                             on_snapshot=partial)
+        save_run(path, run, cfg, finished=True, **info)
+        if args.samples:
+            add_samples(path, args.samples, progress=not args.quiet)
     except (OSError, DataError, ValueError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -64,7 +64,7 @@ def text_blocks(text: str, kind: str = "text") -> list:
 
 PAGE_W, PAGE_H, MARGIN = 8.27, 11.69, 0.45  # A4, inches
 FIG_W = PAGE_W - 2 * MARGIN  # every image is drawn this wide: a figure made this wide prints at its own font sizes
-TITLE_H, GAP, BOX_PAD = 0.45, 0.1, 0.07  # inches
+TITLE_H, GAP, BOX_PAD, SECTION_GAP = 0.45, 0.1, 0.07, 0.25  # inches
 POINTS = {"answer": 9.0, "text": 8.5, "table": 7.5}  # every font on the page is 7 pt or more
 LEADING = {"answer": 1.3, "text": 1.3, "table": 1.25}
 
@@ -119,46 +119,84 @@ def layout_blocks(blocks: list) -> list:
 
 
 def render_page(page: Page) -> list:
-    """A page as matplotlib figures: the title, the answers, then the images at the page's width,
-    then the text. An image that does not fit below what is already on the page moves to the top of
-    the next page while the text goes on filling this one (as LaTeX floats figures); text that does
-    not fit goes on "(continued)" pages. Images are never shrunk to make room for text (their fonts
-    would shrink with them); only an image taller than a whole page is scaled down to fit one."""
-    answers = layout_blocks([b for b in page.blocks if b[0] == "answer"])
-    body = layout_blocks([b for b in page.blocks if b[0] != "answer"])
-    images, figs, title = list(page.images), [], page.title
-    while True:
-        fig = plt.figure(figsize=(PAGE_W, PAGE_H))
-        fig.text(MARGIN / PAGE_W, 1 - MARGIN / PAGE_H, title, fontsize=13, weight="bold", va="top")
-        y = PAGE_H - MARGIN - TITLE_H
-        placed_any, deferred = bool(answers), []
-        if answers:
-            y, answers = draw_answers(fig, answers, y), []
-        for path in images:
-            im = plt.imread(path)
-            natural = FIG_W * im.shape[0] / im.shape[1]  # its height at the page's width
-            h = min(natural, PAGE_H - 2 * MARGIN - TITLE_H)  # an image taller than a page is the one shrunk
-            if deferred or h > y - MARGIN + 1e-9:
-                deferred.append(path)
-                continue
-            w = FIG_W * h / natural
-            ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - h) / PAGE_H, w / PAGE_W, h / PAGE_H])
-            ax.imshow(im, interpolation="antialiased")
-            ax.axis("off")
-            y -= h + GAP
-            placed_any = True
-        while body and body[0][0] == "gap" and not placed_any:
-            body.pop(0)  # no blank space at the top of a page
-        while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a page
-            kind, line, lead = body.pop(0)
-            draw_line(fig, kind, line, lead, y)
-            y -= line_height(kind)
-            placed_any = True
-        figs.append(fig)
-        images = deferred
-        if not images and not body:
-            return figs
-        title = page.title + " (continued)"
+    """One page (and its continuations) as matplotlib figures; see render_pages."""
+    return render_pages([page])
+
+
+def render_pages(pages: list, flow: bool = False) -> list:
+    """Pages as matplotlib figures (A4 sheets): each page's title, its answers, then its images at the
+    page's width, then its text. An image that does not fit below what is already on the sheet moves
+    to the top of the next sheet while the text goes on filling this one (as LaTeX floats figures);
+    text that does not fit goes on "(continued)" sheets. Images are never shrunk to make room for text
+    (their fonts would shrink with them); only an image taller than a whole sheet is scaled down.
+
+    flow=False starts every page on a new sheet. flow=True starts a page on the sheet the previous one
+    ended on when its title, answers and first image (or first lines of text) fit below it, so that
+    two short sections share a sheet."""
+    figs, y = [], 0.0
+
+    def new_sheet() -> float:
+        figs.append(plt.figure(figsize=(PAGE_W, PAGE_H)))
+        return PAGE_H - MARGIN
+
+    for page in pages:
+        answers = layout_blocks([b for b in page.blocks if b[0] == "answer"])
+        body = layout_blocks([b for b in page.blocks if b[0] != "answer"])
+        images, title = list(page.images), page.title
+        if not figs or not flow or start_height(answers, images, body) > y - MARGIN - SECTION_GAP:
+            y = new_sheet()
+        elif y < PAGE_H - MARGIN:
+            y -= SECTION_GAP
+        while True:
+            fig = figs[-1]
+            fig.text(MARGIN / PAGE_W, y / PAGE_H, title, fontsize=13, weight="bold", va="top")
+            y -= TITLE_H
+            placed_any, deferred = bool(answers), []
+            if answers:
+                y, answers = draw_answers(fig, answers, y), []
+            for path in images:
+                h = image_height(path)
+                if deferred or h > y - MARGIN + 1e-9:
+                    deferred.append(path)
+                    continue
+                w = FIG_W * h / natural_height(path)
+                ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - h) / PAGE_H, w / PAGE_W, h / PAGE_H])
+                ax.imshow(plt.imread(path), interpolation="antialiased")
+                ax.axis("off")
+                y -= h + GAP
+                placed_any = True
+            while body and body[0][0] == "gap" and not placed_any:
+                body.pop(0)  # no blank space at the top of a sheet
+            while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a sheet
+                kind, line, lead = body.pop(0)
+                draw_line(fig, kind, line, lead, y)
+                y -= line_height(kind)
+                placed_any = True
+            images = deferred
+            if not images and not body:
+                break
+            y, title = new_sheet(), page.title + " (continued)"
+    return figs
+
+
+def natural_height(path: str) -> float:
+    """An image's height in inches when drawn FIG_W wide."""
+    im = plt.imread(path)
+    return FIG_W * im.shape[0] / im.shape[1]
+
+
+def image_height(path: str) -> float:
+    """Its drawn height: natural, unless taller than a whole sheet below a title."""
+    return min(natural_height(path), PAGE_H - 2 * MARGIN - TITLE_H)
+
+
+def start_height(answers: list, images: list, body: list) -> float:
+    """What must fit below the previous section for a page to start on the same sheet: its title, its
+    answers, and its first image, or its first four lines of text."""
+    h = TITLE_H + (sum(line_height(k) for k, _, _ in answers) + 2 * BOX_PAD + GAP if answers else 0.0)
+    if images:
+        return h + image_height(images[0])
+    return h + sum(line_height(k) for k, _, _ in body[:4])
 
 
 def draw_answers(fig, lines: list, y: float) -> float:
@@ -186,13 +224,13 @@ def draw_line(fig, kind: str, line: str, lead: str, y: float, x: float = MARGIN)
     fig.text(x / PAGE_W, y / PAGE_H, line, fontsize=pt, va="top", family=family)
 
 
-def write_report(pages: list, path: str) -> None:
+def write_report(pages: list, path: str, flow: bool = False) -> None:
+    """The pages as a PDF at `path`, atomically; flow: let short sections share a sheet (render_pages)."""
     def write(tmp):
         with PdfPages(tmp, metadata=PDF_METADATA) as pdf:
-            for page in pages:
-                for fig in render_page(page):
-                    pdf.savefig(fig)
-                    plt.close(fig)
+            for fig in render_pages(pages, flow):
+                pdf.savefig(fig)
+                plt.close(fig)
 
     atomic_write(path, write)
 

