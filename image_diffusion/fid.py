@@ -1,0 +1,142 @@
+"""Sample quality as a Frechet distance between Gaussians fitted to features of real and generated images.
+
+FID proper (Heusel et al. 2017) takes the features of pytorch-fid's Inception network, whose weights
+(pt_inception-2015-12-05) pytorch-fid downloads on first use. Where they are not in torch's hub
+cache and cannot be downloaded, `get_metric` says so in one line and falls back to the features of a
+small classifier that it trains on the dataset's training split (on its labels, or, for a folder
+without classes, on which of four rotations an image shows). That number ranks models trained on
+the same data; it is NOT comparable with FIDs in papers, and is labelled so everywhere it is printed.
+
+    metric = get_metric(data)                       # Inception if possible, else the stand-in
+    ref = metric.fit(real_images)                   # Gaussian of real features
+    d = metric.distance(ref, generated_images)      # images (N, C, H, W) in [-1, 1]
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, NamedTuple
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from .data import Images
+
+try:  # optional: pytorch-fid's Inception network (requirements-test.txt installs it)
+    from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+except ImportError:
+    FID_WEIGHTS_URL = InceptionV3 = None
+
+
+class Gaussian(NamedTuple):
+    mu: np.ndarray  # (D,)
+    sigma: np.ndarray  # (D, D)
+
+
+def fit_gaussian(feats: torch.Tensor) -> Gaussian:
+    """Mean and covariance of features (N, D), float64."""
+    f = feats.double().cpu().numpy()
+    return Gaussian(f.mean(0), np.cov(f, rowvar=False))
+
+
+def frechet_distance(p: Gaussian, q: Gaussian) -> float:
+    """||mu_p - mu_q||^2 + Tr(S_p + S_q - 2 (S_p S_q)^(1/2)) (Heusel et al. 2017, Eq. 6)."""
+    covmean, _ = scipy.linalg.sqrtm(p.sigma @ q.sigma, disp=False)
+    if not np.isfinite(covmean).all():  # singular product: nudge both covariances, as pytorch-fid does
+        eps = 1e-6 * np.eye(len(p.mu))
+        covmean = scipy.linalg.sqrtm((p.sigma + eps) @ (q.sigma + eps))
+    covmean = covmean.real
+    return float(((p.mu - q.mu) ** 2).sum() + np.trace(p.sigma) + np.trace(q.sigma) - 2 * np.trace(covmean))
+
+
+class Metric(NamedTuple):
+    """name: how to label the number; features: images (N, C, H, W) in [-1, 1] -> (N, D)."""
+
+    name: str
+    features: Callable
+    comparable: bool  # True only for Inception FID
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, batch_size: int = 250) -> Gaussian:
+        return fit_gaussian(torch.cat([self.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]))
+
+    def distance(self, ref: Gaussian, x: torch.Tensor) -> float:
+        return frechet_distance(ref, self.fit(x))
+
+
+def inception_weights() -> str:
+    """Where pytorch-fid looks for its Inception weights (torch's hub cache)."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(FID_WEIGHTS_URL or "pt_inception.pth"))
+
+
+def inception_metric(device="cpu") -> Metric:
+    net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+
+    def features(x):
+        x = ((x.to(device) + 1) / 2).clamp(0, 1)  # pytorch-fid takes [0, 1] and resizes to 299 itself
+        return net(x.expand(-1, 3, -1, -1))[0].flatten(1).cpu()
+
+    return Metric("FID (pytorch-fid Inception)", features, True)
+
+
+class SmallClassifier(nn.Module):
+    """Three conv blocks and a global average: x (B, C, R, R) in [-1, 1] -> features (B, 128); head -> logits."""
+
+    def __init__(self, channels: int, num_outputs: int, width: int = 32):
+        super().__init__()
+        c = [channels, width, 2 * width, 4 * width]
+        self.body = nn.Sequential(*[m for i in range(3) for m in (
+            nn.Conv2d(c[i], c[i + 1], 3, padding=1), nn.GroupNorm(8, c[i + 1]), nn.SiLU(), nn.MaxPool2d(2))])
+        self.head = nn.Linear(c[-1], num_outputs)
+
+    def features(self, x):
+        return self.body(x).mean((2, 3))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def rotations(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Rotate image i by k[i] quarter turns: x (B, C, R, R), k int64 (B,) in 0..3."""
+    return torch.stack([torch.rot90(xi, int(ki), (1, 2)) for xi, ki in zip(x, k)])
+
+
+def classifier_metric(data: Images, steps: int = 1500, batch_size: int = 64, seed: int = 0,
+                      progress: bool = False) -> Metric:
+    """Train SmallClassifier on `data` (its classes, or 4 rotations if it has none); its features."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    by_label = data.num_classes >= 2
+    clf = SmallClassifier(data.channels, data.num_classes if by_label else 4)
+    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    loader = DataLoader(data, batch_size=batch_size, sampler=RandomSampler(data, True, steps * batch_size, generator=g))
+    for step, (x, y) in enumerate(loader):
+        if not by_label:
+            y = torch.randint(0, 4, (len(x),), generator=g)
+            x = rotations(x, y)
+        loss = F.cross_entropy(clf(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress and step % 250 == 0:
+            print(f"  classifier step {step}/{steps}: loss {loss.item():.3f}", file=sys.stderr)
+    clf.eval()
+    task = "classes" if by_label else "rotations"
+    return Metric(f"FD in a small classifier's features (trained on {task}; not comparable with papers)",
+                  lambda x: clf.features(x.cpu()), False)
+
+
+def get_metric(data: Images, device="cpu", classifier_steps: int = 1500, progress: bool = False) -> Metric:
+    """Inception FID when pytorch-fid and its weights are here; otherwise one line on stderr saying why, and
+    the classifier stand-in."""
+    if InceptionV3 is not None and os.path.exists(inception_weights()):
+        return inception_metric(device)
+    why = "pytorch-fid is not installed" if InceptionV3 is None else \
+        f"its Inception weights are not in {inception_weights()} and cannot be downloaded without a network"
+    print(f"FID: {why}; using the Frechet distance in a small classifier's features instead, which is NOT "
+          "comparable with published FIDs", file=sys.stderr)
+    return classifier_metric(data, classifier_steps, progress=progress)

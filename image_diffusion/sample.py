@@ -1,0 +1,153 @@
+"""Sample a trained image model: a grid of images and a trajectory figure.
+
+    python -m image_diffusion.sample --checkpoint runs/cifar10/model.pt            # writes beside it
+    python -m image_diffusion.sample --checkpoint RUN/model.pt --steps 50 --w 2    # DDIM-50, guided
+
+The sampler is utils.py's: the full ancestral chain of Ho et al. (2020), Alg. 2 (--steps 0), or
+DDIM with --steps S (Song et al. 2021). A class-conditional model draws the classes in turn with
+classifier-free guidance of scale --w (Ho & Salimans 2022). Every image has its own generator,
+seeded by (--seed, image index), so an image does not depend on --n or the device batch.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
+
+from utils import (CheckpointError, OutputError, Parser, Schedule, check_new_file, ddim_timesteps, first_line, int_range,
+                   nonneg_float, nonneg_int, p_sample_loop, positive_int, randn, replacing, resolve_device, sample,
+                   seed_int)
+
+from .trainer import load_model, mix
+
+DEFAULT_W = 2.0  # guidance scale for class-conditional models
+
+
+def generators(n: int, seed: int) -> list:
+    """One CPU generator per image, seeded by (seed, image index)."""
+    return [torch.Generator().manual_seed(mix(seed, i)) for i in range(n)]
+
+
+def labels_for(model, n: int) -> Optional[torch.Tensor]:
+    """Classes 0, 1, ..., num_classes - 1, 0, ... for a class-conditional model; None otherwise."""
+    return torch.arange(n) % model.num_classes if model.num_classes else None
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clipped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def save_grid(x: torch.Tensor, path: str, nrow: int = 8) -> None:
+    """x (N, C, H, W) in [-1, 1] as one PNG grid (nrow images per row), written atomically."""
+    grid = make_grid(to_unit(x.float().cpu()), nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W')
+    _save_image(grid, path, dpi=max(100, grid.shape[-1] // 6))
+
+
+def _save_image(grid: torch.Tensor, path: str, dpi: int, title: str = "", xticks=None) -> None:
+    h, w = grid.shape[-2:]
+    fig = Figure(figsize=(w / dpi * 1.5 + 0.2, h / dpi * 1.5 + (0.5 if title or xticks else 0.1)), dpi=dpi)
+    ax = fig.subplots()
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_yticks([])
+    ax.set_xticks([] if xticks is None else xticks[0], [] if xticks is None else xticks[1])
+    ax.tick_params(length=0, labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    fig.tight_layout(pad=0.2)
+    with replacing(path) as tmp:  # a crash never leaves half an image under `path`
+        fig.savefig(tmp, format="png")
+
+
+@torch.no_grad()
+def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, w: float = 0.0, seed: int = 0,
+               steps: Optional[int] = None) -> tuple:
+    """The reverse chain of n images, kept at `columns` timesteps from T down to 0 (only those are stored, so
+    the full 1000-step chain fits in memory). Returns (x (columns, n, C, H, W), timesteps list)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    visited = ddim_timesteps(schedule.T, steps) + [0] if steps else list(range(schedule.T, -1, -1))
+    keep = sorted({visited[round(i * (len(visited) - 1) / (columns - 1))] for i in range(columns)}, reverse=True)
+    x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), generators(n, seed), device)
+    frames = [x.cpu()] if schedule.T in keep else []
+    model.eval()
+    for step in p_sample_loop(model, schedule, x, y, w, generators(n, seed), steps or None):
+        if step.t_prev in keep:
+            frames.append(step.x.cpu())
+    return torch.stack(frames), keep
+
+
+def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: int = 0, w: float = DEFAULT_W,
+                  seed: int = 0, progress: bool = False) -> tuple:
+    """folder/samples.png (n images) and folder/trajectory.png (the first 8 images' chains, whose last
+    column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM. Returns both paths."""
+    device = next(model.parameters()).device
+    cfg = model.config
+    y = labels_for(model, n)
+    w = w if y is not None else 0.0
+    x = sample(model, schedule, n, y=y, w=w, generator=generators(n, seed), steps=steps or None,
+               shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
+    grid_path, traj_path = os.path.join(folder, "samples.png"), os.path.join(folder, "trajectory.png")
+    save_grid(x, grid_path, nrow=max(1, round(n ** 0.5)))
+    k = min(8, n)
+    frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], w, seed, steps or None)
+    cols, rows = frames.shape[0], frames.shape[1]
+    grid = make_grid(to_unit(frames.transpose(0, 1).reshape(-1, *frames.shape[2:])), nrow=cols, padding=2,
+                     pad_value=1.0)
+    cell = grid.shape[-1] / cols
+    sampler = f"DDIM, {steps} steps" if steps else "ancestral, all steps"
+    _save_image(grid, traj_path, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 ({sampler}); {rows} images",
+                xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
+    return grid_path, traj_path
+
+
+# ======================================================================= CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m image_diffusion.sample", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a model.pt written by python -m image_diffusion.train")
+    p.add_argument("--out", default=None, help="folder for samples.png and trajectory.png (default: the checkpoint's)")
+    p.add_argument("--n", type=int_range(1, 1024), default=64, help="images in the grid (default %(default)s)")
+    p.add_argument("--steps", type=nonneg_int, default=None,
+                   help="0: the full ancestral chain; S: DDIM with S steps (default: the run's sample_steps)")
+    p.add_argument("--w", type=nonneg_float, default=DEFAULT_W,
+                   help="classifier-free guidance scale, class-conditional models only (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="default %(default)s")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace samples.png / trajectory.png if present")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = "image_diffusion.sample"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        loaded = load_model(args.checkpoint, resolve_device(args.device))
+        out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+        steps = loaded.config.sample_steps if args.steps is None else args.steps
+        if steps > loaded.schedule.T:
+            raise ValueError(f"--steps {steps} is more than the model's T={loaded.schedule.T}")
+        for name in ("samples.png", "trajectory.png"):
+            check_new_file(os.path.join(out, name), args.overwrite)
+        paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True)
+    except (ValueError, OSError, CheckpointError, OutputError) as e:
+        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

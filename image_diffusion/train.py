@@ -1,0 +1,160 @@
+"""Train an image DDPM from a named preset.
+
+    python -m image_diffusion.train --preset cifar10-32 --data data/cifar/train --steps 200
+    python -m image_diffusion.train --preset cifar10-32 --data data/cifar/train --steps 400 --resume
+    torchrun --nproc_per_node=2 -m image_diffusion.train --preset cifar10-32 --steps 200   # DDP (gloo/nccl)
+
+--preset NAME picks every setting; any option below overrides one (--T 500, --mults 1,2,2,
+--attn-resolutions none, --num-classes 10). --data is "cifar10" or "stl10" (torchvision's copy in
+--data-root, downloaded if missing and possible) or a folder of images (class subfolders or flat).
+Writes OUT/model.pt (EMA weights + the full config), OUT/state.pt (for --resume), loss.csv,
+loss.png, and at the end samples.png and trajectory.png. The global --batch-size is split over the
+torchrun processes, and the result does not depend on how many there are.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from dataclasses import fields
+
+import torch
+import torch.distributed as dist
+
+from utils import (MAX_BATCH, MAX_T, SCHEDULES, CheckpointError, OutputError, Parser, check_writable,
+                   clean_orphans, first_line, folder_lock, int_range, is_out_of_memory, nonneg_int, positive_float,
+                   positive_int, probability, seed_int)
+
+from .data import DataError, load_images
+from .presets import PRESETS, Config, describe_presets, get_preset
+from .sample import write_figures
+from .trainer import Distributed, check_run_folder, train
+from .unet import count_parameters, UNet
+
+
+def int_list(text: str) -> tuple:
+    """argparse type: comma-separated whole numbers ('1,2,2,2'); 'none' or '' for an empty list."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1,2,2,2, got {text!r}") from None
+
+
+# (type, help) of each Config field on the command line; the default always comes from the preset
+OPTIONS = {
+    "data": (str, '"cifar10", "stl10" or a folder of images'),
+    "data_root": (str, "where torchvision's datasets are (or are downloaded to)"),
+    "download": (None, "download a missing torchvision dataset"),
+    "resolution": (positive_int, "image size in pixels: 28, 32, 64, 96 or 128"),
+    "channels": (int_range(1, 3), "image channels: 3 (RGB) or 1 (grayscale)"),
+    "base": (positive_int, "UNet width of the first level"),
+    "mults": (int_list, "width multiplier per level, e.g. 1,2,2,2 (a 2x downsampling between levels)"),
+    "attn_resolutions": (int_list, "resolutions with self-attention, e.g. 16 or 16,8 (none: no attention)"),
+    "num_res_blocks": (positive_int, "ResBlocks per level"),
+    "embed_dim": (nonneg_int, "time/class embedding size (0: 4 x base)"),
+    "dropout": (probability, "dropout in the ResBlocks"),
+    "num_classes": (nonneg_int, "0: unconditional; else the number of classes (labels from the dataset)"),
+    "mid_attention": (None, "self-attention in the middle block"),
+    "T": (int_range(1, MAX_T), "diffusion steps"),
+    "schedule": (SCHEDULES, "beta schedule: linear 1e-4..0.02 (Ho et al.) or cosine (Nichol & Dhariwal)"),
+    "loss": (("l2", "l1"), "noise-prediction loss"),
+    "p_uncond": (probability, "label dropout for classifier-free guidance"),
+    "steps": (positive_int, "optimiser steps in total"),
+    "batch_size": (int_range(1, MAX_BATCH), "global batch size (split over torchrun processes)"),
+    "lr": (positive_float, "Adam learning rate"),
+    "warmup": (nonneg_int, "linear learning-rate warm-up steps"),
+    "grad_clip": (positive_float, "gradient-norm clip"),
+    "ema_decay": (probability, "EMA decay of the saved weights"),
+    "seed": (seed_int, "seeds the weights, the data order and every sample's noise"),
+    "device": (str, "auto (cuda, then mps, then cpu), cpu, cuda or mps"),
+    "amp": (None, "bf16 autocast on CUDA"),
+    "compile": (None, "torch.compile the UNet"),
+    "workers": (int_range(-1, 64), "DataLoader workers (-1: 4 on CUDA, 0 on CPU)"),
+    "save_every": (positive_int, "checkpoint interval in steps"),
+    "sample_n": (int_range(1, 1024), "images in the final samples.png"),
+    "sample_steps": (nonneg_int, "final grid: 0 for the full ancestral chain, else DDIM steps"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m image_diffusion.train", description=__doc__,
+               epilog="presets (--preset NAME):\n" + describe_presets(),
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), required=True, metavar="NAME",
+                   help=f"one of {', '.join(PRESETS)} (listed below)")
+    p.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (--steps may be raised)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over the run in --out")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="CPU threads for torch per process (default %(default)s: fastest on shared cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    overrides = p.add_argument_group("overrides of the preset")
+    for f in fields(Config):
+        kind, text = OPTIONS[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if kind is None:
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif isinstance(kind, tuple):
+            overrides.add_argument(flag, choices=kind, default=None, help=text)
+        else:
+            overrides.add_argument(flag, type=kind, default=None, help=text)
+    return p
+
+
+def init_distributed() -> Distributed:
+    """Join the torchrun process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed.current()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
+    prog = "image_diffusion.train"
+    out = args.out or os.path.join("runs", args.preset)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        cfg = get_preset(args.preset, **overrides)
+        if cfg.data is None:
+            raise DataError(f"preset {args.preset} has no dataset of its own; pass --data FOLDER")
+        part = init_distributed()
+        lock = folder_lock(out) if part.rank == 0 else contextlib.nullcontext()
+        with lock:  # a second run into the same folder is refused while this one runs
+            check_run_folder(out, args.resume, args.overwrite)
+            if part.rank == 0:
+                check_writable(out)
+                clean_orphans(out)
+            data = load_images(cfg.data, cfg.data_root, cfg.resolution, cfg.channels, cfg.download)
+            if part.rank == 0:
+                print(f"data {data.describe()}; UNet {count_parameters(UNet(cfg.unet())):,} parameters; "
+                      f"{part.world} process(es); {torch.get_num_threads()} CPU thread(s) each", flush=True)
+            result = train(cfg, data, out, args.resume, progress=not args.quiet)
+            if part.rank == 0 and result.losses:
+                paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed)
+    except (ValueError, OSError, CheckpointError, OutputError) as e:  # DataError and NonFiniteError are ValueErrors
+        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower --batch-size or --base",
+              file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if part.rank == 0:
+        tail = result.losses[-100:] or [float("nan")]
+        print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; final loss {sum(tail) / len(tail):.4f}; "
+              f"wrote {os.path.join(out, 'model.pt')}" + (f", {paths[0]}, {paths[1]}" if result.losses else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The training loop every image model of the package uses, and its checkpoints.
+
+    result = train(cfg, load_images(...), out="runs/cifar10")
+
+Each step draws a global batch of `cfg.batch_size` images and minimises the simplified loss of
+Ho et al. (2020), Eq. 14, ||eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t, y)||
+(L2, or L1 as in seed 004's tutorial), with t ~ U{1..T}. Adam with a linear warm-up, gradient-norm
+clipping, an EMA of the weights (what is saved and sampled).
+
+Reproducible whatever the split. The global batch of step s is positions s*B .. s*B + B - 1 of a
+stream that walks through one seeded permutation of the dataset per epoch; every sample's flip,
+timestep, label dropout and noise come from its own generator, seeded by (run seed, step, position).
+Under torchrun each of the N processes takes B/N consecutive positions and DDP averages the
+gradients, so one process and N processes train the same model up to float rounding (dropout
+masks are the exception: they come from each process's torch RNG, seeded by (seed, step, rank)).
+The same seeds make --resume continue bit-identically: nothing random is carried between steps.
+
+Rank 0 alone writes: model.pt (EMA weights + full config), state.pt (everything --resume needs),
+loss.csv and loss.png, each replaced atomically (utils.atomic_save / utils.replacing).
+On CUDA: bf16 autocast, channels_last, pinned-memory DataLoader workers, optional torch.compile.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import time
+from typing import NamedTuple, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from matplotlib.figure import Figure  # the object API: no pyplot, no global backend, renders with Agg
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from utils import (EMA, CheckpointError, NonFiniteError, OutputError, Schedule, atomic_save, check_finite_weights,
+                   first_line, make_schedule, q_sample, randn, read_checkpoint, replacing, resolve_device)
+
+from .data import Images, hflip, worker_error
+from .presets import Config
+from .unet import UNet, UNetConfig
+
+KIND = "image-diffusion"
+RESUME_KIND = "image-diffusion-resume"
+RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png", "samples.png", "trajectory.png")
+# settings a resumed run may change: they do not change what is computed
+RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", "sample_steps", "download", "data_root")
+
+
+# ======================================================= seeds and batches
+def mix(*ints: int) -> int:
+    """A 63-bit seed from a tuple of integers (blake2b), so nearby tuples give unrelated streams."""
+    digest = hashlib.blake2b(",".join(map(str, ints)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def sample_generators(seed: int, step: int, positions) -> list:
+    """One CPU generator per sample, seeded by (run seed, step, global position in the batch)."""
+    return [torch.Generator().manual_seed(mix(seed, step, int(p))) for p in positions]
+
+
+class Distributed(NamedTuple):
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> "Distributed":
+        return cls(dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else cls()
+
+    def positions(self, step: int, batch_size: int) -> range:
+        """This process's positions of step `step`'s global batch: a contiguous batch_size / world slice."""
+        b = batch_size // self.world
+        return range(step * batch_size + self.rank * b, step * batch_size + (self.rank + 1) * b)
+
+
+class StepBatches(Sampler):
+    """Dataset indices of this process's share of each step's batch, steps start..end - 1.
+    Position p of the stream is index perm_e[p mod N] of epoch e = p // N, perm_e seeded by (seed, e)."""
+
+    def __init__(self, n: int, cfg: Config, part: Distributed, start: int, end: int):
+        self.n, self.cfg, self.part, self.start, self.end = n, cfg, part, start, end
+
+    def __len__(self):
+        return self.end - self.start
+
+    def __iter__(self):
+        epoch, perm = None, None
+        for step in range(self.start, self.end):
+            batch = []
+            for p in self.part.positions(step, self.cfg.batch_size):
+                if p // self.n != epoch:
+                    epoch = p // self.n
+                    perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix(self.cfg.seed, epoch)))
+                batch.append(int(perm[p % self.n]))
+            yield batch
+
+
+# ================================================================== the loss
+def per_sample_losses(model, schedule: Schedule, x0: torch.Tensor, y: Optional[torch.Tensor], generators: list,
+                      loss: str = "l2", p_uncond: float = 0.1, num_classes: int = 0) -> torch.Tensor:
+    """Ho et al. (2020) Eq. 14 per sample, with every random draw from the sample's own generator.
+
+    x0: (B, C, H, W) clean images in [-1, 1]; y: (B,) labels or None; generators: B torch.Generators.
+    Each sample draws, in this order: a horizontal flip (p = 1/2), t ~ U{1..T}, a label dropout
+    (p = p_uncond; used only when num_classes > 0), eps ~ N(0, I). Returns (B,) float32: mean over pixels.
+    """
+    B = x0.shape[0]
+    flip = torch.stack([torch.rand((), generator=g) < 0.5 for g in generators]).to(x0.device)
+    t = torch.stack([torch.randint(1, schedule.T + 1, (), generator=g) for g in generators]).to(x0.device)
+    drop = torch.stack([torch.rand((), generator=g) < p_uncond for g in generators]).to(x0.device)
+    eps = randn(x0.shape, generators, x0.device, x0.dtype)
+    x0 = hflip(x0, flip)
+    x_t = q_sample(schedule, x0, t, eps)  # Eq. 4
+    y = None if num_classes == 0 or y is None else torch.where(drop, torch.full_like(y, num_classes), y)
+    eps_hat = model(x_t, t, y).float()
+    per_pixel = F.mse_loss(eps_hat, eps, reduction="none") if loss == "l2" else F.l1_loss(eps_hat, eps, reduction="none")
+    return per_pixel.reshape(B, -1).mean(1)
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """Linear warm-up over cfg.warmup steps, then constant (Ho et al. 2020, App. B)."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+
+
+# ============================================================== checkpoints
+class Loaded(NamedTuple):
+    model: UNet  # the EMA weights, eval mode
+    schedule: Schedule
+    config: Config
+    info: dict  # step, seconds, data, ...
+
+
+def save_model(path, ema_model: UNet, cfg: Config, **info) -> None:
+    """model.pt: the EMA weights with the full Config and the UNet and schedule it defines, atomically."""
+    state = ema_model.state_dict()
+    check_finite_weights(state, "the EMA model")
+    atomic_save({"kind": KIND, "config": cfg.as_dict(), "unet": ema_model.config.as_dict(),
+                 "schedule": cfg.noise_schedule().config(), "model": state, **info}, path)
+
+
+def load_model(path, device="cpu") -> Loaded:
+    """A model.pt from train(); CheckpointError (one line) if it is missing, foreign or broken."""
+    ckpt = read_checkpoint(path, KIND)
+    try:
+        cfg = Config.from_dict(ckpt["config"])
+        model = UNet(UNetConfig.from_dict(ckpt["unet"]))
+        model.load_state_dict(ckpt["model"])
+        schedule = make_schedule(**ckpt["schedule"])
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first_line(e)}); "
+                              "retrain it") from None
+    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", "unet", "schedule", "model")}
+    return Loaded(model.to(device).eval(), schedule, cfg, info)
+
+
+def write_losses(losses: list, folder: str) -> None:
+    """folder/loss.csv (step, loss) and folder/loss.png, each replaced atomically."""
+    with replacing(os.path.join(folder, "loss.csv")) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss"])
+        w.writerows(enumerate(losses, 1))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.plot(range(1, len(losses) + 1), losses, lw=0.5, alpha=0.4, label="per step")
+    k = max(1, len(losses) // 50)
+    if k > 1:
+        smooth = torch.tensor(losses).unfold(0, k, 1).mean(1)
+        ax.plot(range(k, len(losses) + 1), smooth, label=f"mean of {k}")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    ax.legend()
+    fig.tight_layout()
+    with replacing(os.path.join(folder, "loss.png")) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+
+
+def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
+    """Before training: an existing run in `out` is continued (--resume) or replaced (--overwrite), never
+    silently; OutputError otherwise."""
+    if resume and overwrite:
+        raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if present and not (resume or overwrite):
+        raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "
+                          "with --overwrite, or choose another --out")
+    if resume and "state.pt" not in present:
+        raise CheckpointError(f"--resume: no {os.path.join(out, 'state.pt')} to resume from")
+
+
+# ================================================================ training
+class TrainResult(NamedTuple):
+    model: UNet  # the EMA weights, eval mode
+    schedule: Schedule
+    losses: list  # mean loss per step, all sessions
+    seconds: float  # training wall time, all sessions
+    step: int  # steps done
+
+
+def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = False, progress: bool = True,
+          stop_at: Optional[int] = None, max_seconds: Optional[float] = None) -> TrainResult:
+    """Train cfg's UNet on `data`; under torch.distributed (torchrun) on this process's share of each batch.
+
+    out: run folder (rank 0 writes it; None writes nothing); resume: continue out/state.pt; stop_at:
+    end this session after that step, saving as an interruption would; max_seconds: end when the
+    session's training time reaches it (a wall-clock budget). NonFiniteError if the loss is nan or inf.
+    """
+    cfg.validate()
+    part = Distributed.current()
+    if cfg.batch_size % part.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {part.world} processes")
+    if cfg.num_classes and data.num_classes < 2:
+        raise ValueError(f"num_classes={cfg.num_classes} but {data.source} has no classes; use --num-classes 0")
+    if cfg.num_classes and data.num_classes > cfg.num_classes:
+        raise ValueError(f"{data.source} has {data.num_classes} classes but num_classes={cfg.num_classes}")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and part.world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    cuda = device.type == "cuda"
+    schedule = cfg.noise_schedule()
+    torch.manual_seed(cfg.seed)  # the initial weights, identical on every process
+    model = UNet(cfg.unet()).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, losses, seconds_before = 0, [], 0.0
+    if resume:
+        start, losses, seconds_before = _restore(out, cfg, model, ema, opt)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if part.world > 1 else model
+    net = torch.compile(net) if cfg.compile else net
+
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    workers = cfg.workers if cfg.workers >= 0 else (4 if cuda else 0)
+    loader = DataLoader(data, batch_sampler=StepBatches(len(data), cfg, part, start, end), num_workers=workers,
+                        pin_memory=cuda, persistent_workers=False)
+    writer = out is not None and part.rank == 0
+
+    def save(step: int, seconds: float):
+        check_finite_weights(model.state_dict(), "the model being trained")
+        save_model(os.path.join(out, "model.pt"), ema.model, cfg, step=step, seconds=seconds, data=data.source,
+                   world_size=part.world)
+        atomic_save({"kind": RESUME_KIND, "config": cfg.as_dict(), "step": step, "seconds": seconds,
+                     "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
+                     "optimizer": opt.state_dict(), "losses": losses}, os.path.join(out, "state.pt"))
+        write_losses(losses, out)
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"training {cfg.resolution}px T={cfg.T}", unit="step",
+               dynamic_ncols=True, disable=not (progress and part.rank == 0))
+    model.train()
+    t0 = time.perf_counter()
+    step = start
+    batches = iter(loader)
+    while step < end:
+        try:
+            x0, y = next(batches)
+        except Exception as e:  # a DataError in a worker comes back with the worker's traceback in its message
+            raise (worker_error(e) or e) from None
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        torch.manual_seed(mix(cfg.seed, step, part.rank))  # dropout masks: nothing random is carried between steps
+        x0, y = x0.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cuda:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        generators = sample_generators(cfg.seed, step, part.positions(step, cfg.batch_size))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+            loss = per_sample_losses(net, schedule, x0, y, generators, cfg.loss, cfg.p_uncond, cfg.num_classes).mean()
+        value = _mean_over_processes(loss.detach(), part)
+        if not math.isfinite(value):  # before the update: the weights stay those of the last finite loss
+            raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {cfg.steps}; training "
+                                 "stopped (try a lower --lr); the last save is kept")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # DDP averages the gradients over the processes here
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        ema.update(model)
+        losses.append(value)
+        step += 1
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / 20:.4f}")
+        if writer and step % cfg.save_every == 0 and step < end:
+            save(step, seconds_before + time.perf_counter() - t0)
+        if max_seconds is not None and _any_process(time.perf_counter() - t0 >= max_seconds, device):
+            break
+    bar.close()
+    seconds = seconds_before + time.perf_counter() - t0
+    if writer and step > start:
+        save(step, seconds)
+    if part.world > 1:
+        dist.barrier()  # the files are in place before any process returns
+    return TrainResult(ema.model.eval(), schedule, losses, seconds, step)
+
+
+def _mean_over_processes(loss: torch.Tensor, part: Distributed) -> float:
+    """The global batch's mean loss (every process gets the same number)."""
+    if part.world > 1:
+        loss = loss.float().clone()
+        dist.all_reduce(loss)
+        loss /= part.world
+    return loss.item()
+
+
+def _any_process(flag: bool, device) -> bool:
+    """True on every process when `flag` is True on any (so all stop at the same step)."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _restore(out: str, cfg: Config, model: UNet, ema: EMA, opt) -> tuple:
+    """Load out/state.pt into model, ema and opt; returns (step, losses, seconds). CheckpointError (one line)
+    if it is foreign, broken, made with other settings, or already past cfg.steps."""
+    path = os.path.join(out, "state.pt")
+    state = read_checkpoint(path, RESUME_KIND)
+    try:
+        stored = Config.from_dict(state["config"]).as_dict()
+        step, losses, seconds = int(state["step"]), list(state["losses"]), float(state["seconds"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} is broken ({first_line(e)}); start the run again with --overwrite") from None
+    changed = sorted(k for k, v in cfg.as_dict().items() if stored.get(k) != v and k not in RESUMABLE)
+    if changed:
+        raise CheckpointError(f"--resume: the run in {out} was made with different settings ({', '.join(changed)})")
+    if step > cfg.steps:
+        raise CheckpointError(f"--resume: the run in {out} is already at step {step}, past --steps {cfg.steps}")
+    try:
+        model.load_state_dict(state["model"])
+        ema.model.load_state_dict(state["ema"])
+        ema.num_updates = int(state["ema_num_updates"])
+        opt.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"--resume: {path} does not fit this model ({first_line(e)}); start the run again "
+                              "with --overwrite") from None
+    return step, losses, seconds

@@ -1,0 +1,245 @@
+"""image_diffusion: the UNet at every resolution, MNISTUNet as one of its configurations, the data
+errors, the presets, and the trainer's promises (loss falls, --resume and DDP change nothing).
+Everything runs on a few dozen tiny PNGs written into tmp_path."""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_diffusion import sample as sample_cli
+from image_diffusion import train as train_cli
+from image_diffusion.data import DataError, load_images
+from image_diffusion.fid import get_metric
+from image_diffusion.presets import PRESETS, get_preset
+from image_diffusion.trainer import load_model, per_sample_losses, sample_generators, train
+from image_diffusion.unet import UNet, UNetConfig, from_mnist_config
+from mnist.checkpoint import load_model as load_mnist_model
+from utils import REFERENCE_DIR, linear_beta_schedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a tiny cifar10-32: 3 levels of width 8, attention only in the 8x8 middle, T = 20, 8 images a step, a 2-step
+# DDIM grid of 2 images (attention at 16x16 would make a CPU step 4x slower)
+TINY = dict(base=8, mults=(1, 2, 2), attn_resolutions=(), T=20, batch_size=8, dropout=0.0, warmup=0, sample_n=2,
+            sample_steps=2, save_every=3)
+TINY_ARGS = ["--base", "8", "--mults", "1,2,2", "--attn-resolutions", "none", "--T", "20", "--batch-size", "8",
+             "--dropout", "0", "--warmup", "0", "--sample-n", "2", "--sample-steps", "2", "--save-every", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """24 random 36x40 RGB PNGs in two class folders (smooth blobs, so there is something to learn)."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:36, :40]
+    for c in ("a", "b"):
+        os.makedirs(root / c)
+        for i in range(12):
+            cy, cx = rng.uniform(8, 28, 2)
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40)[..., None] * rng.uniform(0, 255, 3)
+            Image.fromarray(blob.astype(np.uint8)).save(root / c / f"{i}.png")
+    return str(root)
+
+
+def tiny(folder, **kw):
+    return get_preset("cifar10-32", data=folder, **{**TINY, **kw})
+
+
+# ---------------------------------------------------------------- the UNet
+@pytest.mark.parametrize("resolution", [28, 32, 64, 96, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_unet_output_shape_at_every_resolution(resolution, channels):
+    mults = (1, 2) if resolution == 28 else (1, 2, 2)  # 28 halves twice at most
+    cfg = UNetConfig.from_mults(8, mults, (resolution // 4,), 1, resolution, in_channels=channels,
+                                out_channels=channels, T=10, num_classes=3)
+    x = torch.randn(2, channels, resolution, resolution)
+    eps = UNet(cfg)(x, torch.tensor([1, 10]), torch.tensor([0, 3]))
+    assert eps.shape == x.shape
+
+
+def test_unet_refuses_a_resolution_it_cannot_halve():
+    with pytest.raises(ValueError, match="not divisible by 8") as e:
+        UNet(UNetConfig.from_mults(8, (1, 2, 2, 2), (), 1, resolution=28))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="resolution 30 is not supported"):
+        get_preset("cifar10-32", resolution=30)
+
+
+def test_mnist_reference_model_is_one_configuration_of_the_unet():
+    """mnist/reference/model.pt loads (strict) into the UNet built from its stored config, which gives
+    bit-identical eps on random inputs, with and without labels."""
+    mnist = load_mnist_model(os.path.join(REFERENCE_DIR, "model.pt")).model
+    unet = from_mnist_config(mnist.config.as_dict()).eval()
+    unet.load_state_dict(mnist.state_dict(), strict=True)  # a renamed or reshaped layer fails here
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1, 28, 28, generator=g)
+    t = torch.randint(1, mnist.T + 1, (6,), generator=g)
+    y = torch.tensor([0, 3, 9, 10, 5, 1])
+    with torch.no_grad():
+        assert torch.equal(unet(x, t, y), mnist(x, t, y))
+        assert torch.equal(unet(x, t), mnist(x, t))
+    assert (unet.T, unet.num_classes) == (mnist.T, mnist.num_classes)
+
+
+# -------------------------------------------------------------------- data
+def test_folder_is_center_cropped_and_scaled(folder, tmp_path):
+    data = load_images(folder, resolution=32)
+    x, y = data[13]
+    assert (len(data), data.num_classes, y) == (24, 2, 1)
+    assert x.shape == (3, 32, 32) and -1 <= x.min() < x.max() <= 1
+    for i in range(3):  # a flat folder (no class subfolders) works too, without classes
+        Image.open(os.path.join(folder, "a", f"{i}.png")).save(tmp_path / f"{i}.png")
+    flat = load_images(str(tmp_path), resolution=28, channels=1)
+    assert (len(flat), flat.num_classes, flat[0][0].shape) == (3, 0, (1, 28, 28))
+
+
+def test_data_errors_are_one_line(tmp_path):
+    with pytest.raises(DataError, match=f"not in {tmp_path}/cifar-10-batches-py") as e:
+        load_images("cifar10", root=str(tmp_path), download=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(DataError, match="holds no images"):
+        load_images(str(tmp_path))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read .*bad.png"):
+        load_images(str(tmp_path))[0]
+
+
+# ----------------------------------------------------------------- presets
+def test_tutorial_preset_is_the_seed_tutorials_setup():
+    cfg = get_preset("tutorial")
+    s = cfg.noise_schedule()
+    assert (cfg.T, cfg.resolution, cfg.channels, cfg.loss) == (300, 64, 3, "l1")
+    assert torch.allclose(s.beta[1:], linear_beta_schedule(300)) and s.beta[1] == 1e-4 and abs(s.beta[-1] - 0.02) < 1e-12
+    assert not any(cfg.unet().attention) and not cfg.unet().mid_attention
+    # the loss is L1: for a network predicting eps_hat = 0 it is the mean |eps| of each sample's own noise
+    zero = lambda x, t, y: torch.zeros_like(x)
+    x0 = torch.zeros(3, 3, 8, 8)
+    gens = sample_generators(0, 0, range(3))
+    loss = per_sample_losses(zero, s, x0, None, gens, cfg.loss)
+    again = sample_generators(0, 0, range(3))
+    for g in again:  # the draws before eps: flip, t, label dropout
+        torch.rand((), generator=g), torch.randint(1, 301, (), generator=g), torch.rand((), generator=g)
+    eps = torch.stack([torch.randn(3, 8, 8, generator=g) for g in again])
+    assert torch.allclose(loss, eps.abs().mean((1, 2, 3)))
+
+
+def test_every_preset_builds_a_valid_unet():
+    for name, preset in PRESETS.items():
+        assert preset.source and get_preset(name).unet().validate()
+
+
+# ----------------------------------------------------------------- trainer
+def test_tiny_model_loss_falls(folder):
+    result = train(tiny(folder, steps=50, lr=3e-3, T=50), load_images(folder), progress=False)
+    first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
+    assert last < 0.8 * first, (first, last)
+
+
+def test_resume_equals_an_uninterrupted_run(folder, tmp_path):
+    cfg, data = tiny(folder, steps=6, dropout=0.1), load_images(folder)
+    train(cfg, data, str(tmp_path / "split"), stop_at=4, progress=False)  # saves at steps 3 and 4
+    train(cfg, data, str(tmp_path / "split"), resume=True, progress=False)
+    train(cfg, data, str(tmp_path / "whole"), progress=False)
+    a, b = (torch.load(tmp_path / r / "state.pt", weights_only=True) for r in ("split", "whole"))
+    assert a["step"] == b["step"] == 6 and a["losses"] == b["losses"]
+    for key in ("model", "ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_ddp_two_processes_equal_one(folder, tmp_path):
+    """torchrun with 2 gloo processes (4 images each) trains the model that 1 process does with 8."""
+    args = ["--preset", "cifar10-32", "--data", folder, "--steps", "4", *TINY_ARGS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.Popen([*torchrun, "-m", "image_diffusion.train", *args, "--out", str(tmp_path / "ddp")],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and the two workers it started
+        raise
+    assert proc.returncode == 0, err[-2000:]
+    assert train_cli.main([*args, "--out", str(tmp_path / "one")]) == 0
+    a, b = (torch.load(tmp_path / r / "state.pt", weights_only=True) for r in ("ddp", "one"))
+    assert np.allclose(a["losses"], b["losses"], rtol=1e-6)  # steps 2-4 see the updated weights
+    # Adam moves a weight by about lr whatever its gradient's size, so a near-zero gradient summed in another
+    # order can move a bias differently by up to lr: compare the whole model (a wrong split differs by ~1e-2)
+    flat = [torch.cat([v.flatten() for v in s["model"].values()]) for s in (a, b)]
+    assert (flat[0] - flat[1]).norm() < 1e-4 * flat[1].norm()
+    assert load_model(tmp_path / "ddp" / "model.pt").info["world_size"] == 2
+
+
+# --------------------------------------------------------------------- CLI
+def test_cli_trains_resumes_and_samples(folder, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["--preset", "cifar10-32", "--data", folder, "--out", out, *TINY_ARGS]
+    assert train_cli.main([*args, "--steps", "2"]) == 0
+    first = open(os.path.join(out, "loss.csv")).read().splitlines()
+    assert train_cli.main([*args, "--steps", "4", "--resume"]) == 0
+    assert sorted(os.listdir(out)) == ["loss.csv", "loss.png", "model.pt", "samples.png", "state.pt", "trajectory.png"]
+    rows = open(os.path.join(out, "loss.csv")).read().splitlines()
+    assert len(rows) == 5 and rows[:3] == first  # header + steps 1-2 kept + steps 3-4
+    assert torch.load(os.path.join(out, "state.pt"), weights_only=True)["ema_num_updates"] == 4
+    loaded = load_model(os.path.join(out, "model.pt"))
+    assert loaded.info["step"] == 4 and loaded.config.base == 8 and loaded.schedule.T == 20
+    assert train_cli.main([*args, "--steps", "4"]) == 2  # an existing run is not replaced silently
+    assert "already holds a run" in capsys.readouterr().err
+    assert sample_cli.main(["--checkpoint", os.path.join(out, "model.pt"), "--out", str(tmp_path / "s"), "--n", "3"]) == 0
+    assert sorted(os.listdir(tmp_path / "s")) == ["samples.png", "trajectory.png"]
+
+
+BAD_INPUT = {  # argv ({folder}: the good images, {tmp}: a scratch folder) and the message expected
+    "unknown preset": (["--preset", "cifar-99"], "invalid choice.*tutorial.*cifar10-32.*stl10-96.*ffhq-128"),
+    "resolution": (["--preset", "cifar10-32", "--data", "{folder}", "--resolution", "28"],
+                   "resolution 28 is not divisible by 8"),
+    "empty folder": (["--preset", "cifar10-32", "--data", "{tmp}", *TINY_ARGS], "holds no images"),
+    "corrupt image": (["--preset", "cifar10-32", "--data", "{tmp}", *TINY_ARGS], r"cannot read .*x\.png"),
+    "no data": (["--preset", "ffhq-128"], "preset ffhq-128 has no dataset of its own; pass --data"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_cli_bad_input_is_one_line(case, folder, tmp_path, capsys):
+    argv, expect = BAD_INPUT[case]
+    scratch = tmp_path / "in"
+    scratch.mkdir()
+    if case == "corrupt image":
+        (scratch / "x.png").write_bytes(b"\x89PNG truncated")
+    argv = [a.format(folder=folder, tmp=scratch) for a in argv] + ["--out", str(tmp_path / "run")]
+    try:
+        code = train_cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert re.search(expect, err), err
+
+
+def test_cli_error_from_a_subprocess_has_no_traceback(tmp_path):
+    """The real command line: a corrupt image stops training with one line on stderr, exit status 2."""
+    (tmp_path / "x.png").write_bytes(b"\x89PNG truncated")
+    proc = subprocess.run([sys.executable, "-m", "image_diffusion.train", "--preset", "cifar10-32", "--data",
+                           str(tmp_path), "--out", str(tmp_path / "run"), *TINY_ARGS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "x.png" in proc.stderr
+
+
+# ---------------------------------------------------------------------- FID
+def test_fid_falls_back_to_a_labelled_classifier_distance(folder, capsys):
+    data = load_images(folder)
+    metric = get_metric(data, classifier_steps=5)
+    if metric.comparable:
+        pytest.skip("pytorch-fid's Inception weights are here: real FID is used")
+    assert "not comparable" in metric.name and "NOT comparable" in capsys.readouterr().err
+    real = torch.stack([data[i][0] for i in range(24)])
+    ref = metric.fit(real)
+    assert abs(metric.distance(ref, real)) < 1e-6 < metric.distance(ref, torch.rand_like(real) * 2 - 1)
