@@ -170,6 +170,7 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         cfg = self.config = config.validate()
+        self.factor = cfg.factor  # subclasses may store another config type under `config`
         self.T = int(cfg.T)
         self.num_classes = cfg.num_classes
         self.embed_dim = E = cfg.embed_dim
@@ -207,8 +208,8 @@ class UNet(nn.Module):
 
     def forward(self, x, t, y=None):
         H, W = x.shape[-2:]
-        if H % self.config.factor or W % self.config.factor:
-            raise ValueError(f"image size {H}x{W} is not divisible by {self.config.factor}, the UNet's downsampling factor")
+        if H % self.factor or W % self.factor:
+            raise ValueError(f"image size {H}x{W} is not divisible by {self.factor}, the UNet's downsampling factor")
         t = torch.as_tensor(t, device=x.device).long().expand(x.shape[0])
         emb = self.embed(t, y)  # (B, E)
         h = self.conv_in(x)  # (B, c0, H, W)
@@ -226,14 +227,19 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_channels, H, W)
 
 
-def from_mnist_config(model_config: dict) -> UNet:
-    """The UNet that is problem 5's MNISTUNet: `model_config` is the dict an MNIST checkpoint stores
-    (`mnist.model.ModelConfig.as_dict()`); its state_dict loads into the result unchanged."""
+def mnist_unet_config(model_config: dict) -> UNetConfig:
+    """The UNetConfig of problem 5's MNISTUNet: `model_config` is the dict an MNIST checkpoint stores
+    (`mnist.model.ModelConfig.as_dict()`)."""
     mc = model_config
-    return UNet(UNetConfig(in_channels=1, out_channels=1, resolution=28, T=int(mc["T"]), num_classes=mc["num_classes"],
-                           channels=tuple(mc["channels"]), attention=tuple(mc["attention"]),
-                           downsample=tuple(mc["downsample"]), embed_dim=mc["embed_dim"], groups=mc["groups"],
-                           heads=4, dropout=mc["dropout"], mid_attention=True))
+    return UNetConfig(in_channels=1, out_channels=1, resolution=28, T=int(mc["T"]), num_classes=mc["num_classes"],
+                      channels=tuple(mc["channels"]), attention=tuple(mc["attention"]),
+                      downsample=tuple(mc["downsample"]), embed_dim=mc["embed_dim"], groups=mc["groups"],
+                      heads=4, dropout=mc["dropout"], mid_attention=True)
+
+
+def from_mnist_config(model_config: dict) -> UNet:
+    """The UNet that is problem 5's MNISTUNet; an MNIST checkpoint's state_dict loads into it unchanged."""
+    return UNet(mnist_unet_config(model_config))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -73,8 +73,11 @@ def test_unet_refuses_a_resolution_it_cannot_halve():
 
 def test_mnist_reference_model_is_one_configuration_of_the_unet():
     """mnist/reference/model.pt loads (strict) into the UNet built from its stored config, which gives
-    bit-identical eps on random inputs, with and without labels."""
+    bit-identical eps on random inputs, with and without labels; problem 5's MNISTUNet is that UNet.
+    (Before mnist/model.py became a configuration of the core, the same check held against its own
+    implementation, and problem 5's samples stayed bit-identical across the change.)"""
     mnist = load_mnist_model(os.path.join(REFERENCE_DIR, "model.pt")).model
+    assert isinstance(mnist, UNet) and mnist.unet_config == from_mnist_config(mnist.config.as_dict()).config
     unet = from_mnist_config(mnist.config.as_dict()).eval()
     unet.load_state_dict(mnist.state_dict(), strict=True)  # a renamed or reshaped layer fails here
     g = torch.Generator().manual_seed(0)

@@ -24,10 +24,10 @@ ALLOWED = {
     "ddpm": set(),
     "utils": {"gmm", "ddpm"},
     "report": set(),
-    "mnist": {"utils", "report"},
+    "mnist": {"utils", "report", "image_diffusion"},
     "image_diffusion": {"utils", "report"},
     "train": {"gmm", "ddpm", "utils"},
-    "visualize": {"gmm", "ddpm", "utils", "train", "report", "mnist"},
+    "visualize": {"gmm", "ddpm", "utils", "train", "report", "mnist", "image_diffusion"},
 }
 
 
