@@ -323,7 +323,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
-    p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond)")
+    p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond); while "
+                   "training, the snapshots so far are kept in OUT/timecond.partial.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/timecond.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -356,10 +357,13 @@ def main(argv: Optional[list] = None) -> int:
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
         info = dict(data_source=data.source, threads=args.threads, device=str(device))
-        partial = lambda run: save_run(path, run, cfg, finished=False, **info)  # progress survives a killed run
+        partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
+        partial = lambda run: save_run(partial_path, run, cfg, finished=False, **info)  # epochs so far, if killed
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
                              on_snapshot=partial)
         save_run(path, run, cfg, finished=True, **info)
+        if os.path.exists(partial_path):
+            os.remove(partial_path)
         if args.samples:
             add_samples(path, args.samples, progress=not args.quiet)
     except (OSError, DataError, ValueError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
