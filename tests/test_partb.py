@@ -1,5 +1,6 @@
 """Fast tests of CS180 part B on MNIST: the B.1 denoiser's run files, the B.2 time-conditioned UNet
 (FCBlocks, optional class conditioning) and its DDPM, and the report pages, on tiny models."""
+import math
 import os
 
 import pytest
@@ -211,3 +212,34 @@ def test_stored_samples_are_the_weights_own_samples(tmp_path):
     for i in (0, 4):  # drawn alone, sample i is the stored one
         alone = tc.draw(run.models[1], run.schedule, 1, seed=i, y=torch.tensor([i]), w=tc.GUIDANCE)
         assert torch.equal(((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0, 0], stored[i])
+
+
+@pytest.mark.parametrize("path,classes", [(tc.REFERENCE, 0), (tc.REFERENCE_CLASS, 10)], ids=["timecond", "class"])
+def test_shipped_b2_runs_hold_the_handouts_epochs_and_their_samples(path, classes):
+    run = tc.load_run(path)
+    assert run.config.num_classes == classes and run.info["finished"] and run.config.epochs == 20
+    assert sorted(run.models) == [1, 5, 10, 15, 20]
+    assert len(run.losses) == 20 * math.ceil(run.config.train_size / run.config.batch_size)  # 20 epochs of the subset
+    got = run.samples
+    assert sorted(got["sampled"]) == sorted(run.models) and sorted(got["raw"]) == [20]
+    assert got["n"] >= 100 and all(v.shape == (got["n"], 28, 28) for v in got["sampled"].values())
+    assert (got["labels"] is None) == (classes == 0) and got["w"] == (tc.GUIDANCE if classes else 0.0)
+    assert os.path.getsize(path) <= 16 * 2**20
+
+
+def test_opening_page_says_what_stands_for_what_and_names_each_parts_model(tmp_path):
+    from mnist.cs180_report import opening_page
+    from mnist.sample import REFERENCE
+    dcfg = dn.DenoiserConfig(hidden=4, epochs=1, batch_size=16)
+    dn.save_run(tmp_path / "d.pt", dn.train_denoiser((images(16) + 1) / 2, dcfg), dcfg, data_source="test")
+    for name, classes in (("u.pt", 0), ("c.pt", 10)):
+        cfg = tc.TimeCondConfig(hidden=4, T=5, epochs=1, batch_size=16, num_classes=classes, ema=0.0)
+        tc.save_run(tmp_path / name, tc.train_timecond(images(16), torch.arange(16) % 10, cfg, (1,)), cfg,
+                    data_source="test")
+    page = opening_page(REFERENCE, str(tmp_path / "d.pt"), str(tmp_path / "u.pt"), str(tmp_path / "c.pt"))
+    assert page.answers[0].startswith("What stands in for what: ") and "null label 10" in page.answers[0]
+    table = next(text for kind, text in page.blocks if kind == "table").splitlines()
+    assert [row.split()[0] for row in table] == ["A.1-A.9", "B.1", "B.2.1-2.3", "B.2.4-2.5"]
+    assert "mnist/reference/model.pt" in table[0] and "D=4" in table[1]
+    assert "u.pt: time-conditioned, D=4, T=5, 1 steps" in table[2] and "c.pt: class-conditioned" in table[3]
+    assert "python visualize.py --problem cs180 --report cs180.pdf" in page.text
