@@ -764,7 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
         "threads spin, up to 10x slower)")
     add("--quiet", action="store_true", help="no progress bars")
     add("--retrain", action="store_true", help="train problem 5's MNIST model (15-30 min on CPU), cs180-b1's denoiser "
-        "or cs180-b2's DDPM (15 min) from scratch instead of using the shipped checkpoints in mnist/reference")
+        "or cs180-b2's two DDPMs (about 20 min each on the 4,500 fallback digits, hours on the full MNIST) from "
+        "scratch with the modules' defaults instead of using the shipped checkpoints in mnist/reference")
     return p
 
 
