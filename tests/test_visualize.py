@@ -433,3 +433,31 @@ def test_cs180_b1_retrain_trains_into_runs_and_uses_that_run(tmp_path, monkeypat
                "--quiet") == 0
     assert seen == {"hidden": 2, "path": os.path.join(str(tmp_path / "runs"), "cs180", "denoiser.pt")}
     assert "training from scratch (python -m mnist.denoiser --out" in capsys.readouterr().out
+
+
+def test_cs180_b2_retrain_trains_both_runs_and_uses_them(tmp_path, monkeypatch, capsys):
+    """--retrain for B.2 trains the unconditional run into <runs>/cs180 and the class-conditioned one into
+    <runs>/cs180/class (the CLI is swapped for a tiny run), and the pages read those two files."""
+    import mnist.timecond as tc
+    calls, seen = [], {}
+
+    def tiny_main(argv):
+        calls.append(argv)
+        out = argv[argv.index("--out") + 1]
+        cfg = tc.TimeCondConfig(hidden=2, T=4, epochs=1, batch_size=8, num_classes=10 if "--classes" in argv else 0)
+        run = tc.train_timecond(torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8), cfg, (1,))
+        tc.save_run(os.path.join(out, "timecond.pt"), run, cfg)
+        return 0
+
+    def b2_pages(fig_dir, checkpoint=None, class_checkpoint=None, seed=0, progress=False):
+        seen.update(uncond=checkpoint, cond=class_checkpoint,
+                    classes=(tc.load_run(checkpoint).config.num_classes, tc.load_run(class_checkpoint).config.num_classes))
+        return []
+
+    monkeypatch.setattr(tc, "main", tiny_main)
+    monkeypatch.setattr(visualize.cs180_partb, "b2_pages", b2_pages)
+    runs = tmp_path / "runs"
+    assert run("--problem", "cs180-b2", "--retrain", "--runs", str(runs), "--out", str(tmp_path / "f"), "--quiet") == 0
+    assert [("--classes" in a) for a in calls] == [False, True] and all("--overwrite" in a for a in calls)
+    assert seen == {"uncond": str(runs / "cs180" / "timecond.pt"), "cond": str(runs / "cs180" / "class" / "timecond.pt"),
+                    "classes": (0, 10)}
