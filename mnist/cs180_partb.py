@@ -267,7 +267,7 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
                    f"(label i % 10 for seed i, guidance gamma = {got['w'] + 1:g}); {f.confident:.0%} are read with "
                    f"confidence p >= {CONFIDENT}.\n\n"
                    "Over training: " + ", ".join(f"epoch {e} {v.agreement:.0%}" for e, v in num.items()) + " match.")
-        title = "CS180 B.2.4-2.5: the class-conditioned UNet, with classifier-free guidance"
+        title = "CS180 B.2.4-2.5: the class-conditioned UNet, guided"
         body = (f"B.2.4 The handout's class-conditioned UNet: a one-hot label through two FCBlocks scales the unflatten "
                 f"and up1 features (c1 * h + t1), with the label dropped (all zeros) for {cfg.p_uncond:.0%} of the "
                 f"training images. Recipe: {recipe}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
