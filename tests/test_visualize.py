@@ -177,7 +177,7 @@ def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
 
     made = []
     monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", broken)
-    monkeypatch.setattr(visualize, "write_report", lambda p, path: (made.extend(p), pages.write_report(p, path)))
+    monkeypatch.setattr(visualize, "write_report", lambda p, path, flow=False: (made.extend(p), pages.write_report(p, path, flow)))
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
     assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
