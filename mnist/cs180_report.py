@@ -421,7 +421,12 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Many are malformed, as CS180's "
                 f"unguided samples are: the classifier's mean confidence in what it reads (its top softmax "
                 f"probability) is {conf(uncond):.2f} without a label, {conf(drawn[0.0]):.2f} with a label and w = 0, "
-                f"{conf(drawn[w]):.2f} with guidance; guidance is what makes the samples clean."))
+                f"{conf(drawn[w]):.2f} with guidance; guidance is what makes the samples clean.",
+                answers=f"Guidance: asking for each digit, {agree[w]:.0%} of {len(labels)} samples show it with CFG "
+                        f"(gamma = {1 + w:g}), {agree[0.0]:.0%} without (gamma = 1).\n\n"
+                        f"Without a label (the empty prompt): {int((counts > 0).sum())} different digits appear in "
+                        f"{len(uncond)} samples, and the classifier's mean confidence is {conf(uncond):.2f}, against "
+                        f"{conf(drawn[w]):.2f} with guidance."))
 
     # A.7.1 SDEdit of a test digit, no label
     ed_digit = {i: ed.sdedit(model, schedule, x0, i, None, 0.0, steps, generator=_gens(len(x0), seed)) for i in i_starts}
@@ -591,7 +596,12 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"low-pass label. Best (low-pass / high-pass; at most {PER_ROW} per low-pass label): "
                 f"{_pairs_text(best_h, H, k=k)}."
                 f"\n\nThe same matrices are printed by: {cmd} (the same seeds, steps and batch); without --seeds it "
-                f"measures 5 seeds per pair."))
+                f"measures 5 seeds per pair.",
+                answers=f"Visual anagrams: {_mean_off(A, ed.ROTATION_TRIVIAL):.0%} of the 88 non-trivial label pairs "
+                        f"read as a upright and b rotated, against {base_a:.0%} for plain samples; 6/9 is trivial and "
+                        f"left out.\n\n"
+                        f"Hybrids: {_mean_off(H):.0%} of the 90 pairs read as the high-pass label up close and the "
+                        f"low-pass label from afar, against {base_h:.0%} for plain samples."))
 
     # A.8 / A.9 examples: the best pairs of the sweep, drawn again with fresh seeds and more steps, so the
     # examples are neither the seeds they were picked by nor the few-step sweep's rougher images

@@ -257,8 +257,11 @@ def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
     save_model(ckpt, model, schedule, {})
     out = cs180_report.pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3),
                              illusion_seeds=(0,), illusion_steps=2, resample=2, inpaint_steps=3)
-    assert [page.text[:5] for page in out] == ["A.1 F", "A.2-A", "A.4 I", "A.5-A", "A.7.1", "A.7.1", "A.7.2",
-                                               "A.7.3", "A.8-A", "A.8 V", "A.9 H"]
+    body = [next(t for k, t in page.blocks if k == "text") for page in out]  # after the answers, if any
+    assert [t[:5] for t in body] == ["A.1 F", "A.2-A", "A.4 I", "A.5-A", "A.7.1", "A.7.1", "A.7.2",
+                                     "A.7.3", "A.8-A", "A.8 V", "A.9 H"]
+    assert out[3].answers[0].startswith("Guidance: asking for each digit, ") and "empty prompt" in out[3].answers[1]
+    assert out[8].answers[0].startswith("Visual anagrams: ") and out[8].answers[1].startswith("Hybrids: ")
     assert all(page.title.startswith("CS180 A.") for page in out)
     for page in out:
         assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
