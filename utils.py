@@ -467,6 +467,93 @@ class EMA:
             b_ema.copy_(b)
 
 
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device=None) -> Iterator[torch.Tensor]:
+    """Index batches of a dataset of n items, epoch after epoch: each epoch draws one permutation from
+    `generator` (when its first batch is asked for) and cuts it into batches of batch_size, the last one
+    smaller when batch_size does not divide n. Endless: fit's step count ends it."""
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            yield perm[i:i + batch_size].to(device)
+
+
+class Fitted(NamedTuple):
+    losses: list  # the loss of every step, earlier sessions' included
+    step: int  # steps done, earlier sessions' included
+    seconds: float  # this session's training wall time
+
+
+def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Iterator, loss_fn, steps: int, *,
+        total: Optional[int] = None, start: int = 0, losses: Optional[list] = None, lr_at=None, grad_clip: Optional[float] = None,
+        ema: Optional[EMA] = None, scaler=None, mean=None, after_step=None, stop=None, stopped_note=None,
+        progress: bool = False, desc: str = "training") -> Fitted:
+    """The training loop: every trainer of the package (two-pixel, MNIST, CS180 B.1 and B.2, colour
+    images) runs its steps through this function and keeps only what is its own (data order, loss,
+    checkpoints) in the callbacks.
+
+    For step = start, ..., steps - 1 (0-based; `total`, default steps, is the whole run's length when this
+    session stops short of it, for the progress bar and messages):
+      1. batch = next(batches); the learning rate <- lr_at(step) when given;
+      2. loss = loss_fn(batch, step), a scalar tensor; value = mean(loss) (default loss.item(); under DDP
+         the mean over the processes), a float;
+      3. a nan or inf value raises NonFiniteError naming the step, before the update, so the weights stay
+         those of the last finite loss; stopped_note() (if given) ends its message (what was kept);
+      4. backward (through a GradScaler when given), gradient-norm clip to grad_clip, opt.step(),
+         ema.update(model);
+      5. losses.append(value); after_step(step + 1, seconds) for what happens between steps (saves, the end
+         of an epoch); the session ends early when stop(seconds) is true (a wall-clock budget).
+    `losses` (the earlier sessions' losses on --resume) is appended to in place. Nothing random is drawn
+    here: batches and loss_fn own the random numbers, so each trainer keeps its own seeding.
+    """
+    losses = [] if losses is None else losses
+    total = steps if total is None else total
+    bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=not progress)
+    model.train()
+    t0 = time.perf_counter()
+    step = start
+    try:
+        while step < steps:
+            batch = next(batches)
+            if lr_at is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step)
+            loss = loss_fn(batch, step)
+            value = loss.item() if mean is None else mean(loss)
+            if not math.isfinite(value):
+                note = f"; {stopped_note()}" if stopped_note is not None else ""
+                raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {total}; training "
+                                     f"stopped (try a lower --lr){note}")
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if grad_clip is not None:
+                    scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+            else:
+                loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            if ema is not None:
+                ema.update(model)
+            losses.append(value)
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", refresh=False)
+            seconds = time.perf_counter() - t0
+            if after_step is not None:
+                after_step(step, seconds)
+            if stop is not None and stop(seconds):
+                break
+    finally:
+        bar.close()
+    return Fitted(losses, step, time.perf_counter() - t0)
+
 @dataclass
 class TrainConfig:
     """Everything that defines a two-pixel training run (stored in its checkpoint)."""
@@ -571,26 +658,18 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
     # fused: one kernel per step instead of one per tensor (a fifth of a CPU step here)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    losses = []
-    it = range(cfg.steps)
-    if progress:
-        it = tqdm(it, desc=f"training T={cfg.T}", unit="step", dynamic_ncols=True)
-    start = time.perf_counter()
-    for step in it:
-        idx = torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
-        loss = p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
+
+    def batches():
+        while True:
+            yield torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
+
+    def loss_fn(idx, step):
+        return p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
                         generator=gen if device.type == "cpu" else None).mean()
-        losses.append(loss.item())
-        check_finite_loss(losses[-1], step + 1, cfg.steps)  # before the step, so the weights stay finite
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update(model)
-        if progress and step % 100 == 0:
-            it.set_postfix(loss=f"{losses[-1]:.4f}")
-    seconds = time.perf_counter() - start
-    return TrainResult(ema.model, schedule, losses, seconds)
+
+    done = fit(model, opt, batches(), loss_fn, cfg.steps, ema=ema, after_step=lambda step, seconds: sched.step(),
+               progress=progress, desc=f"training T={cfg.T}")
+    return TrainResult(ema.model, schedule, done.losses, done.seconds)
 
 
 # =============================================================== checkpoints
@@ -859,8 +938,9 @@ def save_checkpoint(path, model, cfg: TrainConfig, extra: Optional[dict] = None)
     atomic_save({"kind": CHECKPOINT_KIND, "config": asdict(cfg), "model": state, **(extra or {})}, path)
 
 
-def read_checkpoint(path, kind: str) -> dict:
-    """Load a checkpoint dict and check it is of `kind`; clear CheckpointErrors otherwise. weights_only:
+def read_checkpoint(path, kind) -> dict:
+    """Load a checkpoint dict and check it is of `kind` (a str, or a tuple of the kinds accepted); clear
+    CheckpointErrors otherwise. weights_only:
     a file holding code or arbitrary Python objects is refused, never run."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -883,9 +963,10 @@ def read_checkpoint(path, kind: str) -> dict:
                               "it may be truncated: retrain it") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
-    if ckpt["kind"] != kind:
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if ckpt["kind"] not in kinds:
         hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
-        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {kind!r} one{hint}")
+        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {' or '.join(map(repr, kinds))} one{hint}")
     return ckpt
 
 
@@ -1016,6 +1097,21 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, (RuntimeError, MemoryError)) and (
         isinstance(e, MemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e))
 
+
+
+def command_error(prog: str, e: Exception, out_of_memory, also: tuple = ()) -> int:
+    """What a command's main() does with an exception it stopped on: a failure the user can act on (bad
+    input, a missing or foreign file, a checkpoint, a loss that became nan: ValueError and OSError, and the
+    types in `also`, such as mnist.data.DataError; running out of memory) becomes one line on stderr and
+    exit status 2; anything else is a bug and is raised again with its traceback. out_of_memory() says
+    what to lower, e.g. "--batch-size 64; lower it"."""
+    if is_out_of_memory(e):
+        print(f"{prog}: error: out of memory with {out_of_memory()}", file=sys.stderr)
+    elif isinstance(e, (ValueError, OSError, *also)):  # CheckpointError, OutputError, NonFiniteError among them
+        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
+    else:
+        raise e
+    return 2
 
 def check_new_file(path, overwrite: bool = False) -> None:
     """Before any work: `path` may be written. OutputError (one line) if it is a shipped reference file or a

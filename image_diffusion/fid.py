@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
+from utils import fit
+
 from .data import Images
 
 try:  # optional: pytorch-fid's Inception network (requirements-test.txt installs it)
@@ -114,16 +116,15 @@ def classifier_metric(data: Images, steps: int = 1500, batch_size: int = 64, see
     clf = SmallClassifier(data.channels, data.num_classes if by_label else 4)
     opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
     loader = DataLoader(data, batch_size=batch_size, sampler=RandomSampler(data, True, steps * batch_size, generator=g))
-    for step, (x, y) in enumerate(loader):
+
+    def loss_fn(batch, step):
+        x, y = batch
         if not by_label:
             y = torch.randint(0, 4, (len(x),), generator=g)
             x = rotations(x, y)
-        loss = F.cross_entropy(clf(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if progress and step % 250 == 0:
-            print(f"  classifier step {step}/{steps}: loss {loss.item():.3f}", file=sys.stderr)
+        return F.cross_entropy(clf(x), y)
+
+    fit(clf, opt, iter(loader), loss_fn, steps, progress=progress, desc="metric classifier")
     clf.eval()
     task = "classes" if by_label else "rotations"
     return Metric(f"FD in a small classifier's features (trained on {task}; not comparable with papers)",

@@ -1,7 +1,10 @@
-"""Sample a trained image model: a grid of images and a trajectory figure.
+"""Sample a trained image model: a grid of images and a trajectory figure. The package's one sampling
+CLI: it takes the colour runs of image_diffusion.train and problem 5's MNIST checkpoints alike (the same
+UNet). mnist.sample is problem 5's digit-by-digit front end on the same sampler.
 
     python -m image_diffusion.sample --checkpoint runs/cifar10/model.pt            # writes beside it
     python -m image_diffusion.sample --checkpoint RUN/model.pt --steps 50 --w 2    # DDIM-50, guided
+    python -m image_diffusion.sample --checkpoint mnist/reference/model.pt --out runs/p5 --w 4
 
 The sampler is utils.py's: the full ancestral chain of Ho et al. (2020), Alg. 2 (--steps 0), or
 DDIM with --steps S (Song et al. 2021). A class-conditional model draws the classes in turn with
@@ -112,7 +115,9 @@ def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: in
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m image_diffusion.sample", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a model.pt written by python -m image_diffusion.train")
+    p.add_argument("--checkpoint", required=True,
+                   help="a model.pt of python -m image_diffusion.train, or of python -m mnist.train (problem 5; "
+                        "the shipped one is mnist/reference/model.pt)")
     p.add_argument("--out", default=None, help="folder for samples.png and trajectory.png (default: the checkpoint's)")
     p.add_argument("--n", type=int_range(1, 1024), default=64, help="images in the grid (default %(default)s)")
     p.add_argument("--steps", type=nonneg_int, default=None,
@@ -134,7 +139,8 @@ def main(argv=None) -> int:
     try:
         loaded = load_model(args.checkpoint, resolve_device(args.device))
         out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
-        steps = loaded.config.sample_steps if args.steps is None else args.steps
+        default_steps = loaded.config.sample_steps if loaded.config is not None else 0  # MNIST: the full chain
+        steps = default_steps if args.steps is None else args.steps
         if steps > loaded.schedule.T:
             raise ValueError(f"--steps {steps} is more than the model's T={loaded.schedule.T}")
         for name in ("samples.png", "trajectory.png"):

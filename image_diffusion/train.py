@@ -22,9 +22,8 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from utils import (MAX_BATCH, MAX_T, SCHEDULES, CheckpointError, OutputError, Parser, check_writable,
-                   clean_orphans, first_line, folder_lock, int_range, is_out_of_memory, nonneg_int, positive_float,
-                   positive_int, probability, seed_int)
+from utils import (MAX_BATCH, MAX_T, SCHEDULES, Parser, check_writable, clean_orphans, command_error, folder_lock,
+                   int_range, nonneg_int, positive_float, positive_int, probability, seed_int)
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
@@ -136,15 +135,8 @@ def main(argv=None) -> int:
             result = train(cfg, data, out, args.resume, progress=not args.quiet)
             if part.rank == 0 and result.losses:
                 paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed)
-    except (ValueError, OSError, CheckpointError, OutputError) as e:  # DataError and NonFiniteError are ValueErrors
-        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
-        return 2
-    except (RuntimeError, MemoryError) as e:
-        if not is_out_of_memory(e):
-            raise
-        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower --batch-size or --base",
-              file=sys.stderr)
-        return 2
+    except Exception as e:
+        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
     finally:
         torch.set_num_threads(threads)
         if dist.is_initialized():

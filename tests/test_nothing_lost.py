@@ -26,7 +26,8 @@ import train as train_cli
 from mnist import data as mdata
 from mnist.checkpoint import load_model, save_model
 from mnist.model import MNISTUNet
-from utils import CheckpointError, TrainConfig, load_checkpoint, make_schedule, save_checkpoint, train
+from utils import (CheckpointError, TrainConfig, command_error, load_checkpoint, make_schedule, save_checkpoint,
+                   train)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(REPO, "mnist", "reference")
@@ -782,3 +783,20 @@ def test_a_malicious_pickle_is_named_for_what_it_is(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
     assert "not a checkpoint of this package" in str(e.value) and "code" in str(e.value)
     assert "truncated" not in str(e.value)
+
+
+# ------------------------------------------------------- one error path for every command
+def test_command_error_is_one_line_for_what_a_user_can_fix_and_a_traceback_for_bugs(capsys):
+    MNISTDataError = mdata.DataError  # a RuntimeError, so it must be named
+    hint = lambda: "--batch-size 64; lower it"
+    for e, expect in ((ValueError("bad --lr\nsecond line"), "prog: error: bad --lr"),
+                      (FileNotFoundError("no such file: x.pt"), "prog: error: no such file: x.pt"),
+                      (MNISTDataError("MNIST not found"), "prog: error: MNIST not found"),
+                      (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
+                       "prog: error: out of memory with --batch-size 64; lower it"),
+                      (MemoryError(), "prog: error: out of memory with --batch-size 64; lower it")):
+        assert command_error("prog", e, hint, also=(MNISTDataError,)) == 2
+        assert capsys.readouterr().err == expect + "\n"
+    for bug in (KeyError("step"), RuntimeError("shape mismatch"), MNISTDataError("not listed in also")):
+        with pytest.raises(type(bug)):
+            command_error("prog", bug, hint)

@@ -147,17 +147,6 @@ def test_b2_numbers_come_from_the_samples_they_are_given():
     assert b2_numbers(clf, x, data.test_x).agreement is None
 
 
-def test_ema_follows_the_weights_with_a_warm_up():
-    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    with torch.no_grad():
-        ema.weight.zero_()
-        model.weight.fill_(1.0)
-    tc.ema_update(ema, model, 0.999, step=0)  # decay min(0.999, 1 / 10): moves 90 % of the way
-    assert torch.allclose(ema.weight, torch.full((2, 2), 0.9))
-    tc.ema_update(ema, model, 0.5, step=10_000)  # late: the decay itself
-    assert torch.allclose(ema.weight, torch.full((2, 2), 0.95))
-
-
 def test_ema_run_samples_from_the_average_and_keeps_the_raw_weights():
     x = images(32)
     base = dict(hidden=4, T=10, epochs=2, batch_size=8)

@@ -82,3 +82,29 @@ def test_no_library_module_imports_a_script():
     for module, path in MODULES:
         if module.split(".")[0] not in SCRIPTS:
             assert not {name for name, _, _ in imports(path)} & SCRIPTS, module
+
+
+def gradient_steps(path):
+    """[(function name, line)] of every .backward() call and every optimiser .step() call (an `opt` or
+    `optimizer` name) in the file."""
+    tree = ast.parse(open(path).read())
+    found = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                target = node.func.value
+                if node.func.attr == "backward" or (node.func.attr == "step" and isinstance(target, ast.Name)
+                                                    and target.id in ("opt", "optimizer")):
+                    found.append((func.name, node.lineno))
+    return found
+
+
+def test_one_training_loop():
+    """Every trainer (two-pixel, MNIST, CS180 B.1 and B.2, colour images, the metric classifiers) steps
+    through utils.fit: no other function computes gradients or steps an optimiser."""
+    elsewhere = {(module, f, line) for module, path in MODULES for f, line in gradient_steps(path)
+                 if (module, f) != ("utils", "fit")}
+    assert not elsewhere, f"training steps outside utils.fit: {sorted(elsewhere)}"
+    assert {f for f, _ in gradient_steps(os.path.join(ROOT, "utils.py"))} == {"fit"}

@@ -7,7 +7,7 @@ import torch
 import utils
 from ddpm import UNet
 from gmm import GMM
-from utils import EMA, TrainConfig, build_model, make_schedule, p_losses, q_sample, train
+from utils import EMA, NonFiniteError, TrainConfig, build_model, fit, make_schedule, p_losses, q_sample, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -212,3 +212,49 @@ def test_train_shows_the_model_dropped_labels(monkeypatch, p_uncond):
         assert null_rate == pytest.approx(p_uncond, abs=0.02)  # 10,240 labels: 5 sd is 0.023
     real = labels[labels != 2]
     assert float((real == 1).double().mean()) == pytest.approx(0.65, abs=0.05)  # the data's labels
+
+
+# ------------------------------------------------------------------ the loop
+def quadratic(start: float = 0.0):
+    """A one-weight model whose loss (w - 3)^2 has a known gradient, and a plain SGD on it."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(start)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def test_fit_steps_in_order_and_calls_back_between_steps():
+    model, opt = quadratic()
+    seen, rates = [], []
+    loss_fn = lambda batch, step: ((model.weight - 3) ** 2).sum() * batch
+    ema = EMA(model, decay=0.5)
+    done = fit(model, opt, iter([1.0, 1.0, 1.0, 1.0]), loss_fn, 4, start=1, losses=[9.0],
+               lr_at=lambda step: rates.append(step) or 0.1, ema=ema,
+               after_step=lambda step, seconds: seen.append((step, model.weight.item())))
+    w = 0.0
+    expected = []
+    for step in (2, 3, 4):  # w <- w - 0.1 * 2 (w - 3)
+        w = w - 0.2 * (w - 3)
+        expected.append((step, w))
+    assert [s for s, _ in seen] == [2, 3, 4] and rates == [1, 2, 3]
+    assert all(abs(a - b) < 1e-6 for (_, a), (_, b) in zip(seen, expected))
+    assert done.step == 4 and len(done.losses) == 4 and done.losses[0] == 9.0
+    assert abs(done.losses[1] - 9.0) < 1e-6  # the loss before the first update of this session
+    assert ema.num_updates == 3
+
+
+def test_fit_stops_on_a_budget_and_clips_gradients():
+    model, opt = quadratic()
+    loss_fn = lambda batch, step: 1000 * ((model.weight - 3) ** 2).sum()
+    done = fit(model, opt, iter(range(100)), loss_fn, 100, grad_clip=1.0, stop=lambda seconds: True)
+    assert done.step == 1
+    assert abs(model.weight.item() - 0.1) < 1e-6  # the gradient -6000 clipped to norm 1, times lr 0.1
+
+
+def test_fit_refuses_a_nan_loss_before_it_updates_the_weights():
+    model, opt = quadratic(start=1.0)
+    losses = iter([1.0, float("nan")])
+    loss_fn = lambda batch, step: ((model.weight - 3) ** 2).sum() * next(losses)
+    with pytest.raises(NonFiniteError, match=r"became nan at step 2 of 5; .*lower --lr\); kept here"):
+        fit(model, opt, iter(range(5)), loss_fn, 5, stopped_note=lambda: "kept here")
+    assert abs(model.weight.item() - 1.4) < 1e-6  # one update (w - 0.2 (w - 3)), not two
