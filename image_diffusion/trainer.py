@@ -1,4 +1,6 @@
-"""The training loop every image model of the package uses, and its checkpoints.
+"""The image trainer (colour images and any image folder) and its checkpoints. Its steps run through
+utils.fit, the one loop every trainer of the package uses; this module owns what is its own: the
+seeded batch stream, the per-sample loss, DDP, and the run folder.
 
     result = train(cfg, load_images(...), out="runs/cifar10")
 

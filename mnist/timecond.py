@@ -20,6 +20,7 @@ x0_hat clipped to the image range [-1, 1] (images are in [-1, 1] here, not part 
     python -m mnist.timecond --classes --train-size 12800  # the shipped B.2.4-2.5 run: guidance gamma = 5
     python -m mnist.timecond --handout                     # the handout's recipe: D = 64, batch 128, all digits, no EMA
     python -m mnist.timecond --add-samples RUN             # store 100 samples per snapshot in an existing run
+    python -m mnist.timecond --train-size 24000 --resume   # continue a stopped run from its last finished epoch
 
 Departures from the handout, each a flag away: D = 32 (--hidden 64: 4x the compute; 1.2 against 4.2 s
 per batch-128 step on one thread), batch 64 (--batch-size 128), an EMA of the weights for sampling
@@ -33,6 +34,7 @@ mnist/reference/MODEL_CARD.md has the shipped runs' numbers and times.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -44,7 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, Parser, Schedule, atomic_save, command_error,
+from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, OutputError, Parser, Schedule, atomic_save, command_error,
                    epoch_batches, fit, int_range, make_schedule, nonneg_int, p_losses, positive_float, positive_int,
                    read_checkpoint, resolve_device, sample, seed_int)
 
@@ -164,13 +166,17 @@ def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torc
 
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
-                   device="cpu", on_snapshot=None) -> TrainedDDPM:
+                   device="cpu", on_epoch=None, resume: Optional[dict] = None) -> TrainedDDPM:
     """Train on x (N, 1, 28, 28) in [-1, 1] (labels y (N,) for the class model) with Adam and the
     handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs
     (on the CPU). The random numbers come from a CPU generator on every device, so a GPU run draws
     the same batches, timesteps and noise as a CPU run. x and y are the whole training set: with
-    cfg.train_size the run takes its stratified subset. on_snapshot(partial TrainedDDPM), if given, is
-    called after each snapshot (to save progress)."""
+    cfg.train_size the run takes its stratified subset.
+
+    on_epoch(partial TrainedDDPM, state), if given, is called after every epoch (after its snapshot) with
+    the run so far and the `state` that continues it: train_timecond(..., resume=state) carries on from
+    that epoch and ends with the same weights, losses and snapshots as a run that was never stopped
+    (the batches, timesteps and noise all come from one generator, whose state is part of `state`)."""
     cfg.validate()
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x must be (N, 1, 28, 28) images in [-1, 1], got {tuple(x.shape)}")
@@ -190,7 +196,20 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay ** (1 / cfg.epochs))
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     cpu = lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
-    snapshots, raw, losses, start = {}, {}, [], time.perf_counter()
+    snapshots, raw, losses, start, before = {}, {}, [], time.perf_counter(), 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        if ema is not None:
+            ema.model.load_state_dict(resume["ema"])
+            ema.num_updates = int(resume["ema_num_updates"])
+        opt.load_state_dict(resume["optimizer"])
+        decay.load_state_dict(resume["decay"])
+        g.set_state(resume["generator"])
+        losses += resume["losses"]
+        snapshots.update(resume["snapshots"])
+        raw.update(resume["raw"])
+        before = float(resume["seconds"])
+    elapsed = lambda: before + time.perf_counter() - start  # all sessions
 
     def loss_fn(idx, step):
         return p_losses(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
@@ -205,13 +224,19 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
             snapshots[epoch] = cpu(ema.model if ema is not None else model)
             if ema is not None:
                 raw[epoch] = cpu(model)
-            if on_snapshot is not None:
-                on_snapshot(TrainedDDPM(None, None, losses, snapshots, time.perf_counter() - start, raw))
+        if on_epoch is not None:
+            state = {"epoch": epoch, "model": cpu(model), "ema": cpu(ema.model) if ema is not None else None,
+                     "ema_num_updates": ema.num_updates if ema is not None else 0,
+                     "optimizer": copy.deepcopy(opt.state_dict()),
+                     "decay": decay.state_dict(), "generator": g.get_state(), "losses": list(losses),
+                     "snapshots": dict(snapshots), "raw": dict(raw), "seconds": elapsed()}
+            on_epoch(TrainedDDPM(None, None, losses, snapshots, elapsed(), raw), state)
 
     fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, cfg.epochs * steps_per_epoch,
-        losses=losses, ema=ema, after_step=after_step, progress=progress, desc=f"part B.2 DDPM D={cfg.hidden}")
+        start=len(losses), losses=losses, ema=ema, after_step=after_step, progress=progress,
+        desc=f"part B.2 DDPM D={cfg.hidden}")
     final = ema.model if ema is not None else model
-    return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, time.perf_counter() - start, raw)
+    return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, elapsed(), raw)
 
 
 def save_run(path, run: TrainedDDPM, cfg: TimeCondConfig, **info) -> None:
@@ -249,6 +274,21 @@ def load_run(path=REFERENCE) -> Snapshots:
         _, raw, _, _ = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build, key="raw")
         del info["raw"]
     return Snapshots(cfg, schedule_for(cfg), models, losses, info, raw)
+
+
+def read_resume(partial_path: str, cfg: TimeCondConfig) -> dict:
+    """The state that continues the stopped run in partial_path (see train_timecond); CheckpointError (one
+    line) if there is none, or if it was made with other settings."""
+    if not os.path.exists(partial_path):
+        raise CheckpointError(f"--resume: no {partial_path} to resume from (a run that was stopped leaves one)")
+    ckpt = read_checkpoint(partial_path, KIND)
+    if not isinstance(ckpt.get("resume"), dict):
+        raise CheckpointError(f"--resume: {partial_path} holds no state to resume from; start again with --overwrite")
+    changed = sorted(k for k, v in asdict(cfg).items() if ckpt["config"].get(k) != v)
+    if changed:
+        raise CheckpointError(f"--resume: the run in {partial_path} was made with other settings ({', '.join(changed)}); "
+                              "give the flags it was started with")
+    return ckpt["resume"]
 
 
 GUIDANCE = 4.0  # w in (1 + w) eps(x, y) - w eps(x, null): the handout's gamma = 5
@@ -309,8 +349,12 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond); while "
-                   "training, the snapshots so far are kept in OUT/timecond.partial.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/timecond.pt")
+                   "training, the run so far is kept in OUT/timecond.partial.pt after every epoch (for --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the stopped run in OUT/timecond.partial.pt "
+                   "from its last finished epoch (give the flags it was started with); the result is the run that "
+                   "was never stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/timecond.pt (and a stopped "
+                   "run's OUT/timecond.partial.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     prog = p.prog
@@ -322,6 +366,8 @@ def main(argv: Optional[list] = None) -> int:
         cfg.validate()
     except ValueError as e:
         p.error(str(e))
+    if args.resume and args.overwrite:
+        p.error("--resume continues the stopped run in --out and --overwrite replaces it; give one of them")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     path = os.path.join(args.out, "timecond.pt")
@@ -339,13 +385,17 @@ def main(argv: Optional[list] = None) -> int:
     try:
         device = resolve_device(args.device)
         check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
+        partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
+        resume = read_resume(partial_path, cfg) if args.resume else None
+        if resume is None and os.path.exists(partial_path) and not args.overwrite:
+            raise OutputError(f"{partial_path} holds a stopped run; continue it with --resume (and the flags it was "
+                              "started with), or replace it with --overwrite")
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
         info = dict(data_source=data.source, threads=args.threads, device=str(device))
-        partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
-        partial = lambda run: save_run(partial_path, run, cfg, finished=False, **info)  # epochs so far, if killed
+        partial = lambda run, state: save_run(partial_path, run, cfg, finished=False, resume=state, **info)
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
-                             on_snapshot=partial)
+                             on_epoch=partial, resume=resume)
         save_run(path, run, cfg, finished=True, **info)
         if os.path.exists(partial_path):
             os.remove(partial_path)

