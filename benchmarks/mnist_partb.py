@@ -10,10 +10,13 @@
      (largest class share), and the Frechet distance of classifier features (FLD) against the test
      digits beside its floor (real train digits, same n) and its ceiling (noise). --check K redraws the
      first K stored samples of the last epoch and stops if they differ; --fresh N scores N new samples
-     of the last epoch (seeds n.., slow: about 1 s per sample and guided step batch on one thread).
+     of the last epoch (seeds n.., slow: about 1 s per sample and guided step batch on one thread);
+     --samplers N scores N new samples of the last epoch, EMA and raw weights, through the full chain,
+     DDIM-100, DDIM-50 (eta 0) and DDIM-100 with eta 1: does another sampler make better digits?
 
     python benchmarks/mnist_partb.py                      # about 1 min on one CPU thread
     python benchmarks/mnist_partb.py --fresh 500          # plus 500 new samples per run (about 15 min each)
+    python benchmarks/mnist_partb.py --samplers 200       # 200 new samples per run through 4 samplers, EMA and raw
 
 The anagram and hybrid success matrices of part A come from benchmarks/mnist_editing.py --only illusions.
 """
@@ -34,9 +37,10 @@ from mnist import timecond as tc  # noqa: E402
 from mnist.cs180_partb import CONFIDENT, read_samples, test_digits  # noqa: E402
 from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import fit_gaussian, frechet_distance, load_classifier, predict  # noqa: E402
-from utils import CheckpointError, Parser, check_new_file, int_range, seed_int  # noqa: E402
+from utils import CheckpointError, Parser, check_new_file, int_range, sample, seed_int  # noqa: E402
 
 PROG = "benchmarks/mnist_partb.py"
+SAMPLERS = (("full chain", None, 0.0), ("DDIM-100", 100, 0.0), ("DDIM-50", 50, 0.0), ("DDIM-100 eta 1", 100, 1.0))
 
 
 def main(argv=None) -> int:
@@ -51,6 +55,10 @@ def main(argv=None) -> int:
                    help="redraw this many stored B.2 samples and compare (default 2)")
     p.add_argument("--fresh", type=int_range(0, 100_000), default=0,
                    help="also score this many new B.2 samples of the last epoch (default 0)")
+    p.add_argument("--samplers", type=int_range(0, 100_000), default=0,
+                   help="also score this many new samples of the last epoch (EMA and raw weights) through each of the "
+                        "other samplers: the full chain, DDIM-100 and DDIM-50 (eta 0), DDIM-100 with eta 1 (slow: "
+                        "about 13 min per run at 200)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json")
@@ -121,8 +129,8 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
           f"{snap.info.get('seconds', float('nan')) / 60:.1f} min; {n} stored samples per epoch (full chain, drawn in "
           f"{got['seconds'] / 60:.1f} min); FLD floor (train vs test, n={n}) {floor:.2f}, noise {ceiling:.1f}")
     to_model = lambda u8: (u8.float() / 127.5 - 1)[:, None]
-    rows = [(str(e), to_model(v)) for e, v in got["sampled"].items()]
-    rows += [(f"{e} raw", to_model(v)) for e, v in got["raw"].items()]
+    rows = [(str(e), to_model(v), y) for e, v in got["sampled"].items()]
+    rows += [(f"{e} raw", to_model(v), y) for e, v in got["raw"].items()]
     last = max(snap.models)
     if args.check:
         k = min(args.check, n)
@@ -135,18 +143,29 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
     if args.fresh:
         ys = None if y is None else torch.arange(n, n + args.fresh) % 10
         fresh = tc.draw(snap.models[last], snap.schedule, args.fresh, got["seed"] + n, y=ys, w=got["w"])
-        rows.append((f"{last} new", fresh))
-    print(f"{'epoch':>9} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
+        rows.append((f"{last} new", fresh, ys))
+    if args.samplers:  # the same new seeds through other samplers, for the EMA and the raw weights
+        k = args.samplers
+        ys = None if y is None else torch.arange(n, n + k) % 10
+        weights = {"": snap.models[last], " raw": snap.raw.get(last)}
+        for tag, model in weights.items():
+            for name, steps, eta in SAMPLERS:
+                if model is None:
+                    continue
+                gens = [torch.Generator().manual_seed(got["seed"] + n + i) for i in range(k)]
+                xs = sample(model, snap.schedule, k, y=ys, w=got["w"], generator=gens, shape=(1, 28, 28),
+                            steps=steps, eta=eta)
+                rows.append((f"{last}{tag} {name}", xs, ys))
+    print(f"{'epoch':>18} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
     out = {"n": n, "fld_floor": floor, "fld_noise": ceiling, "train_seconds": snap.info.get("seconds"),
            "steps": len(snap.losses), "epochs": {}}
-    for name, xs in rows:
-        labels = y if not name.endswith("new") else (None if y is None else torch.arange(n, n + len(xs)) % 10)
+    for name, xs, labels in rows:
         lab, top = read_samples(clf, xs)
         sure = (top >= CONFIDENT).float().mean().item()
         counts = torch.bincount(lab, minlength=10)
         fld = frechet_distance(fit_gaussian(predict(clf, xs)[1]), test)
         agree = (lab == labels).float().mean().item() if labels is not None else float("nan")
-        print(f"{name:>9} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
+        print(f"{name:>18} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
               f"{fld:7.2f}")
         out["epochs"][name] = {"n": len(xs), "confident": sure, "classes": int((counts > 0).sum()),
                                "class_counts": counts.tolist(), "agreement": agree, "fld": fld}
