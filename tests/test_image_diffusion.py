@@ -264,3 +264,16 @@ def test_fid_falls_back_to_a_labelled_classifier_distance(folder, capsys):
     real = torch.stack([data[i][0] for i in range(24)])
     ref = metric.fit(real)
     assert abs(metric.distance(ref, real)) < 1e-6 < metric.distance(ref, torch.rand_like(real) * 2 - 1)
+
+
+def test_throughput_benchmark_measures_a_preset_through_the_trainer(capsys):
+    """benchmarks/image_throughput.py (the GPU images/s and memory table of the README) runs the real trainer
+    and prints one row per preset."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("image_throughput", os.path.join(ROOT, "benchmarks", "image_throughput.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--preset", "cifar10-32", "--steps", "1", "--warmup", "1", "--batch-size", "2",
+                       "--device", "cpu"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[:5] == ["cifar10-32", "32", "1,198,947", "2", row[4]] and float(row[5]) > 0 and float(row[4]) > 0
