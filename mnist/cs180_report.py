@@ -27,6 +27,7 @@ taller than a page.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 from typing import Optional, Sequence
@@ -242,6 +243,22 @@ def _sweep_frac(m: torch.Tensor, pairs, seeds: int) -> str:
     return f"{round(sum(float(m[p]) for p in pairs) * seeds)}/{len(pairs) * seeds}"
 
 
+def _more(n: int, m: int) -> str:
+    """'more' / 'fewer' / 'as many': n against m."""
+    return "more" if n > m else "fewer" if n < m else "as many"
+
+
+def _ranked(scores: dict) -> str:
+    """'a scores highest and c lowest' (ties: 'a and b score highest'), from {name: score}, higher = better."""
+    hi, lo = max(scores.values()), min(scores.values())
+    if hi == lo:
+        return "all score the same"
+    top = [k for k, v in scores.items() if v == hi]
+    bottom = [k for k, v in scores.items() if v == lo]
+    verb = "scores" if len(top) == 1 else "score"
+    return f"{' and '.join(top)} {verb} highest and {' and '.join(bottom)} lowest"
+
+
 def _mean_off(m: torch.Tensor, skip=()) -> float:
     """Mean of the measured (non-NaN) cells of m, leaving out the pairs in skip."""
     keep = ~torch.isnan(m)
@@ -328,18 +345,27 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                      [f"test digit {int(y[i])}" for i in show], [f"t = {t}" for t in levels])
     ab = {t: schedule.alpha_bar[t].item() for t in levels}
     agree = {t: (read(noised[t]) == y).float().mean().item() for t in levels}
-    out.append(Page.of_text("CS180 A.1: the forward process", [png], "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
+    readable = list(itertools.takewhile(lambda t: agree[t] >= 0.5, levels))  # the levels up to the first below half
+    out.append(Page.of_text("CS180 A.1: the forward process", [png],
+                "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
                 f"cosine schedule (T={T}): sqrt(alpha_bar_t) = " +
                 ", ".join(f"{ab[t] ** 0.5:.3f} at t={t}" for t in levels) +
                 ". The metric classifier still reads the true digit in " +
-                ", ".join(f"{agree[t]:.0%} at t={t}" for t in levels) + f" of {len(x0)} test digits."))
+                ", ".join(f"{agree[t]:.0%} at t={t}" for t in levels) + f" of {len(x0)} test digits.",
+                answers=f"Forward process: test digits noised to t = {', '.join(map(str, levels))} (T = {T}) by "
+                        f"x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps: the clean digit's weight "
+                        f"sqrt(alpha_bar_t) goes from {ab[levels[0]] ** 0.5:.2f} at t = {levels[0]} to "
+                        f"{ab[levels[-1]] ** 0.5:.2f} at t = {levels[-1]}, and the classifier reads the true digit "
+                        f"in {agree[levels[0]]:.0%} and {agree[levels[-1]]:.0%} of {len(x0)} test digits there"
+                        + (f"; it still reads at least half of them up to t = {readable[-1]}." if readable else ".")))
 
     # A.2 - A.4 denoising
     rows, stats = [], []
+    sigmas = (0.5, 1.0, 1.5, 2.0)  # the blur's candidates: the best (by PSNR) per t is used
     for t in ts:
         nz = ed.forward_noise(schedule, x0, t, _gens(len(x0), seed + 1000))
         scale = schedule.alpha_bar[t].sqrt().item()
-        sig = max((0.5, 1.0, 1.5, 2.0), key=lambda s: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, s), x0).mean())
+        sig = max(sigmas, key=lambda s: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, s), x0).mean())
         outs = dict(blur=ed.gaussian_blur_denoise(nz.x_t / scale, sig),
                     one=ed.one_step_denoise(model, schedule, nz.x_t, t),
                     it=ed.iterative_denoise(model, schedule, nz.x_t, t, steps=steps))
@@ -352,16 +378,31 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     lines, split = [], []
     for t, sig, m in stats:
         best_psnr, best_ssim = max(m, key=lambda k: m[k][0]), max(m, key=lambda k: m[k][1])
-        lines.append(f"t={t}: blur (sigma={sig}, on x_t / sqrt(alpha_bar_t)) {m['blur'][0]:.1f} dB / SSIM "
-                     f"{m['blur'][1]:.2f}, one-step {m['one'][0]:.1f} dB / {m['one'][1]:.2f}, iterative "
-                     f"{m['it'][0]:.1f} dB / {m['it'][1]:.2f} (best PSNR: {names[best_psnr]}, best SSIM: {names[best_ssim]})")
+        lines.append(f"t={t}: best PSNR {names[best_psnr]}, best SSIM {names[best_ssim]}")
         if best_psnr == "one" and best_ssim == "it":
             split.append(f"t={t}")
     why = (f" At {', '.join(split)} one-step wins on PSNR but iterative on SSIM: one-step returns the network's "
            "estimate of the mean E[x_0 | x_t], a blurred average that squared error favours, while the iterative "
            "chain commits to one sharp digit." if split else "")
-    out.append(Page.of_text("CS180 A.2-A.4: denoising", [png], f"A.2-A.4 Denoising {len(x0)} test digits (no label, the empty prompt), PSNR and SSIM against "
-                "the clean digit. " + "; ".join(lines) + "." + why))
+    per_t = lambda k: ", ".join(f"{m[k][0]:.1f} dB / SSIM {m[k][1]:.2f} at t={t}" for t, _, m in stats)
+    beats = lambda k, o, j: sum(round(m[k][j], 1 + j) > round(m[o][j], 1 + j)  # as printed: k above o (0 PSNR, 1 SSIM)
+                                for _, _, m in stats)
+    of_ts = f"of {len(stats)} noise level{'s' if len(stats) > 1 else ''}"
+    out.append(Page.of_text("CS180 A.2-A.4: denoising", [png],
+                f"A.2-A.4 Denoising {len(x0)} test digits (no label, the empty prompt) at t = "
+                f"{', '.join(str(t) for t, _, _ in stats)}: one test digit shown per t; PSNR and SSIM (above) are "
+                f"means over all {len(x0)} against the clean digit. The blur filters x_t / sqrt(alpha_bar_t) with the "
+                f"sigma of {', '.join(f'{v:g}' for v in sigmas)} that gives the highest PSNR at that t. Best per "
+                "noise level: " + "; ".join(lines) + "." + why,
+                answers=f"Gaussian blur (A.2): the best blur of x_t / sqrt(alpha_bar_t) (sigma "
+                        f"{', '.join(f'{sig} at t={t}' for t, sig, _ in stats)}, picked for PSNR) gives "
+                        f"{per_t('blur')} on {len(x0)} test digits.\n\n"
+                        f"One-step (A.3): removing the network's noise estimate in one pass gives {per_t('one')}: "
+                        f"above the blur in PSNR at {beats('one', 'blur', 0)} "
+                        f"{of_ts}, in SSIM at {beats('one', 'blur', 1)}.\n\n"
+                        f"Iterative (A.4): the strided chain from t down to 0 gives {per_t('it')}: above one-step "
+                        f"in PSNR at {beats('it', 'one', 0)} {of_ts}, in SSIM at {beats('it', 'one', 1)}; above the "
+                        f"blur in PSNR at {beats('it', 'blur', 0)}, in SSIM at {beats('it', 'blur', 1)}."))
 
     # A.4 the iterative chain itself, every PROGRESS_EVERY-th strided step (CS180: i_start = 10, every 5th loop)
     i_prog = max(1, steps // 4)
@@ -385,10 +426,19 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"A.4 Iterative denoising from t = {t_prog} (i_start = {i_prog} of {steps} strided steps, stride "
                 f"{i_ts[0] - i_ts[1]}; CS180 starts at i_start = 10, t = 690 of 1000), no label, DDIM (eta = 0). Left: "
                 f"the state x_t after every {PROGRESS_EVERY}th step (t = "
-                f"{', '.join(str(int(traj.t[k])) for k in shown_steps)}), each less noisy than the last; right: the "
+                f"{', '.join(str(int(traj.t[k])) for k in shown_steps)}); right: the "
                 f"final iterative x_0, the one-step estimate x0_hat from x_{t_prog} and a Gaussian blur of "
                 f"x_{t_prog} / sqrt(alpha_bar) (sigma 1.5). PSNR to the clean digits (these {len(show)}): iterative "
-                f"{p_it:.1f} dB, one-step {p_one:.1f} dB, blur {p_blur:.1f} dB."))
+                f"{p_it:.1f} dB, one-step {p_one:.1f} dB, blur {p_blur:.1f} dB.",
+                answers=f"Iterative denoising: from x_{t_prog} (i_start = {i_prog}), the figure shows the noisy x_t "
+                        f"every {PROGRESS_EVERY}th step of the chain, at t = "
+                        f"{', '.join(str(int(traj.t[k])) for k in shown_steps)}, then the final clean estimate x_0.\n\n"
+                        f"Compared with one step and blur: PSNR to the clean digits is {p_it:.1f} dB iterative, "
+                        f"{p_one:.1f} dB one-step, {p_blur:.1f} dB blur (sigma 1.5), so "
+                        + _ranked({"iterative": round(p_it, 1), "one-step": round(p_one, 1), "blur": round(p_blur, 1)})
+                        + f" on these {len(show)} digits" + (" (PSNR favours one-step's blurred average of the digits "
+                                                               "x_t could be; the chain commits to one sharp digit)."
+                                                               if round(p_one, 1) > round(p_it, 1) else ".")))
 
     # A.5-A.6 sampling from pure noise: per label without and with guidance, and with the null label
     labels = torch.arange(10).repeat_interleave(per)
@@ -435,11 +485,21 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                      [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"])
     keep = {i: (read(ed_digit[i]) == y).float().mean().item() for i in i_starts}
     close = {i: ed.psnr(ed_digit[i], x0).mean().item() for i in i_starts}
-    out.append(Page.of_text("CS180 A.7.1: SDEdit", [png], f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
+    lo, hi = min(i_starts), max(i_starts)  # most and least noise
+    closer = all(round(close[a], 1) < round(close[b], 1) for a, b in zip(sorted(i_starts), sorted(i_starts)[1:]))
+    out.append(Page.of_text("CS180 A.7.1: SDEdit", [png],
+                f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
                 f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}): noise the input to t, then run the iterative "
                 f"denoiser from there. {len(x0)} test digits, no label: the edit keeps the digit's class in " +
                 ", ".join(f"{keep[i]:.0%}" for i in i_starts) + " and its PSNR to the input is " +
-                ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB: the less noise, the closer to the input."))
+                ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB" + (": the less noise, the closer to the input."
+                                                                           if closer else "."),
+                answers=f"SDEdit: {len(x0)} test digits noised to i_start = {', '.join(map(str, i_starts))} (t = "
+                        f"{i_ts[lo]} down to {i_ts[hi]}) and denoised with no label (the empty prompt) keep their "
+                        f"class in {keep[lo]:.0%} at i_start = {lo} and {keep[hi]:.0%} at i_start = {hi}; their PSNR "
+                        f"to the input goes from {close[lo]:.1f} to {close[hi]:.1f} dB, "
+                        + ("so the less noise, the closer the edit stays to the input." if closer else
+                           "not rising steadily as the noise falls.")))
 
     # A.7.1 SDEdit on inputs from outside the test set: hand-drawn digits, a font letter, a photo
     drawn_i = tuple(i for i in DRAWN_I if i <= steps - 1) or tuple(i_starts)
@@ -485,7 +545,14 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"{letter_at(True)} (label {LETTER_LABEL}) at i = {', '.join(map(str, drawn_i))}. The photo is read "
                 f"as {int(raw[hand + 1])} raw, then {photo_at(False)} (no label) and {photo_at(True)} (label "
                 f"{PHOTO_LABEL}): the model can only make digits, so it turns the outside image into the digit nearest "
-                f"to it, or into the label it is given."))
+                f"to it, or into the label it is given.",
+                answers=f"Hand-drawn digits: {hand} drawings, read as the drawn digit in {hit(raw):.0%} before "
+                        f"editing, are read so after SDEdit in {per_i(False)} with no label, and in {per_i(True)} "
+                        f"with the drawn digit as the label (w = {w:g}).\n\n"
+                        f"Web image and font letter: at i = {', '.join(map(str, drawn_i))} the photo (Grace Hopper) is "
+                        f"read as {photo_at(False)} with no label and {photo_at(True)} with label {PHOTO_LABEL}; the "
+                        f"letter {LETTER} as {letter_at(False)} with no label and {letter_at(True)} with label "
+                        f"{LETTER_LABEL}."))
 
     # A.7.2 inpainting: regenerate the top half, with the true label, another label, and another label with RePaint
     mask = torch.zeros(28, 28)
@@ -513,7 +580,13 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"redone, {resample} times; {resample}x the network passes) it reads y+1 in {_frac(r_u == target)} and "
                 f"y in {_frac(r_u == y)}. Resampling lets the regenerated half agree with the kept half; when the kept "
                 f"half belongs to another digit, agreeing with it can pull the result towards the source instead of the "
-                f"target. python benchmarks/mnist_editing.py --only inpainting measures this on 100 digits for U = 1, 2, 4."))
+                f"target. python benchmarks/mnist_editing.py --only inpainting measures this on 100 digits for U = 1, 2, 4.",
+                answers=f"Inpainting: the top half of {len(x0)} test digits is regenerated and the bottom half kept "
+                        f"({'pixel for pixel' if exact else 'but not exactly'}); asked for the digit's own label y, "
+                        f"the classifier reads y in {_frac(r_inp == y)}.\n\n"
+                        f"Inpainting another digit: asked for y+1 it reads y+1 in {_frac(r_other == target)}, and with "
+                        f"RePaint resampling (U = {resample}) in {_frac(r_u == target)}: "
+                        + _more(int((r_u == target).sum()), int((r_other == target).sum())) + " with resampling."))
 
     # A.7.3 translation of one digit towards every label
     src1 = x0[show[1]:show[1] + 1].expand(10, -1, -1, -1)
@@ -524,11 +597,18 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                      [f"to label {b}" for b in range(10)], [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"],
                      captions=[[f"reads {int(hits[i][b])}" for i in i_starts] + [None] for b in range(10)], cell=0.62)
     hit = {i: (hits[i] == torch.arange(10)).float().mean().item() for i in i_starts}
-    out.append(Page.of_text("CS180 A.7.3: class-conditional translation", [png], f"A.7.3 Class-conditional translation of a {int(y[show[1]])} towards each label "
-                f"(SDEdit with the target label, w={w:g}): read as the target in " + ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) +
-                " of the 10 targets" + (": the less noise (larger i_start), the more of the source survives." if all(
-                    hit[a] >= hit[b] for a, b in zip(i_starts[:-1], i_starts[1:])) else
-                    " (not monotone in i_start at this sample size).")))
+    asc = sorted(i_starts)
+    fewer = hit[asc[0]] > hit[asc[-1]] and all(hit[a] >= hit[b] for a, b in zip(asc, asc[1:]))
+    out.append(Page.of_text("CS180 A.7.3: class-conditional translation", [png],
+                f"A.7.3 Class-conditional translation of a {int(y[show[1]])} towards each label (SDEdit with the "
+                f"target label, w={w:g}): read as the target in " +
+                ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + " of the 10 targets" +
+                (": the less noise (larger i_start), the more of the source survives." if fewer else
+                 " (not falling steadily with i_start at this sample size)."),
+                answers=f"Text-conditional translation: a test {int(y[show[1]])} edited with each of the 10 labels as "
+                        f"the prompt (w = {w:g}) is read as the target label in {hit[asc[0]]:.0%} at i_start = "
+                        f"{asc[0]} (most noise) and {hit[asc[-1]]:.0%} at i_start = {asc[-1]} (least noise)"
+                        + (": the less noise, the fewer edits reach the target." if fewer else ".")))
 
     # A.8 / A.9 measured over every ordered label pair, all in one batch each
     k = len(illusion_seeds)
@@ -632,19 +712,22 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     ok_a = (e_up == ex_a.a) & (e_rot == ex_a.b)
     out.append(Page.of_text("CS180 A.8: visual anagrams", [png],
                 f"A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by 180 "
-                f"degrees (Geng et al. 2024). Rows: the {len(best_a)} best non-trivial pairs of the sweep (never a "
-                f"label with itself, never 6/9 or 9/6, never a pair plain digits pass), and last the trivial 6/9 for "
+                f"degrees (Geng et al. 2024). Rows: the {len(best_a)} best non-trivial pairs of the sweep (ties in its "
+                f"rate broken by the classifier's confidence; never a label with itself, never 6/9 or 9/6, never a "
+                f"pair plain digits pass), and last the trivial 6/9 for "
                 f"comparison, each drawn again "
                 f"with {len(ex_seeds)} fresh seeds ({', '.join(map(str, ex_seeds))}, not the sweep's) and {example_steps} "
                 f"steps. Each image is shown upright and rotated by 180 degrees, with what the classifier reads "
                 f"({TICK} = the label asked for in that view, {CROSS} = another); the row label gives the pair's "
                 f"success in the sweep.\n\n"
-                f"With the fresh seeds the {len(best_a)} best pairs succeed in {_frac(ok_a[nontriv])} (both views "
-                f"right), against {_sweep_frac(A, best_a, k)} in the sweep that picked them (ties in the sweep's rate "
-                f"broken by the classifier's confidence); the trivial 6/9 in {_frac(ok_a[~nontriv])}.\n\n"
                 f"At 28x28 an anagram has few pixels to serve two digits: many that the classifier accepts are "
                 f"blotchy, and the success rates here measure the classifier's reading, not how convincing the "
-                f"illusion is to a person."))
+                f"illusion is to a person.",
+                answers=f"Visual anagram examples: the {len(best_a)} best non-trivial label pairs of the sweep "
+                        f"({', '.join(f'{a}/{b}' for a, b in best_a)}), drawn again with {len(ex_seeds)} fresh seeds, "
+                        f"read as a upright and as b rotated 180 degrees in {_frac(ok_a[nontriv])} images, against "
+                        f"{_sweep_frac(A, best_a, k)} in the sweep that picked them; the trivial 6/9 in "
+                        f"{_frac(ok_a[~nontriv])}."))
 
     rows_img, caps, row_lab = [], [], []
     for a, b in best_h:
@@ -663,8 +746,11 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"high-pass digit b (to be seen up close), drawn again with fresh seeds ({', '.join(map(str, ex_seeds))}) "
                 f"and {example_steps} steps; each image up close and blurred with sigma {ed.AFAR_SIGMA:g} px ('from afar'), "
                 f"with what the classifier reads ({TICK} = the high-pass label up close / the low-pass label from "
-                f"afar, {CROSS} = another). With the fresh seeds these pairs succeed in {_frac(ok_h)}, against "
-                f"{_sweep_frac(H, best_h, k)} in the sweep that picked them."))
+                f"afar, {CROSS} = another).",
+                answers=f"Hybrid image examples: the {len(best_h)} best low-pass / high-pass label pairs of the sweep "
+                        f"({', '.join(f'{a}/{b}' for a, b in best_h)}), drawn again with {len(ex_seeds)} fresh seeds, "
+                        f"read as the high-pass label up close and as the low-pass label from afar in {_frac(ok_h)} "
+                        f"images, against {_sweep_frac(H, best_h, k)} in the sweep that picked them."))
     return out
 
 

@@ -1,6 +1,7 @@
 """Fast tests of mnist.editing (CS180 part A on MNIST): each checks a defining property on a tiny
 random UNet with T = 10, or on a fake noise predictor whose answer is known exactly."""
 import os
+import re
 
 import matplotlib.pyplot as plt
 import pytest
@@ -262,6 +263,24 @@ def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
                                      "A.7.3", "A.8-A", "A.8 V", "A.9 H"]
     assert out[3].answers[0].startswith("Guidance: asking for each digit, ") and "empty prompt" in out[3].answers[1]
     assert out[8].answers[0].startswith("Visual anagrams: ") and out[8].answers[1].startswith("Hybrids: ")
+    # every page answers its section's question first: the answers' labels, per section (the title's), in order
+    labels = [("A.1", ["Forward process"]),
+              ("A.2-A.4", ["Gaussian blur (A.2)", "One-step (A.3)", "Iterative (A.4)"]),
+              ("A.4", ["Iterative denoising", "Compared with one step and blur"]),
+              ("A.5-A.6", ["Guidance", "Without a label (the empty prompt)"]),
+              ("A.7.1", ["SDEdit"]),
+              ("A.7.1", ["Hand-drawn digits", "Web image and font letter"]),
+              ("A.7.2", ["Inpainting", "Inpainting another digit"]),
+              ("A.7.3", ["Text-conditional translation"]),
+              ("A.8-A.9", ["Visual anagrams", "Hybrids"]),
+              ("A.8", ["Visual anagram examples"]),
+              ("A.9", ["Hybrid image examples"])]
+    assert len(out) == len(labels)
+    for page, (section, want) in zip(out, labels):
+        assert page.title.startswith(f"CS180 {section}: ") and page.answers, page.title
+        assert [a.split(": ", 1)[0] for a in page.answers] == want, page.title
+        assert all(re.search(r"\d", a) for a in page.answers), page.title  # each answer states a measured number
+        assert page.blocks[:len(want)] == [("answer", a) for a in page.answers]  # the answers come first
     assert all(page.title.startswith("CS180 A.") for page in out)
     for page in out:
         assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
