@@ -62,6 +62,7 @@ def run_ours(cfg, data, budgets: list, n_eval: int) -> list:
             x = torch.cat([sample(result.model, result.schedule, len(gs), generator=gs, steps=cfg.sample_steps,
                                   shape=shape) for gs in _chunks(generators(n_eval, 0), 250)])
             rows.append((count_parameters(result.model), result.step, result.seconds, x))
+            _progress("ours", seconds, result.step, result.seconds)
     return rows
 
 
@@ -99,7 +100,14 @@ def run_lucidrains(cfg, data, budgets: list, n_eval: int, dim: int = 24) -> list
         with torch.no_grad():
             x = torch.cat([model.sample(batch_size=min(250, n_eval - i)) * 2 - 1 for i in range(0, n_eval, 250)])
         rows.append((count_parameters(model.model), step, trained, x))
+        _progress("lucidrains", seconds, step, trained)
     return rows
+
+
+def _progress(name: str, budget: float, steps: int, seconds: float) -> None:
+    """One line as each budget is trained and sampled (the table waits for both models)."""
+    print(f"  {MODELS[name]}: {budget / 60:g} min trained and sampled ({steps} steps, {seconds / max(steps, 1):.2f} "
+          "s/step)", flush=True)
 
 
 def _forever(loader):
