@@ -211,6 +211,11 @@ def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
 
 
+def _n(k: int, noun: str) -> str:
+    """'1 different digit', '3 different digits'."""
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
 def _pct(v: float) -> str:
     return f"{v:.0%}"
 
@@ -474,7 +479,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                 f"{conf(drawn[w]):.2f} with guidance; guidance is what makes the samples clean.",
                 answers=f"Guidance: asking for each digit, {agree[w]:.0%} of {len(labels)} samples show it with CFG "
                         f"(gamma = {1 + w:g}), {agree[0.0]:.0%} without (gamma = 1).\n\n"
-                        f"Without a label (the empty prompt): {int((counts > 0).sum())} different digits appear in "
+                        f"Without a label (the empty prompt): {_n(int((counts > 0).sum()), 'different digit')} appear in "
                         f"{len(uncond)} samples, and the classifier's mean confidence is {conf(uncond):.2f}, against "
                         f"{conf(drawn[w]):.2f} with guidance."))
 
