@@ -156,7 +156,7 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
                 xs = sample(model, snap.schedule, k, y=ys, w=got["w"], generator=gens, shape=(1, 28, 28),
                             steps=steps, eta=eta)
                 rows.append((f"{last}{tag} {name}", xs, ys))
-    print(f"{'epoch':>18} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
+    print(f"{'epoch':>21} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
     out = {"n": n, "fld_floor": floor, "fld_noise": ceiling, "train_seconds": snap.info.get("seconds"),
            "steps": len(snap.losses), "epochs": {}}
     for name, xs, labels in rows:
@@ -165,7 +165,7 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
         counts = torch.bincount(lab, minlength=10)
         fld = frechet_distance(fit_gaussian(predict(clf, xs)[1]), test)
         agree = (lab == labels).float().mean().item() if labels is not None else float("nan")
-        print(f"{name:>18} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
+        print(f"{name:>21} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
               f"{fld:7.2f}")
         out["epochs"][name] = {"n": len(xs), "confident": sure, "classes": int((counts > 0).sum()),
                                "class_counts": counts.tolist(), "agreement": agree, "fld": fld}
