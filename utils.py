@@ -357,6 +357,20 @@ class Trajectory(NamedTuple):
         return self.x[int(hits[0])]
 
 
+def matched_prior(schedule: Schedule, z: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """x_T from the Gaussian with q(x_T)'s per-coordinate mean and variance, instead of N(0, I).
+
+    x_T = sqrt(alpha_bar_T) x_0 + sqrt(1 - alpha_bar_T) eps has mean sqrt(alpha_bar_T) E[x_0] and variance
+    alpha_bar_T Var[x_0] + 1 - alpha_bar_T, so this returns sqrt(alpha_bar_T) mean + sqrt(alpha_bar_T var +
+    1 - alpha_bar_T) z for standard normal z (N, ...) and the data's mean and var (broadcast to one sample).
+    It matters when alpha_bar_T is not near 0: CS180's T = 300 linear schedule keeps sqrt(alpha_bar_T) = 0.22
+    of the image in x_T, so a chain started from N(0, I) starts where training never put it (Lin et al.,
+    "Common Diffusion Noise Schedules and Sample Steps are Flawed", 2024). With mean 0 and var 1 it is z."""
+    ab = schedule.alpha_bar[schedule.T].to(z.device, z.dtype)
+    mean, var = mean.to(z.device, z.dtype), var.to(z.device, z.dtype)
+    return ab.sqrt() * mean + (ab * var + 1 - ab).sqrt() * z
+
+
 def as_labels(y, n: int, num_classes: int, device) -> Optional[torch.Tensor]:
     """None, an int, or a sequence/tensor of n labels -> int64 (n,) or None; rejects bad labels."""
     if y is None:

@@ -12,11 +12,14 @@
      first K stored samples of the last epoch and stops if they differ; --fresh N scores N new samples
      of the last epoch (seeds n.., slow: about 1 s per sample and guided step batch on one thread);
      --samplers N scores N new samples of the last epoch, EMA and raw weights, through the full chain,
-     DDIM-100, DDIM-50 (eta 0) and DDIM-100 with eta 1: does another sampler make better digits?
+     DDIM-100, DDIM-50 (eta 0) and DDIM-100 with eta 1, and (unconditional run) the full chain started
+     from utils.matched_prior instead of N(0, I): does another sampler make better digits? --priors N
+     compares only the start of the chain, N(0, I) against the matched prior, on N new unconditional samples.
 
     python benchmarks/mnist_partb.py                      # about 1 min on one CPU thread
     python benchmarks/mnist_partb.py --fresh 500          # plus 500 new samples per run (about 15 min each)
     python benchmarks/mnist_partb.py --samplers 200       # 200 new samples per run through 4 samplers, EMA and raw
+    python benchmarks/mnist_partb.py --priors 300         # 300 new unconditional samples from N(0, I) and the matched prior
 
 The anagram and hybrid success matrices of part A come from benchmarks/mnist_editing.py --only illusions.
 """
@@ -59,6 +62,10 @@ def main(argv=None) -> int:
                    help="also score this many new samples of the last epoch (EMA and raw weights) through each of the "
                         "other samplers: the full chain, DDIM-100 and DDIM-50 (eta 0), DDIM-100 with eta 1 (slow: "
                         "about 13 min per run at 200)")
+    p.add_argument("--priors", type=int_range(0, 100_000), default=0,
+                   help="also score this many new samples of the unconditional run's last epoch (EMA and raw weights), "
+                        "full chain, started from N(0, I) (the handout) and from utils.matched_prior (about 1 s per "
+                        "sample and start on one thread)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json")
@@ -131,12 +138,21 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
     to_model = lambda u8: (u8.float() / 127.5 - 1)[:, None]
     rows = [(str(e), to_model(v), y) for e, v in got["sampled"].items()]
     rows += [(f"{e} raw", to_model(v), y) for e, v in got["raw"].items()]
+    rows += [(f"{e} matched x_T", to_model(v), y) for e, v in got.get("matched", {}).items()]
+    stats = None if cfg.num_classes else tc.training_pixel_stats(snap)
     last = max(snap.models)
     if args.check:
         k = min(args.check, n)
         again = tc.draw(snap.models[last], snap.schedule, k, got["seed"], y=None if y is None else y[:k], w=got["w"])
         same = torch.equal(((again.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0], got["sampled"][last][:k])
         print(f"   redrew the first {k} stored samples of epoch {last}: {'identical' if same else 'DIFFERENT'}")
+        if got.get("matched"):
+            again = tc.draw(snap.models[last], snap.schedule, k, got["seed"], prior=stats)
+            same_m = stats is not None and torch.equal(((again.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0],
+                                                       got["matched"][last][:k])
+            print(f"   redrew the first {k} stored matched-prior samples of epoch {last}: "
+                  f"{'identical' if same_m else 'DIFFERENT'}")
+            same = same and same_m
         if not same:
             raise ValueError("the stored samples are not this run's samples; redraw them with python -m mnist.timecond "
                              "--add-samples RUN")
@@ -156,7 +172,15 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
                 xs = sample(model, snap.schedule, k, y=ys, w=got["w"], generator=gens, shape=(1, 28, 28),
                             steps=steps, eta=eta)
                 rows.append((f"{last}{tag} {name}", xs, ys))
-    print(f"{'epoch':>21} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
+            if model is not None and stats is not None:  # the full chain from the matched prior, same seeds
+                rows.append((f"{last}{tag} matched x_T", tc.draw(model, snap.schedule, k, got["seed"] + n, prior=stats), ys))
+    if args.priors and stats is not None:  # only the start of the chain changes: N(0, I) against the matched prior
+        k = args.priors
+        for tag, model in (("", snap.models[last]), (" raw", snap.raw.get(last))):
+            if model is not None:
+                for name, prior in (("N(0, I)", None), ("matched x_T", stats)):
+                    rows.append((f"{last}{tag} {name}", tc.draw(model, snap.schedule, k, got["seed"] + n, prior=prior), None))
+    print(f"{'epoch':>23} {'confident':>9} {'digits':>6} {'top share':>9} {'agree':>6} {'FLD':>7}")
     out = {"n": n, "fld_floor": floor, "fld_noise": ceiling, "train_seconds": snap.info.get("seconds"),
            "steps": len(snap.losses), "epochs": {}}
     for name, xs, labels in rows:
@@ -165,7 +189,7 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
         counts = torch.bincount(lab, minlength=10)
         fld = frechet_distance(fit_gaussian(predict(clf, xs)[1]), test)
         agree = (lab == labels).float().mean().item() if labels is not None else float("nan")
-        print(f"{name:>21} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
+        print(f"{name:>23} {sure:9.3f} {int((counts > 0).sum()):>6} {counts.max().item() / len(xs):9.3f} {agree:6.3f} "
               f"{fld:7.2f}")
         out["epochs"][name] = {"n": len(xs), "confident": sure, "classes": int((counts > 0).sum()),
                                "class_counts": counts.tolist(), "agreement": agree, "fld": fld}

@@ -171,10 +171,10 @@ def stored_samples(run: tc.Snapshots, n: int = 20, seed: int = 0, progress: bool
         y = torch.arange(n) % 10 if run.config.num_classes else None
         w = tc.GUIDANCE if run.config.num_classes else 0.0
         sampled = {e: tc.draw(m, run.schedule, n, seed, y=y, w=w, progress=progress) for e, m in run.models.items()}
-        return {"n": n, "seed": seed, "w": w, "labels": y, "sampled": sampled, "raw": {}}
+        return {"n": n, "seed": seed, "w": w, "labels": y, "sampled": sampled, "raw": {}, "matched": {}}
     to_model = lambda u8: (u8.float() / 127.5 - 1)[:, None]
-    return {**got, "sampled": {e: to_model(v) for e, v in got["sampled"].items()},
-            "raw": {e: to_model(v) for e, v in got["raw"].items()}}
+    return {**got, **{group: {e: to_model(v) for e, v in got.get(group, {}).items()}
+                      for group in ("sampled", "raw", "matched")}}
 
 
 def b2_numbers(clf, x: torch.Tensor, reference: torch.Tensor, labels=None) -> B2Numbers:
@@ -187,13 +187,16 @@ def b2_numbers(clf, x: torch.Tensor, reference: torch.Tensor, labels=None) -> B2
 
 
 def epochs_figure(samples: dict, rows_per_epoch: int, path: str, numbers: dict, class_run: bool,
-                  raw: Optional[tuple] = None) -> str:
+                  raw: Optional[tuple] = None, matched: Optional[tuple] = None) -> str:
     """Samples after each epoch: rows_per_epoch rows of 10 per epoch (a class run: columns ask for 0..9),
     labelled with the epoch and its measured reading; raw = (epoch, samples, numbers) adds the final
-    weights without their EMA."""
+    weights without their EMA, matched = (epoch, samples, numbers) the final weights' chain started from
+    the matched prior."""
     blocks = [(f"epoch {e}", samples[e], numbers[e]) for e in samples]
     if raw is not None:
         blocks.append((f"epoch {raw[0]}, no EMA", raw[1], raw[2]))
+    if matched is not None:
+        blocks.append((f"epoch {matched[0]}, x_T\nmatched to q", matched[1], matched[2]))
     rows, labels = [], []
     for name, x, num in blocks:
         what = f"{num.agreement:.0%} match" if class_run else f"{num.confident:.0%} sure"
@@ -231,10 +234,13 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     labels = got["labels"]
     num = {e: b2_numbers(clf, x, data.test_x, labels) for e, x in got["sampled"].items()}
     last = max(num)
-    raw = None
+    raw, matched = None, None
     if got["raw"]:
         e_raw, x_raw = max(got["raw"].items())
         raw = (e_raw, x_raw, b2_numbers(clf, x_raw, data.test_x, labels))
+    if got["matched"]:
+        e_m, x_m = max(got["matched"].items())
+        matched = (e_m, x_m, b2_numbers(clf, x_m, data.test_x, labels))
     name = "cs180b2_class" if class_run else "cs180b2"
     steps_per_epoch = math.ceil(len(run.losses) / cfg.epochs)
     desc = (f"{'class-conditioned' if class_run else 'time-conditioned'} UNet, D={cfg.hidden}, T={cfg.T}, "
@@ -242,7 +248,7 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     png_loss = loss_figure(run.losses, steps_per_epoch, os.path.join(fig_dir, f"{name}_loss.png"), desc,
                            "L2 loss per pixel", size=(FIG_W, 2.5))
     png = epochs_figure(got["sampled"], 4 if class_run else 1, os.path.join(fig_dir, f"{name}_epochs.png"), num,
-                        class_run, raw)
+                        class_run, raw, matched)
     n, f = got["n"], num[last]
     recipe = (f"D = {cfg.hidden} (handout 64), batch {cfg.batch_size} (handout 128), Adam lr {cfg.lr:g} decayed by "
               f"{cfg.lr_decay:g} over {cfg.epochs} epochs (the handout's), "
@@ -258,6 +264,11 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     ema_line = (f" Without the EMA (the raw weights after epoch {raw[0]}, same seeds): "
                 + (f"{raw[2].agreement:.0%} match, " if class_run else "")
                 + f"{raw[2].confident:.0%} read with confidence, FLD {raw[2].fld:.0f}." if raw else "")
+    ab_T = float(run.schedule.alpha_bar[cfg.T])
+    matched_line = (f" Last row, a departure: this schedule keeps sqrt(alpha_bar_T) = {ab_T ** 0.5:.2f} of the image in "
+                    f"x_T, so q(x_T) is not N(0, I); that row starts the same seeds from N(sqrt(alpha_bar_T) m, "
+                    f"alpha_bar_T v + 1 - alpha_bar_T), m and v the training pixels' means and variances "
+                    f"(utils.matched_prior)." if matched else "")
     source = f"{data.source} test digits" if data.source else "test digits"
     common = (f"The metric classifier (trained on {clf_info.get('source', '?')} digits) reads real {source} with "
               f"p >= {CONFIDENT} in {real.confident:.0%} of {real.n:,}; FLD is the Frechet distance to those digits in its "
@@ -277,15 +288,18 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     else:
         answers = (f"Samples that read as digits: {f.confident:.0%} of {n} after epoch {last} are read as one digit "
                    f"with confidence p >= {CONFIDENT}, against {real.confident:.0%} of real test digits; {f.digits} "
-                   "different digits appear among them.\n\n"
+                   f"different digit{'s appear' if f.digits != 1 else ' appears'} among them.\n\n"
                    "Over training: " + ", ".join(f"epoch {e} {v.confident:.0%}" for e, v in num.items()) +
-                   " read with confidence.")
+                   " read with confidence."
+                   + (f"\n\nStarted from the matched prior instead of N(0, I) (epoch {matched[0]}, the same seeds): "
+                      f"{matched[2].confident:.0%} read with confidence, FLD {matched[2].fld:.0f} against "
+                      f"{num[matched[0]].fld:.0f}." if matched else ""))
         title = "CS180 B.2.1-2.3: the time-conditioned UNet"
         body = (f"B.2.1 The handout's UNet conditioned on t / T by two FCBlocks added to the unflatten and up1 "
                 f"features. B.2.2 Training: the simplified loss |eps - eps_theta(x_t, t)|^2 with t uniform in 1..{cfg.T} "
                 f"and the handout's linear betas 1e-4 .. 0.02. Recipe: {recipe}. B.2.3 Sampling: the full "
                 f"{cfg.T}-step ancestral chain from pure noise. Rows: the first 10 of {n} samples after each "
-                f"epoch, the same seeds every time; measured on all {n}: {per_epoch}.{ema_line} {common}")
+                f"epoch, the same seeds every time; measured on all {n}: {per_epoch}.{ema_line}{matched_line} {common}")
     return Page.of_text(title, [png_loss, png], body, answers=answers)
 
 

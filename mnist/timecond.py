@@ -47,8 +47,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, OutputError, Parser, Schedule, atomic_save, command_error,
-                   epoch_batches, fit, int_range, make_schedule, nonneg_int, p_losses, positive_float, positive_int,
-                   read_checkpoint, resolve_device, sample, seed_int)
+                   epoch_batches, fit, int_range, make_schedule, matched_prior, nonneg_int, p_losses, positive_float,
+                   positive_int, randn, read_checkpoint, resolve_device, sample, seed_int)
 
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, stratified_split
@@ -162,6 +162,24 @@ def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torc
         return x, y
     keep, _ = stratified_split(y, 1 - size / len(x), seed)
     return x[keep], y[keep]
+
+
+def pixel_stats(x: torch.Tensor) -> dict:
+    """The per-pixel mean and variance (1, 28, 28) of training images x (N, 1, 28, 28), which a run keeps so that
+    its samples can start from utils.matched_prior."""
+    x = x.double()
+    return {"mean": x.mean(0).float(), "var": x.var(0, unbiased=False).float()}
+
+
+def training_pixel_stats(run: "Snapshots") -> Optional[dict]:
+    """The pixel_stats of the digits `run` was trained on: stored in the run or, for a run made before runs
+    kept them, computed from the same subset of the same data when that data is here; else None."""
+    if "pixel_stats" in run.info:
+        return run.info["pixel_stats"]
+    data = load_mnist(download=False, verbose=False)
+    if data.source != run.info.get("data_source"):
+        return None
+    return pixel_stats(subset(data.train_x, data.train_y, run.config.train_size, run.config.seed)[0])
 
 
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
@@ -298,17 +316,28 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
     """Draw n samples with the full ancestral chain from every snapshot of the run at `path` (and from its
     final raw weights beside an EMA), and store them in the file as uint8 images, as the handout samples after
     epochs 1, 5, 10, 15 and 20. Sample i uses seed + i; a class run asks for label i % 10 with guidance
-    GUIDANCE (gamma = 5). The report and the benchmark read these instead of sampling again."""
+    GUIDANCE (gamma = 5). An unconditional run also stores its last epoch's samples from the same seeds started
+    from utils.matched_prior ("matched"; the handout starts from N(0, I)). The report and the benchmark read
+    these instead of sampling again."""
     run = load_run(path)
     y = torch.arange(n) % 10 if run.config.num_classes else None
     w = GUIDANCE if run.config.num_classes else 0.0
     to_uint8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
-    start, drawn = time.perf_counter(), {"sampled": {}, "raw": {}}
-    last = max(run.raw, default=None)  # the raw weights are sampled at the end only: the EMA's measured effect
-    jobs = [("sampled", e, m) for e, m in run.models.items()] + ([("raw", last, run.raw[last])] if run.raw else [])
+    start, drawn = time.perf_counter(), {"sampled": {}, "raw": {}, "matched": {}}
+    last = max(run.models)
+    stats = None if run.config.num_classes else training_pixel_stats(run)  # a class run's q(x_T) depends on y
+    if stats is None and not run.config.num_classes and progress:
+        print(f"{path}: no pixel statistics of its training digits here, so no samples from the matched prior",
+              file=sys.stderr)
+    jobs = ([("sampled", e, m) for e, m in run.models.items()]
+            + ([("raw", last, run.raw[last])] if last in run.raw else [])  # the EMA's measured effect
+            + ([("matched", last, run.models[last])] if stats is not None else []))  # the prior's measured effect
     for group, epoch, model in tqdm(jobs, desc=f"sampling {os.path.basename(str(path))}", disable=not progress):
-        drawn[group][epoch] = to_uint8(draw(model, run.schedule, n, seed, y=y, w=w))
+        drawn[group][epoch] = to_uint8(draw(model, run.schedule, n, seed, y=y, w=w,
+                                            prior=stats if group == "matched" else None))
     ckpt = read_checkpoint(path, KIND)
+    if stats is not None:
+        ckpt["pixel_stats"] = stats
     ckpt["samples"] = {"n": n, "seed": seed, "w": w, "labels": y, "steps": run.config.T,
                        "seconds": time.perf_counter() - start, **drawn}
     atomic_save(ckpt, path)
@@ -317,10 +346,15 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
 
 @torch.no_grad()
 def draw(model: TimeConditionalUNet, schedule: Schedule, n: int, seed: int = 0, y=None, w: float = 0.0,
-         progress: bool = False) -> torch.Tensor:
-    """n samples (n, 1, 28, 28) in [-1, 1] with the full ancestral chain; sample i uses seed + i."""
+         progress: bool = False, prior: Optional[dict] = None) -> torch.Tensor:
+    """n samples (n, 1, 28, 28) in [-1, 1] with the full ancestral chain; sample i uses seed + i. prior: None
+    to start from N(0, I) (the handout), or pixel_stats {"mean", "var"} to start from utils.matched_prior
+    (the same noise z, rescaled)."""
     gens = [torch.Generator().manual_seed(seed + i) for i in range(n)]
-    return sample(model, schedule, n, y=y, w=w, generator=gens, shape=(1, 28, 28), progress=progress)
+    x_T = None
+    if prior is not None:
+        x_T = matched_prior(schedule, randn((n, 1, 28, 28), gens), prior["mean"], prior["var"])
+    return sample(model, schedule, n, y=y, w=w, generator=gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -392,7 +426,8 @@ def main(argv: Optional[list] = None) -> int:
                               "started with), or replace it with --overwrite")
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
-        info = dict(data_source=data.source, threads=args.threads, device=str(device))
+        info = dict(data_source=data.source, threads=args.threads, device=str(device),
+                    pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]))
         partial = lambda run, state: save_run(partial_path, run, cfg, finished=False, resume=state, **info)
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
                              on_epoch=partial, resume=resume)

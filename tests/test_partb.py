@@ -122,15 +122,18 @@ def test_part_b_pages_from_tiny_runs(tmp_path):
     for classes in (0, 10):
         cfg = tc.TimeCondConfig(hidden=4, T=5, epochs=2, batch_size=16, num_classes=classes)
         runs[classes] = tmp_path / f"t{classes}.pt"
-        tc.save_run(runs[classes], tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1, 2)), cfg)
+        tc.save_run(runs[classes], tc.train_timecond(images(32), torch.arange(32) % 10, cfg, (1, 2)), cfg,
+                    pixel_stats=tc.pixel_stats(images(32)))
         tc.add_samples(runs[classes], n=10)
     uncond, cond = b2_pages(str(tmp_path / "figs"), checkpoint=str(runs[0]), class_checkpoint=str(runs[10]))
     for page in (uncond, cond):
         assert len(page.images) == 2 and all(os.path.getsize(p) > 1000 for p in page.images)
         assert "epoch 1: " in page.text and "epoch 2: " in page.text and "full 5-step" in page.text
         assert "no EMA" not in page.text and "Without the EMA (the raw weights after epoch 2" in page.text
-    assert "requested digit" in cond.answers[0] and "match" in cond.text and "match" not in uncond.text
+    assert "requested digit" in cond.answers[0] and "% match" in cond.text and "% match" not in uncond.text
     assert uncond.answers[0].startswith("Samples that read as digits: ") and "of 10 after epoch 2" in uncond.answers[0]
+    assert any(a.startswith("Started from the matched prior instead of N(0, I) (epoch 2") for a in uncond.answers)
+    assert "sqrt(alpha_bar_T) = " in uncond.text and "matched prior" not in " ".join(cond.answers)  # q(x_T | y): not for classes
     with pytest.raises(CheckpointError, match="needs the other kind"):  # the two runs swapped
         b2_pages(str(tmp_path / "figs"), checkpoint=str(runs[10]), class_checkpoint=str(runs[0]))
 
@@ -204,6 +207,27 @@ def test_stored_samples_are_the_weights_own_samples(tmp_path):
         assert torch.equal(((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0, 0], stored[i])
 
 
+def test_matched_prior_samples_are_stored_and_are_the_weights_own(tmp_path):
+    """An unconditional run keeps its training digits' pixel statistics; add_samples also stores the last epoch's
+    chains from utils.matched_prior (same seeds), which draw(prior=...) redraws; N(0, I) statistics give the
+    handout's chain back."""
+    x = images(32)
+    cfg = tc.TimeCondConfig(hidden=4, T=6, epochs=1, batch_size=16)
+    path = tmp_path / "u.pt"
+    stats = tc.pixel_stats(x)
+    assert torch.allclose(stats["mean"], x.mean(0)) and torch.allclose(stats["var"], x.var(0, unbiased=False))
+    tc.save_run(path, tc.train_timecond(x, None, cfg, (1,)), cfg, pixel_stats=stats)
+    got = tc.add_samples(path, n=4)
+    run = tc.load_run(path)
+    assert sorted(got["matched"]) == [1] and torch.equal(run.samples["matched"][1], got["matched"][1])
+    to_u8 = lambda v: ((v.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
+    assert torch.equal(to_u8(tc.draw(run.models[1], run.schedule, 4, prior=stats)), got["matched"][1])
+    assert not torch.equal(got["matched"][1], got["sampled"][1])
+    unit = {"mean": torch.zeros(1, 28, 28), "var": torch.ones(1, 28, 28)}
+    assert torch.allclose(tc.draw(run.models[1], run.schedule, 3, prior=unit), tc.draw(run.models[1], run.schedule, 3),
+                          atol=1e-5)
+
+
 @pytest.mark.parametrize("path,classes", [(tc.REFERENCE, 0), (tc.REFERENCE_CLASS, 10)], ids=["timecond", "class"])
 def test_shipped_b2_runs_hold_the_handouts_epochs_and_their_samples(path, classes):
     run = tc.load_run(path)
@@ -212,6 +236,8 @@ def test_shipped_b2_runs_hold_the_handouts_epochs_and_their_samples(path, classe
     assert len(run.losses) == 20 * math.ceil(run.config.train_size / run.config.batch_size)  # 20 epochs of the subset
     got = run.samples
     assert sorted(got["sampled"]) == sorted(run.models) and sorted(got["raw"]) == [20]
+    assert sorted(got.get("matched", {})) == ([] if classes else [20])  # the unconditional run's matched-prior row
+    assert ("pixel_stats" in run.info) == (classes == 0)
     assert got["n"] >= 100 and all(v.shape == (got["n"], 28, 28) for v in got["sampled"].values())
     assert (got["labels"] is None) == (classes == 0) and got["w"] == (tc.GUIDANCE if classes else 0.0)
     assert os.path.getsize(path) <= 16 * 2**20

@@ -306,3 +306,30 @@ def test_exact_predictor_rows_of_the_report():
         assert st.std_ratio == pytest.approx((r0, r1), abs=0.03), T
         ratios[T] = min(st.std_ratio)
     assert ratios[10] < ratios[25] < ratios[50] < 0.9
+
+
+def test_matched_prior_has_q_x_T_moments_and_beats_pure_noise_when_alpha_bar_T_is_large():
+    """With T = 20 linear betas (1e-4 .. 0.02), alpha_bar_T = 0.82: q(x_T) is far from N(0, I), so the exact
+    predictor's chain started from pure noise misses the mixture, and started from utils.matched_prior it
+    lands on it. The oracle is gmm.py: the exact eps, and fresh draws from the mixture."""
+    from gmm import energy_distance
+    from utils import matched_prior, q_sample
+
+    s = make_schedule(20, "linear", "posterior")
+    assert float(s.alpha_bar[20]) > 0.8
+    gmm = GMM()
+    x0, _ = gmm.sample(20_000, generator=gen(1))
+    mean, var = x0.mean(0), x0.var(0)
+    z = torch.randn(20_000, 2, generator=gen(2))
+    assert torch.allclose(matched_prior(s, z, torch.zeros(2), torch.ones(2)), z, atol=1e-6)  # N(0, I) data: z
+    x_T = matched_prior(s, z, mean, var)
+    q_T = q_sample(s, x0, torch.full((20_000,), 20), torch.randn(20_000, 2, generator=gen(3)))
+    assert torch.allclose(x_T.mean(0), q_T.mean(0), atol=0.03) and torch.allclose(x_T.var(0), q_T.var(0), rtol=0.05)
+
+    pred = gmm.noise_predictor(s)
+    ref, _ = gmm.sample(2000, generator=gen(4))
+    noise = torch.randn(2000, 2, generator=gen(5))
+    plain = sample(pred, s, 2000, generator=gen(6), x_T=noise)
+    matched = sample(pred, s, 2000, generator=gen(6), x_T=matched_prior(s, noise, mean, var))
+    d_plain, d_matched = energy_distance(plain, ref), energy_distance(matched, ref)
+    assert d_matched < 0.2 * d_plain, (d_matched, d_plain)
