@@ -1060,6 +1060,17 @@ def probability(text: str) -> float:
     return p
 
 
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1] (DDIM's eta)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:

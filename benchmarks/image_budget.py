@@ -12,12 +12,13 @@ and nothing random is carried between our steps, so the 20-minute point is what 
 (ours continues bit-identically through image_diffusion.trainer's --resume). Sampling time is not
 counted in the budget.
 
-After each budget both sample --n-eval images with DDIM (100 steps, eta 0) and are scored with the same
-metric, fitted once on --n-eval real training images: Inception FID when its weights are here, otherwise
-the classifier stand-in of image_diffusion/fid.py (labelled as not comparable with papers). Prints, per
-budget and model, the distance, the sample grid, the steps done and seconds per step, and the ratio
-ours / theirs (below 1: ours is better). lucidrains' Unet is sized to about our parameter count (dim 24,
-mults 1,2,2,2) and set to Ho et al.'s linear schedule and noise prediction, as ours.
+After each budget both sample --n-eval images with the preset's sampler, DDIM with 100 steps and eta 1
+(stochastic: the ancestral step on the strided schedule; --eta 0 gives the deterministic DDIM of the earlier
+runs), and are scored with the same metric, fitted once on --n-eval real training images: Inception FID when
+its weights are here, otherwise the classifier stand-in of image_diffusion/fid.py (labelled as not comparable
+with papers). Prints, per budget and model, the distance, the sample grid, the steps done and seconds per
+step, and the ratio ours / theirs (below 1: ours is better). lucidrains' Unet is sized to about our
+parameter count (dim 24, mults 1,2,2,2) and set to Ho et al.'s linear schedule and noise prediction, as ours.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from image_diffusion.presets import get_preset  # noqa: E402
 from image_diffusion.sample import generators, save_grid  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import count_parameters  # noqa: E402
-from utils import EMA, Parser, positive_float, positive_int, sample  # noqa: E402
+from utils import EMA, Parser, positive_float, positive_int, sample, unit_float  # noqa: E402
 
 MODELS = {"ours": "image_diffusion cifar10-32", "lucidrains": "denoising-diffusion-pytorch"}
 
@@ -60,7 +61,7 @@ def run_ours(cfg, data, budgets: list, n_eval: int) -> list:
             result = train(cfg, data, out=out, resume=i > 0, progress=False, max_seconds=seconds - done)
             done = result.seconds
             x = torch.cat([sample(result.model, result.schedule, len(gs), generator=gs, steps=cfg.sample_steps,
-                                  shape=shape) for gs in _chunks(generators(n_eval, 0), 250)])
+                                  eta=cfg.sample_eta, shape=shape) for gs in _chunks(generators(n_eval, 0), 250)])
             rows.append((count_parameters(result.model), result.step, result.seconds, x))
             _progress("ours", seconds, result.step, result.seconds)
     return rows
@@ -72,7 +73,8 @@ def run_lucidrains(cfg, data, budgets: list, n_eval: int, dim: int = 24) -> list
     torch.manual_seed(cfg.seed)
     unet = Unet(dim=dim, dim_mults=cfg.mults, dropout=cfg.dropout)
     diffusion = GaussianDiffusion(unet, image_size=cfg.resolution, timesteps=cfg.T, sampling_timesteps=cfg.sample_steps,
-                                  objective="pred_noise", beta_schedule="linear")
+                                  objective="pred_noise", beta_schedule="linear",
+                                  ddim_sampling_eta=cfg.sample_eta)
     ema = EMA(diffusion, cfg.ema_decay)
     opt = torch.optim.Adam(diffusion.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -122,8 +124,9 @@ def _worker(name: str, args, budgets: list) -> list:
 
 
 def _setup(args):
+    eta = {} if getattr(args, "eta", None) is None else {"sample_eta": args.eta}
     cfg = get_preset("cifar10-32", data=args.data, data_root=args.data_root, device="cpu", steps=10**9,
-                     save_every=10**9)  # the budget stops it; the run folder is written at each budget
+                     save_every=10**9, **eta)  # the budget stops it; the run folder is written at each budget
     return cfg, load_images(cfg.data, cfg.data_root, cfg.resolution, cfg.channels, cfg.download)
 
 
@@ -134,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="data")
     p.add_argument("--minutes", type=positive_float, nargs="+", default=[10, 20, 40],
                    help="training budgets, cumulative (default 10 20 40)")
+    p.add_argument("--eta", type=unit_float, default=None,
+                   help="DDIM's eta for both models (default: the preset's, 1; 0: deterministic DDIM)")
     p.add_argument("--n-eval", type=positive_int, default=200, help="generated and real images per distance")
     p.add_argument("--classifier-steps", type=positive_int, default=300, help="steps of the stand-in classifier")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2 if (os.cpu_count() or 1) >= 2 else 1,
@@ -152,7 +157,8 @@ def main(argv=None) -> int:
                         [:args.n_eval]])
     ref = metric.fit(real)
     print(f"data {data.describe()}; metric: {metric.name}; {args.n_eval} images per distance; "
-          f"sampler DDIM-{cfg.sample_steps}; 1 CPU thread per model, {args.jobs} model(s) at a time", flush=True)
+          f"sampler DDIM-{cfg.sample_steps}, eta {cfg.sample_eta:g}; 1 CPU thread per model, {args.jobs} model(s) at a "
+          "time", flush=True)
     t0 = time.perf_counter()
     if args.jobs == 2:
         with multiprocessing.get_context("spawn").Pool(2) as pool:

@@ -24,7 +24,7 @@ from torchvision.utils import make_grid
 
 from utils import (CheckpointError, OutputError, Parser, Schedule, check_new_file, ddim_timesteps, first_line, int_range,
                    nonneg_float, nonneg_int, p_sample_loop, positive_int, randn, replacing, resolve_device, sample,
-                   seed_int)
+                   seed_int, unit_float)
 
 from .trainer import load_model, mix
 
@@ -71,9 +71,10 @@ def _save_image(grid: torch.Tensor, path: str, dpi: int, title: str = "", xticks
 
 @torch.no_grad()
 def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, w: float = 0.0, seed: int = 0,
-               steps: Optional[int] = None) -> tuple:
+               steps: Optional[int] = None, eta: float = 0.0) -> tuple:
     """The reverse chain of n images, kept at `columns` timesteps from T down to 0 (only those are stored, so
-    the full 1000-step chain fits in memory). Returns (x (columns, n, C, H, W), timesteps list)."""
+    the full 1000-step chain fits in memory); eta: DDIM's, when steps is given. Returns (x (columns, n, C, H, W),
+    timesteps list)."""
     cfg = model.config
     device = next(model.parameters()).device
     visited = ddim_timesteps(schedule.T, steps) + [0] if steps else list(range(schedule.T, -1, -1))
@@ -81,31 +82,31 @@ def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, 
     x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), generators(n, seed), device)
     frames = [x.cpu()] if schedule.T in keep else []
     model.eval()
-    for step in p_sample_loop(model, schedule, x, y, w, generators(n, seed), steps or None):
+    for step in p_sample_loop(model, schedule, x, y, w, generators(n, seed), steps or None, eta):
         if step.t_prev in keep:
             frames.append(step.x.cpu())
     return torch.stack(frames), keep
 
 
 def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: int = 0, w: float = DEFAULT_W,
-                  seed: int = 0, progress: bool = False) -> tuple:
+                  seed: int = 0, progress: bool = False, eta: float = 0.0) -> tuple:
     """folder/samples.png (n images) and folder/trajectory.png (the first 8 images' chains, whose last
-    column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM. Returns both paths."""
+    column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM with `eta`. Returns both paths."""
     device = next(model.parameters()).device
     cfg = model.config
     y = labels_for(model, n)
     w = w if y is not None else 0.0
-    x = sample(model, schedule, n, y=y, w=w, generator=generators(n, seed), steps=steps or None,
+    x = sample(model, schedule, n, y=y, w=w, generator=generators(n, seed), steps=steps or None, eta=eta,
                shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
     grid_path, traj_path = os.path.join(folder, "samples.png"), os.path.join(folder, "trajectory.png")
     save_grid(x, grid_path, nrow=max(1, round(n ** 0.5)))
     k = min(8, n)
-    frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], w, seed, steps or None)
+    frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], w, seed, steps or None, eta)
     cols, rows = frames.shape[0], frames.shape[1]
     grid = make_grid(to_unit(frames.transpose(0, 1).reshape(-1, *frames.shape[2:])), nrow=cols, padding=2,
                      pad_value=1.0)
     cell = grid.shape[-1] / cols
-    sampler = f"DDIM, {steps} steps" if steps else "ancestral, all steps"
+    sampler = f"DDIM, {steps} steps, eta {eta:g}" if steps else "ancestral, all steps"
     _save_image(grid, traj_path, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 ({sampler}); {rows} images",
                 xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
     return grid_path, traj_path
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int_range(1, 1024), default=64, help="images in the grid (default %(default)s)")
     p.add_argument("--steps", type=nonneg_int, default=None,
                    help="0: the full ancestral chain; S: DDIM with S steps (default: the run's sample_steps)")
+    p.add_argument("--eta", type=unit_float, default=None,
+                   help="DDIM's eta: 0 deterministic, 1 stochastic (ancestral on the DDIM steps); default: the run's "
+                        "sample_eta")
     p.add_argument("--w", type=nonneg_float, default=DEFAULT_W,
                    help="classifier-free guidance scale, class-conditional models only (default %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="default %(default)s")
@@ -141,11 +145,13 @@ def main(argv=None) -> int:
         out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
         default_steps = loaded.config.sample_steps if loaded.config is not None else 0  # MNIST: the full chain
         steps = default_steps if args.steps is None else args.steps
+        eta = (loaded.config.sample_eta if loaded.config is not None else 0.0) if args.eta is None else args.eta
         if steps > loaded.schedule.T:
             raise ValueError(f"--steps {steps} is more than the model's T={loaded.schedule.T}")
         for name in ("samples.png", "trajectory.png"):
             check_new_file(os.path.join(out, name), args.overwrite)
-        paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True)
+        paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True,
+                              eta=eta)
     except (ValueError, OSError, CheckpointError, OutputError) as e:
         print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
         return 2

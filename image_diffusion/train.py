@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from utils import (MAX_BATCH, MAX_T, SCHEDULES, Parser, check_writable, clean_orphans, command_error, folder_lock,
-                   int_range, nonneg_int, positive_float, positive_int, probability, seed_int)
+                   int_range, nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
@@ -75,6 +75,7 @@ OPTIONS = {
     "save_every": (positive_int, "checkpoint interval in steps"),
     "sample_n": (int_range(1, 1024), "images in the final samples.png"),
     "sample_steps": (nonneg_int, "final grid: 0 for the full ancestral chain, else DDIM steps"),
+    "sample_eta": (unit_float, "DDIM's eta for the final grid: 0 deterministic, 1 stochastic (ancestral)"),
 }
 
 
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
                       f"{part.world} process(es); {torch.get_num_threads()} CPU thread(s) each", flush=True)
             result = train(cfg, data, out, args.resume, progress=not args.quiet)
             if part.rank == 0 and result.losses:
-                paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed)
+                paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed,
+                                      eta=cfg.sample_eta)
     except Exception as e:
         return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
     finally:

@@ -47,7 +47,8 @@ MNIST_KIND = "ddpm-mnist"  # problem 5's checkpoints (mnist.checkpoint.KIND): th
 RESUME_KIND = "image-diffusion-resume"
 RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png", "samples.png", "trajectory.png")
 # settings a resumed run may change: they do not change what is computed
-RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", "sample_steps", "download", "data_root")
+RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", "sample_steps", "sample_eta", "download",
+             "data_root")
 
 
 # ======================================================= seeds and batches

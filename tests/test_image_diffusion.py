@@ -198,6 +198,23 @@ def test_cli_trains_resumes_and_samples(folder, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "s")) == ["samples.png", "trajectory.png"]
 
 
+def test_grids_are_drawn_with_the_runs_ddim_eta(folder, tmp_path, monkeypatch):
+    """cifar10-32 draws its grids with stochastic DDIM (sample_eta 1; after short runs the deterministic
+    eta 0 leaves pixel noise): the final grid and its trajectory of a run, and image_diffusion.sample unless
+    --eta says otherwise."""
+    assert get_preset("cifar10-32").sample_eta == 1.0
+    calls, real_sample, real_loop = [], sample_cli.sample, sample_cli.p_sample_loop
+    monkeypatch.setattr(sample_cli, "sample", lambda *a, **k: calls.append(("grid", k["eta"])) or real_sample(*a, **k))
+    monkeypatch.setattr(sample_cli, "p_sample_loop",
+                        lambda *a, **k: calls.append(("chain", a[7])) or real_loop(*a, **k))
+    out = str(tmp_path / "run")
+    assert train_cli.main(["--preset", "cifar10-32", "--data", folder, "--out", out, "--steps", "2", *TINY_ARGS]) == 0
+    ckpt = os.path.join(out, "model.pt")
+    assert sample_cli.main(["--checkpoint", ckpt, "--out", str(tmp_path / "a"), "--n", "2"]) == 0
+    assert sample_cli.main(["--checkpoint", ckpt, "--out", str(tmp_path / "b"), "--n", "2", "--eta", "0"]) == 0
+    assert calls == [("grid", 1.0), ("chain", 1.0)] * 2 + [("grid", 0.0), ("chain", 0.0)]
+
+
 def test_the_one_sampling_cli_takes_problem_5s_checkpoint(tmp_path, capsys, monkeypatch):
     """python -m image_diffusion.sample reads the shipped MNIST model as the core UNet (the same eps as
     mnist.checkpoint's loader), writes its grid and trajectory, and never writes into mnist/reference/
@@ -223,6 +240,8 @@ BAD_INPUT = {  # argv ({folder}: the good images, {tmp}: a scratch folder) and t
     "empty folder": (["--preset", "cifar10-32", "--data", "{tmp}", *TINY_ARGS], "holds no images"),
     "corrupt image": (["--preset", "cifar10-32", "--data", "{tmp}", *TINY_ARGS], r"cannot read .*x\.png"),
     "no data": (["--preset", "ffhq-128"], "preset ffhq-128 has no dataset of its own; pass --data"),
+    "sample eta": (["--preset", "cifar10-32", "--data", "{folder}", "--sample-eta", "1.5"],
+                   r"expected a number in \[0, 1\], got '1.5'"),
 }
 
 
