@@ -1,8 +1,8 @@
 """Sample quality as a Frechet distance between Gaussians fitted to features of real and generated images.
 
 FID proper (Heusel et al. 2017) takes the features of pytorch-fid's Inception network, whose weights
-(pt_inception-2015-12-05) pytorch-fid downloads on first use. Where they are not in torch's hub
-cache and cannot be downloaded, `get_metric` says so in one line and falls back to the features of a
+(pt_inception-2015-12-05) `get_metric` downloads into torch's hub cache on first use. Where they are
+not there and the download fails, it says so in one line (with the reason) and falls back to the features of a
 small classifier that it trains on the dataset's training split (on its labels, or, for a folder
 without classes, on which of four rotations an image shows). That number ranks models trained on
 the same data; it is NOT comparable with FIDs in papers, and is labelled so everywhere it is printed.
@@ -14,6 +14,7 @@ the same data; it is NOT comparable with FIDs in papers, and is labelled so ever
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from typing import Callable, NamedTuple
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from utils import fit
+from utils import first_line, fit
 
 from .data import Images
 
@@ -131,13 +132,37 @@ def classifier_metric(data: Images, steps: int = 1500, batch_size: int = 64, see
                   lambda x: clf.features(x.cpu()), False)
 
 
-def get_metric(data: Images, device="cpu", classifier_steps: int = 1500, progress: bool = False) -> Metric:
-    """Inception FID when pytorch-fid and its weights are here; otherwise one line on stderr saying why, and
-    the classifier stand-in."""
-    if InceptionV3 is not None and os.path.exists(inception_weights()):
+def fetch_inception_weights(timeout: float = 30.0) -> str:
+    """Download pytorch-fid's Inception weights into torch's hub cache if they are not there. Returns "" when
+    they are there, else why they are not (one line)."""
+    path = inception_weights()
+    if os.path.exists(path):
+        return ""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:  # written to a temporary file and moved into place: an interrupted download leaves nothing
+        torch.hub.download_url_to_file(FID_WEIGHTS_URL, path, progress=False)
+        return ""
+    except Exception as e:  # no network, a proxy, a timeout: all mean the same here
+        return f"its Inception weights are not in {path} and could not be downloaded from {FID_WEIGHTS_URL} " \
+               f"({first_line(e)})"
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def get_metric(data: Images, device="cpu", classifier_steps: int = 1500, progress: bool = False,
+               download: bool = True) -> Metric:
+    """Inception FID when pytorch-fid and its weights are here (downloaded first when `download` and they are
+    not); otherwise one line on stderr saying why, and the classifier stand-in."""
+    if InceptionV3 is None:
+        why = "pytorch-fid is not installed (pip install pytorch-fid)"
+    elif download:
+        why = fetch_inception_weights()
+    else:
+        why = "" if os.path.exists(inception_weights()) else f"its Inception weights are not in {inception_weights()}"
+    if not why:
         return inception_metric(device)
-    why = "pytorch-fid is not installed" if InceptionV3 is None else \
-        f"its Inception weights are not in {inception_weights()} and cannot be downloaded without a network"
     print(f"FID: {why}; using the Frechet distance in a small classifier's features instead, which is NOT "
           "comparable with published FIDs", file=sys.stderr)
     return classifier_metric(data, classifier_steps, progress=progress)

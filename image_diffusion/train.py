@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from utils import (MAX_BATCH, MAX_T, SCHEDULES, Parser, check_writable, clean_orphans, command_error, folder_lock,
-                   int_range, nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
+                   first_line, int_range, nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
@@ -111,6 +111,27 @@ def init_distributed() -> Distributed:
     return Distributed.current()
 
 
+def rank0_first(part: Distributed, load, download: bool):
+    """load(download) on rank 0 first, so that only it downloads a dataset; then the other processes read what it
+    left, without downloading. Rank 0's error is every process's (no process waits for one that failed)."""
+    if part.world == 1:
+        return load(download)
+    data, failed = None, [None]
+    if part.rank == 0:
+        try:
+            data = load(download)
+        except Exception as e:
+            failed = [f"{type(e).__name__}: {first_line(e)}"]
+            raise
+        finally:
+            dist.broadcast_object_list(failed, src=0)
+        return data
+    dist.broadcast_object_list(failed, src=0)
+    if failed[0] is not None:
+        raise DataError(f"rank 0 could not load the data ({failed[0]})")
+    return load(False)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
@@ -129,7 +150,8 @@ def main(argv=None) -> int:
             if part.rank == 0:
                 check_writable(out)
                 clean_orphans(out)
-            data = load_images(cfg.data, cfg.data_root, cfg.resolution, cfg.channels, cfg.download)
+            data = rank0_first(part, lambda download: load_images(cfg.data, cfg.data_root, cfg.resolution,
+                                                                  cfg.channels, download), cfg.download)
             if part.rank == 0:
                 print(f"data {data.describe()}; UNet {count_parameters(UNet(cfg.unet())):,} parameters; "
                       f"{part.world} process(es); {torch.get_num_threads()} CPU thread(s) each", flush=True)

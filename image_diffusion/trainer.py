@@ -13,8 +13,11 @@ Reproducible whatever the split. The global batch of step s is positions s*B .. 
 stream that walks through one seeded permutation of the dataset per epoch; every sample's flip,
 timestep, label dropout and noise come from its own generator, seeded by (run seed, step, position).
 Under torchrun each of the N processes takes B/N consecutive positions and DDP averages the
-gradients, so one process and N processes train the same model up to float rounding (dropout
-masks are the exception: they come from each process's torch RNG, seeded by (seed, step, rank)).
+gradients, so one process and N processes train the same model up to float rounding. Dropout masks
+too: every process seeds its torch RNG by (seed, step), draws each layer's mask for the whole global
+batch and keeps its own rows (unet.global_batch_dropout), which is what one process draws.
+Not torch's DistributedSampler: it pads or trims each epoch to a multiple of N, so the images seen
+would depend on N; StepBatches gives each process its slice of the one global stream instead.
 The same seeds make --resume continue bit-identically: nothing random is carried between steps.
 
 Rank 0 alone writes: model.pt (EMA weights + full config), state.pt (everything --resume needs),
@@ -40,7 +43,7 @@ from utils import (EMA, CheckpointError, OutputError, Schedule, atomic_save, che
 
 from .data import Images, hflip, worker_error
 from .presets import Config
-from .unet import UNet, UNetConfig, from_mnist_config
+from .unet import UNet, UNetConfig, from_mnist_config, global_batch_dropout
 
 KIND = "image-diffusion"
 MNIST_KIND = "ddpm-mnist"  # problem 5's checkpoints (mnist.checkpoint.KIND): this core's UNet in MNIST's configuration
@@ -259,12 +262,13 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
 
     def loss_fn(batch, step):
         x0, y = batch
-        torch.manual_seed(mix(cfg.seed, step, part.rank))  # dropout masks: nothing random is carried between steps
+        torch.manual_seed(mix(cfg.seed, step, 0))  # dropout masks, the same on every process (the 0 keeps earlier runs)
         x0, y = x0.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if cuda:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         generators = sample_generators(cfg.seed, step, part.positions(step, cfg.batch_size))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+        with (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp),
+              global_batch_dropout(cfg.batch_size, part.rank * (cfg.batch_size // part.world))):
             return per_sample_losses(net, schedule, x0, y, generators, cfg.loss, cfg.p_uncond, cfg.num_classes).mean()
 
     def after_step(step: int, seconds: float):

@@ -20,6 +20,7 @@ its features by a projection of it (improved-diffusion's `use_scale_shift_norm`)
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
@@ -108,6 +109,35 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
+_GLOBAL_BATCH = None  # (global batch size, this process's first row) inside global_batch_dropout, else None
+
+
+@contextlib.contextmanager
+def global_batch_dropout(batch_size: int, first_row: int):
+    """Inside, each dropout layer draws its mask for the whole global batch of `batch_size` samples from the
+    torch RNG and keeps this process's rows first_row .. first_row + B - 1. With the RNG seeded alike on every
+    process, N torchrun processes then drop exactly what one process with the whole batch drops, and one
+    process draws bit for bit what nn.Dropout draws (the mask of a larger tensor starts with the same values)."""
+    global _GLOBAL_BATCH
+    before, _GLOBAL_BATCH = _GLOBAL_BATCH, (batch_size, first_row)
+    try:
+        yield
+    finally:
+        _GLOBAL_BATCH = before
+
+
+class BatchDropout(nn.Dropout):
+    """nn.Dropout, except inside global_batch_dropout (see there)."""
+
+    def forward(self, x):
+        if _GLOBAL_BATCH is None or not self.training or self.p == 0:
+            return super().forward(x)
+        total, first = _GLOBAL_BATCH
+        keep = x.new_empty((total, *x.shape[1:])).bernoulli_(1 - self.p)  # what F.dropout draws, for every row
+        keep.div_(1 - self.p)
+        return x * keep[first:first + x.shape[0]]
+
+
 class ResBlock(nn.Module):
     """x + F(x, emb): GroupNorm, SiLU, conv 3x3, scale-shift by emb, SiLU, dropout, conv 3x3.
     x (B, c_in, H, W), emb (B, E) -> (B, c_out, H, W)."""
@@ -118,7 +148,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(embed_dim, 2 * c_out)
         self.norm2 = nn.GroupNorm(groups, c_out)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = BatchDropout(dropout)
         self.conv2 = zero_init(nn.Conv2d(c_out, c_out, 3, padding=1))  # the block starts as the identity
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 

@@ -120,6 +120,7 @@ class TimeCondConfig:
     seed: int = 0
     ema: float = 0.999  # sample from an EMA of the weights (decay warmed up as (1 + n) / (10 + n)); 0: the handout's raw weights
     train_size: int = 0  # train on a class-stratified subset of this many digits (chosen by seed); 0: all of them
+    bf16: bool = False  # bf16 autocast in the training forward pass (fp32 weights and Adam): 2.5x faster on a CPU with AMX
 
     @classmethod
     def handout(cls, **overrides) -> "TimeCondConfig":
@@ -133,12 +134,13 @@ class TimeCondConfig:
         ok = (all(whole(getattr(self, k))
                   for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed", "train_size"))
               and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay", "ema")))
-        ok = ok and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
+        ok = ok and isinstance(self.bf16, bool) and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
                      and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1
                      and 0 <= self.ema < 1 and self.train_size >= 0)
         if not ok:
             raise ValueError(f"bad config {self}: need hidden >= 1, T >= 2, num_classes >= 0, p_uncond in [0, 1), "
-                             "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1], ema in [0, 1), train_size >= 0")
+                             "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1], ema in [0, 1), train_size >= 0, "
+                             "bf16 True or False")
         return self
 
 
@@ -230,8 +232,9 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     elapsed = lambda: before + time.perf_counter() - start  # all sessions
 
     def loss_fn(idx, step):
-        return p_losses(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
-                        generator=g).mean()
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            return p_losses(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
+                            generator=g).mean()
 
     def after_step(step: int, seconds: float):
         if step % steps_per_epoch:
@@ -302,7 +305,8 @@ def read_resume(partial_path: str, cfg: TimeCondConfig) -> dict:
     ckpt = read_checkpoint(partial_path, KIND)
     if not isinstance(ckpt.get("resume"), dict):
         raise CheckpointError(f"--resume: {partial_path} holds no state to resume from; start again with --overwrite")
-    changed = sorted(k for k, v in asdict(cfg).items() if ckpt["config"].get(k) != v)
+    default = asdict(TimeCondConfig())  # a field added since the run was started has its default there
+    changed = sorted(k for k, v in asdict(cfg).items() if ckpt["config"].get(k, default[k]) != v)
     if changed:
         raise CheckpointError(f"--resume: the run in {partial_path} was made with other settings ({', '.join(changed)}); "
                               "give the flags it was started with")
@@ -375,6 +379,9 @@ def main(argv: Optional[list] = None) -> int:
                    "many digits, so that 20 epochs fit a budget (default 0 = all)")
     p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, batch 128, every digit, "
                    "no EMA (other flags given still override it)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training (fp32 weights): 2.5x faster on a "
+                   "CPU with AMX (measured: D = 64, batch 128, one thread, 0.72 against 1.8 s per step), slower on one "
+                   "without; the weights differ from an fp32 run's")
     p.add_argument("--samples", type=nonneg_int, default=100, help="samples drawn after training from each "
                    "snapshot and kept in the run for the report (default 100; 0: none)")
     p.add_argument("--add-samples", metavar="RUN", default=None, help="only draw and store --samples samples in an "
@@ -394,7 +401,8 @@ def main(argv: Optional[list] = None) -> int:
     prog = p.prog
     given = {k: v for k, v in (("hidden", args.hidden), ("batch_size", args.batch_size), ("ema", args.ema),
                                 ("train_size", args.train_size)) if v is not None}
-    common = dict(num_classes=10 if args.classes else 0, epochs=args.epochs, lr=args.lr, seed=args.seed, **given)
+    common = dict(num_classes=10 if args.classes else 0, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                  bf16=args.bf16, **given)
     cfg = TimeCondConfig.handout(**common) if args.handout else TimeCondConfig(**common)
     try:
         cfg.validate()

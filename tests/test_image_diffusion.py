@@ -15,10 +15,11 @@ from PIL import Image
 from image_diffusion import sample as sample_cli
 from image_diffusion import train as train_cli
 from image_diffusion.data import DataError, load_images
+from image_diffusion import fid
 from image_diffusion.fid import get_metric
 from image_diffusion.presets import PRESETS, get_preset
 from image_diffusion.trainer import load_model, per_sample_losses, sample_generators, train
-from image_diffusion.unet import UNet, UNetConfig, from_mnist_config
+from image_diffusion.unet import BatchDropout, UNet, UNetConfig, from_mnist_config, global_batch_dropout
 from mnist.checkpoint import load_model as load_mnist_model
 from utils import REFERENCE_DIR, linear_beta_schedule
 
@@ -155,9 +156,31 @@ def test_resume_equals_an_uninterrupted_run(folder, tmp_path):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
 
 
+def test_dropout_masks_do_not_depend_on_the_split():
+    """Inside global_batch_dropout, the two halves of a batch drop what the whole batch drops, and the whole
+    batch drops bit for bit what nn.Dropout drops (so runs from before it reproduce)."""
+    x = torch.randn(8, 4, 5, 5)
+    layer = BatchDropout(0.3).train()
+
+    def masked(rows, first, total=8):
+        torch.manual_seed(7)
+        with global_batch_dropout(total, first):
+            return layer(x[rows])
+
+    torch.manual_seed(7)
+    plain = torch.nn.functional.dropout(x, 0.3, True)
+    assert torch.equal(masked(slice(0, 8), 0), plain)
+    assert torch.equal(torch.cat([masked(slice(0, 4), 0), masked(slice(4, 8), 4)]), plain)
+    assert not torch.equal(masked(slice(4, 8), 0), plain[4:])  # each process must keep its own rows
+    torch.manual_seed(7)
+    assert torch.equal(layer(x), plain)  # outside the context: nn.Dropout
+    assert torch.equal(layer.eval()(x), x)
+
+
 def test_ddp_two_processes_equal_one(folder, tmp_path):
-    """torchrun with 2 gloo processes (4 images each) trains the model that 1 process does with 8."""
-    args = ["--preset", "cifar10-32", "--data", folder, "--steps", "4", *TINY_ARGS]
+    """torchrun with 2 gloo processes (4 images each) trains the model that 1 process does with 8, with
+    the preset's dropout on."""
+    args = ["--preset", "cifar10-32", "--data", folder, "--steps", "4", *TINY_ARGS, "--dropout", "0.1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     proc = subprocess.Popen([*torchrun, "-m", "image_diffusion.train", *args, "--out", str(tmp_path / "ddp")],
@@ -177,6 +200,22 @@ def test_ddp_two_processes_equal_one(folder, tmp_path):
     flat = [torch.cat([v.flatten() for v in s["model"].values()]) for s in (a, b)]
     assert (flat[0] - flat[1]).norm() < 1e-4 * flat[1].norm()
     assert load_model(tmp_path / "ddp" / "model.pt").info["world_size"] == 2
+
+
+def test_ddp_loads_a_named_dataset_on_rank_0_first(tmp_path):
+    """Only rank 0 may download; when it cannot load the data, the other process stops too (no hang), and each
+    says why in one line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["--preset", "cifar10-32", "--data", "cifar10", "--data-root", str(tmp_path / "empty"), "--no-download",
+            "--out", str(tmp_path / "run"), *TINY_ARGS]
+    proc = subprocess.run([*torchrun, "-m", "image_diffusion.train", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240, start_new_session=True)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "image_diffusion.train: error:" in line]
+    assert len(errors) == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert any("rank 0 could not load the data" in line for line in errors)
+    assert any("cifar-10-batches-py" in line and "rank 0" not in line for line in errors)
 
 
 # --------------------------------------------------------------------- CLI
@@ -274,12 +313,18 @@ def test_cli_error_from_a_subprocess_has_no_traceback(tmp_path):
 
 
 # ---------------------------------------------------------------------- FID
-def test_fid_falls_back_to_a_labelled_classifier_distance(folder, capsys):
+def test_fid_falls_back_to_a_labelled_classifier_distance(folder, capsys, tmp_path, monkeypatch):
+    """With no weights in the hub cache, get_metric tries the download; when it fails (here: a closed local
+    port), one line says why and the stand-in is used, labelled as not comparable."""
+    pytest.importorskip("pytorch_fid")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(fid, "FID_WEIGHTS_URL", "http://127.0.0.1:9/pt_inception-2015-12-05.pth")
     data = load_images(folder)
     metric = get_metric(data, classifier_steps=5)
-    if metric.comparable:
-        pytest.skip("pytorch-fid's Inception weights are here: real FID is used")
-    assert "not comparable" in metric.name and "NOT comparable" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not metric.comparable and "not comparable" in metric.name
+    assert len(err) == 1 and "could not be downloaded from http://127.0.0.1:9/" in err[0] and "NOT comparable" in err[0]
+    assert not os.listdir(tmp_path / "hub" / "checkpoints")  # a failed download leaves nothing behind
     real = torch.stack([data[i][0] for i in range(24)])
     ref = metric.fit(real)
     assert abs(metric.distance(ref, real)) < 1e-6 < metric.distance(ref, torch.rand_like(real) * 2 - 1)

@@ -1,9 +1,9 @@
 """The import graph: static, one-way, and no library module depends on a script.
 
-    gmm, ddpm -> utils -> train, report, mnist -> visualize
+    gmm, ddpm -> utils -> train, report, image_diffusion -> mnist -> visualize
 
 Scripts (train.py, visualize.py) may import the library; the library (gmm, ddpm, utils, report/,
-mnist/) never imports a script. Imports sit at module top, except the few that defer an optional
+image_diffusion/, mnist/) never imports a script, and the core image_diffusion/ never imports mnist/. Imports sit at module top, except the few that defer an optional
 dependency, each named below with its reason.
 """
 import ast
