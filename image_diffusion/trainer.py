@@ -164,9 +164,9 @@ def load_model(path, device="cpu") -> Loaded:
     return Loaded(model.to(device).eval(), schedule, cfg, info)
 
 
-def write_losses(losses: list, folder: str) -> None:
-    """folder/loss.csv (step, loss) and folder/loss.png, each replaced atomically."""
-    with replacing(os.path.join(folder, "loss.csv")) as tmp, open(tmp, "w", newline="") as f:
+def write_losses(losses: list, folder: str, stem: str = "loss") -> None:
+    """folder/<stem>.csv (step, loss) and folder/<stem>.png, each replaced atomically."""
+    with replacing(os.path.join(folder, f"{stem}.csv")) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows(enumerate(losses, 1))
@@ -180,7 +180,7 @@ def write_losses(losses: list, folder: str) -> None:
     ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
     ax.legend()
     fig.tight_layout()
-    with replacing(os.path.join(folder, "loss.png")) as tmp:
+    with replacing(os.path.join(folder, f"{stem}.png")) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
 
 

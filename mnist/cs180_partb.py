@@ -17,6 +17,7 @@ samples, seeded draws and the metric classifier (mnist.metrics).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import NamedTuple, Optional, Sequence
@@ -194,7 +195,7 @@ def epochs_figure(samples: dict, rows_per_epoch: int, path: str, numbers: dict, 
     the matched prior."""
     blocks = [(f"epoch {e}", samples[e], numbers[e]) for e in samples]
     if raw is not None:
-        blocks.append((f"epoch {raw[0]}, no EMA", raw[1], raw[2]))
+        blocks.append((f"epoch {raw[0]}, no EMA" + (f"\n({raw[3]})" if len(raw) > 3 else ""), raw[1], raw[2]))
     if matched is not None:
         blocks.append((f"epoch {matched[0]}, x_T\nmatched to q", matched[1], matched[2]))
     rows, labels = [], []
@@ -230,6 +231,8 @@ def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: O
 def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2Numbers, class_run: bool,
             seed: int, progress: bool) -> Page:
     cfg = run.config
+    handout_raw = dataclasses.replace(cfg, ema=0.0, bf16=False) == tc.TimeCondConfig.handout(
+        num_classes=cfg.num_classes, p_uncond=cfg.p_uncond, seed=cfg.seed)  # the raw weights are the handout's recipe
     got = stored_samples(run, seed=seed, progress=progress)
     labels = got["labels"]
     num = {e: b2_numbers(clf, x, data.test_x, labels) for e, x in got["sampled"].items()}
@@ -238,6 +241,8 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     if got["raw"]:
         e_raw, x_raw = max(got["raw"].items())
         raw = (e_raw, x_raw, b2_numbers(clf, x_raw, data.test_x, labels))
+        if handout_raw:
+            raw = (*raw, "the handout's")
     if got["matched"]:
         e_m, x_m = max(got["matched"].items())
         matched = (e_m, x_m, b2_numbers(clf, x_m, data.test_x, labels))
@@ -250,18 +255,22 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     png = epochs_figure(got["sampled"], 4 if class_run else 1, os.path.join(fig_dir, f"{name}_epochs.png"), num,
                         class_run, raw, matched)
     n, f = got["n"], num[last]
+    threads = run.info.get("threads", 1)
     recipe = (f"D = {cfg.hidden} (handout 64), batch {cfg.batch_size} (handout 128), Adam lr {cfg.lr:g} decayed by "
               f"{cfg.lr_decay:g} over {cfg.epochs} epochs (the handout's), "
               + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
               + (f", {cfg.epochs} epochs of a class-stratified subset of about {cfg.train_size:,} of the "
                  f"{run.info.get('data_source', '?')} training digits" if cfg.train_size else
                  f", {cfg.epochs} epochs of the {run.info.get('data_source', '?')} training digits")
+              + (", bf16 autocast in training (fp32 weights)" if cfg.bf16 else "")
               + f": {len(run.losses):,} steps in {run.info.get('seconds', float('nan')) / 60:.0f} min on "
-              f"{run.info.get('threads', 1)} CPU thread")
+              f"{threads} CPU thread{'s' if threads != 1 else ''}")
     per_epoch = "; ".join(
         f"epoch {e}: " + (f"{v.agreement:.0%} match, " if class_run else "") + f"{v.confident:.0%} read with p >= "
         f"{CONFIDENT}, FLD {v.fld:.0f}" for e, v in num.items())
-    ema_line = (f" Without the EMA (the raw weights after epoch {raw[0]}, same seeds): "
+    ema_line = (f" Without the EMA (the raw weights after epoch {raw[0]}, same seeds"
+                + ("; these are the handout's recipe" + (" trained in bf16" if cfg.bf16 else "") if handout_raw else "")
+                + "): "
                 + (f"{raw[2].agreement:.0%} match, " if class_run else "")
                 + f"{raw[2].confident:.0%} read with confidence, FLD {raw[2].fld:.0f}." if raw else "")
     ab_T = float(run.schedule.alpha_bar[cfg.T])

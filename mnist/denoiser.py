@@ -40,6 +40,8 @@ from torch import nn
 from utils import (MAX_BATCH, Parser, command_error, epoch_batches, fit, int_range, nonneg_float, positive_float,
                    positive_int, resolve_device, seed_int)
 
+from image_diffusion.trainer import write_losses
+
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, to_unit_range
 
@@ -195,7 +197,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--seed", type=seed_int, default=d.seed)
     ap.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
-    ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt (default runs/denoiser)")
+    ap.add_argument("--out", default="runs/denoiser", help="folder for denoiser.pt and its loss curve "
+                    "denoiser_loss.csv / .png (default runs/denoiser)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT/denoiser.pt")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -210,11 +213,12 @@ def main(argv: Optional[list] = None) -> int:
         x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
         res = train_denoiser(x_train, cfg, device, progress=not args.quiet)
         save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
+        write_losses(res.losses, args.out, "denoiser_loss")
         n = min(10, len(res.losses))  # the mean over the steps there were, not a nominal 10
         print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
               f"in {res.seconds:.0f} s; mean loss of the first / last {n} steps {sum(res.losses[:n]) / n:.4f} -> "
               f"{sum(res.losses[-n:]) / n:.4f}")
-        print(f"saved {path}")
+        print(f"saved {path} and its loss curve {os.path.join(args.out, 'denoiser_loss.png')} (.csv)")
         first = UnconditionalUNet(cfg.hidden)
         first.load_state_dict(res.epoch_models[0])
         p1, p5 = psnr_per_sigma(first, x_test), psnr_per_sigma(res.model, x_test)

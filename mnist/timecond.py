@@ -50,6 +50,8 @@ from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, OutputError, Parser, 
                    epoch_batches, fit, int_range, make_schedule, matched_prior, nonneg_int, p_losses, positive_float,
                    positive_int, randn, read_checkpoint, resolve_device, sample, seed_int)
 
+from image_diffusion.trainer import write_losses
+
 from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, stratified_split
 from .denoiser import UnconditionalUNet
@@ -389,7 +391,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
-    p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt (default runs/timecond); while "
+    p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt and its loss curve "
+                   "timecond_loss.csv / .png (default runs/timecond); while "
                    "training, the run so far is kept in OUT/timecond.partial.pt after every epoch (for --resume)")
     p.add_argument("--resume", action="store_true", help="continue the stopped run in OUT/timecond.partial.pt "
                    "from its last finished epoch (give the flags it was started with); the result is the run that "
@@ -436,10 +439,14 @@ def main(argv: Optional[list] = None) -> int:
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
         info = dict(data_source=data.source, threads=args.threads, device=str(device),
                     pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]))
-        partial = lambda run, state: save_run(partial_path, run, cfg, finished=False, resume=state, **info)
+        def partial(run, state):  # after every epoch: the run so far, and its loss curve
+            save_run(partial_path, run, cfg, finished=False, resume=state, **info)
+            write_losses(run.losses, args.out, "timecond_loss")
+
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
                              on_epoch=partial, resume=resume)
         save_run(path, run, cfg, finished=True, **info)
+        write_losses(run.losses, args.out, "timecond_loss")
         if os.path.exists(partial_path):
             os.remove(partial_path)
         if args.samples:

@@ -311,14 +311,16 @@ def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypa
         m.setattr(tc, "train_timecond", stopped_after_epoch_2)
         with pytest.raises(KeyboardInterrupt):
             tc.main([*argv, "--out", str(out)])
-    assert sorted(os.listdir(out)) == ["timecond.partial.pt"]
+    assert sorted(os.listdir(out)) == ["timecond.partial.pt", "timecond_loss.csv", "timecond_loss.png"]
+    assert len(open(out / "timecond_loss.csv").read().splitlines()) == 1 + 2 * 3  # header, 2 epochs of 3 steps
     capsys.readouterr()
     assert tc.main([*argv, "--out", str(out)]) == 2
     assert "holds a stopped run; continue it with --resume" in capsys.readouterr().err
     assert tc.main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
     assert "other settings (lr)" in capsys.readouterr().err
     assert tc.main([*argv, "--out", str(out), "--resume"]) == 0
-    assert sorted(os.listdir(out)) == ["timecond.pt"]
+    assert sorted(os.listdir(out)) == ["timecond.pt", "timecond_loss.csv", "timecond_loss.png"]
+    assert len(open(out / "timecond_loss.csv").read().splitlines()) == 1 + 3 * 3
     a, b = tc.load_run(tmp_path / "whole" / "timecond.pt"), tc.load_run(out / "timecond.pt")
     assert a.losses == b.losses and sorted(a.models) == sorted(b.models)
     assert all(torch.equal(p, q) for e in a.models for p, q in zip(a.models[e].parameters(), b.models[e].parameters()))
@@ -335,3 +337,4 @@ def test_b1_cli_takes_quiet_as_visualize_passes_it(tmp_path, monkeypatch, capsys
     assert capsys.readouterr().err == ""
     assert dn.main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert "part B.1 denoiser" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "b")) == ["denoiser.pt", "denoiser_loss.csv", "denoiser_loss.png"]
