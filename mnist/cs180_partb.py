@@ -242,7 +242,7 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
         e_raw, x_raw = max(got["raw"].items())
         raw = (e_raw, x_raw, b2_numbers(clf, x_raw, data.test_x, labels))
         if handout_raw:
-            raw = (*raw, "the handout's")
+            raw = (*raw, "the handout's recipe")
     if got["matched"]:
         e_m, x_m = max(got["matched"].items())
         matched = (e_m, x_m, b2_numbers(clf, x_m, data.test_x, labels))
