@@ -172,6 +172,8 @@ def render_pages(pages: list, flow: bool = False) -> list:
                 draw_line(fig, kind, line, lead, y)
                 y -= line_height(kind)
                 placed_any = True
+            if all(kind == "gap" for kind, _, _ in body):
+                body = []  # only the space after the last paragraph is left: no "(continued)" sheet for it
             images = deferred
             if not images and not body:
                 break

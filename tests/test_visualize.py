@@ -374,6 +374,20 @@ def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys)
     assert pages_of(tmp_path / "r.pdf") < 7 and not (tmp_path / "no-runs").exists()  # 7 sections
 
 
+def test_no_sheet_is_only_a_continued_title(tmp_path):
+    """A page whose last line ends just above the bottom margin, with less room left than the space after a
+    paragraph, fits one sheet (it once added a "(continued)" sheet holding only its title)."""
+    line = pages.line_height("text")
+    room = pages.PAGE_H - 2 * pages.MARGIN - pages.TITLE_H - pages.GAP - line - 2 / 72  # 2 pt left after the text
+    png = tmp_path / "tall.png"
+    plt.imsave(png, np.zeros((round(1000 * room / FIG_W), 1000)))
+    assert 0 < pages.PAGE_H - 2 * pages.MARGIN - pages.TITLE_H - pages.image_height(str(png)) - pages.GAP - line \
+        < pages.line_height("gap")
+    figs = pages.render_page(Page.of_text("tall", [str(png)], "one line"))
+    assert len(figs) == 1
+    plt.close(figs[0])
+
+
 def test_flow_lets_short_sections_share_a_sheet_and_never_splits_a_figure(tmp_path):
     small, big = tmp_path / "small.png", tmp_path / "big.png"
     plt.imsave(small, np.zeros((200, 1000)))  # 0.2 FIG_W tall
