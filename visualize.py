@@ -814,10 +814,10 @@ def main(argv=None) -> int:
             made = make()
             pages += made
             figures = ", ".join(i for p in made for i in p.images) or "no figure (see the report page)"
-            print(f"{name}: {len(made)} pages in {time.perf_counter() - t0:.1f} s; figures {figures}", flush=True)
+            print(f"{name}: {len(made)} section{'s' if len(made) != 1 else ''} in {time.perf_counter() - t0:.1f} s; figures {figures}", flush=True)
         if cfg.report:
-            write_report(pages, cfg.report, flow=set(cfg.problems) <= set(CS180_PARTS))  # CS180: sections share sheets
-            print(f"report: {cfg.report} ({len(pages)} pages)")
+            sheets = write_report(pages, cfg.report, flow=set(cfg.problems) <= set(CS180_PARTS))  # CS180: sections share sheets
+            print(f"report: {cfg.report} ({len(pages)} sections on {sheets} pages)")
     except (UserError, ValueError) as e:
         print(f"visualize.py: error: {e}", file=sys.stderr)
         return 2

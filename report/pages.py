@@ -226,15 +226,20 @@ def draw_line(fig, kind: str, line: str, lead: str, y: float, x: float = MARGIN)
     fig.text(x / PAGE_W, y / PAGE_H, line, fontsize=pt, va="top", family=family)
 
 
-def write_report(pages: list, path: str, flow: bool = False) -> None:
-    """The pages as a PDF at `path`, atomically; flow: let short sections share a sheet (render_pages)."""
+def write_report(pages: list, path: str, flow: bool = False) -> int:
+    """The pages as a PDF at `path`, atomically; flow: let short sections share a sheet (render_pages).
+    Returns the number of sheets printed."""
+    sheets = []
+
     def write(tmp):
         with PdfPages(tmp, metadata=PDF_METADATA) as pdf:
             for fig in render_pages(pages, flow):
                 pdf.savefig(fig)
                 plt.close(fig)
+                sheets.append(1)
 
     atomic_write(path, write)
+    return len(sheets)
 
 
 # ======================================================= atomic outputs

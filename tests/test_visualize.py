@@ -177,7 +177,7 @@ def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
 
     made = []
     monkeypatch.setattr(visualize.mnist_problem5, "problem5_page", broken)
-    monkeypatch.setattr(visualize, "write_report", lambda p, path, flow=False: (made.extend(p), pages.write_report(p, path, flow)))
+    monkeypatch.setattr(visualize, "write_report", lambda p, path, flow=False: (made.extend(p), pages.write_report(p, path, flow))[1])
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
     assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
@@ -364,12 +364,12 @@ def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys)
                         lambda fig_dir, **kw: asked.append(kw) or _stub_pages(["b2"])(fig_dir, **kw))
     assert run("--problem", "cs180-a", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "a.pdf")) == 0
-    assert "cs180-a: 2 pages" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 1  # 2 share a sheet
+    assert "cs180-a: 2 sections" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 1  # 2 share a sheet
     assert run("--problem", "cs180", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "r.pdf")) == 0
     out, err = capsys.readouterr()
     assert [line.split(":")[0] for line in out.splitlines()][:4] == ["cs180 opening", "cs180-a", "cs180-b1", "cs180-b2"]
-    assert "cs180-b1: 3 pages" in out and "cs180-b2: 1 pages" in out and err == ""
+    assert "cs180-b1: 3 sections" in out and "cs180-b2: 1 section in" in out and err == ""
     assert asked == [{"seed": 0, "progress": False}]  # a report prints one line per part, no bars
     assert pages_of(tmp_path / "r.pdf") < 7 and not (tmp_path / "no-runs").exists()  # 7 sections
 
