@@ -29,7 +29,7 @@ from utils import first_line, fit
 
 from .data import Images
 
-try:  # optional: pytorch-fid's Inception network (requirements-test.txt installs it)
+try:  # pytorch-fid's Inception network (requirements.txt installs it; the stand-in works without it)
     from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 except ImportError:
     FID_WEIGHTS_URL = InceptionV3 = None
