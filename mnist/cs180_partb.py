@@ -228,11 +228,24 @@ def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: O
     return pages
 
 
+HANDOUT_EPOCHS = tc.TimeCondConfig.handout().epochs
+
+
+def handout_recipe(cfg: tc.TimeCondConfig) -> Optional[str]:
+    """How a run's raw weights (no EMA) stand to the handout's recipe: "the handout's recipe", "the handout's
+    recipe, trained 30 epochs instead of 20" when only the length differs, or None. The EMA and bf16 leave
+    the raw weights the handout's (bf16 changes the arithmetic, not the recipe)."""
+    handout = tc.TimeCondConfig.handout(num_classes=cfg.num_classes, p_uncond=cfg.p_uncond, seed=cfg.seed)
+    if dataclasses.replace(cfg, ema=0.0, bf16=False, epochs=handout.epochs) != handout:
+        return None
+    longer = "" if cfg.epochs == handout.epochs else f", trained {cfg.epochs} epochs instead of {handout.epochs}"
+    return f"the handout's recipe{longer}"
+
+
 def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2Numbers, class_run: bool,
             seed: int, progress: bool) -> Page:
     cfg = run.config
-    handout_raw = dataclasses.replace(cfg, ema=0.0, bf16=False) == tc.TimeCondConfig.handout(
-        num_classes=cfg.num_classes, p_uncond=cfg.p_uncond, seed=cfg.seed)  # the raw weights are the handout's recipe
+    handout_raw = handout_recipe(cfg)
     got = stored_samples(run, seed=seed, progress=progress)
     labels = got["labels"]
     num = {e: b2_numbers(clf, x, data.test_x, labels) for e, x in got["sampled"].items()}
@@ -241,8 +254,8 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     if got["raw"]:
         e_raw, x_raw = max(got["raw"].items())
         raw = (e_raw, x_raw, b2_numbers(clf, x_raw, data.test_x, labels))
-        if handout_raw:
-            raw = (*raw, "the handout's recipe")
+        if handout_raw:  # the row label: short, at 7 pt beside 10 digits
+            raw = (*raw, "the handout's recipe" + (f",\n{cfg.epochs} epochs" if cfg.epochs != HANDOUT_EPOCHS else ""))
     if got["matched"]:
         e_m, x_m = max(got["matched"].items())
         matched = (e_m, x_m, b2_numbers(clf, x_m, data.test_x, labels))
@@ -257,7 +270,9 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
     n, f = got["n"], num[last]
     threads = run.info.get("threads", 1)
     recipe = (f"D = {cfg.hidden} (handout 64), batch {cfg.batch_size} (handout 128), Adam lr {cfg.lr:g} decayed by "
-              f"{cfg.lr_decay:g} over {cfg.epochs} epochs (the handout's), "
+              f"{cfg.lr_decay:g} over {cfg.epochs} epochs (the handout's"
+              + (f" schedule, stretched from its {HANDOUT_EPOCHS} epochs" if cfg.epochs != HANDOUT_EPOCHS else "")
+              + "), "
               + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
               + (f", {cfg.epochs} epochs of a class-stratified subset of about {cfg.train_size:,} of the "
                  f"{run.info.get('data_source', '?')} training digits" if cfg.train_size else
@@ -269,7 +284,7 @@ def b2_page(run: tc.Snapshots, fig_dir: str, clf, clf_info: dict, data, real: B2
         f"epoch {e}: " + (f"{v.agreement:.0%} match, " if class_run else "") + f"{v.confident:.0%} read with p >= "
         f"{CONFIDENT}, FLD {v.fld:.0f}" for e, v in num.items())
     ema_line = (f" Without the EMA (the raw weights after epoch {raw[0]}, same seeds"
-                + ("; these are the handout's recipe" + (" trained in bf16" if cfg.bf16 else "") if handout_raw else "")
+                + (f"; these are {handout_raw}" + (" (trained in bf16)" if cfg.bf16 else "") if handout_raw else "")
                 + "): "
                 + (f"{raw[2].agreement:.0%} match, " if class_run else "")
                 + f"{raw[2].confident:.0%} read with confidence, FLD {raw[2].fld:.0f}." if raw else "")
