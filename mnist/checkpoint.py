@@ -7,6 +7,7 @@ model stays small.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import NamedTuple, Optional
 
@@ -110,6 +111,15 @@ def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "
         raise CheckpointError(f"{path}: not a valid {what} run ({first_line(e)}); retrain it ({command})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", key, "losses")}
     return cfg, models, losses, info
+
+
+def file_sha256(path) -> str:
+    """The hex sha256 of a file's bytes: which run another run was continued from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_output_file(path: str, overwrite: bool) -> None:

