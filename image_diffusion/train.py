@@ -113,7 +113,8 @@ def init_distributed() -> Distributed:
 
 def rank0_first(part: Distributed, load, download: bool):
     """load(download) on rank 0 first, so that only it downloads a dataset; then the other processes read what it
-    left, without downloading. Rank 0's error is every process's (no process waits for one that failed)."""
+    left, without downloading. Rank 0's error is every process's (no process waits for one that failed); the
+    error raised on every rank carries every_rank = True, so that main lets each print its line before any exits."""
     if part.world == 1:
         return load(download)
     data, failed = None, [None]
@@ -122,13 +123,16 @@ def rank0_first(part: Distributed, load, download: bool):
             data = load(download)
         except Exception as e:
             failed = [f"{type(e).__name__}: {first_line(e)}"]
+            e.every_rank = True  # main: every process fails here together, so each waits for the others' one line
             raise
         finally:
             dist.broadcast_object_list(failed, src=0)
         return data
     dist.broadcast_object_list(failed, src=0)
     if failed[0] is not None:
-        raise DataError(f"rank 0 could not load the data ({failed[0]})")
+        e = DataError(f"rank 0 could not load the data ({failed[0]})")
+        e.every_rank = True
+        raise e
     return load(False)
 
 
@@ -160,7 +164,10 @@ def main(argv=None) -> int:
                 paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed,
                                       eta=cfg.sample_eta)
     except Exception as e:
-        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
+        code = command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
+        if getattr(e, "every_rank", False) and dist.is_initialized():
+            dist.barrier()  # all failed alike: torchrun stops the others when one exits, before they could say why
+        return code
     finally:
         torch.set_num_threads(threads)
         if dist.is_initialized():
