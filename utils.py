@@ -1,46 +1,60 @@
-"""Noise schedules, the forward process, the loss, the training loop and the samplers.
+"""DDPM, the worked answer: noise schedules, the forward process, the loss, the classifier-free-guidance
+sampler, EMA and the one training loop. It imports nothing else of the package.
 
 Timestep convention (the only one in this package)
 --------------------------------------------------
-Time runs t = 0, 1, ..., T as in Ho et al. (2020): x_0 is a clean image, x_T is (almost) pure
-noise, and the network is trained and evaluated on t in 1..T. Every per-step array of a
-`Schedule` has length T + 1 and is indexed by t itself, so `schedule.beta[t]` is beta_t; entry 0
-is the clean-data end (beta_0 = 0, alpha_bar_0 = 1), which makes alpha_bar_{t-1} simply
-`alpha_bar[t - 1]` with no special case. A trajectory likewise holds x_t at index t.
-(diffusers' DDPMScheduler numbers the same steps 0..T-1: its timestep i is our t = i + 1.)
+Time runs t = 0, 1, ..., T as in Ho et al. (2020): x_0 is a clean image, x_T is (almost) pure noise,
+and the network is trained and evaluated on t in 1..T. Every per-step array of a `Schedule` has
+length T + 1 and is indexed by t itself, so `schedule.beta[t]` is beta_t; entry 0 is the clean-data
+end (beta_0 = 0, alpha_bar_0 = 1), which makes alpha_bar_{t-1} simply `alpha_bar[t - 1]`. A trajectory
+likewise holds x_t at index t. diffusers numbers the same steps 0..T-1: its timestep i is our t = i + 1.
 
-The pieces are kept apart (k-diffusion style): a `Schedule` is precomputed arrays; a noise
-predictor is any callable `eps_model(x_t, t, y) -> eps` (the UNet, or the exact predictor of
-`gmm.py`); the samplers are free functions that take any noise predictor.
+From q(x_t | x_{t-1}) to the loss (Ho et al. 2020, Sec. 2-3)
+-------------------------------------------------------------
+The forward process adds a little Gaussian noise at each step,
+
+    q(x_t | x_{t-1}) = N(x_t; sqrt(alpha_t) x_{t-1}, beta_t I),          alpha_t = 1 - beta_t     (Eq. 2)
+
+A sum of Gaussians is Gaussian, so t steps at once are one draw (alpha_bar_t = prod_{s<=t} alpha_s):
+
+    q(x_t | x_0) = N(x_t; sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                             (Eq. 4)
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,  eps ~ N(0, I)
+
+Given x_0, Bayes' rule makes the step back Gaussian too, with
+
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t(x_t, x_0), beta_tilde_t I)                                (Eq. 6-7)
+    mu_tilde_t  = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+                + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+    beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
+
+The model p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I) is trained by the variational bound,
+whose step-t term is KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) = ||mu_tilde_t - mu_theta||^2 /
+(2 sigma_t^2) + const. Writing x_0 through Eq. 4 as x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+turns mu_tilde_t into 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps), so the model predicts
+the noise: mu_theta = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)), and
+the term becomes a weighted ||eps - eps_theta(x_t, t)||^2. Dropping the weights gives
+
+    L_simple = E_{t ~ U{1..T}, x_0, eps} || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2   (Eq. 14)
+
+which is `p_losses`. Sampling runs the chain back from x_T ~ N(0, I) (Alg. 2): `p_sample`.
+
+The pieces are kept apart (k-diffusion style): a `Schedule` is precomputed arrays; a noise predictor is
+any callable eps_model(x_t, t, y) -> eps with attributes T and num_classes (the UNet, the exact
+predictor of gmm.py, or a `WrappedPredictor`); the samplers are free functions taking any of them, and
+their settings come as one `SamplerSettings`.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
-import ctypes
-import errno
+import hashlib
 import math
-import os
-import pickle
-import re
-import shutil
-import sys
-import tempfile
 import time
-try:
-    import fcntl  # file locks on Linux and macOS; without it (Windows) run folders are not locked
-except ImportError:
-    fcntl = None
-from dataclasses import asdict, dataclass, fields
-from typing import Iterator, NamedTuple, Optional, Sequence
+from dataclasses import dataclass, fields
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-
-from ddpm import ARCHS, UNet
-from gmm import GMM
 
 SCHEDULES = ("cosine", "linear")
 VARIANCES = ("posterior", "beta")
@@ -71,9 +85,9 @@ def check_T(T) -> int:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Precomputed DDPM coefficients. Every tensor is float64 of length T + 1, indexed by t (entry 0
-    is the clean-data end). `kind` and `variance` say how it was made; `clip_x0` is the range
-    the samplers clip the predicted clean image x0_hat to (None: no clipping)."""
+    """Precomputed DDPM coefficients, named after the paper's symbols. Every tensor is float64 of length
+    T + 1, indexed by t (entry 0 is the clean-data end). `kind` and `variance` say how it was made;
+    `clip_x0` is the range the samplers clip the predicted clean image x0_hat to (None: no clipping)."""
 
     T: int
     kind: str
@@ -81,29 +95,12 @@ class Schedule:
     clip_x0: Optional[float]
     beta: torch.Tensor  # beta_t
     alpha: torch.Tensor  # alpha_t = 1 - beta_t
-    alpha_bar: torch.Tensor  # prod_{s<=t} alpha_s
+    alpha_bar: torch.Tensor  # alpha_bar_t = prod_{s<=t} alpha_s
     alpha_bar_prev: torch.Tensor  # alpha_bar_{t-1} (entry 0 repeats 1)
-    posterior_variance: torch.Tensor  # beta_tilde_t, Ho et al. Eq. 7
-    posterior_mean_coef1: torch.Tensor  # multiplies x0 in mu_tilde, Eq. 7
-    posterior_mean_coef2: torch.Tensor  # multiplies x_t in mu_tilde, Eq. 7
-    sigma2: torch.Tensor  # variance of the reverse step: beta_tilde ("posterior") or beta ("beta")
-
-    # the handout's names, for students who look for them
-    @property
-    def betas(self):
-        return self.beta
-
-    @property
-    def alphas(self):
-        return self.alpha
-
-    @property
-    def alphas_cumprod(self):
-        return self.alpha_bar
-
-    @property
-    def alphas_cumprod_prev(self):
-        return self.alpha_bar_prev
+    beta_tilde: torch.Tensor  # the variance of q(x_{t-1} | x_t, x_0), Eq. 7
+    mu_coef_x0: torch.Tensor  # mu_tilde_t = mu_coef_x0 x_0 + mu_coef_xt x_t, Eq. 7
+    mu_coef_xt: torch.Tensor
+    sigma2: torch.Tensor  # sigma_t^2 of the reverse step: beta_tilde ("posterior") or beta ("beta")
 
     def config(self) -> dict:
         """What rebuilds this schedule: make_schedule(**schedule.config())."""
@@ -111,8 +108,7 @@ class Schedule:
 
     def to(self, device) -> "Schedule":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()}
-        return Schedule(**moved)
+        return Schedule(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
 
 
 def make_schedule(T: int = 50, kind: str = "cosine", variance: str = "posterior",
@@ -133,14 +129,14 @@ def make_schedule(T: int = 50, kind: str = "cosine", variance: str = "posterior"
     alpha = 1 - beta
     alpha_bar = torch.cumprod(alpha, 0)  # alpha_bar_0 = 1
     alpha_bar_prev = torch.cat([alpha_bar[:1], alpha_bar[:-1]])
-    # Ho et al. Eq. 7; at t = 1, alpha_bar_0 = 1 makes beta_tilde_1 = 0 (entry 0 is unused: 0/0 -> 0)
-    posterior_variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar).clamp(min=1e-20)
-    coef1 = beta * alpha_bar_prev.sqrt() / (1 - alpha_bar).clamp(min=1e-20)
-    coef2 = (1 - alpha_bar_prev) * alpha.sqrt() / (1 - alpha_bar).clamp(min=1e-20)
-    coef1[0], coef2[0] = 1.0, 0.0  # "stepping" from t = 0 keeps x0
-    sigma2 = posterior_variance if variance == "posterior" else beta
+    one_minus = (1 - alpha_bar).clamp(min=1e-20)  # entry 0 is 0: 0/0 -> 0 there
+    beta_tilde = beta * (1 - alpha_bar_prev) / one_minus  # Eq. 7; beta_tilde_1 = 0 since alpha_bar_0 = 1
+    mu_coef_x0 = beta * alpha_bar_prev.sqrt() / one_minus  # Eq. 7
+    mu_coef_xt = (1 - alpha_bar_prev) * alpha.sqrt() / one_minus
+    mu_coef_x0[0], mu_coef_xt[0] = 1.0, 0.0  # "stepping" from t = 0 keeps x0
+    sigma2 = beta_tilde if variance == "posterior" else beta
     return Schedule(T, kind, variance, None if clip_x0 is None else float(clip_x0), beta, alpha, alpha_bar,
-                    alpha_bar_prev, posterior_variance, coef1, coef2, sigma2)
+                    alpha_bar_prev, beta_tilde, mu_coef_x0, mu_coef_xt, sigma2)
 
 
 def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -157,17 +153,25 @@ def extract(coef: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return out.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-# ====================================================== forward process, loss
-def randn_like(x: torch.Tensor, generator=None) -> torch.Tensor:
-    """Standard normal noise shaped like x. `generator` is a torch.Generator, or a list of them with
-    one per sample (so sample i's noise depends only on its own seed, not on the batch)."""
-    return randn(x.shape, generator, x.device, x.dtype)
+# ============================================================== random numbers
+def mix(*ints: int) -> int:
+    """A 63-bit seed from a tuple of integers (blake2b), so nearby tuples give unrelated streams."""
+    digest = hashlib.blake2b(",".join(map(str, ints)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def generators(seed: int, n: int, *stream: int, start: int = 0) -> list[torch.Generator]:
+    """One CPU generator per image, image i seeded by mix(seed, *stream, i), for i = start .. start + n - 1:
+    the one rule of every sampling command. An image depends only on its own seed and index (not on the
+    batch it is drawn in), and no two (seed, image) pairs share a stream; `stream` keeps apart the draws of
+    different purposes under one seed."""
+    return [torch.Generator().manual_seed(mix(seed, *stream, i)) for i in range(start, start + n)]
 
 
 def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
     """Noise of `shape`, drawn on the generator's device and moved to `device`.
 
-    generator: None (global RNG), one torch.Generator, or a list of len shape[0] generators."""
+    generator: None (global RNG), one torch.Generator, or a list of shape[0] generators (one per sample)."""
     if isinstance(generator, (list, tuple)):
         if len(generator) != shape[0]:
             raise ValueError(f"need one generator per sample: {len(generator)} for {shape[0]}")
@@ -177,19 +181,125 @@ def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tens
     return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
-def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho et al. Eq. 4). x0, noise: (B, ...); t: (B,)."""
-    return extract(schedule.alpha_bar.sqrt(), t, x0) * x0 + extract((1 - schedule.alpha_bar).sqrt(), t, x0) * noise
+def randn_like(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """Standard normal noise shaped like x (generator as in `randn`)."""
+    return randn(x.shape, generator, x.device, x.dtype)
+
+
+# ============================================================== forward process
+def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_t ~ q(x_t | x_0): x0, eps (B, ...); t int64 (B,) in 0..T. Returns x_t (B, ...)."""
+    # x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps                               (Eq. 4)
+    return extract(schedule.alpha_bar.sqrt(), t, x0) * x0 + extract((1 - schedule.alpha_bar).sqrt(), t, x0) * eps
 
 
 def predict_x0(schedule: Schedule, x_t, t, eps):
-    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho et al. Eq. 15)."""
+    """The clean image that x_t and eps imply (Eq. 4 solved for x_0)."""
+    # x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                       (Eq. 15)
     return (x_t - extract((1 - schedule.alpha_bar).sqrt(), t, x_t) * eps) / extract(schedule.alpha_bar.sqrt(), t, x_t)
 
 
 def predict_eps(schedule: Schedule, x_t, t, x0):
-    """The eps consistent with x_t and x0 (Eq. 4 solved for eps)."""
+    """The noise that x_t and x0 imply (Eq. 4 solved for eps)."""
+    # eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)
     return (x_t - extract(schedule.alpha_bar.sqrt(), t, x_t) * x0) / extract((1 - schedule.alpha_bar).sqrt(), t, x_t)
+
+
+# ================================================================== the loss
+def drop_labels(y: torch.Tensor, num_classes: int, p_uncond: float, generator=None) -> torch.Tensor:
+    """Replace each label by the null token num_classes with probability p_uncond (classifier-free guidance
+    training). One generator: one draw for the batch."""
+    if p_uncond <= 0:
+        return y
+    drop = torch.rand(y.shape, generator=generator, device=y.device if generator is None else generator.device)
+    return torch.where(drop.to(y.device) < p_uncond, torch.full_like(y, num_classes), y)
+
+
+class TrainingDraws(NamedTuple):
+    t: torch.Tensor  # int64 (B,) in 1..T
+    eps: torch.Tensor  # (B, ...) like x0
+    y: Optional[torch.Tensor]  # (B,) labels with the dropped ones set to null, or None
+
+
+def training_draws(schedule: Schedule, x0: torch.Tensor, y, num_classes: int, p_uncond: float,
+                   generator=None) -> TrainingDraws:
+    """The random numbers of one training step, in one of two orders (both kept, so that runs made with
+    either retrain bit for bit):
+    - one generator (or None) for the batch: t (B,), then eps, then the label dropout (only when there are
+      labels and p_uncond > 0): the two-pixel, MNIST and CS180 trainers;
+    - a list of B generators, one per sample: each draws t, then its dropout, then its eps, so that a sample's
+      numbers do not depend on the batch it is in (the image trainer, torchrun-safe)."""
+    B = x0.shape[0]
+    if isinstance(generator, (list, tuple)):
+        t = torch.stack([torch.randint(1, schedule.T + 1, (), generator=g) for g in generator]).to(x0.device)
+        drop = torch.stack([torch.rand((), generator=g) < p_uncond for g in generator]).to(x0.device)
+        eps = randn(x0.shape, generator, x0.device, x0.dtype)
+        if y is not None and num_classes:
+            y = torch.where(drop, torch.full_like(y, num_classes), y)
+        return TrainingDraws(t, eps, y)
+    gen_device = generator.device if generator is not None else x0.device
+    t = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=gen_device).to(x0.device)
+    eps = randn_like(x0, generator)
+    if y is not None:
+        y = drop_labels(y, num_classes, p_uncond, generator)
+    return TrainingDraws(t, eps, y)
+
+
+def p_losses(eps_model, schedule: Schedule, x0: torch.Tensor, y: Optional[torch.Tensor] = None,
+             loss: str = "l2", p_uncond: float = 0.1, generator=None, num_classes: Optional[int] = None) -> torch.Tensor:
+    """The simplified DDPM loss per sample. x0: (B, ...) clean images; y: (B,) labels or None;
+    generator: one, or one per sample (see training_draws); num_classes: the null label (default
+    eps_model.num_classes; give it where eps_model is a DDP wrapper). Returns (B,): the mean over pixels,
+    for the caller to reduce."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if y is not None and num_classes is None:
+        num_classes = eps_model.num_classes
+    t, eps, y = training_draws(schedule, x0, y, num_classes, p_uncond, generator)  # t ~ U{1..T}, eps ~ N(0, I)
+    x_t = q_sample(schedule, x0, t, eps)  # x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps  (Eq. 4)
+    eps_hat = eps_model(x_t, t, y)  # eps_theta(x_t, t, y), y dropped to null with probability p_uncond
+    error = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}[loss]
+    return error(eps_hat, eps, reduction="none").reshape(x0.shape[0], -1).mean(1)  # ||eps - eps_theta||^2 (Eq. 14)
+
+
+# ================================================================== sampling
+class WrappedPredictor(torch.nn.Module):
+    """Base of a noise predictor built on another one (the illusions of CS180 part A, guidance tricks):
+    it answers for the T and the labels of the predictor it wraps, so the sampler checks its schedule
+    and guides it as that one. Subclasses define forward(x_t, t, y)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @property
+    def T(self) -> Optional[int]:
+        return getattr(self.model, "T", None)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to run the reverse chain; every sampler takes one of these.
+
+    steps: None for the full ancestral chain t = T..1 (DDPM, Ho et al. Alg. 2); S < T for DDIM over S
+      strided timesteps (Song et al. 2021); eta: DDIM's noise, 0 deterministic, 1 the ancestral variance;
+    w: classifier-free guidance scale (ignored without labels);
+    timesteps: instead of steps, DDIM over this strictly descending tuple ending at 0, starting wherever it
+      starts (SDEdit starts part-way);
+    clip_x0: "schedule" to clip x0_hat to the schedule's range, a number, or None for no clipping."""
+
+    steps: Optional[int] = None
+    eta: float = 0.0
+    w: float = 0.0
+    timesteps: Optional[tuple] = None
+    clip_x0: Union[str, float, None] = "schedule"
+
+    def clip(self, schedule: Schedule) -> Optional[float]:
+        return schedule.clip_x0 if self.clip_x0 == "schedule" else self.clip_x0
 
 
 def null_labels(eps_model, n: int, device) -> torch.Tensor:
@@ -197,45 +307,9 @@ def null_labels(eps_model, n: int, device) -> torch.Tensor:
     return torch.full((n,), eps_model.num_classes, dtype=torch.long, device=device)
 
 
-def drop_labels(y: torch.Tensor, num_classes: int, p_uncond: float, generator=None) -> torch.Tensor:
-    """Replace each label by the null token with probability p_uncond (classifier-free guidance training)."""
-    if p_uncond <= 0:
-        return y
-    drop = torch.rand(y.shape, generator=generator, device=y.device if generator is None else generator.device)
-    return torch.where(drop.to(y.device) < p_uncond, torch.full_like(y, num_classes), y)
-
-
-def p_losses(eps_model, schedule: Schedule, x0: torch.Tensor, y: Optional[torch.Tensor] = None,
-             loss: str = "l2", p_uncond: float = 0.1, generator=None) -> torch.Tensor:
-    """The simplified DDPM loss ||eps - eps_theta(x_t, t, y)|| (Ho et al. Eq. 14) per sample.
-
-    x0: (B, ...) clean images; y: (B,) labels or None; t ~ U{1..T}; the label is dropped to null
-    with probability p_uncond. Returns (B,): mean over pixels, for the caller to reduce.
-    """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    B = x0.shape[0]
-    gen_device = generator.device if generator is not None else x0.device
-    t = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=gen_device).to(x0.device)
-    noise = randn_like(x0, generator)
-    x_t = q_sample(schedule, x0, t, noise)
-    if y is not None:
-        y = drop_labels(y, eps_model.num_classes, p_uncond, generator)
-    eps = eps_model(x_t, t, y)
-    if loss == "l2":
-        per_pixel = F.mse_loss(eps, noise, reduction="none")
-    elif loss == "l1":
-        per_pixel = F.l1_loss(eps, noise, reduction="none")
-    else:
-        per_pixel = F.smooth_l1_loss(eps, noise, reduction="none")
-    return per_pixel.reshape(B, -1).mean(1)
-
-
-# ================================================================== samplers
 def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
-    """Classifier-free guidance (Ho & Salimans 2022): (1 + w) eps(x, t, y) - w eps(x, t, null).
-
-    y: None (unconditional: w is ignored) or int64 (B,). The two passes run as one batch."""
+    """Classifier-free guidance (Ho & Salimans 2022). y: None (unconditional: w is ignored) or int64 (B,).
+    The conditional and unconditional passes run as one batch."""
     B = x_t.shape[0]
     t = torch.as_tensor(t, device=x_t.device).long().expand(B)
     if y is None:
@@ -244,7 +318,7 @@ def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
         return eps_model(x_t, t, y)
     eps_c, eps_u = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]),
                              torch.cat([y, null_labels(eps_model, B, x_t.device)])).chunk(2)
-    return (1 + w) * eps_c - w * eps_u
+    return (1 + w) * eps_c - w * eps_u  # eps = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null)
 
 
 class Step(NamedTuple):
@@ -257,42 +331,39 @@ class Step(NamedTuple):
 
 def p_sample(eps_model, schedule: Schedule, x_t, t: int, y=None, w: float = 0.0, generator=None,
              clip_x0="schedule") -> Step:
-    """One ancestral step x_t -> x_{t-1} (Ho et al. Alg. 2), written in the x0 form that
-    diffusers' DDPMScheduler.step uses:
-
-      1. eps = guided eps_theta(x_t, t, y)
-      2. x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)        (Eq. 15)
-      3. clip x0_hat to [-clip_x0, clip_x0]
-      4. mu = coef1_t x0_hat + coef2_t x_t                                        (Eq. 7)
-      5. x_{t-1} = mu + sigma_t z, z ~ N(0, I); no noise on the last step (t = 1)
-
-    Without clipping this equals Eq. 11 exactly; with it, a small eps error at t = T (where
-    sqrt(alpha_bar_T) is tiny under the cosine schedule) cannot throw a sample far off the data.
-    """
+    """One ancestral step x_t -> x_{t-1} (Ho et al. Alg. 2), in the x0 form of diffusers' DDPMScheduler.step.
+    x_t (B, ...); t an int in 1..T. Without clipping this is Eq. 11 exactly; with it, a small eps error at
+    t = T (where sqrt(alpha_bar_T) is tiny under the cosine schedule) cannot throw a sample off the data."""
     clip = schedule.clip_x0 if clip_x0 == "schedule" else clip_x0
+    # 1. eps = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, null)
     eps = guided_eps(eps_model, x_t, t, y, w)
+    # 2. x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                      (Eq. 15)
     x0_hat = predict_x0(schedule, x_t, t, eps)
+    # 3. x0_hat clipped to [-clip, clip]
     if clip is not None:
         x0_hat = x0_hat.clamp(-clip, clip)
-    mean = extract(schedule.posterior_mean_coef1, t, x_t) * x0_hat + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
-    if t > 1:
-        mean = mean + extract(schedule.sigma2.sqrt(), t, x_t) * randn_like(x_t, generator)
-    return Step(t - 1, mean, x0_hat)
+    # 4. mu = mu_tilde_t(x_t, x0_hat) = mu_coef_x0_t x0_hat + mu_coef_xt_t x_t                  (Eq. 7)
+    mu = extract(schedule.mu_coef_x0, t, x_t) * x0_hat + extract(schedule.mu_coef_xt, t, x_t) * x_t
+    # 5. x_{t-1} = mu + sigma_t z, z ~ N(0, I); no noise on the last step (t = 1)              (Alg. 2)
+    x_prev = mu + extract(schedule.sigma2.sqrt(), t, x_t) * randn_like(x_t, generator) if t > 1 else mu
+    return Step(t - 1, x_prev, x0_hat)
 
 
 def ddim_step(eps_model, schedule: Schedule, x_t, t: int, t_prev: int, y=None, w: float = 0.0,
               eta: float = 0.0, generator=None, clip_x0="schedule") -> Step:
-    """One DDIM step x_t -> x_{t_prev}, t_prev < t (Song et al. 2021, Eq. 12). eta = 0 is
-    deterministic; eta = 1 with t_prev = t - 1 is the ancestral step with sigma^2 = beta_tilde."""
+    """One DDIM step x_t -> x_{t_prev}, t_prev < t (Song et al. 2021, Eq. 12). eta = 0 is deterministic;
+    eta = 1 with t_prev = t - 1 is the ancestral step with sigma^2 = beta_tilde."""
     clip = schedule.clip_x0 if clip_x0 == "schedule" else clip_x0
-    eps = guided_eps(eps_model, x_t, t, y, w)
-    x0_hat = predict_x0(schedule, x_t, t, eps)
+    eps = guided_eps(eps_model, x_t, t, y, w)  # guided eps_theta(x_t, t, y)
+    x0_hat = predict_x0(schedule, x_t, t, eps)  # (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
     if clip is not None:
         x0_hat = x0_hat.clamp(-clip, clip)
-        eps = predict_eps(schedule, x_t, t, x0_hat)
+        eps = predict_eps(schedule, x_t, t, x0_hat)  # the eps that agrees with the clipped x0_hat
     ab_t = extract(schedule.alpha_bar, t, x_t)
     ab_prev = extract(schedule.alpha_bar, t_prev, x_t)
+    # sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)   (Eq. 16)
     sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
+    # x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z             (Eq. 12)
     x_prev = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
     if eta > 0 and t_prev > 0:
         x_prev = x_prev + sigma * randn_like(x_t, generator)
@@ -307,38 +378,42 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     return sorted(set(ts), reverse=True)
 
 
-def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None, w: float = 0.0, generator=None,
-                  steps: Optional[int] = None, eta: float = 0.0, clip_x0="schedule",
-                  timesteps: Optional[Sequence[int]] = None, project=None) -> Iterator[Step]:
-    """Run the reverse chain from x_T, yielding every step (improved-diffusion's progressive loop).
-
-    steps=None: the full ancestral DDPM chain t = T..1. steps=S < T: DDIM over S strided
-    timesteps with the given eta. timesteps: instead, DDIM over this strictly descending list
-    ending at 0, starting wherever it starts (x_T is then the state at timesteps[0]; SDEdit starts
-    part-way). project(x, t_prev) -> x, if given, is applied after every step (RePaint's
-    overwrite of the known pixels). The last Step yielded has t_prev = 0 and x = x_0.
-    """
-    x = x_T
-    # DDIM with eta = 1 over all T steps is the ancestral step exactly when sigma^2 = beta_tilde
-    if timesteps is None and (steps is None or steps == schedule.T and eta == 1.0 and schedule.variance == "posterior"):
-        for t in range(schedule.T, 0, -1):
-            step = p_sample(eps_model, schedule, x, t, y, w, generator, clip_x0)
-            x = step.x if project is None else project(step.x, step.t_prev)
-            yield step._replace(x=x)
-        return
-    ts = check_timesteps(schedule, timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps) + [0]
-    for t, t_prev in zip(ts[:-1], ts[1:]):
-        step = ddim_step(eps_model, schedule, x, t, t_prev, y, w, eta, generator, clip_x0)
-        x = step.x if project is None else project(step.x, step.t_prev)
-        yield step._replace(x=x)
-
-
 def check_timesteps(schedule: Schedule, timesteps: Sequence[int]) -> list[int]:
     """A sampler's timestep list: strictly descending integers in T..0 that end at 0."""
     ts = [int(t) for t in timesteps]
     if len(ts) < 2 or ts[-1] != 0 or ts[0] > schedule.T or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
         raise ValueError(f"timesteps must descend strictly from at most T={schedule.T} to 0, got {ts}")
     return ts
+
+
+def visited(schedule: Schedule, settings: SamplerSettings) -> list[int]:
+    """The timesteps a sampler with these settings visits, from where it starts down to 0."""
+    if settings.timesteps is not None:
+        return check_timesteps(schedule, settings.timesteps)
+    if settings.steps is None:
+        return list(range(schedule.T, -1, -1))
+    return ddim_timesteps(schedule.T, settings.steps) + [0]
+
+
+def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None,
+                  settings: SamplerSettings = SamplerSettings(), generator=None, project=None) -> Iterator[Step]:
+    """Run the reverse chain from x_T, yielding every step (improved-diffusion's progressive loop).
+
+    settings.steps None: the full ancestral DDPM chain; else DDIM (see SamplerSettings). x_T is the state
+    at the first visited timestep. project(x, t_prev) -> x, if given, is applied after every step (RePaint's
+    overwrite of the known pixels). The last Step yielded has t_prev = 0 and x = x_0."""
+    s, x = settings, x_T
+    # DDIM with eta = 1 over all T steps is the ancestral step exactly when sigma^2 = beta_tilde
+    ancestral = s.timesteps is None and (s.steps is None or s.steps == schedule.T and s.eta == 1.0
+                                         and schedule.variance == "posterior")
+    ts = list(range(schedule.T, -1, -1)) if ancestral else visited(schedule, s)
+    for t, t_prev in zip(ts[:-1], ts[1:]):
+        if ancestral:
+            step = p_sample(eps_model, schedule, x, t, y, s.w, generator, s.clip_x0)
+        else:
+            step = ddim_step(eps_model, schedule, x, t, t_prev, y, s.w, s.eta, generator, s.clip_x0)
+        x = step.x if project is None else project(step.x, step.t_prev)
+        yield step._replace(x=x)
 
 
 class Trajectory(NamedTuple):
@@ -364,8 +439,7 @@ def matched_prior(schedule: Schedule, z: torch.Tensor, mean: torch.Tensor, var: 
     alpha_bar_T Var[x_0] + 1 - alpha_bar_T, so this returns sqrt(alpha_bar_T) mean + sqrt(alpha_bar_T var +
     1 - alpha_bar_T) z for standard normal z (N, ...) and the data's mean and var (broadcast to one sample).
     It matters when alpha_bar_T is not near 0: CS180's T = 300 linear schedule keeps sqrt(alpha_bar_T) = 0.22
-    of the image in x_T, so a chain started from N(0, I) starts where training never put it (Lin et al.,
-    "Common Diffusion Noise Schedules and Sample Steps are Flawed", 2024). With mean 0 and var 1 it is z."""
+    of the image in x_T (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed", 2024)."""
     ab = schedule.alpha_bar[schedule.T].to(z.device, z.dtype)
     mean, var = mean.to(z.device, z.dtype), var.to(z.device, z.dtype)
     return ab.sqrt() * mean + (ab * var + 1 - ab).sqrt() * z
@@ -387,39 +461,32 @@ def as_labels(y, n: int, num_classes: int, device) -> Optional[torch.Tensor]:
 
 
 @torch.no_grad()
-def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, generator=None,
-           trajectory: bool = False, steps: Optional[int] = None, eta: float = 0.0,
-           x_T: Optional[torch.Tensor] = None, shape: Sequence[int] = (2,), device=None, clip_x0="schedule",
-           progress: bool = False, timesteps: Optional[Sequence[int]] = None, project=None):
+def sample(eps_model, schedule: Schedule, n: int, y=None, settings: SamplerSettings = SamplerSettings(),
+           generator=None, *, x_T: Optional[torch.Tensor] = None, shape: Sequence[int] = (2,), device=None,
+           trajectory: bool = False, progress: bool = False, project=None):
     """Draw n samples with any noise predictor (a network or `GMM().noise_predictor(schedule)`).
 
-    y: None (unconditional), an int label for all, or (n,) labels; w: guidance scale;
-    generator: torch.Generator or a list of n (one seed per sample); steps: None for the full
-    DDPM chain, or fewer for DDIM (eta); x_T: start here instead of drawing noise;
-    shape: the shape of one sample ((2,) for two-pixel images, (1, 28, 28) for MNIST);
-    timesteps / project: see p_sample_loop (a custom descending list, and a per-step constraint).
-    Returns x_0 (n, *shape); with trajectory=True, (x_0, Trajectory).
-    """
-    if schedule.T != getattr(eps_model, "T", schedule.T):
-        raise ValueError(f"the model was trained with T={eps_model.T} but the schedule has T={schedule.T}; "
-                         "use the schedule returned by load_checkpoint")
+    y: None (unconditional), an int label for all, or (n,) labels; settings: steps, eta, guidance w,
+    timesteps, clipping (SamplerSettings); generator: one torch.Generator, or a list of n (one seed per
+    sample: `generators(seed, n)`); x_T: start here instead of drawing noise; shape: one sample's shape
+    ((2,) for two-pixel images, (1, 28, 28) for MNIST); project: see p_sample_loop.
+    Returns x_0 (n, *shape); with trajectory=True, (x_0, Trajectory)."""
+    T = getattr(eps_model, "T", None)
+    if T is not None and T != schedule.T:
+        raise ValueError(f"the model was trained with T={T} but the schedule has T={schedule.T}; "
+                         "use the schedule its checkpoint was trained with")
     if device is None:
         device = next(iter(eps_model.parameters()), torch.empty(0)).device if hasattr(eps_model, "parameters") else "cpu"
-    if x_T is None:
-        x_T = randn((n, *shape), generator, device)
-    x_T = x_T.to(device)
-    n = x_T.shape[0]
-    y = as_labels(y, n, eps_model.num_classes, device)
+    x_T = (randn((n, *shape), generator, device) if x_T is None else x_T).to(device)
+    y = as_labels(y, x_T.shape[0], eps_model.num_classes, device)
+    ts = visited(schedule, settings)
     was_training = getattr(eps_model, "training", False)
     if hasattr(eps_model, "eval"):
         eps_model.eval()
-    ts = check_timesteps(schedule, timesteps) if timesteps is not None else None
-    ts_seen, xs, x0s = [ts[0] if ts else schedule.T], [x_T], []
+    ts_seen, xs, x0s, x = [ts[0]], [x_T], [], x_T
     try:
-        loop = p_sample_loop(eps_model, schedule, x_T, y, w, generator, steps, eta, clip_x0, ts, project)
-        if progress:
-            loop = tqdm(loop, total=len(ts) - 1 if ts else steps or schedule.T, desc="sampling", leave=False)
-        for step in loop:
+        loop = p_sample_loop(eps_model, schedule, x_T, y, settings, generator, project)
+        for step in tqdm(loop, total=len(ts) - 1, desc="sampling", leave=False, disable=not progress):
             if trajectory:
                 ts_seen.append(step.t_prev)
                 xs.append(step.x)
@@ -434,23 +501,9 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, w: float = 0.0, genera
     return x, Trajectory(torch.tensor(ts_seen), torch.stack(xs), torch.stack(x0s))
 
 
-# ================================================================= training
-# Upper limits: a typo such as --T 1e9 or --batch-size 1e12 fails at once instead of hanging the machine.
-MAX_T = 10_000  # 10x the T = 1000 of Ho et al.
-MAX_BATCH = 65_536
-MAX_N_TRAIN = 10_000_000
-MAX_SEED = 2**32 - 1
-
-
+# ================================================================== training
 class NonFiniteError(ValueError):
     """A loss, weights or images that became nan or inf: stop rather than save or show them."""
-
-
-def check_finite_loss(value: float, step: int, total: int) -> None:
-    """NonFiniteError naming the step (1-based) when the training loss is nan or inf."""
-    if not math.isfinite(value):
-        raise NonFiniteError(f"the training loss became {value} at step {step} of {total}; training stopped "
-                             "(try a lower --lr)")
 
 
 def check_finite_weights(state: dict, what: str = "the model") -> None:
@@ -475,11 +528,10 @@ class EMA:
     def update(self, model: torch.nn.Module):
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        ema_params = list(self.model.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1 - d)  # one kernel, not one per tensor
+        # theta_ema <- d theta_ema + (1 - d) theta, one kernel for all tensors
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
-
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device=None) -> Iterator[torch.Tensor]:
@@ -498,30 +550,43 @@ class Fitted(NamedTuple):
     seconds: float  # this session's training wall time
 
 
+@dataclass
+class FitHooks:
+    """What a trainer adds around fit's steps (every field optional).
+
+    lr_at(step) -> the learning rate of that step; mean(loss) -> the float to log (default loss.item(); under
+    DDP the mean over the processes); after_step(step, seconds) -> what happens between steps (saves, the end
+    of an epoch); stop(seconds) -> True ends the session early (a wall-clock budget); stopped_note() -> what
+    was kept, ending the message of a loss that became nan or inf."""
+
+    lr_at: Optional[object] = None
+    mean: Optional[object] = None
+    after_step: Optional[object] = None
+    stop: Optional[object] = None
+    stopped_note: Optional[object] = None
+
+
 def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Iterator, loss_fn, steps: int, *,
-        total: Optional[int] = None, start: int = 0, losses: Optional[list] = None, lr_at=None, grad_clip: Optional[float] = None,
-        ema: Optional[EMA] = None, scaler=None, mean=None, after_step=None, stop=None, stopped_note=None,
-        progress: bool = False, desc: str = "training") -> Fitted:
-    """The training loop: every trainer of the package (two-pixel, MNIST, CS180 B.1 and B.2, colour
-    images) runs its steps through this function and keeps only what is its own (data order, loss,
-    checkpoints) in the callbacks.
+        hooks: FitHooks = FitHooks(), total: Optional[int] = None, start: int = 0, losses: Optional[list] = None,
+        grad_clip: Optional[float] = None, ema: Optional[EMA] = None, scaler=None, progress: bool = False,
+        desc: str = "training") -> Fitted:
+    """The training loop: every trainer of the package (two-pixel, MNIST, CS180 B.1 and B.2, colour images,
+    the metric classifiers) runs its steps through this function and keeps only what is its own (data
+    order, loss, checkpoints) in loss_fn and `hooks`.
 
     For step = start, ..., steps - 1 (0-based; `total`, default steps, is the whole run's length when this
     session stops short of it, for the progress bar and messages):
-      1. batch = next(batches); the learning rate <- lr_at(step) when given;
-      2. loss = loss_fn(batch, step), a scalar tensor; value = mean(loss) (default loss.item(); under DDP
-         the mean over the processes), a float;
+      1. batch = next(batches); the learning rate <- hooks.lr_at(step) when given;
+      2. loss = loss_fn(batch, step), a scalar tensor; value = hooks.mean(loss) or loss.item();
       3. a nan or inf value raises NonFiniteError naming the step, before the update, so the weights stay
-         those of the last finite loss; stopped_note() (if given) ends its message (what was kept);
-      4. backward (through a GradScaler when given), gradient-norm clip to grad_clip, opt.step(),
-         ema.update(model);
-      5. losses.append(value); after_step(step + 1, seconds) for what happens between steps (saves, the end
-         of an epoch); the session ends early when stop(seconds) is true (a wall-clock budget).
+         those of the last finite loss;
+      4. backward, gradient-norm clip to grad_clip, opt.step(), ema.update(model);
+      5. losses.append(value); hooks.after_step(step + 1, seconds); stop early when hooks.stop(seconds).
     `losses` (the earlier sessions' losses on --resume) is appended to in place. Nothing random is drawn
-    here: batches and loss_fn own the random numbers, so each trainer keeps its own seeding.
-    """
+    here: batches and loss_fn own the random numbers, so each trainer keeps its own seeding."""
     losses = [] if losses is None else losses
     total = steps if total is None else total
+    h = hooks
     bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=not progress)
     model.train()
     t0 = time.perf_counter()
@@ -529,13 +594,13 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Iterator, l
     try:
         while step < steps:
             batch = next(batches)
-            if lr_at is not None:
+            if h.lr_at is not None:
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(step)
+                    group["lr"] = h.lr_at(step)
             loss = loss_fn(batch, step)
-            value = loss.item() if mean is None else mean(loss)
+            value = loss.item() if h.mean is None else h.mean(loss)
             if not math.isfinite(value):
-                note = f"; {stopped_note()}" if stopped_note is not None else ""
+                note = f"; {h.stopped_note()}" if h.stopped_note is not None else ""
                 raise NonFiniteError(f"the training loss became {value} at step {step + 1} of {total}; training "
                                      f"stopped (try a lower --lr){note}")
             opt.zero_grad(set_to_none=True)
@@ -560,591 +625,10 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Iterator, l
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", refresh=False)
             seconds = time.perf_counter() - t0
-            if after_step is not None:
-                after_step(step, seconds)
-            if stop is not None and stop(seconds):
+            if h.after_step is not None:
+                h.after_step(step, seconds)
+            if h.stop is not None and h.stop(seconds):
                 break
     finally:
         bar.close()
     return Fitted(losses, step, time.perf_counter() - t0)
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a two-pixel training run (stored in its checkpoint)."""
-
-    T: int = 50
-    schedule: str = "cosine"
-    variance: str = "posterior"
-    clip_x0: Optional[float] = 1.5
-    # "nonorm": the handout's UNet without its GroupNorms; "handout" misses the quality targets
-    # by a wide margin at this budget (README, "Measured"), so it is an option, not the default
-    arch: str = "nonorm"
-    steps: int = 2000
-    batch_size: int = 1024
-    lr: float = 3e-3
-    loss: str = "l2"
-    # 0.3, not the usual 0.1: y = None samples use the null-label model, which only learns from
-    # the dropped labels; at 0.1 its eps error is 3.5x larger in this budget (README)
-    p_uncond: float = 0.3
-    ema_decay: float = 0.995
-    n_train: int = 10_000
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> "TrainConfig":
-        check_T(self.T)
-        for name, value, choices in (("schedule", self.schedule, SCHEDULES), ("variance", self.variance, VARIANCES),
-                                     ("loss", self.loss, LOSSES), ("arch", self.arch, tuple(ARCHS))):
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-        for name in ("steps", "batch_size", "n_train"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name, most in (("T", MAX_T), ("batch_size", MAX_BATCH), ("n_train", MAX_N_TRAIN)):
-            if getattr(self, name) > most:
-                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
-        check_training_settings(self.p_uncond, self.lr, self.ema_decay)
-        return self
-
-
-def check_training_settings(p_uncond: float, lr: float, ema_decay: float) -> None:
-    """The checks every trainer (two-pixel, MNIST) makes on its label dropout, rate and EMA."""
-    if not 0 <= p_uncond < 1:
-        raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
-    if not 0 <= ema_decay < 1:
-        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; anything else is passed to torch.device."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but CUDA is not available; use --device auto or cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices; "
-                         "use --device cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if dev.type == "mps" and not (mps is not None and mps.is_available()):
-        raise ValueError("--device mps was asked for but MPS (Apple GPU) is not available; use --device auto or cpu")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
-    return dev
-
-
-class TrainResult(NamedTuple):
-    model: torch.nn.Module  # the EMA weights, in eval mode: use these for sampling
-    schedule: Schedule
-    losses: list  # mean training loss per step
-    seconds: float
-
-
-def build_model(cfg: TrainConfig):
-    return UNet(T=cfg.T, **ARCHS[cfg.arch])
-
-
-def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
-    """Train the conditional two-pixel UNet on `dataset` (default: cfg.n_train draws of the GMM).
-
-    Minibatches are drawn by index from the in-memory tensors (a DataLoader costs more than the
-    model itself here); Adam with a cosine learning-rate decay; EMA weights are returned.
-    """
-    cfg.validate()
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if dataset is None:
-        dataset = GMM().dataset(cfg.n_train, seed=cfg.seed)
-    data_x, data_y = dataset.x.to(device), dataset.y.to(device)
-    schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
-    model = build_model(cfg).to(device)
-    ema = EMA(model, cfg.ema_decay)
-    # fused: one kernel per step instead of one per tensor (a fifth of a CPU step here)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-
-    def batches():
-        while True:
-            yield torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
-
-    def loss_fn(idx, step):
-        return p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
-                        generator=gen if device.type == "cpu" else None).mean()
-
-    done = fit(model, opt, batches(), loss_fn, cfg.steps, ema=ema, after_step=lambda step, seconds: sched.step(),
-               progress=progress, desc=f"training T={cfg.T}")
-    return TrainResult(ema.model, schedule, done.losses, done.seconds)
-
-
-# =============================================================== checkpoints
-CHECKPOINT_KIND = "ddpm-two-pixel"
-# The shipped reference files: every command reads them, none writes them (a retrained model goes to its
-# run folder; to update a reference, write it elsewhere and copy it over yourself).
-REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist", "reference")
-TMP_PREFIX = ".tmp-"  # temporary files are named .tmp-<pid>-*, so the files of a killed process can be found
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, foreign or does not match its model."""
-
-
-class OutputError(ValueError):
-    """An output place that cannot be used without losing something: an existing run (without --overwrite),
-    a shipped reference file, a folder another run is writing, or a place that cannot be written."""
-
-
-def is_reference(path) -> bool:
-    """True for a path inside mnist/reference/, the shipped reference files."""
-    ref = os.path.realpath(REFERENCE_DIR)
-    p = os.path.realpath(os.fspath(path))
-    return p == ref or p.startswith(ref + os.sep)
-
-
-def refuse_reference(path) -> None:
-    """OutputError if `path` is one of the shipped reference files (or in their folder)."""
-    if is_reference(path):
-        raise OutputError(f"{os.fspath(path)} is in mnist/reference/, the shipped reference files, which no command "
-                          "replaces; choose another --out")
-
-
-def file_mode(folder: bool = False) -> int:
-    """The permission bits a new file (or folder) gets under the current umask: 0o644 (0o755) under the usual
-    022. tempfile makes 0o600 files and 0o700 folders; what this package saves gets the usual bits."""
-    mask = os.umask(0o077)  # reading the umask means setting it; 077 is the safe value for the instant between
-    os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process `pid` still runs (True where that cannot be told)."""
-    if os.name != "posix":
-        return True  # no cheap check elsewhere: never delete another process's files
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner(name: str, prefix: str) -> Optional[int]:
-    """The process id in a temporary name <prefix><pid>-..., or None."""
-    head = name[len(prefix):].split("-", 1)[0]
-    return int(head) if name.startswith(prefix) and head.isdigit() else None
-
-
-def clean_orphans(folder) -> list:
-    """Delete the temporary files (.tmp-<pid>-*) that killed processes left in `folder`; returns their names.
-    Files of running processes are kept; those of older versions of this package (.tmp-XXXXXXXX.pt, no
-    process id) once they are an hour old."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        pid = _owner(name, TMP_PREFIX)
-        legacy = re.fullmatch(r"\.tmp-[a-z0-9_]{8}\.pt", name) is not None
-        if pid is None and not legacy:
-            continue
-        path = os.path.join(folder, name)
-        try:
-            stale = (not _pid_alive(pid)) if pid is not None else time.time() - os.path.getmtime(path) > 3600
-            if stale and pid != os.getpid() and os.path.isfile(path):
-                os.remove(path)
-                removed.append(name)
-        except OSError:
-            pass
-    return removed
-
-
-@contextlib.contextmanager
-def replacing(path):
-    """Yield a temporary file name beside `path` (same extension) to write; when the block ends without an
-    error it replaces `path` in one step (os.replace), otherwise it is deleted: `path` is never half-written."""
-    path = os.fspath(path)
-    refuse_reference(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        os.chmod(tmp, file_mode())
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
-    half-written file under `path`. Never writes into mnist/reference/ (OutputError)."""
-    with replacing(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def check_writable(folder) -> None:
-    """Prove that `folder` can be written by writing a file there (and deleting it; folders made for the test
-    are removed again); OutputError (one line) otherwise. os.access is not enough: as root it approves
-    folders that cannot be written, such as a read-only file system."""
-    folder = os.fspath(folder)
-    refuse_reference(folder)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise OutputError(f"{folder} is a file, not a folder; choose another --out")
-    made, d = [], os.path.abspath(folder)
-    while not os.path.exists(d):
-        made.append(d)
-        d = os.path.dirname(d)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{os.getpid()}-probe-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise OutputError(f"cannot write to {folder} ({e.strerror or e}); choose another --out") from None
-    finally:
-        for d in made:  # innermost first
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
-
-
-@contextlib.contextmanager
-def folder_lock(folder):
-    """Hold an exclusive lock on `folder` for the block (a lock file .<name>.lock beside it, removed after);
-    OutputError at once if another process holds it, so two runs never write into one folder."""
-    shown = os.fspath(folder)
-    refuse_reference(shown)
-    parent, name = os.path.split(os.path.realpath(shown))  # one lock, whichever path names the folder
-    path = os.path.join(parent, f".{name}.lock")
-    try:
-        os.makedirs(parent, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
-    except OSError as e:
-        raise OutputError(f"cannot write beside {shown} ({e.strerror or e}); choose another --out") from None
-    while fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise OutputError(f"{shown} is in use by another run (it holds {path}); wait for it to finish or "
-                                  "choose another --out") from None
-            raise OutputError(f"cannot lock {path} ({e.strerror or e}); choose another --out") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break  # the lock file is still in place: the lock is ours
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the previous holder removed the file meanwhile: lock the new one
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        os.close(fd)
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), b)
-
-
-def swap_into_place(new: str, out: str) -> None:
-    """Put folder `new` where `out` is and delete the old `out`. Where the system can swap two names in one
-    step (Linux), `out` is at every instant the old run or the new one; elsewhere a crash between the two
-    renames leaves the old run beside it as .<name>.old-*, which the next staged_run puts back."""
-    if not os.path.exists(out):
-        os.rename(new, out)
-        return
-    if _exchange(new, out):  # `new` now holds the old run
-        shutil.rmtree(new, ignore_errors=True)
-        return
-    parent, name = os.path.split(out)
-    old = os.path.join(parent, f".{name}.old-{os.getpid()}-{os.path.basename(new).rsplit('-', 1)[-1]}")
-    os.rename(out, old)
-    os.rename(new, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _clean_staging(parent: str, name: str) -> None:
-    """Under the lock of parent/name: put back a run that a crash left renamed away (.<name>.old-*), and
-    delete what killed runs left beside it (.<name>.tmp-*) and in it (.tmp-*)."""
-    out = os.path.join(parent, name)
-    siblings = sorted(f for f in os.listdir(parent) if f.startswith((f".{name}.tmp-", f".{name}.old-")))
-    olds = [f for f in siblings if f.startswith(f".{name}.old-")]
-    if olds and not os.path.exists(out):
-        os.rename(os.path.join(parent, olds[-1]), out)
-        siblings.remove(olds[-1])
-    for f in siblings:
-        shutil.rmtree(os.path.join(parent, f), ignore_errors=True)
-    if os.path.isdir(out):
-        clean_orphans(out)
-
-
-@contextlib.contextmanager
-def staged_run(out, files: Sequence[str], overwrite: bool = False):
-    """Write a run's files as one set. Yields a fresh hidden folder beside `out` (.<name>.tmp-<pid>-*) to
-    write them into; when the block ends without an error, that folder takes the place of `out` (the old
-    run, if any, is deleted); on any error it is deleted and `out` stays as it was. OutputError, before
-    anything is written, for a shipped reference, a file, a folder holding anything but `files`, an existing
-    run unless overwrite, a folder another run holds (a lock), or a place that cannot be written."""
-    shown = os.fspath(out)
-    out = os.path.realpath(shown)  # a link to a folder: the run goes where it points
-    refuse_reference(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputError(f"{shown} is a file, not a folder; choose another --out")
-    parent, name = os.path.split(out)
-    with folder_lock(out):
-        _clean_staging(parent, name)
-        present = sorted(os.listdir(out)) if os.path.isdir(out) else []
-        foreign = [f for f in present if f not in files]
-        if foreign:
-            raise OutputError(f"{shown} holds files that are not part of a run ({', '.join(foreign[:3])}); a run "
-                              "folder is replaced as a whole, so choose a new or empty --out")
-        if present and not overwrite:
-            raise OutputError(f"{shown} already holds a run ({', '.join(present)}); pass --overwrite to replace it, "
-                              "or choose another --out")
-        try:
-            stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
-            os.chmod(stage, file_mode(folder=True))
-        except OSError as e:
-            raise OutputError(f"cannot write to {os.path.dirname(shown) or '.'} ({e.strerror or e}); "
-                              "choose another --out") from None
-        try:
-            yield stage
-            swap_into_place(stage, out)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-
-
-def save_checkpoint(path, model, cfg: TrainConfig, extra: Optional[dict] = None) -> None:
-    """Write the (EMA) model with the full config that made it, atomically; never non-finite weights."""
-    state = model.state_dict()
-    check_finite_weights(state)
-    atomic_save({"kind": CHECKPOINT_KIND, "config": asdict(cfg), "model": state, **(extra or {})}, path)
-
-
-def read_checkpoint(path, kind) -> dict:
-    """Load a checkpoint dict and check it is of `kind` (a str, or a tuple of the kinds accepted); clear
-    CheckpointErrors otherwise. weights_only:
-    a file holding code or arbitrary Python objects is refused, never run."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py --T 50)")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path} is empty (an interrupted copy?); retrain it or copy it again")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)", str(e))
-        if found:
-            raise CheckpointError(f"{path} is not a checkpoint of this package: it holds code or Python objects "
-                                  f"({found.group(1)}), which were not loaded; do not load it another way") from None
-        raise CheckpointError(f"{path} is not a readable checkpoint (not a file written by torch.save); "
-                              "retrain it") from None
-    except Exception as e:  # truncated, corrupt or not a torch file at all
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
-                              "it may be truncated: retrain it") from None
-    if not isinstance(ckpt, dict) or "kind" not in ckpt:
-        raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    if ckpt["kind"] not in kinds:
-        hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
-        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {' or '.join(map(repr, kinds))} one{hint}")
-    return ckpt
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty)."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _stored_config(ckpt: dict, path) -> TrainConfig:
-    """The checkpoint's TrainConfig, validated; CheckpointError (one line) if it is missing or invalid."""
-    config = ckpt.get("config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} has no training config (a broken or hand-made file); retrain it")
-    known = {f.name for f in fields(TrainConfig)}
-    try:
-        return TrainConfig(**{k: v for k, v in config.items() if k in known}).validate()
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: its training config is invalid ({first_line(e)}); retrain it") from None
-
-
-def load_checkpoint(path, device="cpu"):
-    """Load a two-pixel checkpoint: returns (model in eval mode, the Schedule it was trained with)."""
-    ckpt = read_checkpoint(path, CHECKPOINT_KIND)
-    cfg = _stored_config(ckpt, path)
-    try:
-        model = build_model(cfg)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: the weights do not match the model its config describes ({first_line(e)}); "
-                              "retrain it") from None
-    schedule = make_schedule(cfg.T, cfg.schedule, cfg.variance, cfg.clip_x0)
-    return model.to(device).eval(), schedule
-
-
-def checkpoint_config(path) -> TrainConfig:
-    """The TrainConfig stored in a two-pixel checkpoint."""
-    return _stored_config(read_checkpoint(path, CHECKPOINT_KIND), path)
-
-
-# ============================================================ command lines
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (plus a pointer to --help) and exits 2.
-    Every command of the package (train.py, visualize.py, python -m mnist.*) uses it."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 ('50' and '5e1' are accepted, '2.5', '0' and 'nan' are not)."""
-    try:
-        return check_T(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-
-
-def nonneg_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return v
-
-
-def probability(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= p < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return p
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a number in [0, 1] (DDIM's eta)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number (finite), got {text!r}")
-    return v
-
-
-def nonneg_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
-
-
-def int_range(lo: int, hi: int):
-    """argparse type factory: a whole number in lo..hi ('5e1' is accepted). The upper end turns a typo such
-    as --T 1e9 into an error instead of a machine that hangs."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            try:
-                f = float(text)
-                v = int(f) if math.isfinite(f) and f == int(f) else None
-            except ValueError:
-                v = None
-        if v is None or not lo <= v <= hi:
-            what = f"a positive integer up to {hi}" if lo == 1 else f"a whole number from {lo} to {hi}"
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    parse.__name__ = f"int in {lo}..{hi}"
-    return parse
-
-
-seed_int = int_range(0, MAX_SEED)  # argparse type of every --seed: 0 .. 2**32 - 1 (a huge one overflows torch)
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """True for torch's out-of-memory errors (CPU allocator or CUDA), which a CLI reports in one line."""
-    return isinstance(e, (RuntimeError, MemoryError)) and (
-        isinstance(e, MemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e))
-
-
-
-def command_error(prog: str, e: Exception, out_of_memory, also: tuple = ()) -> int:
-    """What a command's main() does with an exception it stopped on: a failure the user can act on (bad
-    input, a missing or foreign file, a checkpoint, a loss that became nan: ValueError and OSError, and the
-    types in `also`, such as mnist.data.DataError; running out of memory) becomes one line on stderr and
-    exit status 2; anything else is a bug and is raised again with its traceback. out_of_memory() says
-    what to lower, e.g. "--batch-size 64; lower it"."""
-    if is_out_of_memory(e):
-        print(f"{prog}: error: out of memory with {out_of_memory()}", file=sys.stderr)
-    elif isinstance(e, (ValueError, OSError, *also)):  # CheckpointError, OutputError, NonFiniteError among them
-        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
-    else:
-        raise e
-    return 2
-
-def check_new_file(path, overwrite: bool = False) -> None:
-    """Before any work: `path` may be written. OutputError (one line) if it is a shipped reference file or a
-    folder, if it exists and not `overwrite`, or if its folder cannot be written (tested by writing there)."""
-    path = os.fspath(path)
-    refuse_reference(path)
-    if os.path.isdir(path):
-        raise OutputError(f"{path} is a folder; give a file name")
-    if os.path.exists(path) and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another name")
-    check_writable(os.path.dirname(os.path.abspath(path)))

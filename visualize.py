@@ -39,10 +39,13 @@ from gmm import (GMM, Grid, estimate_density, hdr_levels, l1_distance, make_grid
                  sample_q_t, sample_quality, true_density)
 from mnist import cs180_partb, cs180_report, denoiser, timecond
 from mnist import problem5 as mnist_problem5
-from report.pages import FIG_W, Page, save_figure, save_numbers, write_report
-from train import run_folder, train_models
-from utils import (CheckpointError, Parser, TrainConfig, checkpoint_config, load_checkpoint, positive_int,
-                   resolve_device, sample)
+from report.figures import save_figure, save_numbers
+from report.pages import FIG_W, Page, write_report
+from train import train_models
+from runio.cli import Parser, positive_int, resolve_device
+from runio.errors import CheckpointError
+from two_pixel.trainer import TrainConfig, checkpoint_config, load_checkpoint, run_folder
+from utils import SamplerSettings, sample
 
 CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
 PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")
@@ -180,7 +183,7 @@ def exact_predictor(schedule):
 def problem1(cfg: Settings, models: dict) -> Page:
     """Each departure from the handout undone alone and measured; the obstacles; the README; loss curves."""
     gmm, device = GMM(), resolve_device(cfg.device)
-    model, schedule = models[PROBLEM2_T]
+    model, schedule, *_ = models[PROBLEM2_T]
     ref, _ = gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))
     runs = [("default (this report)", PROBLEM2_T, None), ("handout UNet", "handout-unet", None),
             ("handout UNet, x0_hat not clipped", "handout-unet", "off"), ("label dropout 0.1", "p-uncond-0.1", None),
@@ -190,8 +193,8 @@ def problem1(cfg: Settings, models: dict) -> Page:
     for name, key, clip in progress(runs, cfg, desc="problem 1: departures"):
         pred = exact_predictor(schedule) if key is None else models[key][0].to(device)
         # the same x_T and step noise for every model; no label (the null-label model)
-        x = sample(pred, schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed), device=device,
-                   clip_x0=None if clip else "schedule").cpu()
+        how = SamplerSettings(clip_x0=None if clip else "schedule")
+        x = sample(pred, schedule, cfg.n, None, how, torch.Generator().manual_seed(cfg.seed), device=device).cpu()
         steps = checkpoint_config(model_path(cfg.runs, key)).steps if key is not None else 0
         rows.append(dict(model=name, train_steps=steps, **sample_quality(x, ref, gmm)._asdict()))
     for r in rows:
@@ -277,7 +280,7 @@ def problem1_blocks(cfg: Settings, c: TrainConfig, schedule, rows: list, k1_out:
 # ================================================================ problem 2
 def problem2(cfg: Settings, models: dict) -> Page:
     """A trajectory over p_theta(x_t | t) at t = 50, 40, ..., 10, estimated from cfg.n chains."""
-    model, schedule = models[PROBLEM2_T]
+    model, schedule, *_ = models[PROBLEM2_T]
     gmm, grid = GMM(), make_grid(cfg.grid)
     device = resolve_device(cfg.device)
     _, traj = sample(model.to(device), schedule, cfg.n, generator=torch.Generator().manual_seed(cfg.seed),
@@ -376,7 +379,7 @@ def problem3(cfg: Settings, models: dict) -> Page:
     q0 = true_density(grid, 1.0, gmm)
     rows, samples, exact_samples, dens = [], [], [], []
     for T in progress(cfg.ts, cfg, desc="problem 3: T"):
-        model, schedule = models[T]
+        model, schedule, *_ = models[T]
         out = {}
         for name, pred in (("network", model.to(device)), ("exact", exact_predictor(schedule))):
             # the same seed: both predictors start from the same x_T and see the same step noise
@@ -476,7 +479,7 @@ def problem3_blocks(cfg: Settings, rows: list, truth: dict) -> list:
 # ================================================================ problem 4
 def problem4(cfg: Settings, models: dict) -> Page:
     """Same x_T with y = 0 and y = 1 (the required figure), then a sweep over the guidance scale w."""
-    (model, schedule), gmm, device = models[PROBLEM2_T], GMM(), resolve_device(cfg.device)
+    (model, schedule, *_), gmm, device = models[PROBLEM2_T], GMM(), resolve_device(cfg.device)
     model, T = model.to(device), schedule.T
     x_T = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
     inside = (x_T.abs() < DEMO_START).all(1).nonzero()
@@ -486,8 +489,8 @@ def problem4(cfg: Settings, models: dict) -> Page:
                                desc="problem 4: trajectories"):
         for y in (None, 0, 1):
             # the same x_T and the same per-step noise for every label: only y differs
-            x0, tr = sample(pred, schedule, cfg.n, y=y, w=cfg.traj_w, x_T=x_T,
-                            generator=torch.Generator().manual_seed(cfg.seed + 1), trajectory=True, device=device)
+            x0, tr = sample(pred, schedule, cfg.n, y, SamplerSettings(w=cfg.traj_w), torch.Generator().manual_seed(cfg.seed + 1),
+                            x_T=x_T, trajectory=True, device=device)
             ends[name, y] = torch.cdist(x0.cpu().double(), gmm.means).argmin(1)
             if name == "network":
                 trajs[y] = tr.x[:, k].cpu().numpy()
@@ -500,8 +503,8 @@ def problem4(cfg: Settings, models: dict) -> Page:
     for w in progress(cfg.ws, cfg, desc="problem 4: guidance sweep"):
         for name, pred in (("network", model), ("exact", exact_predictor(schedule))):
             for y in (0, 1):
-                x = sample(pred, schedule, m, y=y, w=w, device=device,
-                           generator=torch.Generator().manual_seed(cfg.seed + 2)).cpu()
+                x = sample(pred, schedule, m, y, SamplerSettings(w=w), torch.Generator().manual_seed(cfg.seed + 2),
+                           device=device).cpu()
                 s = peak_stats(x, gmm)
                 rows.append(dict(w=w, y=y, predictor=name, in_requested_peak=s.counts[y] / m,
                                  within_5sigma=s.within_5sigma, push_sigma=push_past_peak(x, y, gmm),

@@ -43,10 +43,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 from image_diffusion.data import DataError, hflip, load_images  # noqa: E402
 from image_diffusion.fid import get_metric  # noqa: E402
 from image_diffusion.presets import get_preset  # noqa: E402
-from image_diffusion.sample import generators, save_grid  # noqa: E402
+from image_diffusion.sample import save_grid  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import count_parameters  # noqa: E402
-from utils import EMA, Parser, positive_float, positive_int, sample, unit_float  # noqa: E402
+from runio.cli import Parser, positive_float, positive_int, unit_float  # noqa: E402
+from utils import EMA, SamplerSettings, generators, sample  # noqa: E402
 
 MODELS = {"ours": "image_diffusion cifar10-32", "lucidrains": "denoising-diffusion-pytorch"}
 
@@ -60,8 +61,9 @@ def run_ours(cfg, data, budgets: list, n_eval: int) -> list:
         for i, seconds in enumerate(budgets):
             result = train(cfg, data, out=out, resume=i > 0, progress=False, max_seconds=seconds - done)
             done = result.seconds
-            x = torch.cat([sample(result.model, result.schedule, len(gs), generator=gs, steps=cfg.sample_steps,
-                                  eta=cfg.sample_eta, shape=shape) for gs in _chunks(generators(n_eval, 0), 250)])
+            how = SamplerSettings(steps=cfg.sample_steps, eta=cfg.sample_eta)
+            x = torch.cat([sample(result.model, result.schedule, len(gs), None, how, gs, shape=shape)
+                           for gs in _chunks(generators(0, n_eval), 250)])
             rows.append((count_parameters(result.model), result.step, result.seconds, x))
             _progress("ours", seconds, result.step, result.seconds)
     return rows

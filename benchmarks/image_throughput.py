@@ -27,7 +27,7 @@ from torch.utils.data import Dataset  # noqa: E402
 from image_diffusion.presets import PRESETS, get_preset  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import UNet, count_parameters  # noqa: E402
-from utils import Parser, positive_int, resolve_device  # noqa: E402
+from runio.cli import Parser, positive_int, resolve_device  # noqa: E402
 
 
 class RandomImages(Dataset):

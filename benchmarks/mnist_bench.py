@@ -22,8 +22,9 @@ from mnist.checkpoint import load_model  # noqa: E402
 from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, score  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE, generate  # noqa: E402
-from utils import (CheckpointError, OutputError, Parser, check_new_file, int_range, nonneg_float,  # noqa: E402
-                   seed_int)
+from runio.cli import Parser, int_range, nonneg_float, seed_int  # noqa: E402
+from runio.errors import CheckpointError, OutputError  # noqa: E402
+from runio.files import check_new_file  # noqa: E402
 
 PROG = "benchmarks/mnist_bench.py"
 
@@ -68,7 +69,7 @@ def run(args) -> int:
         check_new_file(path, args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, schedule, info = load_model(args.checkpoint)
+    model, schedule, _, info = load_model(args.checkpoint)
     too_many = [name for name, steps in steps_of.items() if steps is not None and steps > schedule.T]
     if too_many:
         raise ValueError(f"{', '.join(too_many)}: a DDIM sampler takes at most T={schedule.T} steps")
@@ -77,8 +78,9 @@ def run(args) -> int:
     print(f"model {args.checkpoint}: T={schedule.T} {schedule.kind}, trained {info.get('step')} steps on "
           f"{info.get('data_source')} in {info.get('train_seconds', 0) / 60:.1f} min; classifier test accuracy "
           f"{clf_info['test_accuracy']:.4f} ({clf_info['n_test']} test digits); {torch.get_num_threads()} threads")
-    labels = torch.arange(10).repeat(args.per_digit)  # 0..9, 0..9, ...: image i has label i % 10 and seed seed + i,
-    # so the first k*10 images of a longer run are exactly a shorter run's (paired comparisons)
+    # 0..9, 0..9, ...: image i has label i % 10 and generator utils.generators(seed, n)[i], so the first k*10
+    # images of a longer run are exactly a shorter run's (paired comparisons)
+    labels = torch.arange(10).repeat(args.per_digit)
     results = []
     for w in args.w:
         for name in args.samplers:

@@ -42,8 +42,10 @@ from mnist.checkpoint import load_model  # noqa: E402
 from mnist.data import DataError, load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
-from utils import (CheckpointError, Parser, check_new_file, int_range, nonneg_float, positive_float,  # noqa: E402
-                   seed_int)
+from runio.cli import Parser, int_range, nonneg_float, positive_float, seed_int  # noqa: E402
+from runio.errors import CheckpointError  # noqa: E402
+from runio.files import check_new_file  # noqa: E402
+from utils import generators  # noqa: E402
 
 PROG = "benchmarks/mnist_editing.py"
 
@@ -58,10 +60,6 @@ def per_class(y: torch.Tensor, k: int) -> torch.Tensor:
 
 def mean(v: torch.Tensor) -> float:
     return v.float().mean().item()
-
-
-def generators(n, seed):
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
 def read(x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +114,7 @@ def inpainting(model, schedule, x0, y, steps, w, seed, resamples):
     for name, lab, us in (("true label y", y, (1,)), ("other label y+1", (y + 1) % 10, resamples)):
         for u in us:
             start = time.perf_counter()
-            out = ed.inpaint(model, schedule, x0, mask, lab, w, steps, generator=generators(len(x0), seed), resample=u)
+            out = ed.inpaint(model, schedule, x0, mask, lab, w, steps, generator=generators(seed, len(x0)), resample=u)
             pred = read(out)
             rows.append(dict(label=name, U=u, asked=mean(pred == lab), source=mean(pred == y),
                              kept_exact=bool(torch.equal(out[:, :, 14:], x0[:, :, 14:])),
@@ -284,7 +282,7 @@ def run(args) -> int:
     only = set(args.only or (["hybrid-sigmas"] if args.only_hybrids else SECTIONS[:-1]))
     if args.quick:
         args.per_class, args.seeds = 2, args.seeds[:1]
-    model, schedule, _ = load_model(args.checkpoint)
+    model, schedule, _, _ = load_model(args.checkpoint)
     steps = (args.steps, args.inpaint_steps, args.illusion_steps)
     if max(args.t) > schedule.T or max(steps) > schedule.T or max(args.i_start) > args.steps:
         raise ValueError(f"need --t and every --*steps in 1..T={schedule.T}, and --i-start in 0..--steps "

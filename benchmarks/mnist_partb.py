@@ -39,8 +39,12 @@ from mnist import denoiser as dn  # noqa: E402
 from mnist import timecond as tc  # noqa: E402
 from mnist.cs180_partb import CONFIDENT, read_samples, test_digits  # noqa: E402
 from mnist.data import DataError, load_mnist  # noqa: E402
-from mnist.metrics import fit_gaussian, frechet_distance, load_classifier, predict  # noqa: E402
-from utils import CheckpointError, Parser, check_new_file, int_range, sample, seed_int  # noqa: E402
+from image_diffusion.fid import fit_gaussian, frechet_distance  # noqa: E402
+from mnist.metrics import load_classifier, predict  # noqa: E402
+from runio.cli import Parser, int_range, seed_int  # noqa: E402
+from runio.errors import CheckpointError  # noqa: E402
+from runio.files import check_new_file  # noqa: E402
+from utils import SamplerSettings, generators, sample  # noqa: E402
 
 PROG = "benchmarks/mnist_partb.py"
 SAMPLERS = (("full chain", None, 0.0), ("DDIM-100", 100, 0.0), ("DDIM-50", 50, 0.0), ("DDIM-100 eta 1", 100, 1.0))
@@ -171,9 +175,9 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
             for name, steps, eta in SAMPLERS:
                 if model is None:
                     continue
-                gens = [torch.Generator().manual_seed(got["seed"] + n + i) for i in range(k)]
-                xs = sample(model, snap.schedule, k, y=ys, w=got["w"], generator=gens, shape=(1, 28, 28),
-                            steps=steps, eta=eta)
+                gens = generators(got["seed"], k, start=n)  # images n .. n + k - 1 of the stored seed
+                xs = sample(model, snap.schedule, k, ys, SamplerSettings(steps=steps, eta=eta, w=got["w"]), gens,
+                            shape=(1, 28, 28))
                 rows.append((f"{last}{tag} {name}", xs, ys))
             if model is not None and stats is not None:  # the full chain from the matched prior, same seeds
                 rows.append((f"{last}{tag} matched x_T", tc.draw(model, snap.schedule, k, got["seed"] + n, prior=stats), ys))

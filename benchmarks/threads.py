@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils import Parser, nonneg_int, positive_int  # noqa: E402
+from runio.cli import Parser, nonneg_int, positive_int  # noqa: E402
 
 BUSY_LOOP = "while True: pass"  # one core, fully busy, no threads of its own
 

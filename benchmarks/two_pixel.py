@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gmm import GMM  # noqa: E402
-from train import evaluate  # noqa: E402
-from utils import MAX_T, Parser, TrainConfig, int_range, positive_int, q_sample, sample, train  # noqa: E402
+from runio.cli import MAX_T, Parser, int_range, positive_int  # noqa: E402
+from two_pixel.trainer import TrainConfig, evaluate, train  # noqa: E402
+from utils import q_sample, sample  # noqa: E402
 
 PROG = "benchmarks/two_pixel.py"
 

@@ -30,11 +30,9 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from runio.errors import DataError
+
 NAMED = {"cifar10": "CIFAR-10", "stl10": "STL-10"}
-
-
-class DataError(ValueError):
-    """No images could be loaded, or one cannot be read (the message names the file or folder and what to do)."""
 
 
 def image_transform(resolution: int, channels: int):

@@ -19,13 +19,13 @@ import sys
 from typing import Callable, NamedTuple
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from utils import first_line, fit
+from runio.errors import first_line
+from utils import fit
 
 from .data import Images
 
@@ -36,24 +36,36 @@ except ImportError:
 
 
 class Gaussian(NamedTuple):
-    mu: np.ndarray  # (D,)
-    sigma: np.ndarray  # (D, D)
+    """Feature statistics, named as pytorch-fid's .npz files name them."""
+
+    mu: np.ndarray  # (D,) float64
+    sigma: np.ndarray  # (D, D) float64, the unbiased covariance
 
 
-def fit_gaussian(feats: torch.Tensor) -> Gaussian:
-    """Mean and covariance of features (N, D), float64."""
-    f = feats.double().cpu().numpy()
-    return Gaussian(f.mean(0), np.cov(f, rowvar=False))
+def fit_gaussian(feats) -> Gaussian:
+    """Mean and unbiased covariance of features (N, D), N >= 2 (a tensor or an array), in float64."""
+    f = feats.double().cpu().numpy() if torch.is_tensor(feats) else np.asarray(feats, dtype=np.float64)
+    return Gaussian(f.mean(0), np.atleast_2d(np.cov(f, rowvar=False)))
+
+
+def sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues set to 0)."""
+    evals, evecs = np.linalg.eigh(a)
+    return (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
 
 
 def frechet_distance(p: Gaussian, q: Gaussian) -> float:
-    """||mu_p - mu_q||^2 + Tr(S_p + S_q - 2 (S_p S_q)^(1/2)) (Heusel et al. 2017, Eq. 6)."""
-    covmean, _ = scipy.linalg.sqrtm(p.sigma @ q.sigma, disp=False)
-    if not np.isfinite(covmean).all():  # singular product: nudge both covariances, as pytorch-fid does
-        eps = 1e-6 * np.eye(len(p.mu))
-        covmean = scipy.linalg.sqrtm((p.sigma + eps) @ (q.sigma + eps))
-    covmean = covmean.real
-    return float(((p.mu - q.mu) ** 2).sum() + np.trace(p.sigma) + np.trace(q.sigma) - 2 * np.trace(covmean))
+    """The one Frechet distance of the package (FID, and FLD in classifier features):
+
+        d^2 = ||mu_p - mu_q||^2 + Tr(S_p + S_q - 2 (S_p^1/2 S_q S_p^1/2)^1/2)      (Dowson & Landau 1982)
+
+    Tr((S_p S_q)^1/2), which pytorch-fid takes with scipy's sqrtm (Heusel et al. 2017, Eq. 6), is written
+    in the symmetric form, whose eigenvalues are real and >= 0: no complex round-off to discard."""
+    root_p = sqrtm_psd(p.sigma)
+    m = root_p @ q.sigma @ root_p
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    d2 = ((p.mu - q.mu) ** 2).sum() + np.trace(p.sigma) + np.trace(q.sigma) - 2 * cross
+    return max(float(d2), 0.0)
 
 
 class Metric(NamedTuple):

@@ -10,7 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple, Optional
 
-from utils import MAX_BATCH, MAX_SEED, MAX_T, SCHEDULES, check_T, check_training_settings, make_schedule
+from runio.cli import MAX_BATCH, MAX_SEED, MAX_T, check_training_settings
+from utils import SCHEDULES, check_T, make_schedule
 
 from .unet import UNetConfig
 

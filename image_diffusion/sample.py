@@ -22,18 +22,14 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from utils import (CheckpointError, OutputError, Parser, Schedule, check_new_file, ddim_timesteps, first_line, int_range,
-                   nonneg_float, nonneg_int, p_sample_loop, positive_int, randn, replacing, resolve_device, sample,
-                   seed_int, unit_float)
+from runio.cli import Parser, int_range, nonneg_float, nonneg_int, positive_int, resolve_device, seed_int, unit_float
+from runio.errors import CheckpointError, OutputError, first_line
+from runio.files import check_new_file, replacing
+from utils import SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
 
-from .trainer import load_model, mix
+from .trainer import load_model
 
 DEFAULT_W = 2.0  # guidance scale for class-conditional models
-
-
-def generators(n: int, seed: int) -> list:
-    """One CPU generator per image, seeded by (seed, image index)."""
-    return [torch.Generator().manual_seed(mix(seed, i)) for i in range(n)]
 
 
 def labels_for(model, n: int) -> Optional[torch.Tensor]:
@@ -77,12 +73,13 @@ def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, 
     timesteps list)."""
     cfg = model.config
     device = next(model.parameters()).device
-    visited = ddim_timesteps(schedule.T, steps) + [0] if steps else list(range(schedule.T, -1, -1))
-    keep = sorted({visited[round(i * (len(visited) - 1) / (columns - 1))] for i in range(columns)}, reverse=True)
-    x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), generators(n, seed), device)
+    settings = SamplerSettings(steps=steps or None, eta=eta, w=w)
+    ts = visited(schedule, settings)
+    keep = sorted({ts[round(i * (len(ts) - 1) / (columns - 1))] for i in range(columns)}, reverse=True)
+    x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), generators(seed, n), device)
     frames = [x.cpu()] if schedule.T in keep else []
     model.eval()
-    for step in p_sample_loop(model, schedule, x, y, w, generators(n, seed), steps or None, eta):
+    for step in p_sample_loop(model, schedule, x, y, settings, generators(seed, n)):
         if step.t_prev in keep:
             frames.append(step.x.cpu())
     return torch.stack(frames), keep
@@ -96,7 +93,7 @@ def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: in
     cfg = model.config
     y = labels_for(model, n)
     w = w if y is not None else 0.0
-    x = sample(model, schedule, n, y=y, w=w, generator=generators(n, seed), steps=steps or None, eta=eta,
+    x = sample(model, schedule, n, y, SamplerSettings(steps=steps or None, eta=eta, w=w), generators(seed, n),
                shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
     grid_path, traj_path = os.path.join(folder, "samples.png"), os.path.join(folder, "trajectory.png")
     save_grid(x, grid_path, nrow=max(1, round(n ** 0.5)))

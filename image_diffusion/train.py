@@ -22,8 +22,12 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from utils import (MAX_BATCH, MAX_T, SCHEDULES, Parser, check_writable, clean_orphans, command_error, folder_lock,
-                   first_line, int_range, nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
+from runio.cli import (MAX_BATCH, MAX_T, Parser, command_error, int_range, nonneg_int, positive_float, positive_int,
+                       probability, seed_int, unit_float)
+from runio.errors import first_line
+from runio.files import check_writable, clean_orphans
+from runio.locks import folder_lock
+from utils import SCHEDULES
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset

@@ -26,20 +26,20 @@ On CUDA: bf16 autocast, channels_last, pinned-memory DataLoader workers, optiona
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import os
 from typing import NamedTuple, Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from matplotlib.figure import Figure  # the object API: no pyplot, no global backend, renders with Agg
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from utils import (EMA, CheckpointError, OutputError, Schedule, atomic_save, check_finite_weights,
-                   first_line, fit, make_schedule, q_sample, randn, read_checkpoint, replacing, resolve_device)
+from report.figures import write_losses
+from runio.checkpoints import Loaded, check_resumable, read_checkpoint, restore
+from runio.cli import resolve_device
+from runio.errors import CheckpointError, OutputError, first_line
+from runio.files import atomic_save
+from utils import EMA, FitHooks, Schedule, check_finite_weights, fit, make_schedule, mix, p_losses
 
 from .data import Images, hflip, worker_error
 from .presets import Config
@@ -55,12 +55,6 @@ RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", 
 
 
 # ======================================================= seeds and batches
-def mix(*ints: int) -> int:
-    """A 63-bit seed from a tuple of integers (blake2b), so nearby tuples give unrelated streams."""
-    digest = hashlib.blake2b(",".join(map(str, ints)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def sample_generators(seed: int, step: int, positions) -> list:
     """One CPU generator per sample, seeded by (run seed, step, global position in the batch)."""
     return [torch.Generator().manual_seed(mix(seed, step, int(p))) for p in positions]
@@ -105,23 +99,12 @@ class StepBatches(Sampler):
 # ================================================================== the loss
 def per_sample_losses(model, schedule: Schedule, x0: torch.Tensor, y: Optional[torch.Tensor], generators: list,
                       loss: str = "l2", p_uncond: float = 0.1, num_classes: int = 0) -> torch.Tensor:
-    """Ho et al. (2020) Eq. 14 per sample, with every random draw from the sample's own generator.
-
-    x0: (B, C, H, W) clean images in [-1, 1]; y: (B,) labels or None; generators: B torch.Generators.
-    Each sample draws, in this order: a horizontal flip (p = 1/2), t ~ U{1..T}, a label dropout
-    (p = p_uncond; used only when num_classes > 0), eps ~ N(0, I). Returns (B,) float32: mean over pixels.
-    """
-    B = x0.shape[0]
+    """utils.p_losses with every random draw from the sample's own generator, after a horizontal flip (p = 1/2)
+    drawn first from the same generator: per sample, flip, t, label dropout (used only when num_classes > 0),
+    eps. x0: (B, C, H, W) in [-1, 1]; y: (B,) labels or None. Returns (B,)."""
     flip = torch.stack([torch.rand((), generator=g) < 0.5 for g in generators]).to(x0.device)
-    t = torch.stack([torch.randint(1, schedule.T + 1, (), generator=g) for g in generators]).to(x0.device)
-    drop = torch.stack([torch.rand((), generator=g) < p_uncond for g in generators]).to(x0.device)
-    eps = randn(x0.shape, generators, x0.device, x0.dtype)
-    x0 = hflip(x0, flip)
-    x_t = q_sample(schedule, x0, t, eps)  # Eq. 4
-    y = None if num_classes == 0 or y is None else torch.where(drop, torch.full_like(y, num_classes), y)
-    eps_hat = model(x_t, t, y).float()
-    per_pixel = F.mse_loss(eps_hat, eps, reduction="none") if loss == "l2" else F.l1_loss(eps_hat, eps, reduction="none")
-    return per_pixel.reshape(B, -1).mean(1)
+    return p_losses(model, schedule, hflip(x0, flip), y if num_classes else None, loss, p_uncond, generators,
+                    num_classes=num_classes)
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -130,13 +113,6 @@ def learning_rate(cfg: Config, step: int) -> float:
 
 
 # ============================================================== checkpoints
-class Loaded(NamedTuple):
-    model: UNet  # the EMA weights, eval mode
-    schedule: Schedule
-    config: Optional[Config]  # the run's Config; None for a problem 5 (MNIST) checkpoint
-    info: dict  # step, seconds, data, ...
-
-
 def save_model(path, ema_model: UNet, cfg: Config, **info) -> None:
     """model.pt: the EMA weights with the full Config and the UNet and schedule it defines, atomically."""
     state = ema_model.state_dict()
@@ -162,26 +138,6 @@ def load_model(path, device="cpu") -> Loaded:
     stored = ("kind", "config", "unet", "model_config", "schedule", "model")
     info = {k: v for k, v in ckpt.items() if k not in stored}
     return Loaded(model.to(device).eval(), schedule, cfg, info)
-
-
-def write_losses(losses: list, folder: str, stem: str = "loss") -> None:
-    """folder/<stem>.csv (step, loss) and folder/<stem>.png, each replaced atomically."""
-    with replacing(os.path.join(folder, f"{stem}.csv")) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "loss"])
-        w.writerows(enumerate(losses, 1))
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    ax.plot(range(1, len(losses) + 1), losses, lw=0.5, alpha=0.4, label="per step")
-    k = max(1, len(losses) // 50)
-    if k > 1:
-        smooth = torch.tensor(losses).unfold(0, k, 1).mean(1)
-        ax.plot(range(k, len(losses) + 1), smooth, label=f"mean of {k}")
-    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
-    ax.legend()
-    fig.tight_layout()
-    with replacing(os.path.join(folder, f"{stem}.png")) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
 
 
 def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
@@ -275,11 +231,12 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
         if writer and step % cfg.save_every == 0 and step < end:
             save(step, seconds_before + seconds)
 
-    done = fit(model, opt, batches(), loss_fn, end, total=cfg.steps, start=start, losses=losses,
-               lr_at=lambda step: learning_rate(cfg, step), grad_clip=cfg.grad_clip, ema=ema,
-               mean=lambda loss: _mean_over_processes(loss.detach(), part), after_step=after_step,
-               stop=None if max_seconds is None else lambda seconds: _any_process(seconds >= max_seconds, device),
-               stopped_note=lambda: "the last save is kept", progress=progress and part.rank == 0,
+    hooks = FitHooks(lr_at=lambda step: learning_rate(cfg, step), after_step=after_step,
+                     mean=lambda loss: _mean_over_processes(loss.detach(), part),
+                     stop=None if max_seconds is None else lambda seconds: _any_process(seconds >= max_seconds, device),
+                     stopped_note=lambda: "the last save is kept")
+    done = fit(model, opt, batches(), loss_fn, end, hooks=hooks, total=cfg.steps, start=start, losses=losses,
+               grad_clip=cfg.grad_clip, ema=ema, progress=progress and part.rank == 0,
                desc=f"training {cfg.resolution}px T={cfg.T}")
     step = done.step
     seconds = seconds_before + done.seconds
@@ -318,17 +275,7 @@ def _restore(out: str, cfg: Config, model: UNet, ema: EMA, opt) -> tuple:
         step, losses, seconds = int(state["step"]), list(state["losses"]), float(state["seconds"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} is broken ({first_line(e)}); start the run again with --overwrite") from None
-    changed = sorted(k for k, v in cfg.as_dict().items() if stored.get(k) != v and k not in RESUMABLE)
-    if changed:
-        raise CheckpointError(f"--resume: the run in {out} was made with different settings ({', '.join(changed)})")
-    if step > cfg.steps:
-        raise CheckpointError(f"--resume: the run in {out} is already at step {step}, past --steps {cfg.steps}")
-    try:
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        ema.num_updates = int(state["ema_num_updates"])
-        opt.load_state_dict(state["optimizer"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise CheckpointError(f"--resume: {path} does not fit this model ({first_line(e)}); start the run again "
-                              "with --overwrite") from None
+    check_resumable({**state, "config": stored, "step": step}, cfg.as_dict(), out, may_change=RESUMABLE)
+    restore(state, path, model=model, ema=ema.model, optimizer=opt)
+    ema.num_updates = int(state["ema_num_updates"])
     return step, losses, seconds

@@ -1,30 +1,24 @@
 """MNIST checkpoints: the EMA weights, the architecture, the training config and the data source.
 
-A checkpoint is a dict with kind 'ddpm-mnist'; `utils.read_checkpoint` checks the kind, so a
+A checkpoint is a dict with kind 'ddpm-mnist'; `runio.checkpoints.read_checkpoint` checks the kind, so a
 two-pixel checkpoint handed to the MNIST tools (or this one to the two-pixel tools) fails with one
 clear line. The optimiser state for --resume lives in a separate file (state.pt) so the shipped
 model stays small.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
-
-from utils import (CheckpointError, Schedule, atomic_save, check_finite_weights, check_new_file, clean_orphans,
-                   first_line, make_schedule, read_checkpoint)
+from runio.checkpoints import Loaded, read_checkpoint
+from runio.errors import CheckpointError, first_line
+from runio.files import atomic_save
+from utils import Schedule, check_finite_weights, make_schedule
 
 from .model import MNISTUNet, build_model
 
 KIND = "ddpm-mnist"
 RESUME_KIND = "ddpm-mnist-resume"
-
-
-class Loaded(NamedTuple):
-    model: MNISTUNet  # eval mode, on the requested device
-    schedule: Schedule  # the one it was trained with (same T, kind, variance, clip range)
-    info: dict  # everything else stored: train_config, data_source, train_seconds, step, ...
 
 
 def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, **info) -> None:
@@ -36,10 +30,9 @@ def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, *
 
 
 def load_model(path, device="cpu") -> Loaded:
-    """Load an MNIST checkpoint; CheckpointError (one line) if it is missing, foreign or broken."""
-    if not os.path.exists(os.fspath(path)):
-        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m mnist.train)")
-    ckpt = read_checkpoint(path, KIND)
+    """Load an MNIST checkpoint: Loaded(model, schedule, its training config (a dict), the rest it stores);
+    CheckpointError (one line) if it is missing, foreign or broken."""
+    ckpt = read_checkpoint(path, KIND, train_hint="python -m mnist.train")
     try:
         model = build_model(ckpt["model_config"])
         model.load_state_dict(ckpt["model"])
@@ -50,7 +43,7 @@ def load_model(path, device="cpu") -> Loaded:
     if schedule.T != model.T:
         raise CheckpointError(f"{path}: model T={model.T} but schedule T={schedule.T}")
     info = {k: v for k, v in ckpt.items() if k not in ("kind", "model", "model_config", "schedule")}
-    return Loaded(model.to(device).eval(), schedule, info)
+    return Loaded(model.to(device).eval(), schedule, ckpt.get("train_config"), info)
 
 
 def resume_path(folder) -> str:
@@ -92,8 +85,17 @@ def save_epoch_run(path, kind: str, config: dict, losses: list, seconds: float, 
     atomic_save({"kind": kind, "config": config, "losses": losses, "seconds": seconds, **stored, **info}, path)
 
 
-def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs"):
-    """Read a file from save_epoch_run: (config, {epoch: model in eval mode, float32}, losses, info).
+class EpochRun(NamedTuple):
+    """A run kept as its weights after chosen epochs (CS180 part B)."""
+
+    config: Any  # the run's config object
+    models: dict  # epoch -> model in eval mode, float32
+    losses: list  # per step
+    info: dict  # everything else stored
+
+
+def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs") -> EpochRun:
+    """Read a file from save_epoch_run: EpochRun(config, {epoch: model in eval mode, float32}, losses, info).
     build(config dict) -> (config object, a function making an empty model). CheckpointError with
     one line, naming `command` to retrain, if the file is missing, foreign or broken."""
     if not os.path.exists(os.fspath(path)):
@@ -110,20 +112,4 @@ def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(f"{path}: not a valid {what} run ({first_line(e)}); retrain it ({command})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", key, "losses")}
-    return cfg, models, losses, info
-
-
-def file_sha256(path) -> str:
-    """The hex sha256 of a file's bytes: which run another run was continued from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def check_output_file(path: str, overwrite: bool) -> None:
-    """Before training: `path` is not a shipped reference, exists only if `overwrite`, and its folder can be
-    written (a file is written there and deleted); OutputError otherwise. Removes what killed runs left there."""
-    check_new_file(path, overwrite)
-    clean_orphans(os.path.dirname(os.path.abspath(path)))
+    return EpochRun(cfg, models, losses, info)

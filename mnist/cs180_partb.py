@@ -25,14 +25,16 @@ from typing import NamedTuple, Optional, Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from image_diffusion.fid import fit_gaussian, frechet_distance
 from report.pages import FIG_W, Page
-from utils import CheckpointError, Parser
+from runio.cli import Parser
+from runio.errors import CheckpointError
 
 from . import denoiser as dn
 from . import timecond as tc
 from .cs180_report import image_grid, image_table
 from .data import load_mnist
-from .metrics import fit_gaussian, frechet_distance, load_classifier, predict
+from .metrics import load_classifier, predict
 
 CONFIDENT = 0.9  # a sample "reads as a digit" when the classifier gives one class at least this probability
 

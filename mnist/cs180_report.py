@@ -37,8 +37,10 @@ import torch
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 
-from report.pages import FIG_W, Page, atomic_write, save_numbers
-from utils import randn
+from report.figures import save_numbers
+from report.pages import FIG_W, Page
+from runio.files import atomic_write
+from utils import generators, randn
 
 from . import denoiser as dn
 from . import editing as ed
@@ -203,10 +205,6 @@ def _cell(v: float) -> str:
     return "1" if v == 1 else "0" if v == 0 else f"{v:.2f}".lstrip("0").rstrip("0")
 
 
-def _gens(n: int, seed: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
-
-
 def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
 
@@ -277,7 +275,7 @@ def opening_page(model_path: str = REFERENCE, denoiser_path: Optional[str] = Non
                  timecond_path: Optional[str] = None, class_path: Optional[str] = None) -> Page:
     """The report's first page: what stands in for DeepFloyd IF and the prompt, which model each part uses
     (read from the files themselves) and how to reproduce everything."""
-    model, schedule, info = load_model(model_path)
+    model, schedule, _, info = load_model(model_path)
     b1 = dn.load_run(denoiser_path or dn.REFERENCE)
     b2 = (("B.2.1-2.3", timecond_path or tc.REFERENCE), ("B.2.4-2.5", class_path or tc.REFERENCE_CLASS))
     params = lambda m: f"{sum(p.numel() for p in m.parameters()):,}"
@@ -327,7 +325,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     every inpainting run (default min(INPAINT_STEPS, steps): resampling costs U network passes a step); drawn_seeds:
     seeds per hand-drawn or outside input; example_seeds / example_steps: fresh seeds per illusion pair
     shown, and their DDIM steps (default steps // 2)."""
-    model, schedule, _ = load_model(checkpoint)
+    model, schedule, _, _ = load_model(checkpoint)
     model.to(memory_format=torch.channels_last)
     data = load_mnist(download=False, verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
@@ -345,7 +343,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
 
     # A.1 forward process
     levels = [0, T // 8, T // 4, T // 2, 3 * T // 4, T]
-    noised = {t: ed.forward_noise(schedule, x0, t, _gens(len(x0), seed)).x_t for t in levels}
+    noised = {t: ed.forward_noise(schedule, x0, t, generators(seed, len(x0))).x_t for t in levels}
     png = image_grid([[noised[t][i] for t in levels] for i in show], fig_dir, "cs180_forward",
                      [f"test digit {int(y[i])}" for i in show], [f"t = {t}" for t in levels])
     ab = {t: schedule.alpha_bar[t].item() for t in levels}
@@ -368,7 +366,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     rows, stats = [], []
     sigmas = (0.5, 1.0, 1.5, 2.0)  # the blur's candidates: the best (by PSNR) per t is used
     for t in ts:
-        nz = ed.forward_noise(schedule, x0, t, _gens(len(x0), seed + 1000))
+        nz = ed.forward_noise(schedule, x0, t, generators(seed, len(x0), 1))
         scale = schedule.alpha_bar[t].sqrt().item()
         sig = max(sigmas, key=lambda s: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, s), x0).mean())
         outs = dict(blur=ed.gaussian_blur_denoise(nz.x_t / scale, sig),
@@ -413,7 +411,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     i_prog = max(1, steps // 4)
     t_prog = i_ts[i_prog]
     x_prog = ed.forward_noise(schedule, x0[show], t_prog,  # the A.2 noise of these digits
-                              [torch.Generator().manual_seed(seed + 1000 + i) for i in show]).x_t
+                              [generators(seed, 1, 1, start=i)[0] for i in show]).x_t
     final, traj = ed.iterative_denoise(model, schedule, x_prog, t_prog, steps=steps, trajectory=True)
     shown_steps = list(range(0, len(traj.t) - 1, PROGRESS_EVERY))
     one = ed.one_step_denoise(model, schedule, x_prog, t_prog)
@@ -447,7 +445,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
 
     # A.5-A.6 sampling from pure noise: per label without and with guidance, and with the null label
     labels = torch.arange(10).repeat_interleave(per)
-    noise = randn((len(labels), 1, 28, 28), _gens(len(labels), seed + 2000))
+    noise = randn((len(labels), 1, 28, 28), generators(seed, len(labels), 2))
     drawn = {g: ed.iterative_denoise(model, schedule, noise, T, labels, g, steps) for g in (0.0, w)}
     uncond = ed.iterative_denoise(model, schedule, noise, T, torch.full_like(labels, null), 0.0, steps)
     shown = range(min(per, 2))  # one or two samples per digit, each with and without guidance
@@ -484,7 +482,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
                         f"{conf(drawn[w]):.2f} with guidance."))
 
     # A.7.1 SDEdit of a test digit, no label
-    ed_digit = {i: ed.sdedit(model, schedule, x0, i, None, 0.0, steps, generator=_gens(len(x0), seed)) for i in i_starts}
+    ed_digit = {i: ed.sdedit(model, schedule, x0, i, None, 0.0, steps, generator=generators(seed, len(x0))) for i in i_starts}
     png = image_grid([[ed_digit[i][j] for i in i_starts] + [x0[j]] for j in show], fig_dir, "cs180_sdedit",
                      [f"test digit {int(y[j])}\nno label" for j in show],
                      [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"])
@@ -514,7 +512,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     hand = len(HAND_SHAPES)
     src = torch.cat([x for _, x, _ in inputs]).repeat(drawn_seeds, 1, 1, 1)
     lab = torch.tensor([c for _, _, c in inputs]).repeat(drawn_seeds)
-    g = lambda: _gens(len(src), seed + 3000)
+    g = lambda: generators(seed, len(src), 3)
     res = {(cond, i): ed.sdedit(model, schedule, src, i, lab if cond else None, w if cond else 0.0, steps,
                                 generator=g()) for cond in (False, True) for i in drawn_i}
     reads = {k: read(v) for k, v in res.items()}
@@ -563,9 +561,9 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
     mask = torch.zeros(28, 28)
     mask[:14] = 1
     target = (y + 1) % 10
-    inp = ed.inpaint(model, schedule, x0, mask, y, w, inpaint_steps, generator=_gens(len(x0), seed))
-    other = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=_gens(len(x0), seed))
-    other_u = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=_gens(len(x0), seed),
+    inp = ed.inpaint(model, schedule, x0, mask, y, w, inpaint_steps, generator=generators(seed, len(x0)))
+    other = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=generators(seed, len(x0)))
+    other_u = ed.inpaint(model, schedule, x0, mask, target, w, inpaint_steps, generator=generators(seed, len(x0)),
                          resample=resample)
     r_inp, r_other, r_u = read(inp), read(other), read(other_u)
     png = image_grid([[x0[i], torch.where(mask.bool(), torch.full_like(x0[i], -1.0), x0[i]), inp[i], other[i], other_u[i]]
@@ -595,7 +593,7 @@ def pages(fig_dir: str, checkpoint: str = REFERENCE, seed: int = 0, n: int = 20,
 
     # A.7.3 translation of one digit towards every label
     src1 = x0[show[1]:show[1] + 1].expand(10, -1, -1, -1)
-    trans = {i: ed.translate(model, schedule, src1, torch.arange(10), i, w, steps, generator=_gens(10, seed))
+    trans = {i: ed.translate(model, schedule, src1, torch.arange(10), i, w, steps, generator=generators(seed, 10))
              for i in i_starts}
     hits = {i: read(trans[i]) for i in i_starts}
     png = image_grid([[trans[i][b] for i in i_starts] + [x0[show[1]]] for b in range(10)], fig_dir, "cs180_translate",

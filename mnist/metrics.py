@@ -29,8 +29,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from utils import (CheckpointError, Parser, atomic_save, check_new_file, epoch_batches, first_line, fit,
-                   read_checkpoint)
+from runio.checkpoints import read_checkpoint
+from runio.cli import Parser
+from runio.errors import CheckpointError, first_line
+from runio.files import atomic_save, check_new_file
+from utils import FitHooks, epoch_batches, fit
+
+from image_diffusion.fid import fit_gaussian, frechet_distance
 
 from .data import DataError, MNISTData, load_mnist
 
@@ -74,7 +79,7 @@ def train_classifier(data: MNISTData, epochs: int = 8, batch_size: int = 64, lr:
         dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()  # +-2 pixel shifts
         return F.cross_entropy(clf(torch.roll(data.train_x[idx], (dx, dy), dims=(2, 3))), data.train_y[idx])
 
-    fit(clf, opt, epoch_batches(n, batch_size, g), loss_fn, steps, after_step=lambda step, seconds: sched.step(),
+    fit(clf, opt, epoch_batches(n, batch_size, g), loss_fn, steps, hooks=FitHooks(after_step=lambda step, seconds: sched.step()),
         progress=progress, desc="metric classifier")
     clf.eval()
     return clf, accuracy(clf, data.test_x, data.test_y)
@@ -156,33 +161,6 @@ def load_classifier(path: str = CLASSIFIER, data: Optional[MNISTData] = None, re
         if verbose:
             print(f"note: could not keep the metric classifier in {cache} ({e.strerror or e})", file=sys.stderr)
     return clf, info
-
-
-# ============================================================ Frechet distance
-class Gaussian(NamedTuple):
-    mean: torch.Tensor  # (D,) float64
-    cov: torch.Tensor  # (D, D) float64
-
-
-def fit_gaussian(feats: torch.Tensor) -> Gaussian:
-    """Mean and (unbiased) covariance of feats (N, D), N >= 2."""
-    f = feats.double()
-    return Gaussian(f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1]))
-
-
-def sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
-    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues set to 0)."""
-    evals, evecs = torch.linalg.eigh(a)
-    return (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
-
-
-def frechet_distance(p: Gaussian, q: Gaussian) -> float:
-    """d^2 = |mu_p - mu_q|^2 + tr(S_p + S_q - 2 (S_p^1/2 S_q S_p^1/2)^1/2)  (Dowson & Landau 1982).
-    Written with the symmetric form so no complex square roots appear."""
-    root_p = sqrtm_psd(p.cov)
-    cross = torch.linalg.eigvalsh(root_p @ q.cov @ root_p).clamp(min=0).sqrt().sum()
-    d2 = (p.mean - q.mean).pow(2).sum() + p.cov.trace() + q.cov.trace() - 2 * cross
-    return max(float(d2), 0.0)
 
 
 # ===================================================================== spread

@@ -28,13 +28,13 @@ import torch
 from torchvision.utils import make_grid
 
 from report.pages import FIG_W, Page
-from utils import sample
+from utils import SamplerSettings, generators, sample
 
 from .checkpoint import load_model
 from .data import load_mnist, to_unit_range
 from .metrics import class_spread, load_classifier, nearest_distance, predict
 from .model import build_model, count_parameters
-from .sample import DEFAULT_W, REFERENCE, generate, generators
+from .sample import DEFAULT_W, REFERENCE, generate
 from .train import main as train_main
 
 PATCH = 7  # the 28x28 image as a 4x4 grid of 7x7 patches, for "part by part or all at once"
@@ -217,12 +217,12 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
         if train_main(["--out", run, "--quiet", "--overwrite"]) != 0:
             raise RuntimeError("training failed")
         checkpoint = os.path.join(run, "model.pt")
-    model, schedule, info = load_model(checkpoint, device)
+    model, schedule, _, info = load_model(checkpoint, device)
     T = schedule.T
     data = load_mnist(verbose=False)
     clf, clf_info = load_classifier(data=data, verbose=False)
 
-    # 1. the 10 x 10 grid: ten of each digit, image i seeded with seed + i
+    # 1. the 10 x 10 grid: ten of each digit, image i seeded by utils.generators(seed, n)[i]
     labels = torch.arange(10).repeat_interleave(10)
     grid = generate(model, schedule, labels, w, seed, steps=grid_steps, device=device)
     pred, feats = predict(clf, grid)
@@ -239,8 +239,8 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
 
     # 2. trajectories: n of them (digits 0..9 in turn), full ancestral chain; the first one is drawn
     traj_labels = torch.arange(n_trajectories) % 10
-    x0, traj = sample(model, schedule, n_trajectories, y=traj_labels, w=w, trajectory=True, shape=(1, 28, 28),
-                      generator=generators(n_trajectories, seed + 1000), device=device)
+    x0, traj = sample(model, schedule, n_trajectories, traj_labels, SamplerSettings(w=w), generators(seed, n_trajectories, 1),
+                      trajectory=True, shape=(1, 28, 28), device=device)
     ts, xs, x0s = traj.t, traj.x.cpu(), traj.x0_hat.cpu()  # (T+1,), (T+1, N, 1, 28, 28) x2
     shown = list(range(T, -1, -max(1, T // 8)))  # t = 200, 175, ..., 0 for T = 200
     if shown[-1] != 0:

@@ -4,8 +4,8 @@
     python -m mnist.sample --digits 3,7 --per-digit 16 --steps 50    # DDIM with 50 steps
     python -m mnist.sample --w 0 --out plain.png            # no guidance
 
-Each image i gets its own torch.Generator seeded with seed + i, so an image does not change with
---batch-size. The grid and its tensors (<out>.pt) never replace an existing file unless --overwrite, and
+Each image i gets its own torch.Generator, utils.generators(seed, n)[i] (the rule of every sampling
+command, python -m image_diffusion.sample's too), so an image does not change with --batch-size. The grid and its tensors (<out>.pt) never replace an existing file unless --overwrite, and
 never a checkpoint or a shipped reference file; images that came out nan or inf are not written. Guidance is classifier-free (Ho & Salimans 2022): eps = (1 + w) eps(x, t, y) - w eps(x, t, null);
 CS180's scale gamma corresponds to w = gamma - 1.
 """
@@ -21,9 +21,10 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from utils import (MAX_BATCH, CheckpointError, NonFiniteError, OutputError, Parser, Schedule, check_writable,
-                   clean_orphans, int_range, positive_int, refuse_reference, replacing, resolve_device, sample,
-                   seed_int)
+from runio.cli import MAX_BATCH, Parser, int_range, positive_int, resolve_device, seed_int
+from runio.errors import CheckpointError, OutputError
+from runio.files import check_writable, clean_orphans, refuse_reference, replacing
+from utils import NonFiniteError, SamplerSettings, Schedule, generators, sample
 
 from .checkpoint import load_model
 from .data import to_unit_range
@@ -53,18 +54,13 @@ def parse_digits(text: str) -> list[int]:
     return digits
 
 
-def generators(n: int, seed: int) -> list[torch.Generator]:
-    """One CPU generator per image, seeded seed, seed + 1, ...: an image depends on its own seed only."""
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
-
-
 @torch.no_grad()
 def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAULT_W, seed: int = 0,
              steps: Optional[int] = None, eta: float = 0.0, batch_size: int = 250, progress: bool = False,
              device=None) -> torch.Tensor:
     """Digits for `labels` (N,) -> (N, 1, 28, 28) in [-1, 1]. steps None: full ancestral chain; else DDIM."""
     labels = torch.as_tensor(list(labels), dtype=torch.long)
-    gens = generators(len(labels), seed)
+    gens = generators(seed, len(labels))
     device = device or next(model.parameters()).device
     if torch.device(device).type == "cpu":
         model.to(memory_format=torch.channels_last)  # same weights, ~2x faster convolutions on CPU
@@ -74,8 +70,8 @@ def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAUL
         chunks = tqdm(chunks, desc="sampling", unit="batch")
     for i in chunks:
         y = labels[i:i + batch_size]
-        out.append(sample(model, schedule, len(y), y=y, w=w, generator=gens[i:i + batch_size], steps=steps,
-                          eta=eta, shape=(1, 28, 28), device=device).cpu())
+        out.append(sample(model, schedule, len(y), y, SamplerSettings(steps=steps, eta=eta, w=w), gens[i:i + batch_size],
+                          shape=(1, 28, 28), device=device).cpu())
     return torch.cat(out)
 
 
@@ -158,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=None,
                    help="DDIM with this many steps (default: the full ancestral DDPM chain, T steps)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM noise, 0 = deterministic (default %(default)s)")
-    p.add_argument("--seed", type=seed_int, default=0, help="image i uses seed + i (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="image i uses utils.generators(seed, n)[i] (default %(default)s)")
     p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=250,
                    help="images per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

@@ -49,14 +49,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils import (EMA, MAX_BATCH, MAX_T, CheckpointError, OutputError, Parser, Schedule, atomic_save, command_error,
-                   epoch_batches, fit, int_range, make_schedule, matched_prior, nonneg_int, p_losses, positive_float,
-                   positive_int, randn, read_checkpoint, resolve_device, sample, seed_int)
+from runio.checkpoints import check_resumable, file_sha256, read_checkpoint
+from runio.cli import (MAX_BATCH, MAX_T, Parser, command_error, int_range, nonneg_int, positive_float, positive_int,
+                       resolve_device, seed_int)
+from runio.errors import CheckpointError, OutputError
+from runio.files import atomic_save, check_output_file
+from utils import EMA, FitHooks, SamplerSettings, Schedule, epoch_batches, fit, generators, make_schedule, matched_prior, p_losses, randn, sample
 
-from image_diffusion.trainer import write_losses
+from report.figures import write_losses
 
-from .checkpoint import check_output_file, file_sha256, load_epoch_run, save_epoch_run
-from .data import DataError, load_mnist, stratified_split
+from .checkpoint import load_epoch_run, save_epoch_run
+from .data import load_mnist, stratified_split
 from .denoiser import UnconditionalUNet
 
 KIND = "ddpm-mnist-timecond"
@@ -283,7 +286,7 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
             on_epoch(TrainedDDPM(None, None, losses, snapshots, elapsed(), raw), state)
 
     fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, cfg.epochs * steps_per_epoch,
-        start=len(losses), losses=losses, ema=ema, after_step=after_step, progress=progress,
+        start=len(losses), losses=losses, ema=ema, hooks=FitHooks(after_step=after_step), progress=progress,
         desc=f"part B.2 DDPM D={cfg.hidden}")
     final = ema.model if ema is not None else model
     return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, elapsed(), raw)
@@ -334,11 +337,8 @@ def read_resume(partial_path: str, cfg: TimeCondConfig) -> dict:
     ckpt = read_checkpoint(partial_path, KIND)
     if not isinstance(ckpt.get("resume"), dict):
         raise CheckpointError(f"--resume: {partial_path} holds no state to resume from; start again with --overwrite")
-    default = asdict(TimeCondConfig())  # a field added since the run was started has its default there
-    changed = sorted(k for k, v in asdict(cfg).items() if ckpt["config"].get(k, default[k]) != v)
-    if changed:
-        raise CheckpointError(f"--resume: the run in {partial_path} was made with other settings ({', '.join(changed)}); "
-                              "give the flags it was started with")
+    # a field added since the run was started has its default there
+    check_resumable(ckpt, asdict(cfg), partial_path, defaults=asdict(TimeCondConfig()))
     return ckpt["resume"]
 
 
@@ -348,7 +348,8 @@ GUIDANCE = 4.0  # w in (1 + w) eps(x, y) - w eps(x, null): the handout's gamma =
 def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> dict:
     """Draw n samples with the full ancestral chain from every snapshot of the run at `path` (and from its
     final raw weights beside an EMA), and store them in the file as uint8 images, as the handout samples after
-    epochs 1, 5, 10, 15 and 20. Sample i uses seed + i; a class run asks for label i % 10 with guidance
+    epochs 1, 5, 10, 15 and 20. Sample i uses utils.generators(seed, n)[i] (runs made before that rule kept
+    seed + i); a class run asks for label i % 10 with guidance
     GUIDANCE (gamma = 5). An unconditional run also stores its last epoch's samples from the same seeds started
     from utils.matched_prior ("matched"; the handout starts from N(0, I)). The report and the benchmark read
     these instead of sampling again."""
@@ -380,14 +381,14 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
 @torch.no_grad()
 def draw(model: TimeConditionalUNet, schedule: Schedule, n: int, seed: int = 0, y=None, w: float = 0.0,
          progress: bool = False, prior: Optional[dict] = None) -> torch.Tensor:
-    """n samples (n, 1, 28, 28) in [-1, 1] with the full ancestral chain; sample i uses seed + i. prior: None
-    to start from N(0, I) (the handout), or pixel_stats {"mean", "var"} to start from utils.matched_prior
-    (the same noise z, rescaled)."""
-    gens = [torch.Generator().manual_seed(seed + i) for i in range(n)]
+    """n samples (n, 1, 28, 28) in [-1, 1] with the full ancestral chain; sample i from utils.generators(seed, n)[i].
+    prior: None to start from N(0, I) (the handout), or pixel_stats {"mean", "var"} to start from
+    utils.matched_prior (the same noise z, rescaled)."""
+    gens = generators(seed, n)
     x_T = None
     if prior is not None:
         x_T = matched_prior(schedule, randn((n, 1, 28, 28), gens), prior["mean"], prior["var"])
-    return sample(model, schedule, n, y=y, w=w, generator=gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
+    return sample(model, schedule, n, y, SamplerSettings(w=w), gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -492,8 +493,7 @@ def main(argv: Optional[list] = None) -> int:
         if args.samples:
             add_samples(path, args.samples, progress=not args.quiet)
     except Exception as e:
-        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)",
-                             also=(DataError,))
+        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)")
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
     n = min(20, len(run.losses))  # the mean over the steps there were, not a nominal 20

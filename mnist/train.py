@@ -24,16 +24,19 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from utils import (EMA, LOSSES, MAX_BATCH, MAX_T, SCHEDULES, VARIANCES, CheckpointError, NonFiniteError, OutputError,
-                   Parser, Schedule, atomic_save, check_finite_weights, check_T, check_training_settings,
-                   check_writable, clean_orphans, command_error, first_line, fit, folder_lock, int_range,
-                   make_schedule, nonneg_int, p_losses, positive_float, positive_int, probability, resolve_device,
-                   seed_int)
+from runio.cli import (MAX_BATCH, MAX_T, Parser, check_training_settings, command_error, int_range, nonneg_int,
+                       positive_float, positive_int, probability, resolve_device, seed_int)
+from runio.checkpoints import check_resumable, restore
+from runio.errors import CheckpointError, OutputError
+from runio.files import atomic_save, check_writable, clean_orphans
+from runio.locks import folder_lock
+from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, NonFiniteError, Schedule, check_T, check_finite_weights, fit,
+                   make_schedule, p_losses)
 
-from image_diffusion.trainer import write_losses
+from report.figures import write_losses
 
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
-from .data import DataError, SOURCES, MNISTData, load_mnist
+from .data import SOURCES, MNISTData, load_mnist
 from .model import MNISTUNet, count_parameters
 
 RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png")  # what a run folder holds
@@ -135,24 +138,12 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         state = read_resume_state(out) if out else None
         if state is None:
             raise CheckpointError(f"--resume: no {resume_path(out or '.')} to resume from")
-        changed = sorted(k for k in state["config"] if state["config"][k] != asdict(cfg).get(k)
-                         and k not in ("steps", "device"))  # a run may be extended, or moved to another device
-        if changed:
-            raise CheckpointError(f"--resume: the run in {out} was made with different settings ({', '.join(changed)})")
-        if state["step"] > cfg.steps:  # its weights would be saved as step cfg.steps: refuse to relabel them
-            raise CheckpointError(f"--resume: the run in {out} is already at step {state['step']}, past --steps "
-                                  f"{cfg.steps}; give --steps {state['step']} or more")
-        try:
-            model.load_state_dict(state["model"])
-            ema.model.load_state_dict(state["ema"])
-            ema.num_updates = int(state["ema_num_updates"])
-            opt.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"--resume: {resume_path(out)} does not fit this model ({first_line(e)}); start "
-                                  "the run again with --overwrite") from None
+        # a run may be extended (--steps), or moved to another device
+        check_resumable(state, asdict(cfg), out, may_change=("steps", "device"))
+        restore(state, resume_path(out), model=model, ema=ema.model, optimizer=opt, scaler=scaler)
+        ema.num_updates = int(state["ema_num_updates"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         start_step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
     last_saved = start_step if resume else None
 
@@ -193,8 +184,8 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     done = fit(model, opt, batches(), loss_fn, end, total=cfg.steps, start=start_step, losses=losses,
-               lr_at=lambda step: learning_rate(cfg, step), ema=ema, scaler=scaler, after_step=after_step,
-               stopped_note=kept, progress=progress, desc=f"MNIST DDPM T={cfg.T}")
+               ema=ema, scaler=scaler, progress=progress, desc=f"MNIST DDPM T={cfg.T}",
+               hooks=FitHooks(lr_at=lambda step: learning_rate(cfg, step), after_step=after_step, stopped_note=kept))
     seconds = seconds_before + done.seconds
     if end > start_step:  # a resumed run that is already complete writes nothing
         save(end, seconds)
@@ -271,7 +262,7 @@ def main(argv=None) -> int:
             result = train(cfg, data, args.out, args.resume, args.save_every, progress=not args.quiet)
     except Exception as e:
         hint = lambda: f"--batch-size {cfg.batch_size} on {cfg.device}; lower --batch-size or --base-channels"
-        return command_error(prog, e, hint, also=(DataError,))
+        return command_error(prog, e, hint)
     finally:
         torch.set_num_threads(threads)  # main() is also called in-process (the problem 5 page)
     tail = result.losses[-100:]

@@ -1,1 +1,2 @@
-"""The PDF report: page type, typesetter and atomic figure/number output (see report.pages)."""
+"""The PDF report: the Page type and typesetter (pages.py), and the figure, number and loss-curve writers
+(figures.py)."""

@@ -1,5 +1,5 @@
-"""The report's pages: one `Page` type, the typesetter that lays pages out on A4 and writes the PDF,
-and the atomic writers for the figures and numbers behind them.
+"""The report's pages: one `Page` type, and the typesetter that lays pages out on A4 and writes the PDF
+(through runio's one atomic writer). The figures and numbers behind them: report/figures.py.
 
 Every page builder in the package returns `Page`s: problems 1-4 (visualize.py), problem 5
 (mnist/problem5.py) and CS180 project 5 (mnist/cs180_report.py, mnist/cs180_partb.py).
@@ -13,20 +13,18 @@ does not fit continues on a "(continued)" page; images are never shrunk to make 
 """
 from __future__ import annotations
 
-import csv
 import functools
-import os
-import tempfile
 from typing import NamedTuple
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")  # writes files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+
+from runio.files import atomic_write  # noqa: E402
 
 PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp: same input, same file
 
@@ -240,46 +238,3 @@ def write_report(pages: list, path: str, flow: bool = False) -> int:
 
     atomic_write(path, write)
     return len(sheets)
-
-
-# ======================================================= atomic outputs
-def atomic_write(path: str, write) -> None:
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`:
-    a crash never leaves a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    stem, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=ext)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_figure(fig, out_dir: str, name: str) -> str:
-    """<name>.png (200 dpi) and <name>.pdf (vector), atomically. Returns the PNG's path."""
-    png = os.path.join(out_dir, f"{name}.png")
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=200))
-    atomic_write(os.path.join(out_dir, f"{name}.pdf"), lambda tmp: fig.savefig(tmp, format="pdf", metadata=PDF_METADATA))
-    plt.close(fig)
-    return png
-
-
-def save_numbers(out_dir: str, name: str, rows: list, **arrays) -> None:
-    """The numbers behind a figure: <name>.csv (rows of dicts, one measurement each) and
-    <name>.npz (the arrays it was drawn from)."""
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
-
-    atomic_write(os.path.join(out_dir, f"{name}.csv"), write_csv)
-    atomic_write(os.path.join(out_dir, f"{name}.npz"), write_npz)

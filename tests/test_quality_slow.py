@@ -2,8 +2,7 @@
 about 20-30 s on 2 cores): left out of CI; run with `python -m pytest -m slow`."""
 import pytest
 
-from train import evaluate
-from utils import TrainConfig, train
+from two_pixel.trainer import TrainConfig, evaluate, train
 
 
 @pytest.mark.slow

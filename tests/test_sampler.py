@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gmm import GMM, peak_stats
-from utils import ddim_step, ddim_timesteps, guided_eps, make_schedule, p_sample, sample
+from utils import SamplerSettings, ddim_step, ddim_timesteps, guided_eps, make_schedule, p_sample, sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +61,7 @@ def test_same_seed_same_samples(exact50, steps, eta):
     """The generator alone fixes the samples: the global RNG's state does not matter, and it is
     left untouched; another seed gives other samples."""
     pred, s = exact50
-    kw = dict(y=1, w=1.0, steps=steps, eta=eta)
+    kw = dict(y=1, settings=SamplerSettings(w=1.0, steps=steps, eta=eta))
     torch.manual_seed(123)
     a = sample(pred, s, 300, generator=gen(3), **kw)
     after = torch.randn(3)
@@ -99,15 +99,15 @@ def test_guidance_formula():
 def test_guidance_pushes_past_the_peak(exact50):
     """w > 0 sharpens p(y | x)^w: samples move away from the other peak."""
     pred, s = exact50
-    plain = sample(pred, s, 2000, y=1, w=0.0, generator=gen())
-    pushed = sample(pred, s, 2000, y=1, w=4.0, generator=gen())
+    plain = sample(pred, s, 2000, settings=SamplerSettings(w=0.0), y=1, generator=gen())
+    pushed = sample(pred, s, 2000, settings=SamplerSettings(w=4.0), y=1, generator=gen())
     other = torch.tensor([-0.35, 0.65])
     assert (pushed - other).norm(dim=1).mean() > (plain - other).norm(dim=1).mean() + 0.005
 
 
 def test_ddim_few_steps_lands_on_the_peaks(exact50):
     pred, s = exact50
-    st = peak_stats(sample(pred, s, 3000, generator=gen(), steps=10))
+    st = peak_stats(sample(pred, s, 3000, settings=SamplerSettings(steps=10), generator=gen()))
     assert st.within_5sigma > 0.98 and st.majority_weight == pytest.approx(0.65, abs=0.03)
     assert ddim_timesteps(50, 10)[0] == 50 and ddim_timesteps(50, 10)[-1] == 1
 
@@ -119,7 +119,7 @@ def test_sample_rejects_bad_input(exact50):
     with pytest.raises(ValueError, match="labels must be integers"):
         sample(pred, s, 4, y=0.5)
     with pytest.raises(ValueError, match="steps"):
-        sample(pred, s, 4, steps=0)
+        sample(pred, s, 4, settings=SamplerSettings(steps=0))
 
     class Net(torch.nn.Module):
         T, num_classes = 25, 2
@@ -158,8 +158,8 @@ def test_stochastic_ddim_over_strided_steps_lands_on_the_mixture(exact50):
     5 sd, std ratio 0.71/0.72 against 0.87/0.85 for eta = 0: the added noise is real, and a
     stochastic sampler with few steps under-disperses more than the deterministic one."""
     pred, s = exact50
-    stoch = sample(pred, s, 3000, generator=gen(), steps=25, eta=1.0)
-    det = sample(pred, s, 3000, generator=gen(), steps=25, eta=0.0)
+    stoch = sample(pred, s, 3000, settings=SamplerSettings(steps=25, eta=1.0), generator=gen())
+    det = sample(pred, s, 3000, settings=SamplerSettings(steps=25, eta=0.0), generator=gen())
     st, sd = peak_stats(stoch), peak_stats(det)
     assert st.within_5sigma > 0.995 and st.majority_weight == pytest.approx(0.65, abs=0.03)
     assert min(st.std_ratio) > 0.6
@@ -245,13 +245,13 @@ def test_guided_samples_follow_the_tilted_density():
     s = make_schedule(100, clip_x0=None)
     pred = gmm.noise_predictor(s)
     mu0 = gmm.means[0]
-    plain = sample(pred, s, 4000, y=0, w=0.0, generator=gen()).double()
+    plain = sample(pred, s, 4000, settings=SamplerSettings(w=0.0), y=0, generator=gen()).double()
     assert (plain.mean(0) - mu0).norm() < 0.01
     ratios = []
     for w in (1.0, 2.0, 4.0):
         want = tilted_mean(gmm, 0, w) - mu0
         assert want[0] < -0.03 and abs(float(want[1])) < 1e-6  # away from the other peak, along the axis
-        got = sample(pred, s, 4000, y=0, w=w, generator=gen()).double().mean(0) - mu0
+        got = sample(pred, s, 4000, settings=SamplerSettings(w=w), y=0, generator=gen()).double().mean(0) - mu0
         assert abs(float(got[1])) < 0.01
         ratios.append(float(got[0] / want[0]))
     assert all(1.8 < r < 2.6 for r in ratios), ratios
@@ -273,7 +273,7 @@ def test_one_step_mean_is_the_exact_posterior_mean(exact50, t):
         eps = pred(x_t[:1], torch.tensor([t]))
         score = -eps / (1 - s.alpha_bar[t]).sqrt()
         want = ((x_t[:1] + s.beta[t] * score) / s.alpha[t].sqrt())[0]
-        var = float(s.posterior_variance[t])
+        var = float(s.beta_tilde[t])
         se = (var / n) ** 0.5
         assert (draws.mean(0) - want).abs().max() < 5 * se + 1e-9, (point, draws.mean(0), want)
         if t == 1:

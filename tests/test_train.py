@@ -8,8 +8,9 @@ import torch
 import train as train_cli
 from ddpm import ARCHS, UNet
 from gmm import GMM
-from utils import (CheckpointError, TrainConfig, drop_labels, load_checkpoint, make_schedule, p_losses, sample,
-                   save_checkpoint, train)
+from runio.errors import CheckpointError
+from two_pixel.trainer import TrainConfig, load_checkpoint, save_checkpoint, train
+from utils import drop_labels, make_schedule, p_losses, sample
 
 TINY = dict(steps=60, batch_size=64, n_train=500)
 
@@ -88,7 +89,7 @@ def test_same_seed_same_checkpoint_and_samples(tmp_path):
         r = train(cfg, progress=False)
         paths.append(tmp_path / f"m{i}.pt")
         save_checkpoint(paths[-1], r.model, cfg)
-    (m1, s1), (m2, s2) = load_checkpoint(paths[0]), load_checkpoint(paths[1])
+    (m1, s1, *_), (m2, s2, *_) = load_checkpoint(paths[0]), load_checkpoint(paths[1])
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
     g = lambda: torch.Generator().manual_seed(0)
@@ -99,7 +100,7 @@ def test_checkpoint_round_trip_carries_the_schedule(tmp_path):
     cfg = TrainConfig(T=7, schedule="linear", variance="beta", clip_x0=2.0, arch="nonorm", device="cpu", **TINY)
     r = train(cfg, progress=False)
     save_checkpoint(tmp_path / "m.pt", r.model, cfg)
-    model, schedule = load_checkpoint(tmp_path / "m.pt")
+    model, schedule, *_ = load_checkpoint(tmp_path / "m.pt")
     assert (schedule.T, schedule.kind, schedule.variance, schedule.clip_x0) == (7, "linear", "beta", 2.0)
     x, t = torch.randn(9, 2), torch.randint(1, 8, (9,))
     torch.testing.assert_close(model(x, t), r.model(x, t))
@@ -143,7 +144,7 @@ def test_cli_trains_and_writes_everything(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["T"] == 5 and "exact" in metrics["quality"]
     assert len((out / "loss.csv").read_text().splitlines()) == 41
-    model, schedule = load_checkpoint(out / "model.pt")
+    model, schedule, *_ = load_checkpoint(out / "model.pt")
     assert schedule.T == 5 and model.T == 5
     assert "python visualize.py" in capsys.readouterr().out
 

@@ -4,10 +4,12 @@ and inside train()."""
 import pytest
 import torch
 
+import two_pixel.trainer
 import utils
 from ddpm import UNet
 from gmm import GMM
-from utils import EMA, NonFiniteError, TrainConfig, build_model, fit, make_schedule, p_losses, q_sample, train
+from two_pixel.trainer import TrainConfig, build_model, train
+from utils import EMA, FitHooks, NonFiniteError, fit, make_schedule, p_losses, q_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,7 +68,7 @@ def ema_run():
 
     cfg = TrainConfig(T=10, steps=300, batch_size=128, n_train=2000, device="cpu")
     mp = pytest.MonkeyPatch()
-    mp.setattr(utils, "EMA", Recording)
+    mp.setattr(two_pixel.trainer, "EMA", Recording)
     try:
         result = train(cfg, progress=False)
     finally:
@@ -229,8 +231,8 @@ def test_fit_steps_in_order_and_calls_back_between_steps():
     loss_fn = lambda batch, step: ((model.weight - 3) ** 2).sum() * batch
     ema = EMA(model, decay=0.5)
     done = fit(model, opt, iter([1.0, 1.0, 1.0, 1.0]), loss_fn, 4, start=1, losses=[9.0],
-               lr_at=lambda step: rates.append(step) or 0.1, ema=ema,
-               after_step=lambda step, seconds: seen.append((step, model.weight.item())))
+               ema=ema, hooks=FitHooks(lr_at=lambda step: rates.append(step) or 0.1,
+                                       after_step=lambda step, seconds: seen.append((step, model.weight.item()))))
     w = 0.0
     expected = []
     for step in (2, 3, 4):  # w <- w - 0.1 * 2 (w - 3)
@@ -246,7 +248,7 @@ def test_fit_steps_in_order_and_calls_back_between_steps():
 def test_fit_stops_on_a_budget_and_clips_gradients():
     model, opt = quadratic()
     loss_fn = lambda batch, step: 1000 * ((model.weight - 3) ** 2).sum()
-    done = fit(model, opt, iter(range(100)), loss_fn, 100, grad_clip=1.0, stop=lambda seconds: True)
+    done = fit(model, opt, iter(range(100)), loss_fn, 100, grad_clip=1.0, hooks=FitHooks(stop=lambda seconds: True))
     assert done.step == 1
     assert abs(model.weight.item() - 0.1) < 1e-6  # the gradient -6000 clipped to norm 1, times lr 0.1
 
@@ -256,5 +258,5 @@ def test_fit_refuses_a_nan_loss_before_it_updates_the_weights():
     losses = iter([1.0, float("nan")])
     loss_fn = lambda batch, step: ((model.weight - 3) ** 2).sum() * next(losses)
     with pytest.raises(NonFiniteError, match=r"became nan at step 2 of 5; .*lower --lr\); kept here"):
-        fit(model, opt, iter(range(5)), loss_fn, 5, stopped_note=lambda: "kept here")
+        fit(model, opt, iter(range(5)), loss_fn, 5, hooks=FitHooks(stopped_note=lambda: "kept here"))
     assert abs(model.weight.item() - 1.4) < 1e-6  # one update (w - 0.2 (w - 3)), not two

@@ -17,7 +17,7 @@ import report.pages as pages
 import visualize
 from gmm import GMM, estimate_density, hdr_levels, l1_distance, make_grid, sample_q_t, true_density
 from report.pages import FIG_W, Page
-from utils import checkpoint_config
+from two_pixel.trainer import checkpoint_config
 
 # tiny settings: 30-step models, 300 chains, a coarse grid
 TINY = ["--n", "300", "--grid", "60", "--train-steps", "30", "--Ts", "5,50", "--quiet"]

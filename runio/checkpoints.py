@@ -1,0 +1,102 @@
+"""Checkpoints: read safely, loaded into one type, and resumed one way.
+
+A checkpoint is a dict written by torch.save (through files.atomic_save) with a "kind" field naming
+what it holds ("ddpm-two-pixel", "ddpm-mnist", "image-diffusion", ...). `read_checkpoint` loads it
+with weights_only=True, so a file holding code is refused, never run, and checks its kind, so a
+checkpoint handed to the wrong tool fails with one clear line.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from typing import Any, NamedTuple, Optional, Sequence
+
+import torch
+
+from .errors import CheckpointError, first_line
+
+
+class Loaded(NamedTuple):
+    """A trained model as every loader returns it."""
+
+    model: Any  # the (EMA) network, eval mode, on the requested device
+    schedule: Any  # the utils.Schedule it was trained with: same T, kind, variance and clip range
+    config: Any  # the run's config object (None where the checkpoint keeps only a dict, in info)
+    info: dict  # everything else stored: step, seconds, data source, ...
+
+
+def read_checkpoint(path, kind, train_hint: str = "python train.py --T 50") -> dict:
+    """Load a checkpoint dict and check it is of `kind` (a str, or a tuple of the kinds accepted); one-line
+    CheckpointErrors otherwise. weights_only: a file holding code or arbitrary Python objects is refused,
+    never run. train_hint: the command that makes one, named when the file is missing."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}; train one first ({train_hint})")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path} is empty (an interrupted copy?); retrain it or copy it again")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            raise CheckpointError(f"{path} is not a checkpoint of this package: it holds code or Python objects "
+                                  f"({found.group(1)}), which were not loaded; do not load it another way") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a file written by torch.save); "
+                              "retrain it") from None
+    except Exception as e:  # truncated, corrupt or not a torch file at all
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                              "it may be truncated: retrain it") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if ckpt["kind"] not in kinds:
+        hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
+        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {' or '.join(map(repr, kinds))} one{hint}")
+    return ckpt
+
+
+def file_sha256(path) -> str:
+    """The hex sha256 of a file's bytes: which run another run was continued from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ================================================================ resuming a run
+def check_resumable(state: dict, config: dict, where, may_change: Sequence[str] = (),
+                    defaults: Optional[dict] = None) -> None:
+    """The one check before any trainer resumes (--resume): the stored run `state` (its "config" dict, and its
+    "step" where it counts steps) was made with the settings `config` asks for, apart from `may_change`
+    (settings that do not change what is computed, such as the device or a longer --steps), and is not
+    already past config["steps"]. defaults: values of settings added since the run was started.
+    CheckpointError (one line) otherwise."""
+    stored = state.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"--resume: the run in {where} has no config; start it again with --overwrite")
+    defaults = defaults or {}
+    changed = sorted(k for k, v in config.items()
+                     if k not in may_change and stored.get(k, defaults.get(k)) != v)
+    if changed:
+        raise CheckpointError(f"--resume: the run in {where} was made with different settings ({', '.join(changed)}); "
+                              "give the flags it was started with")
+    step, steps = state.get("step"), config.get("steps")
+    if isinstance(step, int) and isinstance(steps, int) and step > steps:  # its weights would be relabelled
+        raise CheckpointError(f"--resume: the run in {where} is already at step {step}, past --steps {steps}; give "
+                              f"--steps {step} or more")
+
+
+def restore(state: dict, path, **targets) -> None:
+    """targets[name].load_state_dict(state[name]) for every named target (a model, an optimizer, a scaler, a
+    learning-rate schedule, ...); CheckpointError (one line) when a state is missing or does not fit."""
+    try:
+        for name, target in targets.items():
+            target.load_state_dict(state[name])
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"--resume: {path} does not fit this model ({first_line(e)}); start the run again "
+                              "with --overwrite") from None

@@ -1,0 +1,107 @@
+"""A run folder written as one set: staged beside its place, then swapped in, under the folder's lock.
+
+    with staged_run("runs/T50", RUN_FILES, overwrite=True) as stage:
+        ...write every file into stage...
+    # now runs/T50 holds the new run; had anything failed, it would hold the old one, whole
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import sys
+import tempfile
+from typing import Sequence
+
+from .errors import OutputError
+from .files import clean_orphans, file_mode, refuse_reference
+from .locks import folder_lock
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def swap_into_place(new: str, out: str) -> None:
+    """Put folder `new` where `out` is and delete the old `out`. Where the system can swap two names in one
+    step (Linux), `out` is at every instant the old run or the new one; elsewhere a crash between the two
+    renames leaves the old run beside it as .<name>.old-*, which the next staged_run puts back."""
+    if not os.path.exists(out):
+        os.rename(new, out)
+        return
+    if _exchange(new, out):  # `new` now holds the old run
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    parent, name = os.path.split(out)
+    old = os.path.join(parent, f".{name}.old-{os.getpid()}-{os.path.basename(new).rsplit('-', 1)[-1]}")
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_staging(parent: str, name: str) -> None:
+    """Under the lock of parent/name: put back a run that a crash left renamed away (.<name>.old-*), and
+    delete what killed runs left beside it (.<name>.tmp-*) and in it (.tmp-*)."""
+    out = os.path.join(parent, name)
+    siblings = sorted(f for f in os.listdir(parent) if f.startswith((f".{name}.tmp-", f".{name}.old-")))
+    olds = [f for f in siblings if f.startswith(f".{name}.old-")]
+    if olds and not os.path.exists(out):
+        os.rename(os.path.join(parent, olds[-1]), out)
+        siblings.remove(olds[-1])
+    for f in siblings:
+        shutil.rmtree(os.path.join(parent, f), ignore_errors=True)
+    if os.path.isdir(out):
+        clean_orphans(out)
+
+
+@contextlib.contextmanager
+def staged_run(out, files: Sequence[str], overwrite: bool = False):
+    """Write a run's files as one set. Yields a fresh hidden folder beside `out` (.<name>.tmp-<pid>-*) to
+    write them into; when the block ends without an error, that folder takes the place of `out` (the old
+    run, if any, is deleted); on any error it is deleted and `out` stays as it was. OutputError, before
+    anything is written, for a shipped reference, a file, a folder holding anything but `files`, an existing
+    run unless overwrite, a folder another run holds (a lock), or a place that cannot be written."""
+    shown = os.fspath(out)
+    out = os.path.realpath(shown)  # a link to a folder: the run goes where it points
+    refuse_reference(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"{shown} is a file, not a folder; choose another --out")
+    parent, name = os.path.split(out)
+    with folder_lock(out):
+        _clean_staging(parent, name)
+        present = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        foreign = [f for f in present if f not in files]
+        if foreign:
+            raise OutputError(f"{shown} holds files that are not part of a run ({', '.join(foreign[:3])}); a run "
+                              "folder is replaced as a whole, so choose a new or empty --out")
+        if present and not overwrite:
+            raise OutputError(f"{shown} already holds a run ({', '.join(present)}); pass --overwrite to replace it, "
+                              "or choose another --out")
+        try:
+            stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
+            os.chmod(stage, file_mode(folder=True))
+        except OSError as e:
+            raise OutputError(f"cannot write to {os.path.dirname(shown) or '.'} ({e.strerror or e}); "
+                              "choose another --out") from None
+        try:
+            yield stage
+            swap_into_place(stage, out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
