@@ -161,7 +161,7 @@ class ExactNoisePredictor(torch.nn.Module):
         super().__init__()
         self.gmm = gmm
         self.schedule = schedule
-        self.num_classes = gmm.num_classes
+        self.T, self.num_classes = schedule.T, gmm.num_classes  # what every noise predictor answers for
 
     def forward(self, x_t, t, y=None):
         t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])

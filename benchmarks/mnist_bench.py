@@ -19,11 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from mnist.checkpoint import load_model  # noqa: E402
-from mnist.data import DataError, load_mnist  # noqa: E402
+from mnist.data import load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, score  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE, generate  # noqa: E402
-from runio.cli import Parser, int_range, nonneg_float, seed_int  # noqa: E402
-from runio.errors import CheckpointError, OutputError  # noqa: E402
+from runio.cli import Parser, command_error, int_range, nonneg_float, seed_int  # noqa: E402
+from runio.errors import OutputError  # noqa: E402
 from runio.files import check_new_file  # noqa: E402
 
 PROG = "benchmarks/mnist_bench.py"
@@ -53,9 +53,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return run(args)
-    except (ValueError, OSError, CheckpointError, DataError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
+        return command_error(PROG, e, lambda: "these settings; lower --threads or the sample counts")
 
 
 def run(args) -> int:

@@ -8,7 +8,7 @@
      RePaint's resampling U = 1 (none), 2, 4: how often the classifier reads the asked-for label;
   4. visual anagrams over all 90 ordered label pairs (upright a, rotated b) and
   5. hybrids over all 90 pairs (low-pass a, high-pass b): the 10 x 10 success matrices, the rate of
-     each view alone, the baseline of plain samples read the same way (editing.plain_baselines) per
+     each view alone, the baseline of plain samples read the same way (techniques.plain_baselines) per
      pair, the 'easy' pairs that plain digits pass half the time or more, and the best other pairs.
 
 Success of an anagram: the classifier reads a upright AND b rotated by 180 degrees. Success of a
@@ -37,13 +37,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from mnist import editing as ed  # noqa: E402
+from cs180 import techniques as ed  # noqa: E402
 from mnist.checkpoint import load_model  # noqa: E402
-from mnist.data import DataError, load_mnist  # noqa: E402
+from mnist.data import load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
-from runio.cli import Parser, int_range, nonneg_float, positive_float, seed_int  # noqa: E402
-from runio.errors import CheckpointError  # noqa: E402
+from runio.cli import Parser, command_error, int_range, nonneg_float, positive_float, seed_int  # noqa: E402
 from runio.files import check_new_file  # noqa: E402
 from utils import generators  # noqa: E402
 
@@ -124,8 +123,8 @@ def inpainting(model, schedule, x0, y, steps, w, seed, resamples):
 
 def illusion_sweeps(model, schedule, seeds, steps, w, sigma=ed.HYBRID_SIGMA, kinds=("anagram", "hybrid"),
                     baseline_seeds=5):
-    """The report's sweeps (editing.anagram_sweep / hybrid_sweep, all pairs x seeds in one batch), scored, beside
-    editing.plain_baselines (baseline_seeds plain samples per label). Returns {kind: dict(matrix (10, 10),
+    """The report's sweeps (techniques.anagram_sweep / hybrid_sweep, all pairs x seeds in one batch), scored, beside
+    techniques.plain_baselines (baseline_seeds plain samples per label). Returns {kind: dict(matrix (10, 10),
     baseline_matrix, first / second: each view's rate alone, success, baseline, easy: pairs plain digits pass,
     best: the best pairs that are neither trivial nor easy, ...)}."""
     out = {}
@@ -269,9 +268,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return run(args)
-    except (ValueError, OSError, CheckpointError, DataError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
+        return command_error(PROG, e, lambda: "these settings; lower --threads or the sample counts")
 
 
 def run(args) -> int:

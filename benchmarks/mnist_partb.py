@@ -35,14 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from mnist import denoiser as dn  # noqa: E402
-from mnist import timecond as tc  # noqa: E402
-from mnist.cs180_partb import CONFIDENT, read_samples, test_digits  # noqa: E402
-from mnist.data import DataError, load_mnist  # noqa: E402
+from cs180 import denoiser as dn  # noqa: E402
+from cs180 import timecond as tc  # noqa: E402
+from cs180.partb_pages import CONFIDENT, read_samples, test_digits  # noqa: E402
+from mnist.data import load_mnist  # noqa: E402
 from image_diffusion.fid import fit_gaussian, frechet_distance  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
-from runio.cli import Parser, int_range, seed_int  # noqa: E402
-from runio.errors import CheckpointError  # noqa: E402
+from runio.cli import Parser, command_error, int_range, seed_int  # noqa: E402
 from runio.files import check_new_file  # noqa: E402
 from utils import SamplerSettings, generators, sample  # noqa: E402
 
@@ -79,9 +78,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return measure(args)
-    except (ValueError, OSError, CheckpointError, DataError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
+        return command_error(PROG, e, lambda: "these settings; lower --threads or the sample counts")
 
 
 def measure(args) -> int:
@@ -93,8 +91,8 @@ def measure(args) -> int:
     for (part, snap), path, want in zip(snaps.items(), (args.timecond, args.timecond_class), (False, True)):
         if bool(snap.config.num_classes) != want or snap.samples is None:
             raise ValueError(f"{path} is not a {'class-conditioned' if want else 'unconditional'} run with stored "
-                             f"samples; make one with python -m mnist.timecond{' --classes' if want else ''}, "
-                             "or add them with python -m mnist.timecond --add-samples RUN")
+                             f"samples; make one with python -m cs180.timecond{' --classes' if want else ''}, "
+                             "or add them with python -m cs180.timecond --add-samples RUN")
     data = load_mnist(download=False, verbose=False)
     clf, clf_info = load_classifier(data=data, verbose=False)
     result = {"data": data.describe(), "classifier": clf_info.get("source")}
@@ -161,7 +159,7 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
                   f"{'identical' if same_m else 'DIFFERENT'}")
             same = same and same_m
         if not same:
-            raise ValueError("the stored samples are not this run's samples; redraw them with python -m mnist.timecond "
+            raise ValueError("the stored samples are not this run's samples; redraw them with python -m cs180.timecond "
                              "--add-samples RUN")
     if args.fresh:
         ys = None if y is None else torch.arange(n, n + args.fresh) % 10

@@ -17,22 +17,21 @@ import argparse
 import contextlib
 import os
 import sys
-from dataclasses import fields
 
 import torch
 import torch.distributed as dist
 
-from runio.cli import (MAX_BATCH, MAX_T, Parser, command_error, int_range, nonneg_int, positive_float, positive_int,
-                       probability, seed_int, unit_float)
+from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args, int_range,
+                       nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
 from runio.errors import first_line
-from runio.files import check_writable, clean_orphans
 from runio.locks import folder_lock
+from runio.runs import check_run_folder
 from utils import SCHEDULES
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
 from .sample import write_figures
-from .trainer import Distributed, check_run_folder, train
+from .trainer import RUN_FILES, Distributed, train
 from .unet import count_parameters, UNet
 
 
@@ -46,40 +45,40 @@ def int_list(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1,2,2,2, got {text!r}") from None
 
 
-# (type, help) of each Config field on the command line; the default always comes from the preset
+# How each Config field appears on the command line; the default always comes from the preset
 OPTIONS = {
-    "data": (str, '"cifar10", "stl10" or a folder of images'),
-    "data_root": (str, "where torchvision's datasets are (or are downloaded to)"),
-    "download": (None, "download a missing torchvision dataset"),
-    "resolution": (positive_int, "image size in pixels: 28, 32, 64, 96 or 128"),
-    "channels": (int_range(1, 3), "image channels: 3 (RGB) or 1 (grayscale)"),
-    "base": (positive_int, "UNet width of the first level"),
-    "mults": (int_list, "width multiplier per level, e.g. 1,2,2,2 (a 2x downsampling between levels)"),
-    "attn_resolutions": (int_list, "resolutions with self-attention, e.g. 16 or 16,8 (none: no attention)"),
-    "num_res_blocks": (positive_int, "ResBlocks per level"),
-    "embed_dim": (nonneg_int, "time/class embedding size (0: 4 x base)"),
-    "dropout": (probability, "dropout in the ResBlocks"),
-    "num_classes": (nonneg_int, "0: unconditional; else the number of classes (labels from the dataset)"),
-    "mid_attention": (None, "self-attention in the middle block"),
-    "T": (int_range(1, MAX_T), "diffusion steps"),
-    "schedule": (SCHEDULES, "beta schedule: linear 1e-4..0.02 (Ho et al.) or cosine (Nichol & Dhariwal)"),
-    "loss": (("l2", "l1"), "noise-prediction loss"),
-    "p_uncond": (probability, "label dropout for classifier-free guidance"),
-    "steps": (positive_int, "optimiser steps in total"),
-    "batch_size": (int_range(1, MAX_BATCH), "global batch size (split over torchrun processes)"),
-    "lr": (positive_float, "Adam learning rate"),
-    "warmup": (nonneg_int, "linear learning-rate warm-up steps"),
-    "grad_clip": (positive_float, "gradient-norm clip"),
-    "ema_decay": (probability, "EMA decay of the saved weights"),
-    "seed": (seed_int, "seeds the weights, the data order and every sample's noise"),
-    "device": (str, "auto (cuda, then mps, then cpu), cpu, cuda or mps"),
-    "amp": (None, "bf16 autocast on CUDA"),
-    "compile": (None, "torch.compile the UNet"),
-    "workers": (int_range(-1, 64), "DataLoader workers (-1: 4 on CUDA, 0 on CPU)"),
-    "save_every": (positive_int, "checkpoint interval in steps"),
-    "sample_n": (int_range(1, 1024), "images in the final samples.png"),
-    "sample_steps": (nonneg_int, "final grid: 0 for the full ancestral chain, else DDIM steps"),
-    "sample_eta": (unit_float, "DDIM's eta for the final grid: 0 deterministic, 1 stochastic (ancestral)"),
+    "data": Option(str, '"cifar10", "stl10" or a folder of images'),
+    "data_root": Option(str, "where torchvision's datasets are (or are downloaded to)"),
+    "download": Option(bool, "download a missing torchvision dataset"),
+    "resolution": Option(positive_int, "image size in pixels: 28, 32, 64, 96 or 128"),
+    "channels": Option(int_range(1, 3), "image channels: 3 (RGB) or 1 (grayscale)"),
+    "base": Option(positive_int, "UNet width of the first level"),
+    "mults": Option(int_list, "width multiplier per level, e.g. 1,2,2,2 (a 2x downsampling between levels)"),
+    "attn_resolutions": Option(int_list, "resolutions with self-attention, e.g. 16 or 16,8 (none: no attention)"),
+    "num_res_blocks": Option(positive_int, "ResBlocks per level"),
+    "embed_dim": Option(nonneg_int, "time/class embedding size (0: 4 x base)"),
+    "dropout": Option(probability, "dropout in the ResBlocks"),
+    "num_classes": Option(nonneg_int, "0: unconditional; else the number of classes (labels from the dataset)"),
+    "mid_attention": Option(bool, "self-attention in the middle block"),
+    "T": Option(int_range(1, MAX_T), "diffusion steps"),
+    "schedule": Option(SCHEDULES, "beta schedule: linear 1e-4..0.02 (Ho et al.) or cosine (Nichol & Dhariwal)"),
+    "loss": Option(("l2", "l1"), "noise-prediction loss"),
+    "p_uncond": Option(probability, "label dropout for classifier-free guidance"),
+    "steps": Option(positive_int, "optimiser steps in total"),
+    "batch_size": Option(int_range(1, MAX_BATCH), "global batch size (split over torchrun processes)"),
+    "lr": Option(positive_float, "Adam learning rate"),
+    "warmup": Option(nonneg_int, "linear learning-rate warm-up steps"),
+    "grad_clip": Option(positive_float, "gradient-norm clip"),
+    "ema_decay": Option(probability, "EMA decay of the saved weights"),
+    "seed": Option(seed_int, "seeds the weights, the data order and every sample's noise"),
+    "device": Option(str, "auto (cuda, then mps, then cpu), cpu, cuda or mps"),
+    "amp": Option(bool, "bf16 autocast on CUDA"),
+    "compile": Option(bool, "torch.compile the UNet"),
+    "workers": Option(int_range(-1, 64), "DataLoader workers (-1: 4 on CUDA, 0 on CPU)"),
+    "save_every": Option(positive_int, "checkpoint interval in steps"),
+    "sample_n": Option(int_range(1, 1024), "images in the final samples.png"),
+    "sample_steps": Option(nonneg_int, "final grid: 0 for the full ancestral chain, else DDIM steps"),
+    "sample_eta": Option(unit_float, "DDIM's eta for the final grid: 0 deterministic, 1 stochastic (ancestral)"),
 }
 
 
@@ -95,16 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads for torch per process (default %(default)s: fastest on shared cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    overrides = p.add_argument_group("overrides of the preset")
-    for f in fields(Config):
-        kind, text = OPTIONS[f.name]
-        flag = "--" + f.name.replace("_", "-")
-        if kind is None:
-            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif isinstance(kind, tuple):
-            overrides.add_argument(flag, choices=kind, default=None, help=text)
-        else:
-            overrides.add_argument(flag, type=kind, default=None, help=text)
+    add_config_arguments(p.add_argument_group("overrides of the preset"), Config, OPTIONS)  # defaults: the preset's
     return p
 
 
@@ -142,22 +132,18 @@ def rank0_first(part: Distributed, load, download: bool):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
     prog = "image_diffusion.train"
     out = args.out or os.path.join("runs", args.preset)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        cfg = get_preset(args.preset, **overrides)
+        cfg = config_from_args(Config, args, base=get_preset(args.preset)).validate()
         if cfg.data is None:
             raise DataError(f"preset {args.preset} has no dataset of its own; pass --data FOLDER")
         part = init_distributed()
         lock = folder_lock(out) if part.rank == 0 else contextlib.nullcontext()
         with lock:  # a second run into the same folder is refused while this one runs
-            check_run_folder(out, args.resume, args.overwrite)
-            if part.rank == 0:
-                check_writable(out)
-                clean_orphans(out)
+            check_run_folder(out, RUN_FILES, args.resume, args.overwrite, writer=part.rank == 0)
             data = rank0_first(part, lambda download: load_images(cfg.data, cfg.data_root, cfg.resolution,
                                                                   cfg.channels, download), cfg.download)
             if part.rank == 0:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Sampler
 from report.figures import write_losses
 from runio.checkpoints import Loaded, check_resumable, read_checkpoint, restore
 from runio.cli import resolve_device
-from runio.errors import CheckpointError, OutputError, first_line
+from runio.errors import CheckpointError, first_line
 from runio.files import atomic_save
 from utils import EMA, FitHooks, Schedule, check_finite_weights, fit, make_schedule, mix, p_losses
 
@@ -140,19 +140,6 @@ def load_model(path, device="cpu") -> Loaded:
     return Loaded(model.to(device).eval(), schedule, cfg, info)
 
 
-def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
-    """Before training: an existing run in `out` is continued (--resume) or replaced (--overwrite), never
-    silently; OutputError otherwise."""
-    if resume and overwrite:
-        raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
-    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-    if present and not (resume or overwrite):
-        raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "
-                          "with --overwrite, or choose another --out")
-    if resume and "state.pt" not in present:
-        raise CheckpointError(f"--resume: no {os.path.join(out, 'state.pt')} to resume from")
-
-
 # ================================================================ training
 class TrainResult(NamedTuple):
     model: UNet  # the EMA weights, eval mode
@@ -160,6 +147,19 @@ class TrainResult(NamedTuple):
     losses: list  # mean loss per step, all sessions
     seconds: float  # training wall time, all sessions
     step: int  # steps done
+
+
+def _check(cfg: Config, data: Images) -> Distributed:
+    """Before training: the config is valid and fits the data and the torchrun processes (ValueError otherwise)."""
+    cfg.validate()
+    part = Distributed.current()
+    if cfg.batch_size % part.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {part.world} processes")
+    if cfg.num_classes and data.num_classes < 2:
+        raise ValueError(f"num_classes={cfg.num_classes} but {data.source} has no classes; use --num-classes 0")
+    if cfg.num_classes and data.num_classes > cfg.num_classes:
+        raise ValueError(f"{data.source} has {data.num_classes} classes but num_classes={cfg.num_classes}")
+    return part
 
 
 def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = False, progress: bool = True,
@@ -170,14 +170,7 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
     end this session after that step, saving as an interruption would; max_seconds: end when the
     session's training time reaches it (a wall-clock budget). NonFiniteError if the loss is nan or inf.
     """
-    cfg.validate()
-    part = Distributed.current()
-    if cfg.batch_size % part.world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {part.world} processes")
-    if cfg.num_classes and data.num_classes < 2:
-        raise ValueError(f"num_classes={cfg.num_classes} but {data.source} has no classes; use --num-classes 0")
-    if cfg.num_classes and data.num_classes > cfg.num_classes:
-        raise ValueError(f"{data.source} has {data.num_classes} classes but num_classes={cfg.num_classes}")
+    part = _check(cfg, data)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and part.world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

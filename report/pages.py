@@ -2,7 +2,7 @@
 (through runio's one atomic writer). The figures and numbers behind them: report/figures.py.
 
 Every page builder in the package returns `Page`s: problems 1-4 (visualize.py), problem 5
-(mnist/problem5.py) and CS180 project 5 (mnist/cs180_report.py, mnist/cs180_partb.py).
+(mnist/problem5.py) and CS180 project 5 (cs180/parta_pages.py, cs180/partb_pages.py).
 visualize.py collects them and calls `write_report`.
 
 A page is a title, a list of PNG paths drawn top to bottom at the page's width (FIG_W: a figure

@@ -64,11 +64,13 @@ def temporary_name(folder: str, suffix: str = "", tag: str = "") -> str:
 @contextlib.contextmanager
 def replacing(path):
     """Yield a temporary file name beside `path` (same extension) to write; when the block ends without an
-    error it replaces `path` in one step (os.replace), otherwise it is deleted: `path` is never half-written."""
+    error it replaces `path` in one step (os.replace), otherwise it is deleted: `path` is never half-written.
+    What killed writers left in the folder (.tmp-<dead pid>-*) is removed first."""
     path = os.fspath(path)
     refuse_reference(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    clean_orphans(folder)
     tmp = temporary_name(folder, suffix=os.path.splitext(path)[1])
     try:
         yield tmp

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from typing import Sequence
 
-from .errors import OutputError
-from .files import clean_orphans, file_mode, refuse_reference
+from .errors import CheckpointError, OutputError
+from .files import check_writable, clean_orphans, file_mode, refuse_reference
 from .locks import folder_lock
 
 
@@ -105,3 +105,21 @@ def staged_run(out, files: Sequence[str], overwrite: bool = False):
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+
+
+def check_run_folder(out, files: Sequence[str], resume: bool, overwrite: bool, writer: bool = True) -> None:
+    """Before a trainer that saves into `out` as it goes (--resume / --overwrite): an existing run there is
+    continued or replaced, never silently. OutputError (one line) for both flags at once, a run present
+    without either, or a place that cannot be written (tested by writing there, when this process is the
+    writer; what killed runs left there is removed); CheckpointError for --resume without OUT/state.pt."""
+    if resume and overwrite:
+        raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+    if writer:
+        check_writable(out)
+        clean_orphans(out)
+    present = [f for f in files if os.path.exists(os.path.join(out, f))]
+    if present and not (resume or overwrite):
+        raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "
+                          "with --overwrite, or choose another --out")
+    if resume and "state.pt" not in present:
+        raise CheckpointError(f"--resume: no {os.path.join(out, 'state.pt')} to resume from")

@@ -1,5 +1,6 @@
-"""Fast tests of mnist.editing (CS180 part A on MNIST): each checks a defining property on a tiny
-random UNet with T = 10, or on a fake noise predictor whose answer is known exactly."""
+"""Fast tests of CS180 part A on MNIST (cs180.techniques, cs180.inputs, the part-A pages and their figures):
+each checks a defining property on a tiny random UNet with T = 10, or on a fake noise predictor whose answer
+is known exactly."""
 import os
 import re
 
@@ -8,8 +9,10 @@ import pytest
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from mnist import cs180_report
-from mnist import editing as ed
+from cs180 import figures, inputs
+from cs180 import techniques as ed
+from cs180.parta_context import PartASettings
+from cs180.parta_pages import pages
 from mnist.checkpoint import save_model
 from mnist.model import build_model
 from report.pages import FIG_W
@@ -201,10 +204,10 @@ def test_hybrid_eps_same_label_is_plain_eps_and_splits_bands(model):
 
 
 def test_rough_stroke_is_a_digit_sized_image():
-    x = ed.rough_stroke("7")
+    x = inputs.rough_stroke("7")
     assert x.shape == (1, 1, 28, 28) and x.min() == -1 and x.max() == 1
     assert 0.05 < (x > 0).float().mean() < 0.3  # some ink, mostly background
-    assert not torch.equal(x, ed.rough_stroke("7", seed=1))
+    assert not torch.equal(x, inputs.rough_stroke("7", seed=1))
 
 
 # ---------------------------------------------------------------- bad input
@@ -222,11 +225,11 @@ def test_rough_stroke_is_a_digit_sized_image():
     (lambda m, s: ed.sdedit(m, s, digits(), 1, w=-1.0, steps=5), "guidance w"),
     (lambda m, s: ed.hybrid(m, s, 1, 7, kernel=4), "odd"),
     (lambda m, s: ed.gaussian_blur_denoise(digits(), 0.0), "sigma must be a positive"),
-    (lambda m, s: ed.rough_stroke("x"), "unknown stroke"),
-    (lambda m, s: ed.hand_drawn("x"), "unknown hand-drawn shape"),
+    (lambda m, s: inputs.rough_stroke("x"), "unknown stroke"),
+    (lambda m, s: inputs.hand_drawn("x"), "unknown hand-drawn shape"),
     (lambda m, s: ed.inpaint(m, s, digits(2), torch.zeros(28, 28), resample=0), "resample must be an integer >= 1"),
     (lambda m, s: ed.renoise(s, digits(), 5, 5), "0 <= s < t <= T=10"),
-    (lambda m, s: ed.font_letter("ab"), "one visible character"),
+    (lambda m, s: inputs.font_letter("ab"), "one visible character"),
 ])
 def test_bad_input_raises_one_line_value_error(model, schedule, call, words):
     with pytest.raises(ValueError) as err:
@@ -251,13 +254,14 @@ def test_psnr_and_ssim_known_values():
     assert (ed.ssim(noisy, x) < 0.9).all() and (ed.ssim(ed.flip(x), x) < ed.ssim(x, x)).all()
 
 
-def test_cs180_report_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
+def test_part_a_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
     """Every section makes its PNG and a text with its measured numbers (a tiny T=10 model, 4 steps,
     the pair sweeps with one seed and 2 steps)."""
     ckpt = tmp_path / "tiny.pt"
     save_model(ckpt, model, schedule, {})
-    out = cs180_report.pages(str(tmp_path / "figs"), checkpoint=str(ckpt), n=10, steps=4, ts=(5,), i_starts=(1, 3),
-                             illusion_seeds=(0,), illusion_steps=2, resample=2, inpaint_steps=3)
+    out = pages(str(tmp_path / "figs"), checkpoint=str(ckpt),
+                settings=PartASettings(n=10, steps=4, ts=(5,), i_starts=(1, 3), illusion_seeds=(0,), illusion_steps=2,
+                                       resample=2, inpaint_steps=3))
     body = [next(t for k, t in page.blocks if k == "text") for page in out]  # after the answers, if any
     assert [t[:5] for t in body] == ["A.1 F", "A.2-A", "A.4 I", "A.5-A", "A.7.1", "A.7.1", "A.7.2",
                                      "A.7.3", "A.8-A", "A.8 V", "A.9 H"]
@@ -448,30 +452,30 @@ def test_iterative_denoise_trajectory_visits_the_strided_steps(model, schedule):
 
 def test_catmull_rom_spline_passes_through_its_control_points():
     pts = torch.tensor([[3.0, 4.0], [10.0, 12.0], [20.0, 9.0], [22.0, 25.0]])
-    curve = ed._spline(pts, per_segment=12)
+    curve = inputs._spline(pts, per_segment=12)
     assert len(curve) == 12 * 3 + 1
     assert torch.allclose(curve[::12], pts, atol=1e-5)
     assert (curve[1:] - curve[:-1]).norm(dim=1).max() < 2  # smooth: no long jumps between samples
 
 
 def test_hand_drawn_digits_are_seeded_varied_mnist_sized_images():
-    a, b = ed.hand_drawn("5", seed=0), ed.hand_drawn("5", seed=1)
+    a, b = inputs.hand_drawn("5", seed=0), inputs.hand_drawn("5", seed=1)
     assert a.shape == (1, 1, 28, 28) and a.min() == -1 and a.max() == 1
-    assert torch.equal(a, ed.hand_drawn("5", seed=0)) and not torch.equal(a, b)
-    for shape in ed.HAND_DRAWN:
-        ink = (ed.hand_drawn(shape, seed=2) > 0).float()
+    assert torch.equal(a, inputs.hand_drawn("5", seed=0)) and not torch.equal(a, b)
+    for shape in inputs.HAND_DRAWN:
+        ink = (inputs.hand_drawn(shape, seed=2) > 0).float()
         assert 0.06 < ink.mean() < 0.35  # strokes, mostly background
         assert ink[..., :2, :].sum() + ink[..., -2:, :].sum() == 0  # a margin, as MNIST leaves
 
 
 def test_outside_images_are_normalised_like_mnist():
-    s = ed.font_letter("S")
+    s = inputs.font_letter("S")
     ink = (s + 1) / 2
     rows, cols = (ink > 0.1).any(-1).nonzero()[:, -1], (ink > 0.1).any(-2).nonzero()[:, -1]
     assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (20, 21)  # fits MNIST's 20 px box
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     assert abs((ink[0, 0] * yy).sum() / ink.sum() - 13.5) < 1 and abs((ink[0, 0] * xx).sum() / ink.sum() - 13.5) < 1
-    photo = ed.sample_photo()
+    photo = inputs.sample_photo()
     assert photo.shape == (1, 1, 28, 28) and photo.min() == -1 and photo.max() == 1 and photo.std() > 0.2
 
 
@@ -482,25 +486,25 @@ def test_report_figures_refuse_text_under_7_printed_points_or_taller_than_a_page
         f.text(0.5, 0.5, "label", fontsize=pt)
         return f
 
-    assert os.path.exists(cs180_report.save(fig(FIG_W, 2, 7.0), str(tmp_path), "ok"))
-    assert os.path.exists(cs180_report.save(fig(FIG_W / 2, 1, 3.5), str(tmp_path), "scaled_up"))  # prints at 7 pt
+    assert os.path.exists(figures.save(fig(FIG_W, 2, 7.0), str(tmp_path), "ok"))
+    assert os.path.exists(figures.save(fig(FIG_W / 2, 1, 3.5), str(tmp_path), "scaled_up"))  # prints at 7 pt
     for name, f in (("small", fig(FIG_W, 2, 6.5)), ("shrunk", fig(2 * FIG_W, 2, 8)), ("tall", fig(FIG_W, 11, 8))):
         with pytest.raises(ValueError, match="would not print legibly"):
-            cs180_report.save(f, str(tmp_path), name)
+            figures.save(f, str(tmp_path), name)
 
 
 def test_image_grid_prints_every_label_at_7_points(tmp_path, monkeypatch):
     """The grid used for every part-A image figure: many columns and multi-line labels still print >= 7 pt."""
     seen = []
-    monkeypatch.setattr(cs180_report, "save", lambda f, d, n: seen.append(cs180_report.printed_sizes(f)) or plt.close(f))
-    cs180_report.image_grid([[digits(1)] * 12] * 2, str(tmp_path), "g", ["row\none", "row two"], [f"c{i}\nt" for i in range(12)],
-                            captions=[["reads 3"] * 12] * 2, groups=[(0, 5, "group")])
+    monkeypatch.setattr(figures, "save", lambda f, d, n: seen.append(figures.printed_sizes(f)) or plt.close(f))
+    figures.image_grid([[digits(1)] * 12] * 2, str(tmp_path), "g", ["row\none", "row two"], [f"c{i}\nt" for i in range(12)],
+                       captions=[["reads 3"] * 12] * 2, groups=[(0, 5, "group")])
     assert seen and min(pt for _, pt in seen[0]) >= 7.0 and len(seen[0]) == 2 + 12 + 24 + 1
 
 
 # ------------------------------------------------------- part B.1: the single-step denoiser
 def test_denoiser_unet_shapes_and_training_lowers_the_loss():
-    from mnist.denoiser import DenoiserConfig, UnconditionalUNet, train_denoiser
+    from cs180.denoiser import DenoiserConfig, UnconditionalUNet, train_denoiser
 
     assert UnconditionalUNet(8)(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
     x = (digits(32) > 0.5).float()  # binary images: learnable, unlike pure noise
@@ -513,7 +517,7 @@ def test_denoiser_unet_shapes_and_training_lowers_the_loss():
 
 
 def test_psnr_per_sigma_of_the_identity():
-    from mnist.denoiser import psnr_per_sigma
+    from cs180.denoiser import psnr_per_sigma
 
     x = torch.rand(4, 1, 28, 28)
     p = psnr_per_sigma(torch.nn.Identity(), x, sigmas=(0.0, 0.5))

@@ -346,3 +346,26 @@ def test_throughput_benchmark_measures_a_preset_through_the_trainer(capsys):
                        "--device", "cpu"]) == 0
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[:5] == ["cifar10-32", "32", "1,198,947", "2", row[4]] and float(row[5]) > 0 and float(row[4]) > 0
+
+
+def test_both_sampling_clis_give_the_same_images(tmp_path, monkeypatch):
+    """One seeding rule: python -m image_diffusion.sample and python -m mnist.sample draw identical digits from
+    the same checkpoint, labels, guidance and seed (both seed image i by utils.generators(seed, n)[i])."""
+    from mnist import sample as mnist_sample
+    from mnist.checkpoint import save_model
+    from mnist.model import MNISTUNet
+    from utils import make_schedule
+
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / "model.pt")
+    save_model(ckpt, MNISTUNet(T=8, channels=(8, 8, 16, 16)).eval(), make_schedule(8, clip_x0=1.0), {})
+    grids = []
+    monkeypatch.setattr(sample_cli, "save_grid", lambda x, *a, **k: grids.append(x.clone()))
+    assert sample_cli.main(["--checkpoint", ckpt, "--out", str(tmp_path / "core"), "--n", "10", "--w", "3",
+                            "--seed", "7"]) == 0
+    assert mnist_sample.main(["--checkpoint", ckpt, "--out", str(tmp_path / "p5.png"), "--digits", "0-9",
+                              "--per-digit", "1", "--w", "3", "--seed", "7", "--quiet"]) == 0
+    theirs = torch.load(tmp_path / "p5.pt", weights_only=True)
+    assert theirs["y"].tolist() == list(range(10))  # image_diffusion.sample's labels: 0, 1, ..., 9
+    assert torch.equal(grids[0], theirs["x"])
+    assert not torch.equal(theirs["x"][0], theirs["x"][1])

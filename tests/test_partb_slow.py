@@ -5,8 +5,8 @@ run's command is exactly the shipped run's first epoch."""
 import pytest
 import torch
 
-from mnist import denoiser as dn
-from mnist import timecond as tc
+from cs180 import denoiser as dn
+from cs180 import timecond as tc
 from mnist.data import DataError, load_mnist, to_unit_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # the shipped runs used one thread

@@ -12,11 +12,13 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.text import Text
 
-import mnist.denoiser as dn
+import cs180.denoiser as dn
 import report.pages as pages
 import visualize
 from gmm import GMM, estimate_density, hdr_levels, l1_distance, make_grid, sample_q_t, true_density
+from report.figures import save_figure
 from report.pages import FIG_W, Page
+from two_pixel import problem1, problem2, problem3, problem4
 from two_pixel.trainer import checkpoint_config
 
 # tiny settings: 30-step models, 300 chains, a coarse grid
@@ -108,15 +110,15 @@ def test_problem3_trains_missing_models_and_writes_its_files(trained):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """Every figure visualize.py saves, by name, inspectable after it is written."""
+    """Every figure the pages of problems 1-4 save, by name, inspectable after it is written."""
     figs = {}
-    save = visualize.save_figure
 
     def keep(fig, out_dir, name):
         figs[name] = fig
-        return save(fig, out_dir, name)
+        return save_figure(fig, out_dir, name)
 
-    monkeypatch.setattr(visualize, "save_figure", keep)
+    for page in (problem1, problem2, problem3, problem4):
+        monkeypatch.setattr(page, "save_figure", keep)
     return figs
 
 
@@ -356,11 +358,11 @@ def _stub_pages(names):
 def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys):
     """The CS180 report opens with its reading guide, prints one line per part (no progress bars: b2_pages
     is asked for none), and lets short sections share a sheet."""
-    monkeypatch.setattr(visualize.cs180_report, "pages", _stub_pages(["sdedit", "anagrams"]))
-    monkeypatch.setattr(visualize.cs180_report, "opening_page", lambda: Page("CS180 opening", [], [("text", "guide")]))
-    monkeypatch.setattr(visualize.cs180_partb, "b1_pages", _stub_pages(["noising", "epochs", "ood"]))
+    monkeypatch.setattr(visualize.parta_pages, "pages", _stub_pages(["sdedit", "anagrams"]))
+    monkeypatch.setattr(visualize.parta_pages, "opening_page", lambda: Page("CS180 opening", [], [("text", "guide")]))
+    monkeypatch.setattr(visualize.partb_pages, "b1_pages", _stub_pages(["noising", "epochs", "ood"]))
     asked = []
-    monkeypatch.setattr(visualize.cs180_partb, "b2_pages",
+    monkeypatch.setattr(visualize.partb_pages, "b2_pages",
                         lambda fig_dir, **kw: asked.append(kw) or _stub_pages(["b2"])(fig_dir, **kw))
     assert run("--problem", "cs180-a", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
                "--report", str(tmp_path / "a.pdf")) == 0
@@ -442,17 +444,17 @@ def test_cs180_b1_retrain_trains_into_runs_and_uses_that_run(tmp_path, monkeypat
         return []
 
     monkeypatch.setattr(dn, "main", tiny_main)
-    monkeypatch.setattr(visualize.cs180_partb, "b1_pages", b1_pages)
+    monkeypatch.setattr(visualize.partb_pages, "b1_pages", b1_pages)
     assert run("--problem", "cs180-b1", "--retrain", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "f"),
                "--quiet") == 0
     assert seen == {"hidden": 2, "path": os.path.join(str(tmp_path / "runs"), "cs180", "denoiser.pt")}
-    assert "training from scratch (python -m mnist.denoiser --out" in capsys.readouterr().out
+    assert "training from scratch (python -m cs180.denoiser --out" in capsys.readouterr().out
 
 
 def test_cs180_b2_retrain_trains_both_runs_and_uses_them(tmp_path, monkeypatch, capsys):
     """--retrain for B.2 trains the unconditional run into <runs>/cs180 and the class-conditioned one into
     <runs>/cs180/class (the CLI is swapped for a tiny run), and the pages read those two files."""
-    import mnist.timecond as tc
+    import cs180.timecond as tc
     calls, seen = [], {}
 
     def tiny_main(argv):
@@ -469,7 +471,7 @@ def test_cs180_b2_retrain_trains_both_runs_and_uses_them(tmp_path, monkeypatch, 
         return []
 
     monkeypatch.setattr(tc, "main", tiny_main)
-    monkeypatch.setattr(visualize.cs180_partb, "b2_pages", b2_pages)
+    monkeypatch.setattr(visualize.partb_pages, "b2_pages", b2_pages)
     runs = tmp_path / "runs"
     assert run("--problem", "cs180-b2", "--retrain", "--runs", str(runs), "--out", str(tmp_path / "f"), "--quiet") == 0
     assert [("--classes" in a) for a in calls] == [False, True] and all("--overwrite" in a for a in calls)

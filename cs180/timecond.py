@@ -16,12 +16,12 @@ Everything else is the package's DDPM (utils.py): timesteps t = 1..T, the handou
 (betas linear 1e-4 .. 0.02, T = 300), the simplified loss, and the x0-form ancestral sampler with
 x0_hat clipped to the image range [-1, 1] (images are in [-1, 1] here, not part 1's [0, 1]).
 
-    python -m mnist.timecond --handout --ema 0.999 --bf16 --threads 2   # the shipped B.2.1-2.3 run (67 min)
-    python -m mnist.timecond --classes --train-size 12800  # the shipped B.2.4-2.5 run: guidance gamma = 5
-    python -m mnist.timecond --handout                     # the handout's recipe: D = 64, batch 128, all digits, no EMA
-    python -m mnist.timecond --add-samples RUN             # store 100 samples per snapshot in an existing run
-    python -m mnist.timecond --handout --resume            # continue a stopped run from its last finished epoch
-    python -m mnist.timecond --handout --init-from RUN --lr 1e-4 --epochs 4  # train a finished run 4 epochs more
+    python -m cs180.timecond --handout --ema 0.999 --bf16 --threads 2   # the shipped B.2.1-2.3 run (67 min)
+    python -m cs180.timecond --classes --train-size 12800  # the shipped B.2.4-2.5 run: guidance gamma = 5
+    python -m cs180.timecond --handout                     # the handout's recipe: D = 64, batch 128, all digits, no EMA
+    python -m cs180.timecond --add-samples RUN             # store 100 samples per snapshot in an existing run
+    python -m cs180.timecond --handout --resume            # continue a stopped run from its last finished epoch
+    python -m cs180.timecond --handout --init-from RUN --lr 1e-4 --epochs 4  # train a finished run 4 epochs more
 
 The defaults are a smaller run than the handout's, each a flag away: D = 32 (--hidden 64: 4x the
 compute), batch 64 (--batch-size 128), an EMA of the weights for sampling (--ema 0: none); --handout
@@ -50,21 +50,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from runio.checkpoints import check_resumable, file_sha256, read_checkpoint
-from runio.cli import (MAX_BATCH, MAX_T, Parser, command_error, int_range, nonneg_int, positive_float, positive_int,
-                       resolve_device, seed_int)
+from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args,
+                       int_range, nonneg_int, positive_float, positive_int, probability, resolve_device, seed_int)
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_save, check_output_file
 from utils import EMA, FitHooks, SamplerSettings, Schedule, epoch_batches, fit, generators, make_schedule, matched_prior, p_losses, randn, sample
 
 from report.figures import write_losses
 
-from .checkpoint import load_epoch_run, save_epoch_run
-from .data import load_mnist, stratified_split
-from .denoiser import UnconditionalUNet
+from mnist.checkpoint import load_epoch_run, save_epoch_run
+from mnist.data import load_mnist, stratified_split
+
+from .denoiser import SHIPPED, UnconditionalUNet
 
 KIND = "ddpm-mnist-timecond"
-REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "timecond.pt")  # B.2.1-2.3
-REFERENCE_CLASS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "timecond_class.pt")  # B.2.4-2.5
+PROG = "python -m cs180.timecond"
+REFERENCE = os.path.join(SHIPPED, "timecond.pt")  # B.2.1-2.3
+REFERENCE_CLASS = os.path.join(SHIPPED, "timecond_class.pt")  # B.2.4-2.5
 SNAPSHOT_EPOCHS = (1, 5, 10, 15, 20)  # the handout's figure
 
 
@@ -209,6 +211,15 @@ def init_state(src: "Snapshots", cfg: TimeCondConfig) -> dict:
     return {"model": model, "ema": ema, "ema_num_updates": len(src.losses) if src.config.ema and cfg.ema else 0}
 
 
+def start_weights(state: dict, model: TimeConditionalUNet, ema: Optional[EMA]) -> None:
+    """Load the weights of `state` (init_state, or a resume state) into model, and its EMA weights and update
+    count into ema when the run keeps one."""
+    model.load_state_dict(state["model"])
+    if ema is not None:
+        ema.model.load_state_dict(state["ema"])
+        ema.num_updates = int(state["ema_num_updates"])
+
+
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
                    device="cpu", on_epoch=None, resume: Optional[dict] = None,
@@ -244,16 +255,9 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     cpu = lambda m: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
     snapshots, raw, losses, start, before = {}, {}, [], time.perf_counter(), 0.0
-    if init is not None and resume is None:
-        model.load_state_dict(init["model"])
-        if ema is not None:
-            ema.model.load_state_dict(init["ema"])
-            ema.num_updates = int(init["ema_num_updates"])
+    if resume is not None or init is not None:
+        start_weights(resume if resume is not None else init, model, ema)
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        if ema is not None:
-            ema.model.load_state_dict(resume["ema"])
-            ema.num_updates = int(resume["ema_num_updates"])
         opt.load_state_dict(resume["optimizer"])
         decay.load_state_dict(resume["decay"])
         g.set_state(resume["generator"])
@@ -320,11 +324,10 @@ def load_run(path=REFERENCE) -> Snapshots:
         cfg = TimeCondConfig(**config).validate()
         return cfg, lambda: TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
 
-    cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build,
-                                               key="snapshots")
+    cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="snapshots")
     raw = {}
     if "raw" in info:
-        _, raw, _, _ = load_epoch_run(path, KIND, "part-B.2", "python -m mnist.timecond", build, key="raw")
+        _, raw, _, _ = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="raw")
         del info["raw"]
     return Snapshots(cfg, schedule_for(cfg), models, losses, info, raw)
 
@@ -391,37 +394,39 @@ def draw(model: TimeConditionalUNet, schedule: Schedule, n: int, seed: int = 0, 
     return sample(model, schedule, n, y, SamplerSettings(w=w), gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
 
 
-def main(argv: Optional[list] = None) -> int:
-    d = TimeCondConfig()
-    p = Parser(prog="python -m mnist.timecond", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int_range(1, 1024), default=None,
-                   help=f"D, channels (default {d.hidden}; handout 64)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=None,
-                   help=f"default {d.batch_size} (handout 128)")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"default {d.lr}")
+# how each TimeCondConfig field appears on the command line; a field not given keeps what the preset says
+# (TimeCondConfig(), or TimeCondConfig.handout() with --handout), so the defaults are written into the help
+OPTIONS = {
+    "hidden": Option(int_range(1, 1024), f"D, channels (default {TimeCondConfig.hidden}; handout 64)"),
+    "epochs": Option(positive_int, f"default {TimeCondConfig.epochs}"),
+    "batch_size": Option(int_range(1, MAX_BATCH), f"default {TimeCondConfig.batch_size} (handout 128)"),
+    "lr": Option(positive_float, f"default {TimeCondConfig.lr}"),
+    "seed": Option(seed_int, f"default {TimeCondConfig.seed}"),
+    "ema": Option(probability, f"EMA decay of the sampled weights (default {TimeCondConfig.ema}; 0 = none, as the "
+                  "handout)"),
+    "train_size": Option(nonneg_int, "train on a class-stratified subset of this many digits, so that 20 epochs fit a "
+                         "budget (default 0 = all)"),
+    "bf16": Option(bool, "bf16 autocast in training (fp32 weights): faster on a CPU with bf16 instructions (measured at "
+                   "D = 64, batch 128: Intel AMX 0.72 against 1.8 s per step on one thread; AMD Zen 4 (avx512_bf16) "
+                   "0.78 against 1.6 s on two), slower on one without; the weights differ from an fp32 run's"),
+    "init_from": Option(str, "start from the last weights of the finished run RUN (its trained weights, and its EMA "
+                        "beside an EMA) instead of random ones, with a fresh Adam at --lr decayed over --epochs: a run "
+                        "trained longer in a second stage. Epochs count from 1 again; the new file records RUN's "
+                        "sha256 and config", metavar="RUN"),
+}
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, TimeCondConfig, OPTIONS)
     p.add_argument("--classes", action="store_true", help="the handout's class-conditional model (10 labels, "
                    "label dropout 0.1) instead of the unconditional one")
-    p.add_argument("--ema", type=float, default=None, help=f"EMA decay of the sampled weights (default {d.ema}; "
-                   "0 = none, as the handout)")
-    p.add_argument("--train-size", type=nonneg_int, default=None, help="train on a class-stratified subset of this "
-                   "many digits, so that 20 epochs fit a budget (default 0 = all)")
     p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, batch 128, every digit, "
                    "no EMA (other flags given still override it)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training (fp32 weights): faster on a CPU "
-                   "with bf16 instructions (measured at D = 64, batch 128: Intel AMX 0.72 against 1.8 s per step on one "
-                   "thread; AMD Zen 4 (avx512_bf16) 0.78 against 1.6 s on two), slower on one without; the weights "
-                   "differ from an fp32 run's")
-    p.add_argument("--init-from", metavar="RUN", default="", help="start from the last weights of the finished run "
-                   "RUN (its trained weights, and its EMA beside an EMA) instead of random ones, with a fresh Adam at "
-                   "--lr decayed over --epochs: a run trained longer in a second stage. Epochs count from 1 again; "
-                   "the new file records RUN's sha256 and config")
     p.add_argument("--samples", type=nonneg_int, default=100, help="samples drawn after training from each "
                    "snapshot and kept in the run for the report (default 100; 0: none)")
     p.add_argument("--add-samples", metavar="RUN", default=None, help="only draw and store --samples samples in an "
                    "existing run file (what training does at its end)")
-    p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default, how the shipped run was made), cuda, mps or auto")
     p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt and its loss curve "
@@ -433,46 +438,50 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/timecond.pt (and a stopped "
                    "run's OUT/timecond.partial.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    prog = p.prog
-    given = {k: v for k, v in (("hidden", args.hidden), ("batch_size", args.batch_size), ("ema", args.ema),
-                                ("train_size", args.train_size)) if v is not None}
-    common = dict(num_classes=10 if args.classes else 0, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                  bf16=args.bf16, init_from=args.init_from, **given)
-    cfg = TimeCondConfig.handout(**common) if args.handout else TimeCondConfig(**common)
+    return p
+
+
+def config_from(args) -> TimeCondConfig:
+    """The run's config: the preset (the handout's recipe with --handout, else the defaults) with --classes'
+    labels, and every config flag given replacing the preset's value."""
+    preset = TimeCondConfig.handout if args.handout else TimeCondConfig
+    return config_from_args(TimeCondConfig, args, preset(num_classes=10 if args.classes else 0))
+
+
+def add_samples_command(args) -> int:
+    """--add-samples RUN: draw --samples samples from every snapshot of RUN and store them in it."""
     try:
-        cfg.validate()
-    except ValueError as e:
-        p.error(str(e))
-    if args.resume and args.overwrite:
-        p.error("--resume continues the stopped run in --out and --overwrite replaces it; give one of them")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
+        got = add_samples(args.add_samples, args.samples or 100, progress=not args.quiet)
+    except (OSError, CheckpointError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.add_samples}: stored {got['n']} samples from each of {len(got['sampled']) + len(got['raw'])} "
+          f"snapshots in {got['seconds']:.0f} s")
+    return 0
+
+
+def continued_run(cfg: TimeCondConfig) -> tuple[Optional[dict], dict]:
+    """--init-from: (init_state of the finished run cfg.init_from, what the new file records of that run);
+    (None, {}) for a run from random weights. CheckpointError (one line) for a missing, foreign or stopped run."""
+    if not cfg.init_from:
+        return None, {}
+    src = load_run(cfg.init_from)
+    if not src.info.get("finished"):
+        raise CheckpointError(f"--init-from: {cfg.init_from} is a stopped run; finish it with --resume first")
+    return init_state(src, cfg), {"init_from": {"sha256": file_sha256(cfg.init_from), "config": asdict(src.config),
+                                                "steps": len(src.losses)}}
+
+
+def train_command(args, cfg: TimeCondConfig) -> int:
+    """Train cfg into OUT/timecond.pt, keeping the run so far in OUT/timecond.partial.pt after every epoch, then
+    draw --samples samples from each snapshot; every place and file is checked before the data is loaded."""
     path = os.path.join(args.out, "timecond.pt")
-    if args.add_samples:
-        try:
-            got = add_samples(args.add_samples, args.samples or 100, progress=not args.quiet)
-        except (OSError, CheckpointError) as e:
-            print(f"{prog}: error: {e}", file=sys.stderr)
-            return 2
-        finally:
-            torch.set_num_threads(threads)
-        print(f"{args.add_samples}: stored {got['n']} samples from each of {len(got['sampled']) + len(got['raw'])} "
-              f"snapshots in {got['seconds']:.0f} s")
-        return 0
+    partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
     try:
         device = resolve_device(args.device)
         check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
-        partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
         resume = read_resume(partial_path, cfg) if args.resume else None
-        init, source = None, {}
-        if cfg.init_from:  # before the data: a bad RUN fails now
-            src = load_run(cfg.init_from)
-            if not src.info.get("finished"):
-                raise CheckpointError(f"--init-from: {cfg.init_from} is a stopped run; finish it with --resume first")
-            init = init_state(src, cfg)
-            source = {"init_from": {"sha256": file_sha256(cfg.init_from), "config": asdict(src.config),
-                                    "steps": len(src.losses)}}
+        init, source = continued_run(cfg)  # before the data: a bad RUN fails now
         if resume is None and os.path.exists(partial_path) and not args.overwrite:
             raise OutputError(f"{partial_path} holds a stopped run; continue it with --resume (and the flags it was "
                               "started with), or replace it with --overwrite")
@@ -480,6 +489,7 @@ def main(argv: Optional[list] = None) -> int:
         epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
         info = dict(data_source=data.source, threads=args.threads, device=str(device),
                     pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]), **source)
+
         def partial(run, state):  # after every epoch: the run so far, and its loss curve
             save_run(partial_path, run, cfg, finished=False, resume=state, **info)
             write_losses(run.losses, args.out, "timecond_loss")
@@ -493,14 +503,30 @@ def main(argv: Optional[list] = None) -> int:
         if args.samples:
             add_samples(path, args.samples, progress=not args.quiet)
     except Exception as e:
-        return command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)")
-    finally:
-        torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
+        return command_error(PROG, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)")
     n = min(20, len(run.losses))  # the mean over the steps there were, not a nominal 20
     print(f"{data.describe()}; {len(run.losses)} steps in {run.seconds:.0f} s; loss {run.losses[0]:.3f} -> "
           f"{sum(run.losses[-n:]) / n:.4f} (mean of the last {n}); snapshots at epochs {epochs} in {path}")
-    print(f"next: python -m mnist.cs180_partb --parts b2 --timecond {path}   (figures and measured text)")
+    print(f"next: python -m cs180.partb_pages --parts b2 --timecond {path}   (figures and measured text)")
     return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    cfg = config_from(args)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        p.error(str(e))
+    if args.resume and args.overwrite:
+        p.error("--resume continues the stopped run in --out and --overwrite replaces it; give one of them")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return add_samples_command(args) if args.add_samples else train_command(args, cfg)
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process (visualize.py --retrain)
 
 
 if __name__ == "__main__":

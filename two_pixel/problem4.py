@@ -1,0 +1,210 @@
+"""Problem 4: guided generation, y = 0 and y = 1 from the same x_T, and a sweep over the guidance scale w.
+
+    page = two_pixel.problem4.page(cfg, models)   # needs models[50]; writes problem4.* and problem4_sweep.*
+
+Classifier-free guidance, eps = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null) (Ho & Salimans 2022, Eq. 6),
+through the same ancestral sampler; the exact noise predictor of gmm.py under the same formula is the
+reference. Figure 1 is the handout's (one x_T, both labels, guidance cfg.traj_w); figure 2 the sweep over cfg.ws.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import ticker
+
+from gmm import GMM, hdr_levels, make_grid, peak_stats, push_past_peak, true_density
+from report.figures import save_figure, save_numbers
+from report.pages import FIG_W, Page
+from runio.checkpoints import Loaded
+from runio.cli import resolve_device
+from utils import SamplerSettings, sample
+
+from .figures import (CLASS_COLOURS, CLASS_LINES, CLASS_MARKERS, COMMITTED, DEMO_START, PROBLEM2_T, STYLE, ZOOM,
+                      Settings, committed_from, corner_text, draw_path, exact_predictor, percent, progress, show_truth,
+                      style_axes)
+
+
+class Chains(NamedTuple):
+    """The unlabelled, y = 0 and y = 1 chains from the same cfg.n starts x_T and the same step noise."""
+
+    x_T: torch.Tensor  # (n, 2) the starts
+    k: int  # the highlighted start: the first with both pixels within +-DEMO_START
+    paths: dict  # {None, 0, 1: (T+1, 2)} the network's chain from x_T[k] per label, from x_T to x_0
+    ends: dict  # {(predictor, y): (n,) long} the peak each chain ends nearest
+    split: dict  # {predictor: share of starts whose y = 0 chain ends in peak 0 and y = 1 chain in peak 1}
+    commit: dict  # {0, 1: (n,) long} the network's: the last t from which q(y | x_t) stays >= COMMITTED
+
+    @property
+    def demo_commit(self) -> dict:
+        """{0, 1: t} where the highlighted chain commits to the requested peak."""
+        return {y: int(self.commit[y][self.k]) for y in (0, 1)}
+
+    @property
+    def ends_k(self) -> dict:
+        """{None, 0, 1: the peak} where the network's highlighted chain ends."""
+        return {y: int(self.ends["network", y][self.k]) for y in (None, 0, 1)}
+
+
+class Sweep(NamedTuple):
+    """m samples per guidance scale w of cfg.ws, label y and predictor."""
+
+    rows: list  # per w, predictor, y: share in the requested peak, within 5 sigma, push past the peak, std ratio
+    samples: dict  # {(w, y): (m, 2)} the network's samples
+    m: int
+
+
+def page(cfg: Settings, models: dict) -> Page:
+    """Same x_T with y = 0 and y = 1 (the required figure), then a sweep over the guidance scale w."""
+    run, gmm = models[PROBLEM2_T], GMM()
+    chains = measure_chains(cfg, run)
+    sw = measure_sweep(cfg, run)
+    png = chains_figure(cfg, chains.paths, chains.demo_commit, run.schedule.T, gmm)
+    png_sweep = sweep_figure(cfg, sw.rows, sw.samples, gmm)
+    trajs, commit, k = chains.paths, chains.commit, chains.k
+    save_numbers(cfg.out, "problem4", sw.rows, w=np.array(cfg.ws), x_T=chains.x_T[k].numpy(), trajectory_index=k,
+                 trajectory_uncond=trajs[None], trajectory_y0=trajs[0], trajectory_y1=trajs[1],
+                 commit_t_y0=commit[0].numpy(), commit_t_y1=commit[1].numpy(),
+                 samples_y0=np.stack([sw.samples[w, 0] for w in cfg.ws]),
+                 samples_y1=np.stack([sw.samples[w, 1] for w in cfg.ws]))
+    return Page("Problem 4: guided generation from the same x_T", [png, png_sweep], blocks(cfg, chains, sw))
+
+
+def measure_chains(cfg: Settings, run: Loaded) -> Chains:
+    """cfg.n starts x_T (seed cfg.seed), each run with no label, y = 0 and y = 1 at guidance cfg.traj_w and the
+    same step noise (seed cfg.seed + 1), by the network and by the exact predictor."""
+    (model, schedule, *_), gmm, device = run, GMM(), resolve_device(cfg.device)
+    model = model.to(device)
+    x_T = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
+    inside = (x_T.abs() < DEMO_START).all(1).nonzero()
+    k = int(inside[0]) if len(inside) else 0
+    trajs, ends, split, commit = {}, {}, {}, {}
+    for name, pred in progress((("network", model), ("exact", exact_predictor(schedule))), cfg,
+                               desc="problem 4: trajectories"):
+        for y in (None, 0, 1):
+            # the same x_T and the same per-step noise for every label: only y differs
+            x0, tr = sample(pred, schedule, cfg.n, y, SamplerSettings(w=cfg.traj_w), torch.Generator().manual_seed(cfg.seed + 1),
+                            x_T=x_T, trajectory=True, device=device)
+            ends[name, y] = torch.cdist(x0.cpu().double(), gmm.means).argmin(1)
+            if name == "network":
+                trajs[y] = tr.x[:, k].cpu().numpy()
+                if y is not None:  # when each chain commits to the requested peak
+                    commit[y] = committed_from(tr.x.cpu(), tr.t, torch.full((cfg.n,), y), schedule.alpha_bar.cpu(), gmm)
+        split[name] = float(((ends[name, 0] == 0) & (ends[name, 1] == 1)).double().mean())
+    return Chains(x_T, k, trajs, ends, split, commit)
+
+
+def measure_sweep(cfg: Settings, run: Loaded) -> Sweep:
+    """m = max(2, cfg.n // 2) samples per w, y and predictor, all from the same noise (seed cfg.seed + 2)."""
+    (model, schedule, *_), gmm, device = run, GMM(), resolve_device(cfg.device)
+    model = model.to(device)
+    rows, sweep = [], {}
+    m = max(2, cfg.n // 2)
+    for w in progress(cfg.ws, cfg, desc="problem 4: guidance sweep"):
+        for name, pred in (("network", model), ("exact", exact_predictor(schedule))):
+            for y in (0, 1):
+                x = sample(pred, schedule, m, y, SamplerSettings(w=w), torch.Generator().manual_seed(cfg.seed + 2),
+                           device=device).cpu()
+                s = peak_stats(x, gmm)
+                rows.append(dict(w=w, y=y, predictor=name, in_requested_peak=s.counts[y] / m,
+                                 within_5sigma=s.within_5sigma, push_sigma=push_past_peak(x, y, gmm),
+                                 std_ratio=s.std_ratio[y]))
+                if name == "network":
+                    sweep[w, y] = x.numpy()
+    return Sweep(rows, sweep, m)
+
+
+def chains_figure(cfg: Settings, trajs: dict, demo_commit: dict, T: int, gmm: GMM) -> str:
+    """The handout's figure: the y = 0 and y = 1 chains from one x_T over the true density, large, and
+    each pixel against t, where the chains can be told apart even while they overlap."""
+    pts = np.concatenate([trajs[0], trajs[1], gmm.means.numpy()])
+    lim = (float(pts.min()) - 0.2, float(pts.max()) + 0.2)  # holds both chains
+    grid = make_grid(cfg.grid, lim)
+    ts = np.arange(T, -1, -1)
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=(FIG_W, 3.9))
+        gs = fig.add_gridspec(2, 2, width_ratios=[1, 1.05], wspace=0.22, hspace=0.12, left=0.075, right=0.985,
+                              top=0.93, bottom=0.11)
+        ax = fig.add_subplot(gs[:, 0])
+        show_truth(ax, true_density(grid, 1.0, gmm), grid, lines="#222222")
+        for y in (0, 1):  # the true class densities q(x_0 | y): where each label should end
+            q_y = true_density(grid, 1.0, gmm, y=y)
+            ax.contour(grid.centers, grid.centers, q_y, levels=hdr_levels(q_y, grid), colors=CLASS_COLOURS[y],
+                       linewidths=0.9, zorder=3)
+        for y in (0, 1):
+            draw_path(ax, trajs[y], CLASS_COLOURS[y], ls=CLASS_LINES[y], marker=CLASS_MARKERS[y], ms=0,
+                      label=f"y = {y}")
+            ax.plot(*trajs[y][T - demo_commit[y]], "D", color=CLASS_COLOURS[y], ms=6, mec="white", mew=0.8, zorder=5)
+        ax.set_title(f"one $x_T$ (star), guidance w = {cfg.traj_w:g}, over the true $q(x_0)$")
+        style_axes(ax, lim=lim)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(ticker.MultipleLocator(1))
+        ax.legend(loc="best", framealpha=0.9)
+        for j, name in enumerate(("left pixel", "right pixel")):
+            bx = fig.add_subplot(gs[j, 1])
+            bx.plot(ts, trajs[None][:, j], ":", color="#555555", lw=1.0, label="no label")
+            for y in (0, 1):
+                bx.plot(ts, trajs[y][:, j], CLASS_LINES[y], color=CLASS_COLOURS[y], lw=1.5, label=f"y = {y}")
+                bx.axhline(float(gmm.means[y, j]), color=CLASS_COLOURS[y], lw=0.7, ls=(0, (1, 2)))
+                bx.axvline(demo_commit[y], color=CLASS_COLOURS[y], lw=0.8, ls=CLASS_LINES[y], alpha=0.7)
+            bx.set(xlim=(T, 0), ylabel=name, xlabel="t (reverse chain runs left to right)" if j else "",
+                   title="" if j else "each pixel vs t; dotted: peak centre; vertical: commits")
+            bx.tick_params(labelbottom=bool(j))
+        bx.legend(ncol=3, loc="lower left", framealpha=0.9)
+        return save_figure(fig, cfg.out, "problem4")
+
+
+def sweep_figure(cfg: Settings, rows: list, sweep: dict, gmm: GMM) -> str:
+    """Guidance sweep, a second and smaller figure: samples per label for each w."""
+    grid = make_grid(cfg.grid, ZOOM)
+    q0 = true_density(grid, 1.0, gmm)
+    get = {(r["w"], r["y"]): r for r in rows if r["predictor"] == "network"}
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(cfg.ws), figsize=(FIG_W, 1.95), squeeze=False)
+        for i, (ax, w) in enumerate(zip(axes[0], cfg.ws)):
+            show_truth(ax, q0, grid)
+            for y in (0, 1):
+                ax.scatter(*sweep[w, y].T, s=1.0, lw=0, color=CLASS_COLOURS[y], alpha=0.5, rasterized=True)
+            ax.set_title(f"w = {w:g}", pad=3)
+            corner_text(ax, f"in peak {100 * get[w, 0]['in_requested_peak']:.0f} / "
+                            f"{100 * get[w, 1]['in_requested_peak']:.0f} %")
+            style_axes(ax, left_label=i == 0, bottom_label=True, lim=ZOOM)
+        fig.subplots_adjust(left=0.075, right=0.99, top=0.88, bottom=0.22, wspace=0.08)
+        return save_figure(fig, cfg.out, "problem4_sweep")
+
+
+def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
+    """The answers (the label decides the mode; what guidance strength does), then how to read the figures."""
+    rows, m, trajs, split, commit = sw.rows, sw.m, chains.paths, chains.split, chains.commit
+    ends_k, demo_commit = chains.ends_k, chains.demo_commit
+    get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
+    w0, w1 = cfg.ws[0], cfg.ws[-1]
+    x_T, med = trajs[0][0], {y: int(commit[y].double().median()) for y in (0, 1)}
+    answer = (
+        f"What we find: from the same x_T = ({x_T[0]:.2f}, {x_T[1]:.2f}) and the same step noise, "
+        + ("the y = 0 chain ends in peak 0 (left pixel darker than the right) and the y = 1 chain in peak 1 (left "
+           "pixel lighter), as in the handout's Fig. 4. " if ends_k[0] == 0 and ends_k[1] == 1 else
+           f"the y = 0 chain ends in peak {ends_k[0]} and the y = 1 chain in peak {ends_k[1]}. ")
+        + ("The label, not x_T, decides the mode" if split["network"] >= 0.95 else "The label often fails to decide")
+        + f": over all {cfg.n} starts, {percent(split['network'])} end in their own, different peaks for y = 0 and "
+          f"y = 1 at w = {cfg.traj_w:g} (exact predictor: {percent(split['exact'])}). The two chains run together "
+          f"at first and part as the noise shrinks: this pair commits to its peaks at t = {demo_commit[0]} (y = 0) "
+          f"and {demo_commit[1]} (y = 1); the median over all starts is t = {med[0]} / {med[1]}.")
+    shares = {(w, y): percent(get[w, y, "network"]["in_requested_peak"]) for w in cfg.ws for y in (0, 1)}
+    sweep = (f"{shares[w0, 0]} for every w and both labels" if len(set(shares.values())) == 1 else
+             ", ".join(f"{shares[w, 0]} / {shares[w, 1]} (w = {w:g})" for w in cfg.ws))
+    push = lambda w, p: " / ".join(f"{get[w, y, p]['push_sigma']:+.2f}" for y in (0, 1))
+    return [("answer", answer), ("answer", (
+        f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}. "
+        f"Stronger guidance pushes them past the peak centre, away from the other class: {push(w0, 'network')} sigma "
+        f"at w = {w0:g}, {push(w1, 'network')} at w = {w1:g} (exact guidance: {push(w1, 'exact')})."
+    )), ("text", (
+        f"Figure 1: left, the y = 0 and y = 1 chains from one x_T (star: the first of the {cfg.n} starts with both "
+        f"pixels within +-{DEMO_START:g}) over the true q(x_0) (grey, dark contours) and the true class densities "
+        "q(x_0 | y) (coloured contours: 50 / 90 / 99 %); large marker: x_0; diamond: where the chain commits "
+        f"(q(y | x_t) stays >= {COMMITTED:g} from there on). Right, the same chains and the unlabelled one, pixel by "
+        f"pixel against t. Figure 2: {m} samples per label and w, eps = (1 + w) eps(x, t, y) - w eps(x, t, null). "
+        "'Exact' uses GMM().noise_predictor with the same formula. Numbers per w, y and predictor: problem4.csv. "
+        f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed}."))]
