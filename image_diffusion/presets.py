@@ -7,9 +7,10 @@ in every checkpoint, so a run is rebuilt from its file alone. Schedules come fro
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
+from runio.checkpoints import config_from_dict, config_to_dict
 from runio.cli import MAX_BATCH, MAX_SEED, MAX_T, check_training_settings
 from utils import SCHEDULES, check_T, make_schedule
 
@@ -98,12 +99,11 @@ class Config:
         return self
 
     def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
+        return config_from_dict(cls, d)
 
 
 class Preset(NamedTuple):

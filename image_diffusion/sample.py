@@ -22,8 +22,8 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from runio.cli import Parser, int_range, nonneg_float, nonneg_int, positive_int, resolve_device, seed_int, unit_float
-from runio.errors import CheckpointError, OutputError, first_line
+from runio.cli import (Parser, command_error, int_range, nonneg_float, nonneg_int, positive_int, resolve_device,
+                       seed_int, unit_float)
 from runio.files import check_new_file, replacing
 from utils import SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
 
@@ -149,9 +149,8 @@ def main(argv=None) -> int:
             check_new_file(os.path.join(out, name), args.overwrite)
         paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True,
                               eta=eta)
-    except (ValueError, OSError, CheckpointError, OutputError) as e:
-        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
+        return command_error(prog, e, lambda: f"--n {args.n}; lower it")
     finally:
         torch.set_num_threads(threads)
     print(f"wrote {paths[0]} and {paths[1]}")

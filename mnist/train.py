@@ -25,9 +25,9 @@ from typing import NamedTuple, Optional
 import torch
 
 from runio.checkpoints import check_resumable, restore
-from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, check_training_settings, command_error,
-                       config_from_args, int_range, nonneg_int, positive_float, positive_int, probability,
-                       resolve_device, seed_int)
+from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, check_fields, check_training_settings,
+                       command_error, config_from_args, int_range, nonneg_int, positive_float, positive_int,
+                       probability, resolve_device, seed_int)
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_save
 from runio.locks import folder_lock
@@ -68,16 +68,9 @@ class MNISTTrainConfig:
 
     def validate(self) -> "MNISTTrainConfig":
         check_T(self.T)
-        for name, value, choices in (("schedule", self.schedule, SCHEDULES), ("variance", self.variance, VARIANCES),
-                                     ("loss", self.loss, LOSSES), ("data source", self.data_source, SOURCES)):
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-        for name in ("steps", "batch_size", "base_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name, most in (("T", MAX_T), ("batch_size", MAX_BATCH), ("base_channels", MAX_BASE_CHANNELS)):
-            if getattr(self, name) > most:
-                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
+        check_fields(self, choices=dict(schedule=SCHEDULES, variance=VARIANCES, loss=LOSSES, data_source=SOURCES),
+                     at_least_one=("steps", "batch_size", "base_channels"),
+                     at_most=dict(T=MAX_T, batch_size=MAX_BATCH, base_channels=MAX_BASE_CHANNELS))
         if self.base_channels % 8:
             raise ValueError(f"base_channels must be a multiple of 8 (GroupNorm groups), got {self.base_channels}")
         if self.warmup < 0:

@@ -7,6 +7,7 @@ checkpoint handed to the wrong tool fails with one clear line.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -57,6 +58,19 @@ def read_checkpoint(path, kind, train_hint: str = "python train.py --T 50") -> d
         hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
         raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {' or '.join(map(repr, kinds))} one{hint}")
     return ckpt
+
+
+def config_to_dict(cfg) -> dict:
+    """A config dataclass as a checkpoint stores it: tuples become lists (torch.load(weights_only=True) reads
+    plain lists, dicts, numbers and strings)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_from_dict(cls, d: dict):
+    """The inverse of config_to_dict: a cls from a stored dict, lists back to tuples; fields the class no
+    longer has are dropped, fields added since take their defaults."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
 
 
 def file_sha256(path) -> str:

@@ -119,6 +119,20 @@ def int_range(lo: int, hi: int):
 seed_int = int_range(0, MAX_SEED)  # argparse type of every --seed: 0 .. 2**32 - 1 (a huge one overflows torch)
 
 
+def check_fields(cfg, choices: Optional[dict] = None, at_least_one: tuple = (), at_most: Optional[dict] = None) -> None:
+    """ValueError (one line) unless every field named in `choices` ({field: allowed values}) holds one of
+    them, every field in `at_least_one` is >= 1, and every field in `at_most` ({field: limit}) is within it."""
+    for name, allowed in (choices or {}).items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"unknown {name.replace('_', ' ')} {getattr(cfg, name)!r}; choose one of {', '.join(allowed)}")
+    for name in at_least_one:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name, most in (at_most or {}).items():
+        if getattr(cfg, name) > most:
+            raise ValueError(f"{name} must be at most {most}, got {getattr(cfg, name)}")
+
+
 def check_training_settings(p_uncond: float, lr: float, ema_decay: float) -> None:
     """The checks every trainer makes on its label dropout, learning rate and EMA decay."""
     if not 0 <= p_uncond < 1:

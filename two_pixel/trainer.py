@@ -21,8 +21,8 @@ from ddpm import ARCHS, UNet
 from gmm import GMM, energy_distance, peak_stats
 from report.figures import write_losses
 from runio.checkpoints import Loaded, read_checkpoint
-from runio.cli import (MAX_BATCH, MAX_N_TRAIN, MAX_T, Option, check_training_settings, int_range, positive_float,
-                       positive_int, probability, resolve_device, seed_int)
+from runio.cli import (MAX_BATCH, MAX_N_TRAIN, MAX_T, Option, check_fields, check_training_settings, int_range,
+                       positive_float, positive_int, probability, resolve_device, seed_int)
 from runio.errors import CheckpointError, first_line
 from runio.files import atomic_save, replacing
 from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, Schedule, SamplerSettings, check_finite_weights,
@@ -57,16 +57,9 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         check_T(self.T)
-        for name, value, choices in (("schedule", self.schedule, SCHEDULES), ("variance", self.variance, VARIANCES),
-                                     ("loss", self.loss, LOSSES), ("arch", self.arch, tuple(ARCHS))):
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-        for name in ("steps", "batch_size", "n_train"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name, most in (("T", MAX_T), ("batch_size", MAX_BATCH), ("n_train", MAX_N_TRAIN)):
-            if getattr(self, name) > most:
-                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
+        check_fields(self, choices=dict(schedule=SCHEDULES, variance=VARIANCES, loss=LOSSES, arch=tuple(ARCHS)),
+                     at_least_one=("steps", "batch_size", "n_train"),
+                     at_most=dict(T=MAX_T, batch_size=MAX_BATCH, n_train=MAX_N_TRAIN))
         check_training_settings(self.p_uncond, self.lr, self.ema_decay)
         return self
 
