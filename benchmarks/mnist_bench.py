@@ -24,7 +24,7 @@ from mnist.metrics import load_classifier, score  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE, generate  # noqa: E402
 from runio.cli import Parser, command_error, int_range, nonneg_float, seed_int  # noqa: E402
 from runio.errors import OutputError  # noqa: E402
-from runio.files import check_new_file  # noqa: E402
+from runio.files import atomic_save, check_new_file, replacing  # noqa: E402
 
 PROG = "benchmarks/mnist_bench.py"
 
@@ -94,10 +94,10 @@ def run(args) -> int:
             print("        agreement per digit: " + " ".join(f"{a:.2f}" for a in s.agreement_per_class), flush=True)
             if args.save_samples:
                 os.makedirs(args.save_samples, exist_ok=True)
-                torch.save({"x": x, "y": labels, "w": w, "sampler": name},
-                           os.path.join(args.save_samples, f"{name}_w{w}.pt"))
+                atomic_save({"x": x, "y": labels, "w": w, "sampler": name},
+                            os.path.join(args.save_samples, f"{name}_w{w}.pt"))
             if args.json:
-                with open(args.json, "w") as f:
+                with replacing(args.json) as tmp, open(tmp, "w") as f:
                     json.dump(dict(checkpoint=args.checkpoint, classifier=clf_info, results=results), f, indent=2)
     by = {(r["sampler"], r["w"]): r for r in results}
     for w in args.w:

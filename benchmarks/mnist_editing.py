@@ -43,7 +43,7 @@ from mnist.data import load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
 from runio.cli import Parser, command_error, int_range, nonneg_float, positive_float, seed_int  # noqa: E402
-from runio.files import check_new_file  # noqa: E402
+from runio.files import check_new_file, replacing  # noqa: E402
 from utils import generators  # noqa: E402
 
 PROG = "benchmarks/mnist_editing.py"
@@ -334,7 +334,7 @@ def run(args) -> int:
     results["seconds"] = time.perf_counter() - start
     print(f"total {results['seconds']:.0f} s on {torch.get_num_threads()} thread")
     if args.json:
-        with open(args.json, "w") as f:
+        with replacing(args.json) as tmp, open(tmp, "w") as f:
             json.dump(jsonable(results), f, indent=1)
     return 0
 

@@ -42,7 +42,7 @@ from mnist.data import load_mnist  # noqa: E402
 from image_diffusion.fid import fit_gaussian, frechet_distance  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from runio.cli import Parser, command_error, int_range, seed_int  # noqa: E402
-from runio.files import check_new_file  # noqa: E402
+from runio.files import check_new_file, replacing  # noqa: E402
 from utils import SamplerSettings, generators, sample  # noqa: E402
 
 PROG = "benchmarks/mnist_partb.py"
@@ -123,7 +123,7 @@ def measure(args) -> int:
     for part, snap in snaps.items():
         result[part] = score_run(part, snap, clf, data, test, args)
     if args.json:
-        with open(args.json, "w") as f:
+        with replacing(args.json) as tmp, open(tmp, "w") as f:
             json.dump(result, f, indent=1)
     return 0
 

@@ -178,7 +178,8 @@ def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
     return path

@@ -28,7 +28,7 @@ import torch
 from torchvision.utils import make_grid
 
 from report.pages import FIG_W, Page
-from runio.files import replacing
+from runio.files import atomic_write, replacing
 from utils import SamplerSettings, generators, sample
 
 from .checkpoint import load_model
@@ -159,7 +159,7 @@ def plot_grid(grid, labels, spread, slant_ratio, path, dpi=200):
     bx.tick_params(labelsize=8)
     bx.set_xlabel("within-class spread, generated / real", fontsize=8)
     bx.legend(fontsize=7.5, loc="lower right", frameon=True)
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     plt.close(fig)
 
 
@@ -177,7 +177,7 @@ def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=200):
             if j == 0:
                 ax.set_ylabel(name, fontsize=10)
     fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     plt.close(fig)
 
 
@@ -196,7 +196,7 @@ def plot_formation(ts, patch_err, change, times_all, path, dpi=200):
         c.hist(times_all, bins=np.arange(0, ts.max() + 10, 10), color="#999999")
         c.set(xlabel="t at which a patch forms", ylabel="patches", title="all digits", xlim=(ts.max(), 0))
         fig.tight_layout(pad=0.4)
-        fig.savefig(path, dpi=dpi)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
         plt.close(fig)
 
 
