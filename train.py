@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import torch
 from tqdm.auto import tqdm
 
-from runio.cli import Parser, add_config_arguments, config_from_args, int_range, resolve_device
+from runio.cli import Parser, add_config_arguments, config_from_args, int_range, resolve_device, run_command
 from runio.runs import staged_run
 from two_pixel.trainer import OPTIONS, RUN_FILES, TrainConfig, run_folder, write_run
 from utils import NonFiniteError
@@ -127,4 +127,5 @@ def train_models(runs: dict, steps: int | None = None, jobs: int = 0, progress: 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "train.py",
+                         "the run in --out is as it was (a run is put in place only when it is whole); run it again"))

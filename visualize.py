@@ -21,7 +21,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 
 import matplotlib
@@ -33,8 +32,9 @@ from cs180 import denoiser, parta_pages, partb_pages, timecond
 from mnist import problem5 as mnist_problem5
 from report.pages import Page, write_report
 from train import train_models
-from runio.cli import Option, Parser, add_config_arguments, config_from_args, positive_int, resolve_device
-from runio.errors import CheckpointError
+from runio.cli import Option, Parser, add_config_arguments, config_from_args, positive_int, resolve_device, run_command
+from runio.errors import CheckpointError, first_line
+from runio.files import check_output, check_writable
 from two_pixel import problem1, problem2, problem3, problem4
 from two_pixel.figures import PROBLEM2_T, VARIANTS, Settings, model_path
 from two_pixel.trainer import TrainConfig, checkpoint_config, load_checkpoint
@@ -70,7 +70,7 @@ def retrain_cs180(cfg: Settings, sub: str, module, flags: list) -> str:
     minutes; each B.2 run: about 20 min on one CPU thread on the 4,500 fallback digits, far longer on the
     full MNIST); returns the checkpoint path."""
     folder = os.path.join(cfg.runs, sub)
-    check_writable_dir(folder, "models")
+    check_writable(folder, "--runs")
     argv = flags + ["--out", folder, "--overwrite"] + (["--quiet"] if cfg.quiet or cfg.report else [])
     print(f"{sub}: training from scratch (python -m {module.__name__} {' '.join(argv)})", flush=True)
     code = module.main(argv)
@@ -92,18 +92,6 @@ def problem5(cfg: Settings) -> Page:
 
 
 # ============================================================ models and checks
-def check_writable_dir(folder: str, what: str) -> None:
-    """Create `folder` if needed and prove it is writable (os.access is not enough when run as root)."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write the {what} to {folder} ({e.strerror or e}); pass a writable folder "
-                        f"with {'--out' if what == 'figures' else '--runs' if what == 'models' else '--report'}") from None
-
-
 def check_checkpoints(cfg: Settings) -> tuple[dict, list]:
     """Load every existing checkpoint the run needs (before anything is written) and list the missing."""
     models, missing = {}, []
@@ -231,13 +219,12 @@ def main(argv=None) -> int:
             raise UserError(f"--n {cfg.n} is too few samples for a density estimate; use at least 10")
         resolve_device(cfg.device)
         models, missing = check_checkpoints(cfg)  # reads only: a bad checkpoint stops us before any write
-        check_writable_dir(cfg.out, "figures")
-        if cfg.report:
-            if os.path.isdir(cfg.report):
-                raise UserError(f"--report {cfg.report} is a folder; give a file name such as report.pdf")
-            check_writable_dir(os.path.dirname(os.path.abspath(cfg.report)), "report")
+        check_writable(cfg.out, "--out")  # never the shipped references
+        os.makedirs(cfg.out, exist_ok=True)  # the page builders write their figures there
+        if cfg.report:  # a new file, or a report this package wrote: never README.md or a model card
+            check_output(cfg.report, rerun=True, flag="--report")
         if missing:
-            check_writable_dir(cfg.runs, "models")
+            check_writable(cfg.runs, "--runs")
             models.update(train_missing(cfg, missing))
         tasks = [("problem 1", lambda: [problem1.page(cfg, models)])] if cfg.every_page and cfg.report else []
         tasks += [(f"problem {p}", lambda p=p: [PROBLEM_PAGES[p](cfg, models)]) for p in "234" if p in cfg.problems]
@@ -255,8 +242,8 @@ def main(argv=None) -> int:
         if cfg.report:
             sheets = write_report(pages, cfg.report, flow=set(cfg.problems) <= set(CS180_PARTS))  # CS180: sections share sheets
             print(f"report: {cfg.report} ({len(pages)} sections on {sheets} pages)")
-    except (UserError, ValueError) as e:
-        print(f"visualize.py: error: {e}", file=sys.stderr)
+    except (UserError, ValueError, OSError) as e:  # a bad value, a place that cannot be used, a full disk
+        print(f"visualize.py: error: {first_line(e)}", file=sys.stderr)
         return 2
     finally:
         torch.set_num_threads(threads)
@@ -265,4 +252,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "visualize.py",
+                         "every figure and report already written is whole, nothing is half-written; run it again to finish"))

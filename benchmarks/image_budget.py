@@ -46,7 +46,7 @@ from image_diffusion.presets import get_preset  # noqa: E402
 from image_diffusion.sample import save_grid  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import count_parameters  # noqa: E402
-from runio.cli import Parser, positive_float, positive_int, unit_float  # noqa: E402
+from runio.cli import Parser, positive_float, positive_int, run_command, unit_float  # noqa: E402
 from utils import EMA, SamplerSettings, generators, sample  # noqa: E402
 
 MODELS = {"ours": "image_diffusion cifar10-32", "lucidrains": "denoising-diffusion-pytorch"}
@@ -188,4 +188,5 @@ def _chunks(items: list, size: int):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/image_budget.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset  # noqa: E402
 from image_diffusion.presets import PRESETS, get_preset  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import UNet, count_parameters  # noqa: E402
-from runio.cli import Parser, positive_int, resolve_device  # noqa: E402
+from runio.cli import Parser, positive_int, resolve_device, run_command  # noqa: E402
 
 
 class RandomImages(Dataset):
@@ -108,4 +108,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/image_throughput.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

@@ -22,9 +22,9 @@ from mnist.checkpoint import load_model  # noqa: E402
 from mnist.data import load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, score  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE, generate  # noqa: E402
-from runio.cli import Parser, command_error, int_range, nonneg_float, seed_int  # noqa: E402
+from runio.cli import Parser, command_error, int_range, nonneg_float, run_command, seed_int  # noqa: E402
 from runio.errors import OutputError  # noqa: E402
-from runio.files import atomic_save, check_new_file, replacing  # noqa: E402
+from runio.files import atomic_save, check_output, replacing  # noqa: E402
 
 PROG = "benchmarks/mnist_bench.py"
 
@@ -65,7 +65,7 @@ def run(args) -> int:
             raise OutputError(f"--save-samples {args.save_samples} is a file, not a folder")
         outputs += [os.path.join(args.save_samples, f"{name}_w{w}.pt") for w in args.w for name in args.samplers]
     for path in outputs:  # before the minutes of sampling, not after
-        check_new_file(path, args.overwrite)
+        check_output(path, args.overwrite, rerun=False)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, _, info = load_model(args.checkpoint)
@@ -110,4 +110,5 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/mnist_bench.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

@@ -42,8 +42,9 @@ from mnist.checkpoint import load_model  # noqa: E402
 from mnist.data import load_mnist  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
-from runio.cli import Parser, command_error, int_range, nonneg_float, positive_float, seed_int  # noqa: E402
-from runio.files import check_new_file, replacing  # noqa: E402
+from runio.cli import (Parser, command_error, int_range, nonneg_float, positive_float, run_command,  # noqa: E402
+                       seed_int)
+from runio.files import check_output, replacing  # noqa: E402
 from utils import generators  # noqa: E402
 
 PROG = "benchmarks/mnist_editing.py"
@@ -276,7 +277,7 @@ def run(args) -> int:
     global CLF
     torch.set_num_threads(1)
     if args.json:
-        check_new_file(args.json, args.overwrite)  # before the minutes of work, not after
+        check_output(args.json, args.overwrite, rerun=False)  # before the minutes of work, not after
     only = set(args.only or (["hybrid-sigmas"] if args.only_hybrids else SECTIONS[:-1]))
     if args.quick:
         args.per_class, args.seeds = 2, args.seeds[:1]
@@ -340,4 +341,5 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/mnist_editing.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

@@ -41,8 +41,8 @@ from cs180.partb_pages import CONFIDENT, read_samples, test_digits  # noqa: E402
 from mnist.data import load_mnist  # noqa: E402
 from image_diffusion.fid import fit_gaussian, frechet_distance  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
-from runio.cli import Parser, command_error, int_range, seed_int  # noqa: E402
-from runio.files import check_new_file, replacing  # noqa: E402
+from runio.cli import Parser, command_error, int_range, run_command, seed_int  # noqa: E402
+from runio.files import check_output, replacing  # noqa: E402
 from utils import SamplerSettings, generators, sample  # noqa: E402
 
 PROG = "benchmarks/mnist_partb.py"
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
 def measure(args) -> int:
     torch.set_num_threads(args.threads)
     if args.json:
-        check_new_file(args.json, args.overwrite)  # before the minutes of sampling, not after
+        check_output(args.json, args.overwrite, rerun=False)  # before the minutes of sampling, not after
     run = dn.load_run(args.denoiser)  # every run first: a bad file fails before any work
     snaps = {"B.2.1-2.3": tc.load_run(args.timecond), "B.2.4-2.5": tc.load_run(args.timecond_class)}
     for (part, snap), path, want in zip(snaps.items(), (args.timecond, args.timecond_class), (False, True)):
@@ -202,4 +202,5 @@ def score_run(part: str, snap: tc.Snapshots, clf, data, test, args) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/mnist_partb.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

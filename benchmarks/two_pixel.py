@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gmm import GMM  # noqa: E402
-from runio.cli import MAX_T, Parser, int_range, positive_int  # noqa: E402
+from runio.cli import MAX_T, Parser, int_range, positive_int, run_command  # noqa: E402
 from two_pixel.trainer import TrainConfig, evaluate, train  # noqa: E402
 from utils import q_sample, sample  # noqa: E402
 
@@ -79,4 +79,5 @@ def measure(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "benchmarks/two_pixel.py",
+                         "the benchmark stopped; every file it wrote is whole; run it again"))

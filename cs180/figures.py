@@ -23,7 +23,7 @@ from matplotlib.text import Text
 
 from mnist.data import to_unit_range
 from report.pages import FIG_W
-from runio.files import atomic_write
+from runio.files import atomic_write, savefig
 
 MIN_PT = 7.0  # smallest printed font size
 FONT = 8.0  # font size in every figure; figures are FIG_W wide, so it prints at 8 pt
@@ -51,7 +51,7 @@ def save(fig, fig_dir: str, name: str) -> str:
     os.makedirs(fig_dir, exist_ok=True)
     path = os.path.join(fig_dir, f"{name}.png")
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+        atomic_write(path, lambda tmp: savefig(fig, path, tmp, dpi=DPI))
     finally:
         plt.close(fig)
     return path
@@ -179,7 +179,7 @@ def loss_figure(losses: Sequence[float], steps_per_epoch: int, path: str, title:
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+        atomic_write(path, lambda tmp: savefig(fig, path, tmp))
     finally:
         plt.close(fig)
     return path

@@ -18,6 +18,7 @@ i_start indexes techniques.strided_timesteps(T, steps), larger = less noise.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -25,7 +26,7 @@ import torch
 from mnist.checkpoint import load_model
 from mnist.sample import REFERENCE
 from report.pages import Page
-from runio.cli import Parser, positive_int
+from runio.cli import Parser, positive_int, run_command
 
 from . import denoiser as dn
 from . import parta_denoising as den
@@ -106,4 +107,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_command(main, "cs180.parta_pages", "the figures already written are whole; run it again"))

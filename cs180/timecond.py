@@ -51,9 +51,11 @@ from tqdm.auto import tqdm
 
 from runio.checkpoints import check_resumable, file_sha256, read_checkpoint
 from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args,
-                       int_range, nonneg_int, positive_float, positive_int, probability, resolve_device, seed_int)
+                       int_range, nonneg_int, positive_float, positive_int, probability, resolve_device, run_command,
+                       seed_int)
 from runio.errors import CheckpointError, OutputError
-from runio.files import atomic_save, check_output_file
+from runio.files import atomic_save, check_output
+from runio.memory import check_fits, measure
 from utils import EMA, FitHooks, SamplerSettings, Schedule, epoch_batches, fit, generators, make_schedule, matched_prior, p_losses, randn, sample
 
 from report.figures import write_losses
@@ -220,6 +222,15 @@ def start_weights(state: dict, model: TimeConditionalUNet, ema: Optional[EMA]) -
         ema.num_updates = int(state["ema_num_updates"])
 
 
+def _blank_loss(model, schedule: Schedule, cfg: TimeCondConfig, b: int, device):
+    """The training loss on b blank digits with a generator of its own: what runio.memory measures before
+    the first step (the kernel's out-of-memory kill cannot be caught)."""
+    x0 = torch.zeros(b, 1, 28, 28, device=device)
+    y = torch.zeros(b, dtype=torch.long, device=device) if cfg.num_classes else None
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        return p_losses(model, schedule, x0, y, p_uncond=cfg.p_uncond, generator=torch.Generator().manual_seed(0)).mean()
+
+
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
                    device="cpu", on_epoch=None, resume: Optional[dict] = None,
@@ -249,6 +260,7 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes).to(device)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     schedule = schedule_for(cfg).to(device)
+    check_fits(measure(model, lambda b: _blank_loss(model, schedule, cfg, b, device)), cfg.batch_size, device)
     x, y = x.to(device), (y.to(device) if y is not None else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay ** (1 / cfg.epochs))
@@ -479,7 +491,7 @@ def train_command(args, cfg: TimeCondConfig) -> int:
     partial_path = os.path.join(args.out, "timecond.partial.pt")  # beside the run: an old run stays whole
     try:
         device = resolve_device(args.device)
-        check_output_file(path, args.overwrite)  # before training: a bad --out fails now, not after 19 minutes
+        check_output(path, args.overwrite, rerun=False, checkpoint=True)  # before training: a bad --out fails now, not after 19 minutes
         resume = read_resume(partial_path, cfg) if args.resume else None
         init, source = continued_run(cfg)  # before the data: a bad RUN fails now
         if resume is None and os.path.exists(partial_path) and not args.overwrite:
@@ -530,4 +542,5 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "cs180.timecond",
+                         "the run so far is kept in OUT/timecond.partial.pt at every finished epoch; continue it with --resume"))

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from runio.cli import (Parser, command_error, int_range, nonneg_float, nonneg_int, positive_int, resolve_device,
-                       seed_int, unit_float)
-from runio.files import check_new_file, replacing
+                       run_command, seed_int, unit_float)
+from runio.files import atomic_write, check_output, replacing_all, savefig
 from utils import SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
 
 from .trainer import load_model
@@ -42,13 +42,19 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def save_grid(x: torch.Tensor, path: str, nrow: int = 8) -> None:
-    """x (N, C, H, W) in [-1, 1] as one PNG grid (nrow images per row), written atomically."""
+def grid_figure(x: torch.Tensor, nrow: int = 8) -> Figure:
+    """x (N, C, H, W) in [-1, 1] as one image grid, nrow images per row."""
     grid = make_grid(to_unit(x.float().cpu()), nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W')
-    _save_image(grid, path, dpi=max(100, grid.shape[-1] // 6))
+    return _image_figure(grid, dpi=max(100, grid.shape[-1] // 6))
 
 
-def _save_image(grid: torch.Tensor, path: str, dpi: int, title: str = "", xticks=None) -> None:
+def save_grid(x: torch.Tensor, path: str, nrow: int = 8) -> None:
+    """grid_figure as a PNG at `path`, written atomically."""
+    fig = grid_figure(x, nrow)
+    atomic_write(path, lambda tmp: savefig(fig, path, tmp))
+
+
+def _image_figure(grid: torch.Tensor, dpi: int, title: str = "", xticks=None) -> Figure:
     h, w = grid.shape[-2:]
     fig = Figure(figsize=(w / dpi * 1.5 + 0.2, h / dpi * 1.5 + (0.5 if title or xticks else 0.1)), dpi=dpi)
     ax = fig.subplots()
@@ -61,8 +67,7 @@ def _save_image(grid: torch.Tensor, path: str, dpi: int, title: str = "", xticks
     for s in ax.spines.values():
         s.set_visible(False)
     fig.tight_layout(pad=0.2)
-    with replacing(path) as tmp:  # a crash never leaves half an image under `path`
-        fig.savefig(tmp, format="png")
+    return fig
 
 
 @torch.no_grad()
@@ -87,16 +92,27 @@ def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, 
 
 def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: int = 0, w: float = DEFAULT_W,
                   seed: int = 0, progress: bool = False, eta: float = 0.0) -> tuple:
-    """folder/samples.png (n images) and folder/trajectory.png (the first 8 images' chains, whose last
-    column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM with `eta`. Returns both paths."""
+    """folder/samples.png and folder/trajectory.png (figure_files), written as one set. Returns both paths."""
+    files = figure_files(model, schedule, n, steps, w, seed, progress, eta)
+    paths = [os.path.join(folder, f) for f in files]
+    with replacing_all(paths) as tmps:  # one set: both, or neither
+        for write, tmp in zip(files.values(), tmps):
+            write(tmp)
+    return tuple(paths)
+
+
+def figure_files(model, schedule: Schedule, n: int = 64, steps: int = 0, w: float = DEFAULT_W, seed: int = 0,
+                 progress: bool = False, eta: float = 0.0) -> dict:
+    """Sample and draw {file name: write(path)}: samples.png (n images) and trajectory.png (the first 8
+    images' chains, whose last column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM
+    with `eta`."""
     device = next(model.parameters()).device
     cfg = model.config
     y = labels_for(model, n)
     w = w if y is not None else 0.0
     x = sample(model, schedule, n, y, SamplerSettings(steps=steps or None, eta=eta, w=w), generators(seed, n),
                shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
-    grid_path, traj_path = os.path.join(folder, "samples.png"), os.path.join(folder, "trajectory.png")
-    save_grid(x, grid_path, nrow=max(1, round(n ** 0.5)))
+    samples_fig = grid_figure(x, nrow=max(1, round(n ** 0.5)))
     k = min(8, n)
     frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], w, seed, steps or None, eta)
     cols, rows = frames.shape[0], frames.shape[1]
@@ -104,9 +120,9 @@ def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: in
                      pad_value=1.0)
     cell = grid.shape[-1] / cols
     sampler = f"DDIM, {steps} steps, eta {eta:g}" if steps else "ancestral, all steps"
-    _save_image(grid, traj_path, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 ({sampler}); {rows} images",
-                xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
-    return grid_path, traj_path
+    traj_fig = _image_figure(grid, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 ({sampler}); {rows} "
+                             "images", xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
+    return {"samples.png": lambda path: savefig(samples_fig, path), "trajectory.png": lambda path: savefig(traj_fig, path)}
 
 
 # ======================================================================= CLI
@@ -146,7 +162,7 @@ def main(argv=None) -> int:
         if steps > loaded.schedule.T:
             raise ValueError(f"--steps {steps} is more than the model's T={loaded.schedule.T}")
         for name in ("samples.png", "trajectory.png"):
-            check_new_file(os.path.join(out, name), args.overwrite)
+            check_output(os.path.join(out, name), args.overwrite, rerun=False)
         paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True,
                               eta=eta)
     except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
@@ -158,4 +174,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "image_diffusion.sample", "nothing was written; run it again"))

@@ -21,16 +21,17 @@ import sys
 import torch
 import torch.distributed as dist
 
-from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args, int_range,
-                       nonneg_int, positive_float, positive_int, probability, seed_int, unit_float)
-from runio.errors import first_line
+from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args,
+                       int_range, nonneg_int, positive_float, positive_int, probability, run_command, seed_int,
+                       unit_float)
+from runio.errors import OutputError, first_line
 from runio.locks import folder_lock
-from runio.runs import check_run_folder
+from runio.runs import check_run_folder, save_set
 from utils import SCHEDULES
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
-from .sample import write_figures
+from .sample import figure_files
 from .trainer import RUN_FILES, Distributed, train
 from .unet import count_parameters, UNet
 
@@ -130,30 +131,59 @@ def rank0_first(part: Distributed, load, download: bool):
     return load(False)
 
 
+def check_places(cfg, preset: str, out: str) -> None:
+    """Before anything is read: the preset has data, and --out is not inside --data (a run's files there would
+    be read as training images the next time)."""
+    if cfg.data is None:
+        raise DataError(f"preset {preset} has no dataset of its own; pass --data FOLDER")
+    if os.path.isdir(cfg.data):
+        data, where = os.path.realpath(cfg.data), os.path.realpath(out)
+        if where == data or where.startswith(data + os.sep):
+            raise OutputError(f"--out {out} is inside --data {cfg.data}: the run's files would be read as training "
+                              "images; choose an --out outside it")
+
+
+def peer_lost(e: BaseException) -> bool:
+    """Whether a collective failed because another process of the job is gone (gloo or NCCL lost it)."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(e)
+    return isinstance(e, backend_error) or (isinstance(e, RuntimeError) and any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL error")))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     prog = "image_diffusion.train"
     out = args.out or os.path.join("runs", args.preset)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    part = Distributed()
     try:
         cfg = config_from_args(Config, args, base=get_preset(args.preset)).validate()
-        if cfg.data is None:
-            raise DataError(f"preset {args.preset} has no dataset of its own; pass --data FOLDER")
+        check_places(cfg, args.preset, out)
         part = init_distributed()
         lock = folder_lock(out) if part.rank == 0 else contextlib.nullcontext()
         with lock:  # a second run into the same folder is refused while this one runs
             check_run_folder(out, RUN_FILES, args.resume, args.overwrite, writer=part.rank == 0)
             data = rank0_first(part, lambda download: load_images(cfg.data, cfg.data_root, cfg.resolution,
-                                                                  cfg.channels, download), cfg.download)
+                                                                  cfg.channels, download, verbose=part.rank == 0),
+                               cfg.download)
             if part.rank == 0:
                 print(f"data {data.describe()}; UNet {count_parameters(UNet(cfg.unet())):,} parameters; "
                       f"{part.world} process(es); {torch.get_num_threads()} CPU thread(s) each", flush=True)
             result = train(cfg, data, out, args.resume, progress=not args.quiet)
             if part.rank == 0 and result.losses:
-                paths = write_figures(result.model, result.schedule, out, cfg.sample_n, cfg.sample_steps, seed=cfg.seed,
-                                      eta=cfg.sample_eta)
+                files = figure_files(result.model, result.schedule, cfg.sample_n, cfg.sample_steps, seed=cfg.seed,
+                                     eta=cfg.sample_eta)
+                save_set(out, files, keep=RUN_FILES)  # the last save and its grids: one set
     except Exception as e:
+        if part.world > 1 and peer_lost(e):  # a killed rank: one line from each survivor, not gloo's traceback
+            who = f"rank {1 - part.rank}" if part.world == 2 else "another rank"
+            kept = (f"the run in {out} is its last whole save; continue it with the same torchrun command and "
+                    "--resume") if os.path.exists(os.path.join(out, "state.pt")) else "nothing was saved yet"
+            print(f"{prog}: error: {who} of this torchrun job stopped (its connection closed: "
+                  f"{type(e).__name__}); {kept}", file=sys.stderr)
+            return 2
         code = command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
         if getattr(e, "every_rank", False) and dist.is_initialized():
             dist.barrier()  # all failed alike: torchrun stops the others when one exits, before they could say why
@@ -165,9 +195,10 @@ def main(argv=None) -> int:
     if part.rank == 0:
         tail = result.losses[-100:] or [float("nan")]
         print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; final loss {sum(tail) / len(tail):.4f}; "
-              f"wrote {os.path.join(out, 'model.pt')}" + (f", {paths[0]}, {paths[1]}" if result.losses else ""))
+              f"wrote {os.path.join(out, 'model.pt')}" + (f" and {', '.join(files)}" if result.losses else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "image_diffusion.train",
+                         "the run in --out is its last whole save; continue it with --resume"))

@@ -21,7 +21,8 @@ would depend on N; StepBatches gives each process its slice of the one global st
 The same seeds make --resume continue bit-identically: nothing random is carried between steps.
 
 Rank 0 alone writes: model.pt (EMA weights + full config), state.pt (everything --resume needs),
-loss.csv and loss.png, each replaced atomically (utils.atomic_save / utils.replacing).
+loss.csv and loss.png, as one set swapped into the run folder at every save (runio.runs.save_set): a
+kill at any moment leaves the whole last save.
 On CUDA: bf16 autocast, channels_last, pinned-memory DataLoader workers, optional torch.compile.
 """
 from __future__ import annotations
@@ -34,11 +35,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from report.figures import write_losses
+from report.figures import loss_files
 from runio.checkpoints import Loaded, check_resumable, read_checkpoint, restore
 from runio.cli import resolve_device
 from runio.errors import CheckpointError, first_line
-from runio.files import atomic_save
+from runio.files import atomic_save, torch_save
+from runio.memory import check_fits, measure
+from runio.runs import save_set
 from utils import EMA, FitHooks, Schedule, check_finite_weights, fit, make_schedule, mix, p_losses
 
 from .data import Images, hflip, worker_error
@@ -162,6 +165,34 @@ def _check(cfg: Config, data: Images) -> Distributed:
     return part
 
 
+def _check_memory(cfg: Config, model: UNet, schedule: Schedule, device, part: Distributed) -> None:
+    """Refuse, before the first step, a batch whose step would not fit in memory (runio.memory): the kernel's
+    out-of-memory kill cannot be caught. Measured on this loss with blank images and seeds of its own."""
+    shape = (cfg.channels, cfg.resolution, cfg.resolution)
+
+    def loss_of_batch(b: int):
+        x0 = torch.zeros(b, *shape, device=device)
+        y = torch.zeros(b, dtype=torch.long, device=device) if cfg.num_classes else None
+        gens = [torch.Generator().manual_seed(i) for i in range(b)]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp):
+            return per_sample_losses(model, schedule, x0, y, gens, cfg.loss, cfg.p_uncond, cfg.num_classes).mean()
+
+    check_fits(measure(model, loss_of_batch), cfg.batch_size, device, processes=part.world)
+
+
+def _device(cfg: Config, part: Distributed) -> torch.device:
+    """--device, and under torchrun on CUDA this process's GPU (LOCAL_RANK)."""
+    device = resolve_device(cfg.device)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if device.type == "cuda" and part.world > 1 else device
+
+
+def _loader(data: Images, cfg: Config, part: Distributed, start: int, end: int, cuda: bool) -> DataLoader:
+    """This process's share of the batches of steps start..end - 1 (StepBatches), with workers on CUDA."""
+    workers = cfg.workers if cfg.workers >= 0 else (4 if cuda else 0)
+    return DataLoader(data, batch_sampler=StepBatches(len(data), cfg, part, start, end), num_workers=workers,
+                      pin_memory=cuda, persistent_workers=False)
+
+
 def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = False, progress: bool = True,
           stop_at: Optional[int] = None, max_seconds: Optional[float] = None) -> TrainResult:
     """Train cfg's UNet on `data`; under torch.distributed (torchrun) on this process's share of each batch.
@@ -171,15 +202,14 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
     session's training time reaches it (a wall-clock budget). NonFiniteError if the loss is nan or inf.
     """
     part = _check(cfg, data)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and part.world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    device = _device(cfg, part)
     cuda = device.type == "cuda"
     schedule = cfg.noise_schedule()
     torch.manual_seed(cfg.seed)  # the initial weights, identical on every process
     model = UNet(cfg.unet()).to(device)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    _check_memory(cfg, model, schedule, device, part)
     start, losses, seconds_before = 0, [], 0.0
     if resume:
         start, losses, seconds_before = _restore(out, cfg, model, ema, opt)
@@ -189,19 +219,22 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
     net = torch.compile(net) if cfg.compile else net
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    workers = cfg.workers if cfg.workers >= 0 else (4 if cuda else 0)
-    loader = DataLoader(data, batch_sampler=StepBatches(len(data), cfg, part, start, end), num_workers=workers,
-                        pin_memory=cuda, persistent_workers=False)
+    loader = _loader(data, cfg, part, start, end, cuda)
     writer = out is not None and part.rank == 0
 
+    saved = [resume]  # whether `out` holds a save of this run (a resumed run's is its last one)
+
     def save(step: int, seconds: float):
+        """model.pt, state.pt, loss.csv and loss.png of this step, as one set swapped into `out` (save_set): the
+        grids of an earlier save, now stale, leave with the old set."""
         check_finite_weights(model.state_dict(), "the model being trained")
-        save_model(os.path.join(out, "model.pt"), ema.model, cfg, step=step, seconds=seconds, data=data.source,
-                   world_size=part.world)
-        atomic_save({"kind": RESUME_KIND, "config": cfg.as_dict(), "step": step, "seconds": seconds,
-                     "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
-                     "optimizer": opt.state_dict(), "losses": losses}, os.path.join(out, "state.pt"))
-        write_losses(losses, out)
+        state = {"kind": RESUME_KIND, "config": cfg.as_dict(), "step": step, "seconds": seconds,
+                 "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
+                 "optimizer": opt.state_dict(), "losses": losses}
+        save_set(out, {"model.pt": lambda p: save_model(p, ema.model, cfg, step=step, seconds=seconds,
+                                                        data=data.source, world_size=part.world),
+                       "state.pt": lambda p: torch_save(state, p), **loss_files(losses)})
+        saved[0] = True
 
     def batches():
         try:
@@ -227,7 +260,8 @@ def train(cfg: Config, data: Images, out: Optional[str] = None, resume: bool = F
     hooks = FitHooks(lr_at=lambda step: learning_rate(cfg, step), after_step=after_step,
                      mean=lambda loss: _mean_over_processes(loss.detach(), part),
                      stop=None if max_seconds is None else lambda seconds: _any_process(seconds >= max_seconds, device),
-                     stopped_note=lambda: "the last save is kept")
+                     stopped_note=lambda: (f"the last save is kept in {out}" if out is not None and saved[0] else
+                                           "nothing was saved"))
     done = fit(model, opt, batches(), loss_fn, end, hooks=hooks, total=cfg.steps, start=start, losses=losses,
                grad_clip=cfg.grad_clip, ema=ema, progress=progress and part.rank == 0,
                desc=f"training {cfg.resolution}px T={cfg.T}")

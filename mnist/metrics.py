@@ -30,9 +30,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from runio.checkpoints import read_checkpoint
-from runio.cli import Parser
+from runio.cli import Parser, run_command
 from runio.errors import CheckpointError, first_line
-from runio.files import atomic_save, check_new_file
+from runio.files import atomic_save, check_output
 from utils import FitHooks, epoch_batches, fit
 
 from image_diffusion.fid import fit_gaussian, frechet_distance
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     prog = p.prog
     try:
         if args.retrain:
-            check_new_file(args.out, args.overwrite)  # before training, not after; never mnist/reference/
+            check_output(args.out, args.overwrite, rerun=False, checkpoint=True)  # before training, not after; never mnist/reference/
         data = load_mnist()
         if args.retrain:
             clf, info = fit_classifier(data)
@@ -255,4 +255,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "mnist.metrics", "nothing was written; run it again"))

@@ -21,9 +21,9 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from runio.cli import MAX_BATCH, Parser, int_range, positive_int, resolve_device, seed_int
+from runio.cli import MAX_BATCH, Parser, int_range, positive_int, resolve_device, run_command, seed_int
 from runio.errors import CheckpointError, OutputError
-from runio.files import check_writable, clean_orphans, refuse_reference, replacing
+from runio.files import atomic_write, check_writable, clean_orphans, refuse_reference, replacing_all, savefig, torch_save
 from utils import NonFiniteError, SamplerSettings, Schedule, generators, sample
 
 from .checkpoint import load_model
@@ -45,6 +45,8 @@ def parse_digits(text: str) -> list[int]:
             items = range(int(lo), int(hi) + 1) if sep else [int(part)]
         except ValueError:
             raise ValueError(f"unknown digit label {part!r}; use digits 0..9 like 0-9 or 3,5,7") from None
+        if not items:
+            raise ValueError(f"the range {part} holds no digit; write it low to high, like {hi.strip()}-{lo.strip()}")
         for d in items:
             if not 0 <= d <= 9:
                 raise ValueError(f"unknown digit label {d}; MNIST labels are 0..9")
@@ -75,8 +77,9 @@ def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAUL
     return torch.cat(out)
 
 
-def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=None) -> None:
-    """x (N, 1, 28, 28) in [-1, 1] as a grid PNG, nrow images per row."""
+def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=None, tmp=None) -> None:
+    """x (N, 1, 28, 28) in [-1, 1] as a grid image at `path` (its format from the extension), nrow images per
+    row, written atomically; or into `tmp`, the temporary name of a set being written."""
     grid = make_grid(to_unit_range(x), nrow=nrow, padding=2, pad_value=1.0)[0]  # (H, W)
     rows = (len(x) + nrow - 1) // nrow
     fig, ax = plt.subplots(figsize=(0.45 * nrow + 0.4, 0.45 * rows), dpi=dpi)
@@ -89,10 +92,13 @@ def save_grid(x: torch.Tensor, path: str, nrow: int, dpi: int = 150, row_labels=
     for s in ax.spines.values():
         s.set_visible(False)
     fig.tight_layout(pad=0.2)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with replacing(path) as tmp:  # atomically: a crash never leaves half an image under `path`
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
+    try:
+        if tmp is not None:
+            savefig(fig, path, tmp, dpi=dpi)
+        else:
+            atomic_write(path, lambda t: savefig(fig, path, t, dpi=dpi))  # never half an image under `path`
+    finally:
+        plt.close(fig)
 
 
 def output_paths(out: str, checkpoint: str, overwrite: bool) -> tuple[str, str]:
@@ -187,10 +193,10 @@ def main(argv=None) -> int:
         if bad.any():
             raise NonFiniteError(f"{int(bad.sum())} of {len(x)} images came out nan or inf with --w {args.w}; nothing "
                                  "was written (try a smaller --w; if that does not help, the checkpoint is broken)")
-        with replacing(tensors) as tmp:
-            torch.save({"kind": SAMPLES_KIND, "x": x, "y": torch.tensor(labels), "w": args.w, "steps": args.steps,
-                        "seed": args.seed}, tmp)
-        save_grid(x, out, nrow=args.per_digit, row_labels=[str(d) for d in digits])
+        with replacing_all([tensors, out]) as (tensors_tmp, out_tmp):  # one set: both, or neither
+            torch_save({"kind": SAMPLES_KIND, "x": x, "y": torch.tensor(labels), "w": args.w, "steps": args.steps,
+                        "seed": args.seed}, tensors_tmp)
+            save_grid(x, out, nrow=args.per_digit, row_labels=[str(d) for d in digits], tmp=out_tmp)
     except (ValueError, OSError, CheckpointError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -200,4 +206,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "mnist.sample", "nothing was written; run it again"))

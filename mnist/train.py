@@ -27,15 +27,16 @@ import torch
 from runio.checkpoints import check_resumable, restore
 from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, check_fields, check_training_settings,
                        command_error, config_from_args, int_range, nonneg_int, positive_float, positive_int,
-                       probability, resolve_device, seed_int)
-from runio.errors import CheckpointError, OutputError
-from runio.files import atomic_save
+                       probability, resolve_device, run_command, seed_int)
+from runio.errors import CheckpointError
+from runio.files import torch_save
 from runio.locks import folder_lock
-from runio.runs import check_run_folder
+from runio.memory import check_fits, measure
+from runio.runs import check_run_folder, save_set
 from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, NonFiniteError, Schedule, check_T, check_finite_weights,
                    fit, make_schedule, p_losses)
 
-from report.figures import write_losses
+from report.figures import loss_files
 
 from .checkpoint import RESUME_KIND, read_resume_state, resume_path, save_model
 from .data import SOURCES, MNISTData, load_mnist
@@ -103,6 +104,18 @@ class TrainResult(NamedTuple):
     data_source: str
 
 
+def _check_memory(cfg: MNISTTrainConfig, model, schedule: Schedule, device, use_amp: bool, amp_dtype) -> None:
+    """Refuse, before the first step, a batch whose step would not fit in memory (runio.memory): the kernel's
+    out-of-memory kill cannot be caught. Measured on this loss with blank digits and a generator of its own."""
+    def loss_of_batch(b: int):
+        x0, y = torch.zeros(b, 1, 28, 28, device=device), torch.zeros(b, dtype=torch.long, device=device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            g = torch.Generator(device=device).manual_seed(0)
+            return p_losses(model, schedule, x0, y, cfg.loss, cfg.p_uncond, generator=g).mean()
+
+    check_fits(measure(model, loss_of_batch), cfg.batch_size, device)
+
+
 def _resume(out: Optional[str], cfg: MNISTTrainConfig, model, ema: EMA, opt, scaler, gen) -> tuple:
     """Load OUT/state.pt into the model, its EMA, the optimizer, the scaler and both random generators;
     returns (step, losses, seconds) of the run so far. A run may be extended (--steps) or moved to another
@@ -143,6 +156,7 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    _check_memory(cfg, model, schedule, device, use_amp, amp_dtype)
     start_step, losses, seconds_before = _resume(out, cfg, model, ema, opt, scaler, gen) if resume else (0, [], 0.0)
     last_saved = start_step if resume else None
 
@@ -150,7 +164,8 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
         return f"the last good save (step {last_saved}) is kept in {out}" if last_saved and out else "nothing was saved"
 
     def save(step: int, seconds: float):
-        """model.pt, state.pt, loss.csv and loss.png of this step, each atomically; nothing if a weight is not finite."""
+        """model.pt, state.pt, loss.csv and loss.png of this step, as one set swapped into `out`
+        (runio.runs.save_set); nothing if a weight is not finite."""
         nonlocal last_saved
         if out is None:
             return
@@ -161,12 +176,12 @@ def train(cfg: MNISTTrainConfig, data: Optional[MNISTData] = None, out: Optional
             raise NonFiniteError(f"at step {step}, {e}; training stopped; {kept()}") from None
         info = dict(data_source=data.source, data_sizes=[len(data.train_x), len(data.test_x)], step=step,
                     train_seconds=seconds, device=str(device), torch_threads=torch.get_num_threads())
-        save_model(os.path.join(out, "model.pt"), ema.model, schedule, asdict(cfg), **info)
-        atomic_save({"kind": RESUME_KIND, "config": asdict(cfg), "step": step, "seconds": seconds,
-                     "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
-                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(),
-                     "torch_rng": torch.get_rng_state(), "losses": losses}, resume_path(out))
-        write_losses(losses, out)
+        state = {"kind": RESUME_KIND, "config": asdict(cfg), "step": step, "seconds": seconds,
+                 "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_num_updates": ema.num_updates,
+                 "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "losses": losses}
+        save_set(out, {"model.pt": lambda p: save_model(p, ema.model, schedule, asdict(cfg), **info),
+                       "state.pt": lambda p: torch_save(state, p), **loss_files(losses)})
         last_saved = step
 
     def batches():
@@ -260,4 +275,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "mnist.train", "the run in --out is its last whole save; continue it with --resume"))

@@ -24,9 +24,8 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from runio.files import atomic_write  # noqa: E402
+from runio.files import metadata, replacing_all  # noqa: E402
 
-PDF_METADATA = {"CreationDate": None, "Creator": "visualize.py"}  # no timestamp: same input, same file
 
 
 # ============================================================== pages
@@ -230,11 +229,12 @@ def write_report(pages: list, path: str, flow: bool = False) -> int:
     sheets = []
 
     def write(tmp):
-        with PdfPages(tmp, metadata=PDF_METADATA) as pdf:
+        with PdfPages(tmp, metadata=metadata(".pdf")) as pdf:  # signed, and no timestamp: same input, same file
             for fig in render_pages(pages, flow):
                 pdf.savefig(fig)
                 plt.close(fig)
                 sheets.append(1)
 
-    atomic_write(path, write)
+    with replacing_all([path], ours_only=True) as (tmp,):
+        write(tmp)
     return len(sheets)

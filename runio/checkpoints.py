@@ -28,6 +28,20 @@ class Loaded(NamedTuple):
     info: dict  # everything else stored: step, seconds, data source, ...
 
 
+# Which command reads each kind of file the package writes: named when a file is handed to the wrong one.
+READERS = {
+    "ddpm-two-pixel": "a two-pixel model (problems 1-4): python visualize.py --problem 2 reads it from --runs",
+    "ddpm-mnist": "problem 5's MNIST model: python -m mnist.sample or python -m image_diffusion.sample draw from it",
+    "image-diffusion": "an image model: python -m image_diffusion.sample draws from it",
+    "ddpm-mnist-timecond": "a CS180 part B.2 run: python visualize.py --problem cs180-b2 reads it",
+    "mnist-denoiser": "a CS180 part B.1 denoiser: python visualize.py --problem cs180-b1 reads it",
+    "mnist-classifier": "the metric classifier that scores MNIST digits, not a generative model",
+    "ddpm-mnist-resume": "a run's state.pt, which only --resume reads: give the model.pt beside it",
+    "image-diffusion-resume": "a run's state.pt, which only --resume reads: give the model.pt beside it",
+    "mnist-samples": "the tensors of python -m mnist.sample's digits, not a model",
+}
+
+
 def read_checkpoint(path, kind, train_hint: str = "python train.py --T 50") -> dict:
     """Load a checkpoint dict and check it is of `kind` (a str, or a tuple of the kinds accepted); one-line
     CheckpointErrors otherwise. weights_only: a file holding code or arbitrary Python objects is refused,
@@ -55,8 +69,9 @@ def read_checkpoint(path, kind, train_hint: str = "python train.py --T 50") -> d
         raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if ckpt["kind"] not in kinds:
-        hint = " (an MNIST model: use python -m mnist.sample)" if "mnist" in str(ckpt["kind"]) else ""
-        raise CheckpointError(f"{path} holds a {ckpt['kind']!r} model, not a {' or '.join(map(repr, kinds))} one{hint}")
+        what = READERS.get(ckpt["kind"], f"a {ckpt['kind']!r} file")
+        raise CheckpointError(f"{path} is {what} (kind {ckpt['kind']!r}); this command needs a "
+                              f"{' or '.join(map(repr, kinds))} file")
     return ckpt
 
 

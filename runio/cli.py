@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from dataclasses import fields, replace
 from typing import Any, NamedTuple, Optional
@@ -186,6 +187,31 @@ def config_from_args(config_cls, args, base=None):
     in `base` (default config_cls())."""
     given = {f.name: getattr(args, f.name) for f in fields(config_cls) if getattr(args, f.name, None) is not None}
     return replace(base if base is not None else config_cls(), **given)
+
+
+# ================================================================ interrupts
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C raises KeyboardInterrupt: every `finally` and every
+    atomic writer's clean-up then runs, so no lock or temporary file is left behind (a default SIGTERM
+    ends the process at once, leaving them)."""
+
+
+def run_command(main, prog: str, kept: str) -> int:
+    """Run a command's main() as the shell starts it: Ctrl-C (SIGINT) and SIGTERM end it with one line, what
+    was interrupted and `kept` (what was kept, how to continue), and exit status 130 or 143, after its locks
+    and temporary files have been released on the way out."""
+    def on_term(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return main()
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated)
+        print(f"{prog}: interrupted ({'SIGTERM' if term else 'Ctrl-C'}); {kept}", file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ================================================================ devices and errors

@@ -16,7 +16,7 @@ import tempfile
 from typing import Sequence
 
 from .errors import CheckpointError, OutputError
-from .files import check_writable, clean_orphans, file_mode, refuse_reference
+from .files import FULL, check_writable, clean_orphans, disk_full, file_mode, pause_point, refuse_reference
 from .locks import folder_lock
 
 
@@ -101,10 +101,58 @@ def staged_run(out, files: Sequence[str], overwrite: bool = False):
                               "choose another --out") from None
         try:
             yield stage
+            pause_point("swap")
             swap_into_place(stage, out)
+        except OSError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            if e.errno in FULL:
+                raise disk_full(e, parent, f"{shown} is as it was") from None
+            raise
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+
+
+def save_set(out, writers: dict, keep: Sequence[str] = ()) -> None:
+    """Save a run's files as one set while the caller holds out's folder_lock (the trainers that save as they
+    go): each write(path) of `writers` ({file name: write}) writes its file into a fresh hidden folder beside
+    `out`, the files named in `keep` are carried over from the current `out` (hard links, copies where links
+    cannot be made), and that folder then takes out's place in one step (swap_into_place). A kill at any
+    point leaves `out` the whole old set or the whole new one (the next run clears .<name>.tmp-*); a full
+    disk is one line, the last whole save kept. Pause points (runio.files.pause_point): before:<file>,
+    during:<file> (checkpoints), after:<file>, swap, swapped."""
+    out = os.path.realpath(os.fspath(out))
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
+    try:
+        os.chmod(stage, file_mode(folder=True))
+        for f in keep:
+            if os.path.exists(os.path.join(out, f)) and f not in writers:
+                _carry(os.path.join(out, f), os.path.join(stage, f))
+        for f, write in writers.items():
+            pause_point(f"before:{f}")
+            write(os.path.join(stage, f))
+            pause_point(f"after:{f}")
+        pause_point("swap")
+        swap_into_place(stage, out)
+        pause_point("swapped")
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if e.errno in FULL:
+            raise disk_full(e, parent, f"the run in {out} is its last whole save") from None
+        raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _carry(src: str, dst: str) -> None:
+    """dst the same file as src: a hard link (no space, no time), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def check_run_folder(out, files: Sequence[str], resume: bool, overwrite: bool, writer: bool = True) -> None:
@@ -116,7 +164,11 @@ def check_run_folder(out, files: Sequence[str], resume: bool, overwrite: bool, w
         raise OutputError("--resume continues the run in --out and --overwrite replaces it; give one of them")
     if writer:
         check_writable(out)
-        clean_orphans(out)
+        if os.path.isdir(out):
+            clean_orphans(out)
+        parent, name = os.path.split(os.path.realpath(os.fspath(out)))
+        if os.path.isdir(parent):
+            _clean_staging(parent, name)  # a run that a kill left renamed away is put back; stages are removed
     present = [f for f in files if os.path.exists(os.path.join(out, f))]
     if present and not (resume or overwrite):
         raise OutputError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, replace it "

@@ -309,9 +309,10 @@ def test_cli_bad_input_is_one_line(case, folder, tmp_path, capsys):
 
 def test_cli_error_from_a_subprocess_has_no_traceback(tmp_path):
     """The real command line: a corrupt image stops training with one line on stderr, exit status 2."""
-    (tmp_path / "x.png").write_bytes(b"\x89PNG truncated")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.png").write_bytes(b"\x89PNG truncated")
     proc = subprocess.run([sys.executable, "-m", "image_diffusion.train", "--preset", "cifar10-32", "--data",
-                           str(tmp_path), "--out", str(tmp_path / "run"), *TINY_ARGS], cwd=ROOT, capture_output=True,
+                           str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY_ARGS], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "x.png" in proc.stderr
@@ -360,7 +361,8 @@ def test_both_sampling_clis_give_the_same_images(tmp_path, monkeypatch):
     ckpt = str(tmp_path / "model.pt")
     save_model(ckpt, MNISTUNet(T=8, channels=(8, 8, 16, 16)).eval(), make_schedule(8, clip_x0=1.0), {})
     grids = []
-    monkeypatch.setattr(sample_cli, "save_grid", lambda x, *a, **k: grids.append(x.clone()))
+    real = sample_cli.grid_figure
+    monkeypatch.setattr(sample_cli, "grid_figure", lambda x, *a, **k: grids.append(x.clone()) or real(x, *a, **k))
     assert sample_cli.main(["--checkpoint", ckpt, "--out", str(tmp_path / "core"), "--n", "10", "--w", "3",
                             "--seed", "7"]) == 0
     assert mnist_sample.main(["--checkpoint", ckpt, "--out", str(tmp_path / "p5.png"), "--digits", "0-9",

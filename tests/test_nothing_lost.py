@@ -2,7 +2,6 @@
 numbers fail loudly (one line, exit 2, no file changed). One section per item of the issue that asked
 for it; every refusal is checked with checksums of the files before and after."""
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -32,6 +31,8 @@ from runio.errors import CheckpointError
 from two_pixel.trainer import TrainConfig, load_checkpoint, save_checkpoint, train
 from utils import make_schedule
 
+from helpers import assert_refused, cli, good_mnist, md5s
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(REPO, "mnist", "reference")
 TRAIN_PY = os.path.join(REPO, "train.py")
@@ -42,41 +43,7 @@ MNIST_TINY = ["--T", "10", "--steps", "4", "--batch-size", "4", "--base-channels
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
-# ----------------------------------------------------------------- helpers
-def md5s(folder) -> dict:
-    """{relative path: md5} of every file under `folder` (hidden ones too): the before/after comparison."""
-    out = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.md5(f.read()).hexdigest()
-    return out
-
-
-def cli(main, argv, capsys):
-    """Run a command's main(argv) in this process: (exit code, stderr lines)."""
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
-def assert_refused(main, argv, capsys, folder, *needles):
-    """The command exits 2 with one line of error containing every needle, and no file under `folder` changed."""
-    before = md5s(folder)
-    code, err = cli(main, argv, capsys)
-    assert code == 2, (argv, err)
-    errors = [line for line in err if "error:" in line]
-    assert len(errors) == 1 and errors[0] == err[-1], err
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    assert md5s(folder) == before
-    return errors[0]
-
-
+# ----------------------------------------------------------------- helpers (more in helpers.py)
 def load_script(name):
     """A benchmarks/<name>.py script as a module (they are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(REPO, "benchmarks", f"{name}.py"))
@@ -87,23 +54,6 @@ def load_script(name):
 
 def images(n=8, seed=0):
     return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-
-
-def write_idx(folder, prefix, imgs, labels):
-    """torchvision's raw MNIST layout: big-endian idx files (magic 2051 images, 2049 labels)."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{prefix}-images-idx3-ubyte"), "wb") as f:
-        f.write(np.array([2051, len(imgs), 28, 28], dtype=">i4").tobytes() + imgs.astype(np.uint8).tobytes())
-    with open(os.path.join(folder, f"{prefix}-labels-idx1-ubyte"), "wb") as f:
-        f.write(np.array([2049, len(labels)], dtype=">i4").tobytes() + labels.astype(np.uint8).tobytes())
-
-
-def good_mnist(root):
-    rng = np.random.default_rng(0)
-    raw = os.path.join(root, "MNIST", "raw")
-    write_idx(raw, "train", rng.integers(0, 256, (20, 28, 28)), np.arange(20) % 10)
-    write_idx(raw, "t10k", rng.integers(0, 256, (10, 28, 28)), np.arange(10) % 10)
-    return raw
 
 
 @functools.lru_cache(maxsize=None)
@@ -743,13 +693,16 @@ def dead_pid() -> int:
 
 
 def test_orphan_temporary_files_of_killed_runs_are_cleaned_up(tmp_path, capsys):
+    """What a killed run left (a temporary file in the run, a stage beside it) is gone after the next run,
+    and the run folder holds its files only (every save swaps in a whole new set)."""
     out = tmp_path / "run"
     assert cli(mtrain.main, MNIST_TINY + ["--steps", "2", "--out", str(out)], capsys)[0] == 0
-    orphan, live = out / f".tmp-{dead_pid()}-abc.pt", out / f".tmp-{os.getpid()}-abc.pt"
+    orphan, stage = out / f".tmp-{dead_pid()}-abc.pt", tmp_path / f".run.tmp-{dead_pid()}-abc"
     orphan.write_bytes(b"half a checkpoint")
-    live.write_bytes(b"being written right now")
+    stage.mkdir()
+    (stage / "model.pt").write_bytes(b"half a save")
     assert cli(mtrain.main, MNIST_TINY + ["--steps", "4", "--out", str(out), "--resume"], capsys)[0] == 0
-    assert not orphan.exists() and live.exists()
+    assert sorted(os.listdir(out)) == sorted(mtrain.RUN_FILES) and sorted(os.listdir(tmp_path)) == ["run"]
 
 
 def test_sample_names_the_file_it_really_wrote(outputs, capsys):

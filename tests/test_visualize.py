@@ -113,9 +113,9 @@ def drawn(monkeypatch):
     """Every figure the pages of problems 1-4 save, by name, inspectable after it is written."""
     figs = {}
 
-    def keep(fig, out_dir, name):
+    def keep(fig, out_dir, name, *numbers, **arrays):
         figs[name] = fig
-        return save_figure(fig, out_dir, name)
+        return save_figure(fig, out_dir, name, *numbers, **arrays)
 
     for page in (problem1, problem2, problem3, problem4):
         monkeypatch.setattr(page, "save_figure", keep)

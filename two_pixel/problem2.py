@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from gmm import GMM, Grid, estimate_density, l1_distance, make_grid, sample_q_t, sample_quality, true_density
-from report.figures import save_figure, save_numbers
+from report.figures import save_figure
 from report.pages import FIG_W, Page
 from runio.checkpoints import Loaded
 from runio.cli import resolve_device
@@ -49,11 +49,10 @@ def page(cfg: Settings, models: dict) -> Page:
     """A trajectory over p_theta(x_t | t) at t = 50, 40, ..., 10, estimated from cfg.n chains."""
     grid = make_grid(cfg.grid)
     chains = measure(cfg, models[PROBLEM2_T], grid)
-    png = figure(cfg, chains, grid)
-    save_numbers(cfg.out, "problem2", chains.rows, grid=grid.centers, t=np.array(PROBLEM2_TIMES),
-                 estimate=chains.estimate, truth=chains.truth, x_t=chains.x_t, trajectory=chains.path,
-                 trajectory_t=chains.t.numpy(), trajectory_index=chains.k, commit_t=chains.commit_t.numpy(),
-                 x0=chains.xs[-1].numpy())
+    arrays = dict(grid=grid.centers, t=np.array(PROBLEM2_TIMES), estimate=chains.estimate, truth=chains.truth,
+                  x_t=chains.x_t, trajectory=chains.path, trajectory_t=chains.t.numpy(), trajectory_index=chains.k,
+                  commit_t=chains.commit_t.numpy(), x0=chains.xs[-1].numpy())
+    png = figure(cfg, chains, grid, arrays)
     return Page("Problem 2: a denoising trajectory over the estimated p_theta(x_t | t), T = 50", [png],
                 blocks(cfg, chains))
 
@@ -97,9 +96,9 @@ def measure(cfg: Settings, run: Loaded, grid: Grid) -> Chains:
     return Chains(xs, traj.t, k, commit_t, rows, np.stack(est_all), np.stack(q_all), np.stack(xt_all), end)
 
 
-def figure(cfg: Settings, chains: Chains, grid: Grid) -> str:
+def figure(cfg: Settings, chains: Chains, grid: Grid, arrays: dict) -> str:
     """Five panels, t = 50..10: the estimated density over the truth's contours, with the highlighted path up
-    to t; a sixth, t = 0: the true q(x_0) and the whole path."""
+    to t; a sixth, t = 0: the true q(x_0) and the whole path. Written with its numbers (rows, arrays) as one set."""
     path = chains.path
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(FIG_W, 5.0))
@@ -117,7 +116,7 @@ def figure(cfg: Settings, chains: Chains, grid: Grid) -> str:
         axes[5].set_title("t = 0: ground truth $q(x_0)$")
         style_axes(axes[5], left_label=False, bottom_label=True)
         fig.colorbar(im, cax=fig.add_subplot(gs[:, 3])).set_label("density / peak of true $q(x_t)$ (square-root scale)")
-        return save_figure(fig, cfg.out, "problem2")
+        return save_figure(fig, cfg.out, "problem2", chains.rows, **arrays)
 
 
 def blocks(cfg: Settings, chains: Chains) -> list:

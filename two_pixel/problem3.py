@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gmm import GMM, Grid, estimate_density, l1_distance, make_grid, sample_quality, true_density
-from report.figures import save_figure, save_numbers
+from report.figures import save_figure
 from report.pages import FIG_W, Page
 from runio.cli import resolve_device
 from utils import sample
@@ -39,9 +39,8 @@ def page(cfg: Settings, models: dict) -> Page:
     """Samples of the T = 5, 10, 25, 50 models against the truth and against the exact predictor."""
     grid = make_grid(cfg.grid, ZOOM)  # the window where the samples' mass is
     s = measure(cfg, models, grid)
-    png = figure(cfg, s, grid)
-    save_numbers(cfg.out, "problem3", s.rows, T=np.array(cfg.ts), grid=grid.centers, samples=s.network,
-                 exact_samples=s.exact, estimate=s.estimate, truth=s.q0)
+    png = figure(cfg, s, grid, dict(T=np.array(cfg.ts), grid=grid.centers, samples=s.network, exact_samples=s.exact,
+                                    estimate=s.estimate, truth=s.q0))
     return Page(f"Problem 3: T = {', '.join(map(str, cfg.ts))}", [png], blocks(cfg, s.rows, s.truth))
 
 
@@ -71,7 +70,7 @@ def measure(cfg: Settings, models: dict, grid: Grid) -> Samples:
     return Samples(rows, np.stack(samples), np.stack(exact_samples), np.stack(dens), q0, truth)
 
 
-def figure(cfg: Settings, s: Samples, grid: Grid) -> str:
+def figure(cfg: Settings, s: Samples, grid: Grid, arrays: dict) -> str:
     """One row per T: the samples over the truth, their estimated density, and their distance to a peak."""
     with plt.rc_context(STYLE):
         nT = len(cfg.ts)
@@ -98,7 +97,7 @@ def figure(cfg: Settings, s: Samples, grid: Grid) -> str:
             if i == 0:
                 ax.legend(loc="lower left", frameon=False)
         fig.colorbar(im, cax=fig.add_subplot(gs[:, 2])).set_label("estimated density / true peak (square-root scale)")
-        return save_figure(fig, cfg.out, "problem3")
+        return save_figure(fig, cfg.out, "problem3", s.rows, **arrays)  # the figure and its numbers: one set
 
 
 def distance_panel(ax, T: int, network: np.ndarray, exact: np.ndarray, net: dict, ex: dict, last: bool) -> None:

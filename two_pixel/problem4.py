@@ -16,7 +16,7 @@ import torch
 from matplotlib import ticker
 
 from gmm import GMM, hdr_levels, make_grid, peak_stats, push_past_peak, true_density
-from report.figures import save_figure, save_numbers
+from report.figures import save_figure
 from report.pages import FIG_W, Page
 from runio.checkpoints import Loaded
 from runio.cli import resolve_device
@@ -61,14 +61,13 @@ def page(cfg: Settings, models: dict) -> Page:
     run, gmm = models[PROBLEM2_T], GMM()
     chains = measure_chains(cfg, run)
     sw = measure_sweep(cfg, run)
-    png = chains_figure(cfg, chains.paths, chains.demo_commit, run.schedule.T, gmm)
-    png_sweep = sweep_figure(cfg, sw.rows, sw.samples, gmm)
     trajs, commit, k = chains.paths, chains.commit, chains.k
-    save_numbers(cfg.out, "problem4", sw.rows, w=np.array(cfg.ws), x_T=chains.x_T[k].numpy(), trajectory_index=k,
-                 trajectory_uncond=trajs[None], trajectory_y0=trajs[0], trajectory_y1=trajs[1],
-                 commit_t_y0=commit[0].numpy(), commit_t_y1=commit[1].numpy(),
-                 samples_y0=np.stack([sw.samples[w, 0] for w in cfg.ws]),
-                 samples_y1=np.stack([sw.samples[w, 1] for w in cfg.ws]))
+    arrays = dict(w=np.array(cfg.ws), x_T=chains.x_T[k].numpy(), trajectory_index=k, trajectory_uncond=trajs[None],
+                  trajectory_y0=trajs[0], trajectory_y1=trajs[1], commit_t_y0=commit[0].numpy(),
+                  commit_t_y1=commit[1].numpy(), samples_y0=np.stack([sw.samples[w, 0] for w in cfg.ws]),
+                  samples_y1=np.stack([sw.samples[w, 1] for w in cfg.ws]))
+    png = chains_figure(cfg, chains.paths, chains.demo_commit, run.schedule.T, gmm, (sw.rows, arrays))
+    png_sweep = sweep_figure(cfg, sw.rows, sw.samples, gmm)
     return Page("Problem 4: guided generation from the same x_T", [png, png_sweep], blocks(cfg, chains, sw))
 
 
@@ -116,7 +115,7 @@ def measure_sweep(cfg: Settings, run: Loaded) -> Sweep:
     return Sweep(rows, sweep, m)
 
 
-def chains_figure(cfg: Settings, trajs: dict, demo_commit: dict, T: int, gmm: GMM) -> str:
+def chains_figure(cfg: Settings, trajs: dict, demo_commit: dict, T: int, gmm: GMM, numbers: tuple) -> str:
     """The handout's figure: the y = 0 and y = 1 chains from one x_T over the true density, large, and
     each pixel against t, where the chains can be told apart even while they overlap."""
     pts = np.concatenate([trajs[0], trajs[1], gmm.means.numpy()])
@@ -153,7 +152,8 @@ def chains_figure(cfg: Settings, trajs: dict, demo_commit: dict, T: int, gmm: GM
                    title="" if j else "each pixel vs t; dotted: peak centre; vertical: commits")
             bx.tick_params(labelbottom=bool(j))
         bx.legend(ncol=3, loc="lower left", framealpha=0.9)
-        return save_figure(fig, cfg.out, "problem4")
+        rows, arrays = numbers  # the page's numbers (rows, arrays), written with this figure as one set
+        return save_figure(fig, cfg.out, "problem4", rows, **arrays)
 
 
 def sweep_figure(cfg: Settings, rows: list, sweep: dict, gmm: GMM) -> str:
