@@ -99,18 +99,25 @@ def staged_run(out, files: Sequence[str], overwrite: bool = False):
         except OSError as e:
             raise OutputError(f"cannot write to {os.path.dirname(shown) or '.'} ({e.strerror or e}); "
                               "choose another --out") from None
-        try:
+        with _staged(stage, parent, f"{shown} is as it was"):
             yield stage
             pause_point("swap")
             swap_into_place(stage, out)
-        except OSError as e:
-            shutil.rmtree(stage, ignore_errors=True)
-            if e.errno in FULL:
-                raise disk_full(e, parent, f"{shown} is as it was") from None
-            raise
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
+
+
+@contextlib.contextmanager
+def _staged(stage: str, parent: str, kept: str):
+    """Delete the stage when the block fails; a full disk becomes one DiskFull line saying what was `kept`."""
+    try:
+        yield
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if e.errno in FULL:
+            raise disk_full(e, parent, kept) from None
+        raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def save_set(out, writers: dict, keep: Sequence[str] = ()) -> None:
@@ -125,7 +132,7 @@ def save_set(out, writers: dict, keep: Sequence[str] = ()) -> None:
     parent, name = os.path.split(out)
     os.makedirs(parent, exist_ok=True)
     stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
-    try:
+    with _staged(stage, parent, f"the run in {out} is its last whole save"):
         os.chmod(stage, file_mode(folder=True))
         for f in keep:
             if os.path.exists(os.path.join(out, f)) and f not in writers:
@@ -137,14 +144,6 @@ def save_set(out, writers: dict, keep: Sequence[str] = ()) -> None:
         pause_point("swap")
         swap_into_place(stage, out)
         pause_point("swapped")
-    except OSError as e:
-        shutil.rmtree(stage, ignore_errors=True)
-        if e.errno in FULL:
-            raise disk_full(e, parent, f"the run in {out} is its last whole save") from None
-        raise
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
 
 
 def _carry(src: str, dst: str) -> None:
