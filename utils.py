@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 SCHEDULES = ("cosine", "linear")
+SPACINGS = ("linspace", "leading", "trailing", "quadratic")  # how a few sampling steps are spread over 1..T
 VARIANCES = ("posterior", "beta")
 LOSSES = ("l2", "l1", "huber")
 
@@ -283,28 +284,20 @@ class WrappedPredictor(torch.nn.Module):
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How to run the reverse chain; every sampler takes one of these.
+    """How to run the reverse chain; every sampler takes one of these, so any sampler plugs in without new
+    parameters. solver: None for this module's DDPM / DDIM, or another sampler called as p_sample_loop is that
+    says which timesteps it visits (solver.timesteps(schedule, settings)): diffusers' solvers, solvers.py."""
 
-    steps: None for the full ancestral chain t = T..1 (DDPM, Ho et al. Alg. 2); S < T for DDIM over S
-      strided timesteps (Song et al. 2021); eta: DDIM's noise, 0 deterministic, 1 the ancestral variance;
-    w: classifier-free guidance scale (ignored without labels);
-    timesteps: instead of steps, DDIM over this strictly descending tuple ending at 0, starting wherever it
-      starts (SDEdit starts part-way);
-    clip_x0: "schedule" to clip x0_hat to the schedule's range, a number, or None for no clipping."""
-
-    steps: Optional[int] = None
-    eta: float = 0.0
-    w: float = 0.0
-    timesteps: Optional[tuple] = None
-    clip_x0: Union[str, float, None] = "schedule"
+    steps: Optional[int] = None  # None: the full ancestral chain t = T..1 (Ho et al. Alg. 2); S: DDIM over S steps
+    eta: float = 0.0  # DDIM's noise (Song et al. 2021): 0 deterministic, 1 the ancestral variance
+    w: float = 0.0  # classifier-free guidance scale (ignored without labels)
+    timesteps: Optional[tuple] = None  # instead of steps: DDIM over this descending tuple ending at 0 (SDEdit)
+    clip_x0: Union[str, float, None] = "schedule"  # clip x0_hat to the schedule's range, to this, or None: not
+    spacing: str = "linspace"  # how S steps are spread over 1..T (SPACINGS, diffusers' names; ddim_timesteps)
+    solver: Optional[object] = None
 
     def clip(self, schedule: Schedule) -> Optional[float]:
         return schedule.clip_x0 if self.clip_x0 == "schedule" else self.clip_x0
-
-
-def null_labels(eps_model, n: int, device) -> torch.Tensor:
-    """The 'no label' token (num_classes) for n samples."""
-    return torch.full((n,), eps_model.num_classes, dtype=torch.long, device=device)
 
 
 def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
@@ -316,8 +309,8 @@ def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
         return eps_model(x_t, t, None)
     if w == 0:
         return eps_model(x_t, t, y)
-    eps_c, eps_u = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                             torch.cat([y, null_labels(eps_model, B, x_t.device)])).chunk(2)
+    null = torch.full_like(y, eps_model.num_classes)  # the 'no label' token
+    eps_c, eps_u = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
     return (1 + w) * eps_c - w * eps_u  # eps = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null)
 
 
@@ -370,12 +363,26 @@ def ddim_step(eps_model, schedule: Schedule, x_t, t: int, t_prev: int, y=None, w
     return Step(t_prev, x_prev, x0_hat)
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """`steps` timesteps evenly spaced from T down to 1 (always including both ends when steps > 1)."""
+def ddim_timesteps(T: int, steps: int, spacing: str = "linspace") -> list[int]:
+    """`steps` distinct timesteps from at most T down to at least 1, descending, spread by `spacing` (diffusers'
+    names; its timestep i is our t = i + 1):
+      linspace   evenly from T to 1, both ends included;
+      leading    1 + k T // steps for k = steps - 1 .. 0: starts below T (never at the noisiest step);
+      trailing   T - k T / steps, rounded, for k = 0 .. steps - 1: starts at T, ends at T / steps;
+      quadratic  1 + (T - 1) (k / (steps - 1))^2: dense near the data (Song et al. 2021's CIFAR-10 choice)."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in 1..T={T}, got {steps}")
-    ts = torch.linspace(T, 1, steps, dtype=torch.float64).round().long().tolist()
-    return sorted(set(ts), reverse=True)
+    if spacing == "linspace":
+        ts = torch.linspace(T, 1, steps, dtype=torch.float64).round()
+    elif spacing == "leading":
+        ts = torch.arange(steps - 1, -1, -1, dtype=torch.float64) * (T // steps) + 1
+    elif spacing == "trailing":
+        ts = torch.arange(T, 0, -T / steps, dtype=torch.float64).round()
+    elif spacing == "quadratic":
+        ts = (torch.linspace(1, 0, steps, dtype=torch.float64) ** 2 * (T - 1) + 1).round()
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    return sorted(set(ts.long().tolist()), reverse=True)
 
 
 def check_timesteps(schedule: Schedule, timesteps: Sequence[int]) -> list[int]:
@@ -388,11 +395,13 @@ def check_timesteps(schedule: Schedule, timesteps: Sequence[int]) -> list[int]:
 
 def visited(schedule: Schedule, settings: SamplerSettings) -> list[int]:
     """The timesteps a sampler with these settings visits, from where it starts down to 0."""
+    if settings.solver is not None:
+        return settings.solver.timesteps(schedule, settings)
     if settings.timesteps is not None:
         return check_timesteps(schedule, settings.timesteps)
     if settings.steps is None:
         return list(range(schedule.T, -1, -1))
-    return ddim_timesteps(schedule.T, settings.steps) + [0]
+    return ddim_timesteps(schedule.T, settings.steps, settings.spacing) + [0]
 
 
 def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None,
@@ -403,6 +412,9 @@ def p_sample_loop(eps_model, schedule: Schedule, x_T: torch.Tensor, y=None,
     at the first visited timestep. project(x, t_prev) -> x, if given, is applied after every step (RePaint's
     overwrite of the known pixels). The last Step yielded has t_prev = 0 and x = x_0."""
     s, x = settings, x_T
+    if s.solver is not None:  # another sampler (a diffusers solver): the same arguments, the same Steps
+        yield from s.solver(eps_model, schedule, x_T, y, s, generator, project)
+        return
     # DDIM with eta = 1 over all T steps is the ancestral step exactly when sigma^2 = beta_tilde
     ancestral = s.timesteps is None and (s.steps is None or s.steps == schedule.T and s.eta == 1.0
                                          and schedule.variance == "posterior")

@@ -47,7 +47,8 @@ from image_diffusion.sample import save_grid  # noqa: E402
 from image_diffusion.trainer import train  # noqa: E402
 from image_diffusion.unet import count_parameters  # noqa: E402
 from runio.cli import Parser, positive_float, positive_int, run_command, unit_float  # noqa: E402
-from utils import EMA, SamplerSettings, generators, sample  # noqa: E402
+from solvers import settings_for  # noqa: E402
+from utils import EMA, generators, sample  # noqa: E402
 
 MODELS = {"ours": "image_diffusion cifar10-32", "lucidrains": "denoising-diffusion-pytorch"}
 
@@ -61,7 +62,7 @@ def run_ours(cfg, data, budgets: list, n_eval: int) -> list:
         for i, seconds in enumerate(budgets):
             result = train(cfg, data, out=out, resume=i > 0, progress=False, max_seconds=seconds - done)
             done = result.seconds
-            how = SamplerSettings(steps=cfg.sample_steps, eta=cfg.sample_eta)
+            how = settings_for(cfg.sample_sampler, cfg.sample_steps or None, cfg.sample_eta)
             x = torch.cat([sample(result.model, result.schedule, len(gs), None, how, gs, shape=shape)
                            for gs in _chunks(generators(0, n_eval), 250)])
             rows.append((count_parameters(result.model), result.step, result.seconds, x))

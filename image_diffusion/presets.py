@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 from runio.checkpoints import config_from_dict, config_to_dict
 from runio.cli import MAX_BATCH, MAX_SEED, MAX_T, check_training_settings
+from solvers import SAMPLERS
 from utils import SCHEDULES, check_T, make_schedule
 
 from .unet import UNetConfig
@@ -58,9 +59,12 @@ class Config:
     workers: int = -1  # DataLoader workers; -1: 4 on CUDA, 0 on CPU
     # outputs
     save_every: int = 1000
-    sample_n: int = 64
-    sample_steps: int = 0  # the final grid: 0 for the full ancestral chain, else DDIM with this many steps
-    sample_eta: float = 0.0  # DDIM's eta (sample_steps > 0): 0 deterministic, 1 ancestral on the strided steps
+    sample_n: int = 64  # images in the closing grid; 0: no grid
+    # the closing grid's sampler (solvers.SAMPLERS): a fast solver, 20 network evaluations per image, where the
+    # full chain took 300-1000 (benchmarks/samplers.py); "ddpm" with sample_steps 0 for the full ancestral chain
+    sample_sampler: str = "dpm++"
+    sample_steps: int = 20
+    sample_eta: float = 0.0  # DDIM's eta: 0 deterministic, 1 ancestral on the strided steps
 
     def unet(self) -> UNetConfig:
         return UNetConfig.from_mults(self.base, self.mults, self.attn_resolutions, self.num_res_blocks,
@@ -92,6 +96,10 @@ class Config:
             raise ValueError(f"grad_clip must be a positive number, got {self.grad_clip}")
         if self.sample_steps > self.T:
             raise ValueError(f"sample_steps must be at most T={self.T}, got {self.sample_steps}")
+        if self.sample_sampler not in SAMPLERS:
+            raise ValueError(f"unknown sample_sampler {self.sample_sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sample_sampler not in ("ddpm",) and self.sample_steps == 0:
+            raise ValueError(f"sample_sampler {self.sample_sampler} needs sample_steps >= 1 (0 is DDPM's full chain)")
         if not 0 <= self.sample_eta <= 1:
             raise ValueError(f"sample_eta must be in [0, 1], got {self.sample_eta}")
         check_training_settings(self.p_uncond, self.lr, self.ema_decay)
@@ -103,6 +111,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        if "sample_sampler" not in d:  # a run made before the fast samplers: DDIM, or the full chain for 0 steps
+            d = {**d, "sample_sampler": "ddim" if d.get("sample_steps") else "ddpm"}
         return config_from_dict(cls, d)
 
 
@@ -129,7 +139,7 @@ PRESETS = {
     "cifar10-32": Preset(Config(
         data="cifar10", resolution=32, base=32, mults=(1, 2, 2, 2), attn_resolutions=(16,), num_res_blocks=1,
         dropout=0.1, T=1000, schedule="linear", loss="l2", batch_size=64, lr=5e-4, warmup=100, steps=5000,
-        ema_decay=0.999, sample_steps=100, sample_eta=1.0),
+        ema_decay=0.999, sample_sampler="ddim", sample_steps=100, sample_eta=1.0),
         "Ho et al.'s CIFAR-10 model scaled to a CPU: 32x32, width 32 x (1,2,2,2), attention at 16, T=1000 linear"),
     # Seed 001 (a DDPM report): STL-10 at 96x96 with a linear schedule and attention blocks. The UNet is Ho et
     # al.'s (2 ResBlocks per level, dropout 0.1, L2, T=1000) with levels 96, 48, 24, 12 and attention at 12.

@@ -16,16 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Optional
 
 import torch
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 from torchvision.utils import make_grid
 
 from runio.cli import (Parser, command_error, int_range, nonneg_float, nonneg_int, positive_int, resolve_device,
                        run_command, seed_int, unit_float)
 from runio.files import atomic_write, check_output, replacing_all, savefig
-from utils import SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
+from solvers import SAMPLERS, settings_for
+from utils import SPACINGS, SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
 
 from .trainer import load_model
 
@@ -71,29 +74,39 @@ def _image_figure(grid: torch.Tensor, dpi: int, title: str = "", xticks=None) ->
 
 
 @torch.no_grad()
-def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None, w: float = 0.0, seed: int = 0,
-               steps: Optional[int] = None, eta: float = 0.0) -> tuple:
-    """The reverse chain of n images, kept at `columns` timesteps from T down to 0 (only those are stored, so
-    the full 1000-step chain fits in memory); eta: DDIM's, when steps is given. Returns (x (columns, n, C, H, W),
+def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None,
+               settings: SamplerSettings = SamplerSettings(), seed: int = 0, progress: bool = False) -> tuple:
+    """The reverse chain of n images, kept at `columns` of the timesteps the sampler visits, from T down to 0
+    (only those are stored, so the full 1000-step chain fits in memory). Returns (x (columns, n, C, H, W),
     timesteps list)."""
     cfg = model.config
     device = next(model.parameters()).device
-    settings = SamplerSettings(steps=steps or None, eta=eta, w=w)
     ts = visited(schedule, settings)
     keep = sorted({ts[round(i * (len(ts) - 1) / (columns - 1))] for i in range(columns)}, reverse=True)
     x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), generators(seed, n), device)
-    frames = [x.cpu()] if schedule.T in keep else []
+    frames = [x.cpu()] if ts[0] in keep else []
     model.eval()
-    for step in p_sample_loop(model, schedule, x, y, settings, generators(seed, n)):
+    loop = p_sample_loop(model, schedule, x, y, settings, generators(seed, n))
+    for step in tqdm(loop, total=len(ts) - 1, desc="trajectory", leave=False, disable=not progress):
         if step.t_prev in keep:
             frames.append(step.x.cpu())
     return torch.stack(frames), keep
 
 
-def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: int = 0, w: float = DEFAULT_W,
-                  seed: int = 0, progress: bool = False, eta: float = 0.0) -> tuple:
+def describe(settings: SamplerSettings) -> str:
+    """The sampler in a few words, for a figure's title."""
+    if settings.solver is not None:
+        return f"{settings.solver.name} ({settings.solver.spacing} spacing), {settings.steps} steps"
+    if settings.steps is None:
+        return "ancestral, all steps"
+    return f"DDIM, {settings.steps} steps, eta {settings.eta:g}"
+
+
+def write_figures(model, schedule: Schedule, folder: str, n: int = 64,
+                  settings: SamplerSettings = SamplerSettings(w=DEFAULT_W), seed: int = 0,
+                  progress: bool = False) -> tuple:
     """folder/samples.png and folder/trajectory.png (figure_files), written as one set. Returns both paths."""
-    files = figure_files(model, schedule, n, steps, w, seed, progress, eta)
+    files = figure_files(model, schedule, n, settings, seed, progress)
     paths = [os.path.join(folder, f) for f in files]
     with replacing_all(paths) as tmps:  # one set: both, or neither
         for write, tmp in zip(files.values(), tmps):
@@ -101,27 +114,27 @@ def write_figures(model, schedule: Schedule, folder: str, n: int = 64, steps: in
     return tuple(paths)
 
 
-def figure_files(model, schedule: Schedule, n: int = 64, steps: int = 0, w: float = DEFAULT_W, seed: int = 0,
-                 progress: bool = False, eta: float = 0.0) -> dict:
+def figure_files(model, schedule: Schedule, n: int = 64, settings: SamplerSettings = SamplerSettings(w=DEFAULT_W),
+                 seed: int = 0, progress: bool = False) -> dict:
     """Sample and draw {file name: write(path)}: samples.png (n images) and trajectory.png (the first 8
-    images' chains, whose last column is the grid's first 8 images). steps 0: full ancestral chain, else DDIM
-    with `eta`."""
+    images' chains, whose last column is the grid's first 8 images), with any sampler (settings; its w is
+    used for class-conditional models only). progress: bars with time estimates for both."""
     device = next(model.parameters()).device
     cfg = model.config
     y = labels_for(model, n)
-    w = w if y is not None else 0.0
-    x = sample(model, schedule, n, y, SamplerSettings(steps=steps or None, eta=eta, w=w), generators(seed, n),
+    settings = settings if y is not None else replace(settings, w=0.0)
+    x = sample(model, schedule, n, y, settings, generators(seed, n),
                shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
     samples_fig = grid_figure(x, nrow=max(1, round(n ** 0.5)))
     k = min(8, n)
-    frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], w, seed, steps or None, eta)
+    frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], settings, seed, progress)
     cols, rows = frames.shape[0], frames.shape[1]
     grid = make_grid(to_unit(frames.transpose(0, 1).reshape(-1, *frames.shape[2:])), nrow=cols, padding=2,
                      pad_value=1.0)
     cell = grid.shape[-1] / cols
-    sampler = f"DDIM, {steps} steps, eta {eta:g}" if steps else "ancestral, all steps"
-    traj_fig = _image_figure(grid, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 ({sampler}); {rows} "
-                             "images", xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
+    traj_fig = _image_figure(grid, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 "
+                             f"({describe(settings)}); {rows} images",
+                             xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
     return {"samples.png": lambda path: savefig(samples_fig, path), "trajectory.png": lambda path: savefig(traj_fig, path)}
 
 
@@ -135,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for samples.png and trajectory.png (default: the checkpoint's)")
     p.add_argument("--n", type=int_range(1, 1024), default=64, help="images in the grid (default %(default)s)")
     p.add_argument("--steps", type=nonneg_int, default=None,
-                   help="0: the full ancestral chain; S: DDIM with S steps (default: the run's sample_steps)")
+                   help="network evaluations: 0 for the full ancestral chain, else S steps of --sampler (default: the "
+                        "run's sample_steps)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="ddpm, ddim, or diffusers' dpm++, unipc, euler (default: the run's sample_sampler; DDPM's full "
+                        "chain for problem 5's checkpoints)")
+    p.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="how --steps are spread over 1..T (default: the sampler's; see utils.ddim_timesteps)")
     p.add_argument("--eta", type=unit_float, default=None,
                    help="DDIM's eta: 0 deterministic, 1 stochastic (ancestral on the DDIM steps); default: the run's "
                         "sample_eta")
@@ -148,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cli_settings(args, config, schedule: Schedule) -> SamplerSettings:
+    """The sampler of the command line, each setting defaulting to the run's (config; None for problem 5's
+    checkpoints: the full chain)."""
+    run = (config.sample_sampler, config.sample_steps, config.sample_eta) if config is not None else ("ddpm", 0, 0.0)
+    name = args.sampler or run[0]
+    steps = run[1] if args.steps is None else args.steps
+    if steps > schedule.T:
+        raise ValueError(f"--steps {steps} is more than the model's T={schedule.T}")
+    return settings_for(name, steps or None, run[2] if args.eta is None else args.eta, args.w, args.spacing)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     prog = "image_diffusion.sample"
@@ -155,16 +185,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         loaded = load_model(args.checkpoint, resolve_device(args.device))
+        if os.path.isdir(args.checkpoint) and not args.out:
+            raise ValueError(f"--checkpoint {args.checkpoint} is an export folder; give --out for the figures")
         out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
-        default_steps = loaded.config.sample_steps if loaded.config is not None else 0  # MNIST: the full chain
-        steps = default_steps if args.steps is None else args.steps
-        eta = (loaded.config.sample_eta if loaded.config is not None else 0.0) if args.eta is None else args.eta
-        if steps > loaded.schedule.T:
-            raise ValueError(f"--steps {steps} is more than the model's T={loaded.schedule.T}")
+        settings = cli_settings(args, loaded.config, loaded.schedule)
         for name in ("samples.png", "trajectory.png"):
             check_output(os.path.join(out, name), args.overwrite, rerun=False)
-        paths = write_figures(loaded.model, loaded.schedule, out, args.n, steps, args.w, args.seed, progress=True,
-                              eta=eta)
+        paths = write_figures(loaded.model, loaded.schedule, out, args.n, settings, args.seed, progress=True)
     except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
         return command_error(prog, e, lambda: f"--n {args.n}; lower it")
     finally:

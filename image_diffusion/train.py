@@ -27,11 +27,12 @@ from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, c
 from runio.errors import OutputError, first_line
 from runio.locks import folder_lock
 from runio.runs import check_run_folder, save_set
+from solvers import SAMPLERS, settings_for
 from utils import SCHEDULES
 
 from .data import DataError, load_images
 from .presets import PRESETS, Config, describe_presets, get_preset
-from .sample import figure_files
+from .sample import DEFAULT_W, figure_files
 from .trainer import RUN_FILES, Distributed, train
 from .unet import count_parameters, UNet
 
@@ -77,8 +78,9 @@ OPTIONS = {
     "compile": Option(bool, "torch.compile the UNet"),
     "workers": Option(int_range(-1, 64), "DataLoader workers (-1: 4 on CUDA, 0 on CPU)"),
     "save_every": Option(positive_int, "checkpoint interval in steps"),
-    "sample_n": Option(int_range(1, 1024), "images in the final samples.png"),
-    "sample_steps": Option(nonneg_int, "final grid: 0 for the full ancestral chain, else DDIM steps"),
+    "sample_n": Option(int_range(0, 1024), "images in the closing samples.png (0: no closing grid)"),
+    "sample_sampler": Option(SAMPLERS, "the closing grid's sampler: ddpm, ddim, or diffusers' dpm++, unipc, euler"),
+    "sample_steps": Option(nonneg_int, "the closing grid's network evaluations (0 with ddpm: the full chain)"),
     "sample_eta": Option(unit_float, "DDIM's eta for the final grid: 0 deterministic, 1 stochastic (ancestral)"),
 }
 
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads for torch per process (default %(default)s: fastest on shared cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-minutes", type=positive_float, default=None,
+                   help="end the session after this much training time (a wall-clock budget), saving as at the end")
     add_config_arguments(p.add_argument_group("overrides of the preset"), Config, OPTIONS)  # defaults: the preset's
     return p
 
@@ -171,10 +175,11 @@ def main(argv=None) -> int:
             if part.rank == 0:
                 print(f"data {data.describe()}; UNet {count_parameters(UNet(cfg.unet())):,} parameters; "
                       f"{part.world} process(es); {torch.get_num_threads()} CPU thread(s) each", flush=True)
-            result = train(cfg, data, out, args.resume, progress=not args.quiet)
-            if part.rank == 0 and result.losses:
-                files = figure_files(result.model, result.schedule, cfg.sample_n, cfg.sample_steps, seed=cfg.seed,
-                                     eta=cfg.sample_eta)
+            result = train(cfg, data, out, args.resume, progress=not args.quiet,
+                           max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+            if part.rank == 0 and result.losses and cfg.sample_n:
+                how = settings_for(cfg.sample_sampler, cfg.sample_steps or None, cfg.sample_eta, DEFAULT_W)
+                files = figure_files(result.model, result.schedule, cfg.sample_n, how, cfg.seed, progress=not args.quiet)
                 save_set(out, files, keep=RUN_FILES)  # the last save and its grids: one set
     except Exception as e:
         if part.world > 1 and peer_lost(e):  # a killed rank: one line from each survivor, not gloo's traceback
@@ -195,7 +200,8 @@ def main(argv=None) -> int:
     if part.rank == 0:
         tail = result.losses[-100:] or [float("nan")]
         print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; final loss {sum(tail) / len(tail):.4f}; "
-              f"wrote {os.path.join(out, 'model.pt')}" + (f" and {', '.join(files)}" if result.losses else ""))
+              f"wrote {os.path.join(out, 'model.pt')}" + (f" and {', '.join(files)}" if result.losses and cfg.sample_n
+                                                          else ""))
     return 0
 
 

@@ -39,6 +39,7 @@ from report.figures import loss_files
 from runio.checkpoints import Loaded, check_resumable, read_checkpoint, restore
 from runio.cli import resolve_device
 from runio.errors import CheckpointError, first_line
+from runio.export import read_model
 from runio.files import atomic_save, torch_save
 from runio.memory import check_fits, measure
 from runio.runs import save_set
@@ -53,7 +54,8 @@ MNIST_KIND = "ddpm-mnist"  # problem 5's checkpoints (mnist.checkpoint.KIND): th
 RESUME_KIND = "image-diffusion-resume"
 RUN_FILES = ("model.pt", "state.pt", "loss.csv", "loss.png", "samples.png", "trajectory.png")
 # settings a resumed run may change: they do not change what is computed
-RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", "sample_steps", "sample_eta", "download",
+RESUMABLE = ("steps", "device", "workers", "compile", "save_every", "sample_n", "sample_sampler", "sample_steps",
+             "sample_eta", "download",
              "data_root")
 
 
@@ -126,9 +128,9 @@ def save_model(path, ema_model: UNet, cfg: Config, **info) -> None:
 
 def load_model(path, device="cpu") -> Loaded:
     """A model.pt from train(), or a problem 5 MNIST checkpoint (python -m mnist.train; the shipped
-    mnist/reference/model.pt), whose network is this UNet too; CheckpointError (one line) if it is missing,
-    foreign or broken."""
-    ckpt = read_checkpoint(path, (KIND, MNIST_KIND))
+    mnist/reference/model.pt), whose network is this UNet too, or the export folder of either (runio.export);
+    CheckpointError (one line) if it is missing, foreign or broken."""
+    ckpt = read_model(path, (KIND, MNIST_KIND))
     mnist = ckpt["kind"] == MNIST_KIND
     try:
         cfg = None if mnist else Config.from_dict(ckpt["config"])

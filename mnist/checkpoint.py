@@ -3,7 +3,8 @@
 A checkpoint is a dict with kind 'ddpm-mnist'; `runio.checkpoints.read_checkpoint` checks the kind, so a
 two-pixel checkpoint handed to the MNIST tools (or this one to the two-pixel tools) fails with one
 clear line. The optimiser state for --resume lives in a separate file (state.pt) so the shipped
-model stays small.
+model stays small. `load_model` also reads the checkpoint's export folder (model.safetensors + config.json,
+written by python -m runio.export) to the same model.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple, Optional
 
 from runio.checkpoints import Loaded, read_checkpoint
 from runio.errors import CheckpointError, first_line
+from runio.export import read_model
 from runio.files import atomic_save
 from utils import Schedule, check_finite_weights, make_schedule
 
@@ -30,9 +32,9 @@ def save_model(path, model: MNISTUNet, schedule: Schedule, train_config: dict, *
 
 
 def load_model(path, device="cpu") -> Loaded:
-    """Load an MNIST checkpoint: Loaded(model, schedule, its training config (a dict), the rest it stores);
-    CheckpointError (one line) if it is missing, foreign or broken."""
-    ckpt = read_checkpoint(path, KIND, train_hint="python -m mnist.train")
+    """Load an MNIST checkpoint, or its export folder (runio.export): Loaded(model, schedule, its training config
+    (a dict), the rest it stores); CheckpointError (one line) if it is missing, foreign or broken."""
+    ckpt = read_model(path, KIND, train_hint="python -m mnist.train")
     try:
         model = build_model(ckpt["model_config"])
         model.load_state_dict(ckpt["model"])

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from runio.cli import MAX_BATCH, Parser, int_range, positive_int, resolve_device, run_command, seed_int
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_write, check_writable, clean_orphans, refuse_reference, replacing_all, savefig, torch_save
-from utils import NonFiniteError, SamplerSettings, Schedule, generators, sample
+from solvers import SAMPLERS, settings_for
+from utils import SPACINGS, NonFiniteError, SamplerSettings, Schedule, generators, sample
 
 from .checkpoint import load_model
 from .data import to_unit_range
@@ -59,8 +60,9 @@ def parse_digits(text: str) -> list[int]:
 @torch.no_grad()
 def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAULT_W, seed: int = 0,
              steps: Optional[int] = None, eta: float = 0.0, batch_size: int = 250, progress: bool = False,
-             device=None) -> torch.Tensor:
-    """Digits for `labels` (N,) -> (N, 1, 28, 28) in [-1, 1]. steps None: full ancestral chain; else DDIM."""
+             device=None, settings: Optional[SamplerSettings] = None) -> torch.Tensor:
+    """Digits for `labels` (N,) -> (N, 1, 28, 28) in [-1, 1]. steps None: full ancestral chain; else DDIM;
+    settings: any sampler instead (solvers.settings_for: --sampler), which then also carries w."""
     labels = torch.as_tensor(list(labels), dtype=torch.long)
     gens = generators(seed, len(labels))
     device = device or next(model.parameters()).device
@@ -72,8 +74,9 @@ def generate(model, schedule: Schedule, labels: Sequence[int], w: float = DEFAUL
         chunks = tqdm(chunks, desc="sampling", unit="batch")
     for i in chunks:
         y = labels[i:i + batch_size]
-        out.append(sample(model, schedule, len(y), y, SamplerSettings(steps=steps, eta=eta, w=w), gens[i:i + batch_size],
-                          shape=(1, 28, 28), device=device).cpu())
+        how = settings if settings is not None else SamplerSettings(steps=steps, eta=eta, w=w)
+        out.append(sample(model, schedule, len(y), y, how, gens[i:i + batch_size], shape=(1, 28, 28),
+                          device=device).cpu())
     return torch.cat(out)
 
 
@@ -158,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w", type=finite_float, default=DEFAULT_W,
                    help="guidance scale w >= 0 ((1+w) eps_cond - w eps_null; 0 = plain conditional) (default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="DDIM with this many steps (default: the full ancestral DDPM chain, T steps)")
+                   help="network evaluations: DDIM (or --sampler) with this many steps (default: the full ancestral "
+                        "DDPM chain, T steps)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="ddpm (the full chain, or ancestral on --steps strided steps), ddim (default with --steps), or "
+                        "diffusers' dpm++, unipc, euler (pip install diffusers); benchmarks/samplers.py measures them")
+    p.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="how --steps are spread over 1..T (default: linspace for ddim, the solvers' measured default "
+                        "for the others)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM noise, 0 = deterministic (default %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="image i uses utils.generators(seed, n)[i] (default %(default)s)")
     p.add_argument("--batch-size", type=int_range(1, MAX_BATCH), default=250,
@@ -187,20 +197,23 @@ def main(argv=None) -> int:
         if args.steps is not None and args.steps > loaded.schedule.T:
             raise ValueError(f"--steps must be at most T={loaded.schedule.T}, got {args.steps}")
         labels = [d for d in digits for _ in range(args.per_digit)]
-        x = generate(loaded.model, loaded.schedule, labels, args.w, args.seed, args.steps, args.eta,
-                     args.batch_size, progress=not args.quiet, device=device)
+        name = args.sampler or ("ddim" if args.steps else "ddpm")
+        settings = settings_for(name, args.steps, args.eta, args.w, args.spacing)
+        x = generate(loaded.model, loaded.schedule, labels, seed=args.seed, batch_size=args.batch_size,
+                     progress=not args.quiet, device=device, settings=settings)
         bad = (~torch.isfinite(x)).flatten(1).any(1)
         if bad.any():
             raise NonFiniteError(f"{int(bad.sum())} of {len(x)} images came out nan or inf with --w {args.w}; nothing "
                                  "was written (try a smaller --w; if that does not help, the checkpoint is broken)")
         with replacing_all([tensors, out]) as (tensors_tmp, out_tmp):  # one set: both, or neither
             torch_save({"kind": SAMPLES_KIND, "x": x, "y": torch.tensor(labels), "w": args.w, "steps": args.steps,
-                        "seed": args.seed}, tensors_tmp)
+                        "sampler": name, "seed": args.seed}, tensors_tmp)
             save_grid(x, out, nrow=args.per_digit, row_labels=[str(d) for d in digits], tmp=out_tmp)
     except (ValueError, OSError, CheckpointError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    sampler = f"DDIM {args.steps} steps (eta={args.eta})" if args.steps else f"DDPM {loaded.schedule.T} steps"
+    sampler = f"{name} {args.steps} steps" + (f" (eta={args.eta})" if name == "ddim" else "") if args.steps else \
+        f"DDPM {loaded.schedule.T} steps"
     print(f"{len(labels)} digits ({sampler}, w={args.w}) -> {out} (tensors: {tensors})")
     return 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend, renders with Agg
 
-from runio.files import MARK, replacing_all, savefig
+from runio.files import MARK, replacing_all, savefig, write_all
 
 from .pages import plt
 
@@ -75,7 +75,4 @@ def loss_files(losses: list, stem: str = "loss") -> dict:
 
 def write_losses(losses: list, folder: str, stem: str = "loss") -> None:
     """A trainer's loss curve in `folder`, as one set: <stem>.csv and <stem>.png (loss_files)."""
-    files = loss_files(losses, stem)
-    with replacing_all([os.path.join(folder, f) for f in files]) as tmps:
-        for write, tmp in zip(files.values(), tmps):
-            write(tmp)
+    write_all({os.path.join(folder, f): write for f, write in loss_files(losses, stem).items()})

@@ -7,6 +7,7 @@
     locks.py        folder_lock: one run per folder, refused at once, no lock file left behind
     runs.py         a run folder written as one set and swapped into place (staged_run, save_set)
     checkpoints.py  reading checkpoints safely (weights_only), the loaded-model type, resuming a run
+    export.py       python -m runio.export: a checkpoint as safetensors + config.json, which every loader reads
     memory.py       whether a training step fits, measured before the first step
     cli.py          the argparse front ends: Parser, argument types and limits, a parser built from a
                     config dataclass, the one error path of every command, Ctrl-C and SIGTERM, --device

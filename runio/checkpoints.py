@@ -67,12 +67,18 @@ def read_checkpoint(path, kind, train_hint: str = "python train.py --T 50") -> d
                               "it may be truncated: retrain it") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this package (no 'kind' field)")
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    if ckpt["kind"] not in kinds:
-        what = READERS.get(ckpt["kind"], f"a {ckpt['kind']!r} file")
-        raise CheckpointError(f"{path} is {what} (kind {ckpt['kind']!r}); this command needs a "
-                              f"{' or '.join(map(repr, kinds))} file")
+    check_kind(path, ckpt["kind"], kind)
     return ckpt
+
+
+def check_kind(path, found, kind) -> None:
+    """CheckpointError (one line) unless `found`, the kind stored at `path`, is `kind` (a str, or a tuple of the
+    kinds accepted); the message names what the file is and which command reads it (READERS)."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if found not in kinds:
+        what = READERS.get(found, f"a {found!r} file") if isinstance(found, str) else f"a {found!r} file"
+        raise CheckpointError(f"{path} is {what} (kind {found!r}); this command needs a "
+                              f"{' or '.join(map(repr, kinds))} file")
 
 
 def config_to_dict(cfg) -> dict:

@@ -160,6 +160,13 @@ def replacing(path):
         yield tmp
 
 
+def write_all(writers: dict) -> None:
+    """{path: write(tmp)}: several files written as one set (replacing_all)."""
+    with replacing_all(list(writers)) as tmps:
+        for write, tmp in zip(writers.values(), tmps):
+            write(tmp)
+
+
 def atomic_write(path, write: Callable[[str], object]) -> None:
     """Call write(tmp) for a temporary file beside `path`, then put it in place (see `replacing`)."""
     with replacing(path) as tmp:

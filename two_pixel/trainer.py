@@ -24,6 +24,7 @@ from runio.checkpoints import Loaded, read_checkpoint
 from runio.cli import (MAX_BATCH, MAX_N_TRAIN, MAX_T, Option, check_fields, check_training_settings, int_range,
                        positive_float, positive_int, probability, resolve_device, seed_int)
 from runio.errors import CheckpointError, first_line
+from runio.export import read_model
 from runio.files import atomic_save, replacing
 from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, Schedule, SamplerSettings, check_finite_weights,
                    check_T, fit, make_schedule, p_losses, sample)
@@ -148,9 +149,9 @@ def _stored_config(ckpt: dict, path) -> TrainConfig:
 
 
 def load_checkpoint(path, device="cpu") -> Loaded:
-    """Load a two-pixel checkpoint: Loaded(model in eval mode, the Schedule it was trained with, its
-    TrainConfig, the rest it stores)."""
-    ckpt = read_checkpoint(path, CHECKPOINT_KIND)
+    """Load a two-pixel checkpoint, or its export folder (runio.export): Loaded(model in eval mode, the Schedule
+    it was trained with, its TrainConfig, the rest it stores)."""
+    ckpt = read_model(path, CHECKPOINT_KIND)
     cfg = _stored_config(ckpt, path)
     try:
         model = build_model(cfg)
