@@ -99,9 +99,11 @@ def train_and_score(report: Report, args) -> None:
     report.add("train_cifar10_32", {"exit": code, "tail": out.strip().splitlines()[-3:], "seconds": round(seconds, 1),
                                     "files": sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []})
     if code == 0:
-        n = 32 if args.smoke else args.fid_n
+        n = 16 if args.smoke else args.fid_n
+        smoke = ["--classifier-steps", "20", "--sampler", "dpm++", "--steps", "2", "--device", "cpu"] if args.smoke else []
         code, out, seconds = run(["-m", "image_diffusion.fid", "--checkpoint", os.path.join(run_dir, "model.pt"), "--n",
-                                  str(n), "--data", args.data, "--out", os.path.join(args.out, "fid")], 240)
+                                  str(n), "--data", args.data, "--out", os.path.join(args.out, "fid"), "--quiet",
+                                  *smoke], 240)
         report.add("fid", {"exit": code, "tail": out.strip().splitlines()[-3:], "seconds": round(seconds, 1), "n": n})
 
 

@@ -178,8 +178,9 @@ def save_run(path, run: Trained, cfg: DenoiserConfig, **info) -> None:
 
 
 def load_run(path=REFERENCE) -> EpochRun:
-    """Load a run written by save_run: EpochRun(config, {epoch: UnconditionalUNet}, losses, info) with epoch 1
-    and the last; CheckpointError (one line) if missing, foreign or broken."""
+    """Load a run written by save_run, or its export folder (python -m runio.export): EpochRun(config, {epoch:
+    UnconditionalUNet}, losses, info) with epoch 1 and the last; CheckpointError (one line) if missing, foreign or
+    broken."""
     def build(config: dict):
         cfg = DenoiserConfig(**config).validate()
         return cfg, lambda: UnconditionalUNet(cfg.hidden)

@@ -331,16 +331,15 @@ class Snapshots(NamedTuple):
 
 
 def load_run(path=REFERENCE) -> Snapshots:
-    """Load a run saved by save_run; CheckpointError (one line) if missing, foreign or broken."""
+    """Load a run saved by save_run, or its export folder (python -m runio.export); CheckpointError (one line) if
+    missing, foreign or broken."""
     def build(config: dict):
         cfg = TimeCondConfig(**config).validate()
         return cfg, lambda: TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
 
-    cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="snapshots")
-    raw = {}
-    if "raw" in info:
-        _, raw, _, _ = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="raw")
-        del info["raw"]
+    cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="snapshots",
+                                               more_keys=("raw",))
+    raw = info.pop("raw", {})
     return Snapshots(cfg, schedule_for(cfg), models, losses, info, raw)
 
 

@@ -9,7 +9,7 @@ written by python -m runio.export) to the same model.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence
 
 from runio.checkpoints import Loaded, read_checkpoint
 from runio.errors import CheckpointError, first_line
@@ -96,22 +96,32 @@ class EpochRun(NamedTuple):
     info: dict  # everything else stored
 
 
-def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs") -> EpochRun:
-    """Read a file from save_epoch_run: EpochRun(config, {epoch: model in eval mode, float32}, losses, info).
-    build(config dict) -> (config object, a function making an empty model). CheckpointError with
-    one line, naming `command` to retrain, if the file is missing, foreign or broken."""
+def load_epoch_run(path, kind: str, what: str, command: str, build, key: str = "epochs",
+                   more_keys: Sequence[str] = ()) -> EpochRun:
+    """Read a file from save_epoch_run, or its export folder (runio.export; read_model reads both as the same dict):
+    EpochRun(config, {epoch: model in eval mode, float32}, losses, info). build(config dict) -> (config object, a
+    function making an empty model). more_keys: other {epoch: state_dict} groups (save_epoch_run's more_states)
+    to load the same way; each one the run holds is put in info as {epoch: model}. CheckpointError with one line,
+    naming `command` to retrain, if the file is missing, foreign or broken."""
     if not os.path.exists(os.fspath(path)):
         raise CheckpointError(f"no {what} checkpoint at {path}; train one ({command} --out DIR)")
-    ckpt = read_checkpoint(path, kind)
+    ckpt = read_model(path, kind, train_hint=f"{command} --out DIR")
     try:
         cfg, make = build(ckpt["config"])
-        models = {}
-        for epoch, sd in sorted(ckpt[key].items()):
-            m = make()
-            m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-            models[int(epoch)] = m.eval()
+        models = _epoch_models(ckpt[key], make)
+        more = {k: _epoch_models(ckpt[k], make) for k in more_keys if k in ckpt}
         losses = ckpt["losses"]
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(f"{path}: not a valid {what} run ({first_line(e)}); retrain it ({command})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("kind", "config", key, "losses")}
-    return EpochRun(cfg, models, losses, info)
+    return EpochRun(cfg, models, losses, {**info, **more})
+
+
+def _epoch_models(states: dict, make) -> dict:
+    """{epoch: state_dict (fp16 as stored)} as {epoch: make() loaded with it in float32, eval mode}, epochs in order."""
+    models = {}
+    for epoch, sd in sorted(states.items()):
+        m = make()
+        m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        models[int(epoch)] = m.eval()
+    return models

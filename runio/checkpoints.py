@@ -95,11 +95,16 @@ def config_from_dict(cls, d: dict):
 
 
 def file_sha256(path) -> str:
-    """The hex sha256 of a file's bytes: which run another run was continued from."""
+    """The hex sha256 of a file's bytes (of an export folder: of its files' names and bytes, in name order):
+    which run another run was continued from."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    names = sorted(os.listdir(path)) if os.path.isdir(path) else [None]
+    for name in names:
+        if name is not None:
+            h.update(name.encode() + b"\0")
+        with open(path if name is None else os.path.join(path, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 

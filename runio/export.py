@@ -2,27 +2,40 @@
 
     python -m runio.export --checkpoint mnist/reference/model.pt --out exports/mnist
     loaded = mnist.checkpoint.load_model("exports/mnist")    # the same weights, schedule, config and info
+    python -m runio.export --checkpoint mnist/reference/timecond.pt --out exports/timecond
+    run = cs180.timecond.load_run("exports/timecond")       # every epoch's weights, the losses, the samples
 
 An export folder holds two files, written and replaced as one set (runio.runs.staged_run):
 
-    model.safetensors  the checkpoint's "model" state dict (the EMA weights), bit for bit, in the dtype the
-                       checkpoint stores; metadata {"format": "pt", "kind": KIND}, nothing more
+    model.safetensors  every tensor of the checkpoint, bit for bit, in the dtype it stores (fp16 stays fp16,
+                       uint8 stays uint8): the "model" state dict (the EMA weights) under its own names, and any
+                       other tensor under its key path joined by dots (a CS180 run's "snapshots.20.first.0.0.weight",
+                       "raw.20.<param>", "samples.sampled.5", "pixel_stats.mean"); metadata {"format": "pt",
+                       "kind": KIND}, nothing more
     config.json        {"format": "ddpm-reference-export", "format_version": 1, "kind": KIND,
                         "exported_from": {"file": ..., "sha256": ...}, then every other field of the
-                        checkpoint as it stores it}: what rebuilds the network and its schedule (a two-pixel
-                        run's "config"; problem 5's "model_config", "schedule"; an image run's "config",
-                        "unet", "schedule") and the run's own record (steps, seconds, data source)
+                        checkpoint as it stores it, then "tensors": {name: key path} for the tensors outside
+                        "model" (absent when there are none)}: what rebuilds the network and its schedule (a
+                        two-pixel run's "config"; problem 5's "model_config", "schedule"; an image run's "config",
+                        "unet", "schedule"; a CS180 run's "config") and the run's own record (steps, seconds, data
+                        source; a CS180 run's losses per step and what its stored samples were drawn with)
+
+A key path is the list of keys from the checkpoint down to a tensor, as JSON writes them: ["snapshots", 20,
+"first.0.0.weight"] (an epoch is a number, a parameter's name a string), so a dict keyed by epochs comes back
+keyed by the same ints. A dict whose every value is a tensor lives in model.safetensors alone; the other
+values of a dict that also holds tensors (a run's "samples": n, seed, w, steps) stay in config.json.
 
 Each family's loader (two_pixel.trainer.load_checkpoint, mnist.checkpoint.load_model,
-image_diffusion.trainer.load_model) reads through `read_model`, which turns a checkpoint file and an
-export folder into the same dict, so a folder loads as its checkpoint does: same model, same schedule,
-same config and info, same samples from the same seed.
+image_diffusion.trainer.load_model, and mnist.checkpoint.load_epoch_run for CS180's cs180.denoiser.load_run and
+cs180.timecond.load_run) reads through `read_model`, which turns a checkpoint file and an export folder into the
+same dict, so a folder loads as its checkpoint does: same models, same schedule, same config and info, same
+samples from the same seed.
 
 An export re-encodes a checkpoint; it does not save a model again, so writing one needs no family's code,
 and the command lives here, below every family. What the two files hold is the checkpoint's, field for
-field (tuples come back as lists, which the loaders read as they read a checkpoint's); a field JSON cannot
-carry exactly (a tensor outside "model", nan, a dict keyed by numbers) is refused, never approximated.
-CS180's runs (several epochs per file, with their losses and sample grids) are not exported.
+field (tuples come back as lists, which the loaders read as they read a checkpoint's); what neither can
+carry exactly (nan, a tensor in a list, a number-keyed dict of other things than tensors, two key paths
+joined to one name) is refused, never approximated.
 """
 from __future__ import annotations
 
@@ -45,30 +58,37 @@ FORMAT = "ddpm-reference-export"
 FORMAT_VERSION = 1  # raise it when a reader of version 1 would misread the folder
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 FILES = (WEIGHTS, CONFIG)  # one export: written, and replaced, as a set
-HEADER = ("format", "format_version", "kind", "exported_from")  # config.json's own fields; the rest is the checkpoint's
-# the kinds that hold one model under "model" and a config that rebuilds it and its schedule
-EXPORTABLE = ("ddpm-two-pixel", "ddpm-mnist", "image-diffusion")
-TRAIN_HINT = "python train.py --T 50, python -m mnist.train or python -m image_diffusion.train"
+TENSORS = "tensors"  # config.json's {safetensors name: key path} of the tensors outside "model"
+# config.json's own fields; the rest is the checkpoint's
+HEADER = ("format", "format_version", "kind", "exported_from", TENSORS)
+# the kinds that hold one model under "model" and a config that rebuilds it and its schedule, and CS180's runs:
+# the weights after chosen epochs ({epoch: state_dict} under "snapshots" or "epochs", "raw"), losses and samples
+EXPORTABLE = ("ddpm-two-pixel", "ddpm-mnist", "image-diffusion", "ddpm-mnist-timecond", "mnist-denoiser")
+TRAIN_HINT = ("python train.py --T 50, python -m mnist.train, python -m image_diffusion.train, "
+              "python -m cs180.timecond or python -m cs180.denoiser")
 
 
 # ================================================================ reading
 def read_model(path, kind, train_hint: str = "python train.py --T 50") -> dict:
     """What every family's loader reads: a checkpoint file (runio.checkpoints.read_checkpoint) or an export
-    folder (read_export), as the same dict {"kind", "model": state_dict, ...the checkpoint's other fields}.
-    kind: a str, or a tuple of the kinds accepted. CheckpointError (one line) for anything wrong."""
+    folder (read_export), as the same dict {"kind", "model": state_dict, ...the checkpoint's other fields} (a
+    CS180 run has no "model": {epoch: state_dict} under "snapshots" or "epochs", and "raw"). kind: a str, or a
+    tuple of the kinds accepted. CheckpointError (one line) for anything wrong."""
     if os.path.isdir(os.fspath(path)):
         return read_export(path, kind)
     return read_checkpoint(path, kind, train_hint)
 
 
 def read_export(folder, kind) -> dict:
-    """An export folder as the checkpoint dict it was written from: {"kind", "model": state_dict (tensors in
-    the dtype exported), ...the other fields of config.json but its HEADER}. CheckpointError (one line) for
-    a folder without config.json, JSON that cannot be read, another format or an unknown format_version, a
-    kind other than `kind`, or a model.safetensors that is missing, unreadable or from another export."""
+    """An export folder as the checkpoint dict it was written from: {"kind", ...the fields of config.json but its
+    HEADER, each tensor of model.safetensors put back at its key path, "model": the other tensors (a state dict,
+    in the dtype exported; absent for a run without one)}. CheckpointError (one line) for a folder without
+    config.json, JSON that cannot be read, another format or an unknown format_version, a kind other than
+    `kind`, or a model.safetensors that is missing, unreadable or from another export."""
     folder = os.fspath(folder)
     config = _read_config(folder)
     check_kind(folder, config["kind"], kind)
+    paths = _tensor_paths(config, os.path.join(folder, CONFIG))
     path = os.path.join(folder, WEIGHTS)
     if not os.path.isfile(path):
         raise CheckpointError(f"{folder} has a {CONFIG} but no {WEIGHTS}; export the checkpoint again")
@@ -79,11 +99,43 @@ def read_export(folder, kind) -> dict:
     except Exception as e:  # SafetensorError: truncated, corrupt or not safetensors at all; OSError
         raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)}); it may be truncated: "
                               "export the checkpoint again") from None
+    again = "the two files come from different exports; export the checkpoint again"
     if meta.get("kind", config["kind"]) != config["kind"]:
-        raise CheckpointError(f"{path} holds a {meta['kind']!r} model but its {CONFIG} a {config['kind']!r} one: the "
-                              "two files come from different exports; export the checkpoint again")
+        raise CheckpointError(f"{path} holds a {meta['kind']!r} model but its {CONFIG} a {config['kind']!r} one: "
+                              + again)
+    missing = [name for name in paths if name not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing[0]!r}, which its {CONFIG} names: {again}")
     fields = {k: v for k, v in config.items() if k not in HEADER}
-    return {"kind": config["kind"], **fields, "model": state}
+    for name, keys in paths.items():
+        _put(fields, keys, state.pop(name), f"{path} and its {CONFIG} disagree about {name!r}: {again}")
+    return {"kind": config["kind"], **fields, **({"model": state} if state or not paths else {})}
+
+
+def _tensor_paths(config: dict, path: str) -> dict:
+    """config.json's TENSORS: {safetensors name: key path}, each path a non-empty list of str and int keys
+    starting at a field of the checkpoint; {} where there is none. CheckpointError (one line) otherwise."""
+    paths = config.get(TENSORS, {})
+    key = lambda k: type(k) is str or type(k) is int  # type: a bool is an int in Python, not in the format
+    if not (isinstance(paths, dict) and all(
+            isinstance(keys, list) and keys and all(map(key, keys)) and isinstance(keys[0], str)
+            and keys[0] not in ("kind", "model", *HEADER) for keys in paths.values())):
+        raise CheckpointError(f"{path}: its {TENSORS!r} is not a map of tensor names to key paths; export the "
+                              "checkpoint again")
+    return paths
+
+
+def _put(fields: dict, keys: list, tensor, error: str) -> None:
+    """fields[keys[0]][keys[1]]...[keys[-1]] = tensor, making the dicts on the way; CheckpointError(error) where
+    the way holds something else than a dict, or the place a value already."""
+    node = fields
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise CheckpointError(error)
+    if keys[-1] in node:
+        raise CheckpointError(error)
+    node[keys[-1]] = tensor
 
 
 def _read_config(folder: str) -> dict:
@@ -114,36 +166,97 @@ def _read_config(folder: str) -> dict:
 
 # ================================================================ writing
 def write_export(out, ckpt: dict, overwrite: bool = False, exported_from: dict | None = None) -> dict:
-    """Write checkpoint dict `ckpt` (as read_model returns it) as the export folder `out`: its "model" state
-    dict to model.safetensors (tensors as stored: fp16 stays fp16), every other field to config.json after
-    the HEADER, both as one set (runio.runs.staged_run: on any error `out` is as it was). Returns the config
-    written. CheckpointError for no state dict or a field JSON cannot carry exactly; OutputError, before
-    anything is written, for an `out` that may not take an export (check_out)."""
+    """Write checkpoint dict `ckpt` (as read_model returns it) as the export folder `out`: its tensors to
+    model.safetensors (as stored: fp16 stays fp16; split_tensors names them), every other field to config.json
+    after the HEADER, both as one set (runio.runs.staged_run: on any error `out` is as it was). Returns the config
+    written. CheckpointError for no tensors, a "model" that is not a state dict, or a field that cannot be carried
+    exactly; OutputError, before anything is written, for an `out` that may not take an export (check_out)."""
     state = ckpt.get("model")
-    if not (isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                      for k, v in state.items())):
+    if "model" in ckpt and not (isinstance(state, dict) and state and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise CheckpointError(f"the {ckpt.get('kind')!r} checkpoint holds no state dict under 'model', so it has no "
                               "weights to export")
-    fields = {k: v for k, v in ckpt.items() if k not in ("kind", "model")}
-    for name, value in fields.items():
-        if name in HEADER or not _plain(value):
-            why = ("a name of the export's header" if name in HEADER else
-                   f"a {type(value).__name__} holding what JSON cannot carry exactly")
-            raise CheckpointError(f"the checkpoint's field {name!r} cannot be exported ({why})")
+    tensors, paths, fields = split_tensors(ckpt)
+    if not tensors:
+        raise CheckpointError(f"the {ckpt.get('kind')!r} checkpoint holds no tensors, so it has no weights to export")
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": ckpt["kind"],
-              **({"exported_from": exported_from} if exported_from else {}), **fields}
+              **({"exported_from": exported_from} if exported_from else {}), **fields,
+              **({TENSORS: paths} if paths else {})}
     check_out(out, overwrite)
     with staged_run(out, FILES, overwrite) as stage:
-        save_weights(os.path.join(stage, WEIGHTS), state, ckpt["kind"])
+        save_weights(os.path.join(stage, WEIGHTS), tensors, ckpt["kind"])
         save_config(os.path.join(stage, CONFIG), config)
     return config
 
 
-def save_weights(path: str, state: dict, kind: str) -> None:
-    """state (name -> tensor) as safetensors, each tensor its own contiguous copy (safetensors refuses shared
+class _Refused(Exception):
+    """Why a value cannot be carried exactly (split_tensors names its field)."""
+
+
+_GONE = object()  # what config.json keeps of a tensor, or of a dict holding only tensors: nothing
+
+
+def split_tensors(ckpt: dict) -> tuple[dict, dict, dict]:
+    """A checkpoint dict as (tensors {safetensors name: tensor}, paths {name: key path} of the tensors outside
+    "model", fields: the rest, for config.json). "model"'s tensors keep their names; any other tensor is named
+    by its key path joined by dots ("snapshots.20.first.0.0.weight"). CheckpointError (one line) for a field
+    named as the HEADER, a value neither can carry exactly (_take_tensors), or two tensors of one name."""
+    tensors, paths, fields = {}, {}, {}
+    for field, value in ckpt.items():
+        if field == "kind":
+            continue
+        try:
+            if field in HEADER:
+                raise _Refused("a name of the export's header")
+            found = []
+            if field == "model":
+                found = [((name,), v) for name, v in value.items()]
+            else:
+                left = _take_tensors(value, (field,), found)
+                if left is not _GONE:
+                    fields[field] = left
+            for keys, tensor in found:
+                name = ".".join(map(str, keys))
+                if name in tensors:
+                    raise _Refused(f"two of its tensors would be named {name!r} in {WEIGHTS}")
+                tensors[name] = tensor
+                if field != "model":
+                    paths[name] = list(keys)
+        except _Refused as e:
+            raise CheckpointError(f"the checkpoint's field {field!r} cannot be exported ({e})") from None
+    return tensors, paths, fields
+
+
+def _take_tensors(value, keys: tuple, found: list):
+    """value without its tensors, which are appended to `found` as (key path, tensor): a tensor gives _GONE; a
+    non-empty dict keeps its other entries, or gives _GONE when it held only tensors; a value JSON carries exactly
+    (_plain) is kept. _Refused for anything else: a key neither str nor int, a number-keyed dict of other things
+    than tensors (JSON keys are strings), a tensor in a list, nan, an object."""
+    where = ".".join(map(str, keys))
+    if isinstance(value, torch.Tensor):
+        found.append((keys, value))
+        return _GONE
+    if isinstance(value, dict) and value:
+        left = {}
+        for k, v in value.items():
+            if not (type(k) is str or type(k) is int):
+                raise _Refused(f"{where} has the key {k!r}, neither a str nor an int")
+            rest = _take_tensors(v, keys + (k,), found)
+            if rest is not _GONE and type(k) is int:
+                raise _Refused(f"{where} is keyed by numbers and holds a {type(v).__name__}, not only tensors")
+            if rest is not _GONE:
+                left[k] = rest
+        return left or _GONE
+    if _plain(value):
+        return value
+    raise _Refused(f"{where} is a {type(value).__name__} holding what JSON cannot carry exactly")
+
+
+def save_weights(path: str, tensors: dict, kind: str) -> None:
+    """tensors (name -> tensor) as safetensors, each tensor its own contiguous copy (safetensors refuses shared
     storage), dtypes as given; metadata small and textual. The umask's mode, as every file of the package
     (safetensors makes it 0o600)."""
-    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, path,
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, path,
               metadata={"format": "pt", "kind": kind})
     os.chmod(path, file_mode())
 
@@ -199,7 +312,7 @@ def _is_export(folder: str) -> bool:
 
 
 def export_checkpoint(checkpoint, out, overwrite: bool = False) -> dict:
-    """Export the model in `checkpoint` (a file of an EXPORTABLE kind, or an export folder) into folder `out`;
+    """Export the checkpoint `checkpoint` (a file of an EXPORTABLE kind, or an export folder) into folder `out`;
     returns the config written. exported_from names the file read and its sha256 (a folder's: its weights)."""
     ckpt = read_model(checkpoint, EXPORTABLE, TRAIN_HINT)
     source = os.path.join(checkpoint, WEIGHTS) if os.path.isdir(checkpoint) else os.fspath(checkpoint)
@@ -211,7 +324,7 @@ def export_checkpoint(checkpoint, out, overwrite: bool = False) -> dict:
 def build_parser() -> Parser:
     p = Parser(prog="python -m runio.export", description=__doc__)
     p.add_argument("--checkpoint", required=True,
-                   help=f"a model checkpoint ({', '.join(EXPORTABLE)}), e.g. mnist/reference/model.pt")
+                   help=f"a checkpoint ({', '.join(EXPORTABLE)}), e.g. mnist/reference/model.pt")
     p.add_argument("--out", required=True, help=f"the export folder: {WEIGHTS} and {CONFIG}")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in --out (never other files)")
     return p
@@ -226,7 +339,7 @@ def main(argv=None) -> int:
         config = export_checkpoint(args.checkpoint, args.out, args.overwrite)
     except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
         return command_error(prog, e, lambda: "a model this large; export it on a machine with more memory")
-    print(f"exported the {config['kind']} model in {args.checkpoint} to {args.out} ({WEIGHTS}, {CONFIG})")
+    print(f"exported the {config['kind']} checkpoint {args.checkpoint} to {args.out} ({WEIGHTS}, {CONFIG})")
     return 0
 
 

@@ -1,12 +1,15 @@
-"""Exports (runio.export): a model checkpoint as a folder of model.safetensors + config.json.
+"""Exports (runio.export): a checkpoint as a folder of model.safetensors + config.json.
 
-Every shipped model, a two-pixel run and an image run go through a folder and come back with bit-identical
-weights (in the dtype stored), the same schedule, config and info, and the same samples from the same seeds;
-bad folders and bad places to write are one line and exit 2; the two files are written as one set."""
+Every shipped generative checkpoint (problem 5's model and CS180's denoiser and time-conditioned runs), a two-pixel
+run and an image run go through a folder and come back with bit-identical tensors (in the dtype stored: every
+epoch's weights, the raw ones beside an EMA, the stored samples), the same schedule, config, losses and info, and
+the same samples from the same seeds; what cannot be carried exactly, bad folders and bad places to write are one
+line and exit 2; the two files are written as one set."""
 import errno
 import functools
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -14,6 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import runio.export
+from cs180 import denoiser as dn
+from cs180 import timecond as tc
 from helpers import REPO, assert_refused, cli, md5s
 from image_diffusion.presets import Config
 from image_diffusion.trainer import load_model as load_image_model, save_model as save_image_model
@@ -30,10 +35,10 @@ from utils import SamplerSettings, generators, make_schedule, sample
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REFERENCE = os.path.join(REPO, "mnist", "reference")
-NOT_EXPORTED = {"ddpm-mnist-timecond": "CS180 B.2: several epochs per file", "mnist-denoiser": "CS180 B.1: several "
-                "epochs per file", "mnist-classifier": "the metric classifier, not a generative model"}
+NOT_EXPORTED = {"mnist-classifier": "the metric classifier, not a generative model"}
 LOADERS = {"ddpm-mnist": (load_mnist_model, load_image_model), "image-diffusion": (load_image_model,),
            "ddpm-two-pixel": (load_two_pixel,)}
+RUNS = {"denoiser.pt": dn.load_run, "timecond.pt": tc.load_run, "timecond_class.pt": tc.load_run}  # CS180's
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,11 +49,13 @@ def shipped_kinds() -> dict:
 
 
 SHIPPED = sorted(f for f, kind in shipped_kinds().items() if kind in EXPORTABLE)
+MODELS = sorted(f for f in SHIPPED if shipped_kinds()[f] in LOADERS)  # one model under "model"
 
 
 def test_every_shipped_generative_model_is_exported():
     """What is not exported is known and says why: a new shipped model kind must be exported or listed here."""
-    assert SHIPPED == ["model.pt"]
+    assert SHIPPED == ["denoiser.pt", "model.pt", "timecond.pt", "timecond_class.pt"]
+    assert sorted(MODELS + list(RUNS)) == SHIPPED
     assert {kind for f, kind in shipped_kinds().items() if f not in SHIPPED} <= set(NOT_EXPORTED)
 
 
@@ -76,7 +83,7 @@ def assert_stored_bit_for_bit(checkpoint, folder):
         assert exported[k].dtype == v.dtype and torch.equal(exported[k], v), k
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", MODELS)
 def test_shipped_model_round_trips(name, tmp_path, capsys):
     path, out = os.path.join(REFERENCE, name), str(tmp_path / "export")
     before = md5s(REFERENCE)
@@ -164,6 +171,191 @@ def test_a_sampling_command_reads_the_folder(tmp_path, capsys):
         assert code == 0, err
         drawn[name] = torch.load(str(tmp_path / f"{name}.pt"), weights_only=True)["x"]
     assert torch.equal(drawn["pt"], drawn["folder"])
+
+
+# ---------------------------------------------------------------- CS180's runs: several epochs per file
+@pytest.fixture(scope="module")
+def run_exports(tmp_path_factory) -> dict:
+    """Each shipped CS180 run exported once for the module, by the command (timecond.pt is 25 MB): {file: folder}."""
+    root, before = tmp_path_factory.mktemp("runs"), md5s(REFERENCE)
+    folders = {name: str(root / name[:-len(".pt")]) for name in RUNS}
+    for name, folder in folders.items():
+        assert main(["--checkpoint", os.path.join(REFERENCE, name), "--out", folder]) == 0
+        assert sorted(os.listdir(folder)) == sorted([CONFIG, WEIGHTS])
+    assert md5s(REFERENCE) == before
+    return folders
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().flatten().view(torch.uint8)
+
+
+def assert_same_tree(a, b, where="checkpoint"):
+    """a and b hold the same: tensors of one dtype, shape and bytes; dicts with the same keys (an epoch stays an int);
+    every other value equal and of the same type (a tuple may come back as a list)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and (a.dtype, a.shape) == (b.dtype, b.shape), where
+        assert torch.equal(bits(a), bits(b)), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and {(type(k), k) for k in a} == {(type(k), k) for k in b}, where
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tree(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and a == b, (where, a, b)
+
+
+def assert_same_models(a: dict, b: dict):
+    """{epoch: model} twice: the same epochs in order, the same weights bit for bit."""
+    assert list(a) == list(b)
+    for epoch in a:
+        assert_same_tree(a[epoch].state_dict(), b[epoch].state_dict(), f"epoch {epoch}")
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_a_shipped_run_comes_back_bit_for_bit(name, run_exports):
+    """read_export gives the checkpoint dict torch.load gives: every epoch's fp16 weights, the raw ones, the uint8
+    samples, the pixel statistics, the losses, config and info, with the epochs still ints."""
+    stored = read_checkpoint(os.path.join(REFERENCE, name), EXPORTABLE)
+    assert_same_tree(stored, read_export(run_exports[name], stored["kind"]))
+
+
+def test_a_run_export_is_what_the_ecosystem_reads(run_exports):
+    """model.safetensors, read by safetensors alone, holds every tensor under its key path in the dtype stored;
+    config.json the losses and config, where each tensor was and nothing but plain JSON; a network built from
+    config.json's "config" takes the last snapshot strictly."""
+    stored = read_checkpoint(os.path.join(REFERENCE, "timecond.pt"), "ddpm-mnist-timecond")
+    tensors = load_file(os.path.join(run_exports["timecond.pt"], WEIGHTS))
+    with open(os.path.join(run_exports["timecond.pt"], CONFIG)) as f:
+        config = json.load(f)
+    epochs = lambda group: {f"{group}.{e}.{k}" for e, sd in stored[group].items() for k in sd}
+    samples = {f"samples.{g}.{e}" for g in ("sampled", "raw", "matched") for e in stored["samples"][g]}
+    assert set(tensors) == epochs("snapshots") | epochs("raw") | samples | {"pixel_stats.mean", "pixel_stats.var"}
+    assert set(config["tensors"]) == set(tensors)
+    assert config["tensors"]["raw.20.last.1.bias"] == ["raw", 20, "last.1.bias"]  # the epoch an int
+    weights = [v for k, v in tensors.items() if k.startswith(("snapshots.", "raw."))]
+    assert {v.dtype for v in weights} == {torch.float16, torch.int64}  # int64: BatchNorm's num_batches_tracked
+    assert tensors["samples.sampled.20"].dtype == torch.uint8 and tensors["samples.sampled.20"].shape == (100, 28, 28)
+    assert config["losses"] == stored["losses"] and len(config["losses"]) == 9380
+    assert config["config"] == stored["config"]
+    assert config["samples"] == {"n": 100, "seed": 0, "w": 0.0, "labels": None, "steps": 300,
+                                 "seconds": stored["samples"]["seconds"]}
+    cfg = config["config"]
+    fresh = tc.TimeConditionalUNet(cfg["hidden"], cfg["T"], cfg["num_classes"])
+    fresh.load_state_dict({k[len("snapshots.20."):]: v for k, v in tensors.items() if k.startswith("snapshots.20.")})
+
+
+@pytest.mark.parametrize("name", ["timecond.pt", "timecond_class.pt"])
+def test_a_timecond_run_loads_the_same(name, run_exports):
+    """cs180.timecond.load_run reads the folder as it reads the file: the same config, schedule, losses, info and
+    stored samples, the same models after every epoch (and raw), the same digits from the same seeds (the class run:
+    the labels and guidance its samples were drawn with)."""
+    a, b = tc.load_run(os.path.join(REFERENCE, name)), tc.load_run(run_exports[name])
+    assert a.config == b.config and a.schedule.config() == b.schedule.config() and a.losses == b.losses
+    assert_same_tree(a.info, b.info, "info")
+    assert b.samples is not None and sorted(b.samples["sampled"]) == [1, 5, 10, 15, 20]
+    assert_same_tree(a.samples, b.samples, "samples")
+    assert_same_models(a.models, b.models)
+    assert list(a.raw) == [20] or list(a.raw) == [1, 5, 10, 15, 20]
+    assert_same_models(a.raw, b.raw)
+    n, last = 4, max(a.models)
+    y = a.samples["labels"][:n] if a.config.num_classes else None
+    settings = SamplerSettings(steps=5, w=a.samples["w"])
+    xa = sample(a.models[last], a.schedule, n, y, settings, generators(0, n), shape=(1, 28, 28))
+    xb = sample(b.models[last], b.schedule, n, y, settings, generators(0, n), shape=(1, 28, 28))
+    assert torch.isfinite(xa).all() and torch.equal(xa, xb)
+
+
+@torch.no_grad()
+def test_the_denoiser_run_loads_the_same(run_exports):
+    """cs180.denoiser.load_run reads the folder as it reads the file, and both last models denoise the same noisy
+    digits (noise from one seed) to the same images."""
+    a, b = dn.load_run(os.path.join(REFERENCE, "denoiser.pt")), dn.load_run(run_exports["denoiser.pt"])
+    assert a.config == b.config and a.losses == b.losses and len(b.losses) == 355
+    assert_same_tree(a.info, b.info, "info")
+    assert_same_models(a.models, b.models)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    z = dn.add_noise(x, a.config.sigma, torch.Generator().manual_seed(1))
+    last = max(a.models)
+    assert torch.equal(a.models[last](z), b.models[last](z))
+
+
+def test_every_shape_of_a_run_comes_back(tmp_path):
+    """An empty dict, a None, a 0-dim bf16 tensor, a dict keyed by epochs in any order, tensors beside numbers in
+    one dict: all come back as stored, and an export exported again is the same export."""
+    ckpt = read_checkpoint(os.path.join(REFERENCE, "denoiser.pt"), "mnist-denoiser")
+    ckpt["epochs"] = {5: ckpt["epochs"][5], 1: ckpt["epochs"][1]}
+    ckpt["samples"] = {"n": 2, "labels": None, "matched": {}, "sampled": {7: torch.arange(8, dtype=torch.uint8)},
+                       "scale": torch.tensor(0.5, dtype=torch.bfloat16), "steps": [3, 5]}
+    torch.save(ckpt, tmp_path / "run.pt")
+    export_checkpoint(tmp_path / "run.pt", tmp_path / "once")
+    export_checkpoint(tmp_path / "once", tmp_path / "twice")
+    for folder in ("once", "twice"):
+        assert_same_tree(ckpt, read_export(tmp_path / folder, "mnist-denoiser"))
+    assert list(read_export(tmp_path / "twice", "mnist-denoiser")["epochs"]) == [5, 1]
+
+
+NOT_CARRIED = {  # how a run is changed: what its one line says
+    "nan_loss": (lambda c: c["losses"].__setitem__(3, float("nan")), "field 'losses' cannot be exported (losses is a"),
+    "numbers_keyed_to_numbers": (lambda c: c.update(psnr={1: 20.5}), "psnr is keyed by numbers and holds a float"),
+    "a_float_key": (lambda c: c.update(psnr={0.5: torch.zeros(1)}), "psnr has the key 0.5, neither a str nor an int"),
+    "a_bool_key": (lambda c: c.update(psnr={True: torch.zeros(1)}), "psnr has the key True"),
+    "tensors_in_a_list": (lambda c: c.update(grid=[torch.zeros(1)]), "grid is a list holding what JSON cannot carry"),
+    "one_name_twice": (lambda c: c.update({"epochs.1": {"first.0.0.weight": torch.zeros(1)}}),
+                       "would be named 'epochs.1.first.0.0.weight'"),
+    "a_header_name": (lambda c: c.update(tensors={}), "field 'tensors' cannot be exported (a name of the export's"),
+}
+
+
+@pytest.mark.parametrize("change", list(NOT_CARRIED))
+def test_what_cannot_be_carried_exactly_is_refused(change, tmp_path, capsys):
+    ckpt = read_checkpoint(os.path.join(REFERENCE, "denoiser.pt"), "mnist-denoiser")
+    edit, needle = NOT_CARRIED[change]
+    edit(ckpt)
+    torch.save(ckpt, tmp_path / "run.pt")
+    assert_refused(main, ["--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "x")], capsys, tmp_path,
+                   "cannot be exported", needle)
+
+
+def tensor_missing(folder):
+    state = load_file(os.path.join(folder, WEIGHTS))
+    del state["epochs.5.last.1.bias"]
+    save_file(state, os.path.join(folder, WEIGHTS), metadata={"format": "pt", "kind": "mnist-denoiser"})
+
+
+def paths_not_a_map(folder):
+    edit_config(folder, tensors=["epochs.1.last.1.bias"])
+
+
+def path_onto_a_value(folder):
+    with open(os.path.join(folder, CONFIG)) as f:
+        paths = json.load(f)["tensors"]
+    edit_config(folder, tensors={**paths, "epochs.5.last.1.bias": ["config", "hidden"]})
+
+
+BROKEN_RUN = {tensor_missing: "lacks 'epochs.5.last.1.bias', which its config.json names",
+              paths_not_a_map: "is not a map of tensor names to key paths",
+              path_onto_a_value: "disagree about 'epochs.5.last.1.bias'"}
+
+
+@pytest.mark.parametrize("break_it", list(BROKEN_RUN), ids=lambda f: f.__name__)
+def test_a_broken_run_folder_is_one_line(break_it, run_exports, tmp_path):
+    folder = shutil.copytree(run_exports["denoiser.pt"], tmp_path / "run")
+    break_it(folder)
+    with pytest.raises(CheckpointError) as e:
+        dn.load_run(folder)
+    assert BROKEN_RUN[break_it] in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_run_folder_of_another_kind_is_refused(run_exports):
+    for load, folder in ((tc.load_run, run_exports["denoiser.pt"]), (dn.load_run, run_exports["timecond.pt"]),
+                         (load_mnist_model, run_exports["timecond_class.pt"])):
+        with pytest.raises(CheckpointError, match="this command needs a") as e:
+            load(folder)
+        assert "\n" not in str(e.value)
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2
@@ -254,10 +446,10 @@ def test_a_folder_of_a_run_points_to_its_checkpoint(two_pixel_checkpoint, capsys
                    "without config.json", f"give {two_pixel_checkpoint}")
 
 
-@pytest.mark.parametrize("name", ["classifier.pt", "timecond.pt", "denoiser.pt"])
-def test_a_foreign_kind_is_refused(name, tmp_path, capsys):
-    assert_refused(main, ["--checkpoint", os.path.join(REFERENCE, name), "--out", str(tmp_path / "x")], capsys,
-                   tmp_path, "this command needs a 'ddpm-two-pixel' or 'ddpm-mnist' or 'image-diffusion' file")
+def test_a_foreign_kind_is_refused(tmp_path, capsys):
+    assert_refused(main, ["--checkpoint", os.path.join(REFERENCE, "classifier.pt"), "--out", str(tmp_path / "x")],
+                   capsys, tmp_path, "the metric classifier", "this command needs a 'ddpm-two-pixel' or 'ddpm-mnist' "
+                   "or 'image-diffusion' or 'ddpm-mnist-timecond' or 'mnist-denoiser' file")
 
 
 def test_a_loader_refuses_an_export_of_another_kind(two_pixel_checkpoint, tmp_path):
