@@ -9,7 +9,8 @@
     train.py    python -m image_diffusion.train --preset NAME [overrides]
     sample.py   python -m image_diffusion.sample --checkpoint RUN/model.pt: grids and trajectories (full chain
                 or DDIM) of any UNet checkpoint, problem 5's included
-    fid.py      FID (pytorch-fid) when its Inception weights are here, else a labelled stand-in
+    fid.py      python -m image_diffusion.fid: FID (pytorch-fid's Inception when its weights are here, else a
+                labelled stand-in), PNGs for other tools, cached real statistics; the one Frechet distance
 
 Timestep convention: utils.py's, t = 0..T with the network called on t in 1..T.
 """

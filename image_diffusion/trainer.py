@@ -130,7 +130,7 @@ def load_model(path, device="cpu") -> Loaded:
     """A model.pt from train(), or a problem 5 MNIST checkpoint (python -m mnist.train; the shipped
     mnist/reference/model.pt), whose network is this UNet too, or the export folder of either (runio.export);
     CheckpointError (one line) if it is missing, foreign or broken."""
-    ckpt = read_model(path, (KIND, MNIST_KIND))
+    ckpt = read_model(path, (KIND, MNIST_KIND), train_hint="python -m image_diffusion.train --preset NAME --data DIR")
     mnist = ckpt["kind"] == MNIST_KIND
     try:
         cfg = None if mnist else Config.from_dict(ckpt["config"])

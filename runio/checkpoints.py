@@ -39,6 +39,7 @@ READERS = {
     "ddpm-mnist-resume": "a run's state.pt, which only --resume reads: give the model.pt beside it",
     "image-diffusion-resume": "a run's state.pt, which only --resume reads: give the model.pt beside it",
     "mnist-samples": "the tensors of python -m mnist.sample's digits, not a model",
+    "fid-standin-classifier": "the stand-in classifier of python -m image_diffusion.fid, not a generative model",
 }
 
 
