@@ -144,6 +144,43 @@ class GMM:
         """eps*(x_t, t, y) bound to `schedule`, with the network's signature."""
         return ExactNoisePredictor(self, schedule)
 
+    # ------------------------------------------------ the exact velocity field (flow matching)
+    def optimal_velocity(self, x, tau, y=None):
+        """v*(x, tau) = E[eps - x_0 | x_tau = x (, y)] on the linear path x_tau = (1 - tau) x_0 + tau eps
+        (flow.py; tau = 0 data, 1 noise). Per component, x_tau ~ N(a mu_k, s^2 I) with a = 1 - tau,
+        s^2 = a^2 sigma^2 + tau^2, and
+
+            E[eps | x, k] = tau / s^2 (x - a mu_k),   E[x_0 | x, k] = mu_k + a sigma^2 / s^2 (x - a mu_k),
+
+        so v_k = (tau - a sigma^2) / s^2 (x - a mu_k) - mu_k, averaged with q(k | x_tau) (or the label's
+        component; the null token num_classes means unconditional). x: (N, 2); tau: scalar or (N,) in (0, 1].
+        Returns (N, 2) in x's dtype."""
+        dtype, xd = x.dtype, x.to(torch.float64).cpu()
+        n = xd.shape[0]
+        tau = torch.as_tensor(tau, dtype=torch.float64).cpu().expand(n)
+        a, var = 1 - tau, (1 - tau) ** 2 * self.std**2 + tau**2  # (N,), (N,)
+        centred = xd[:, None, :] - a[:, None, None] * self.means  # (N, K, 2)
+        v_k = ((tau - a * self.std**2) / var)[:, None, None] * centred - self.means
+        log_r = self.weights.log() - (centred**2).sum(-1) / (2 * var[:, None])  # the shared normaliser cancels
+        resp = torch.softmax(log_r, dim=-1)
+        if y is not None:
+            y = torch.as_tensor(y, dtype=torch.int64).cpu().expand(n)
+            onehot = torch.nn.functional.one_hot(y.clamp(max=self.num_classes - 1), self.num_classes).to(resp.dtype)
+            resp = torch.where((y < self.num_classes)[:, None], onehot, resp)
+        return (resp[..., None] * v_k).sum(1).to(x.device, dtype)
+
+    def log_prob_path(self, x, tau):
+        """log p(x_tau) on the linear path: the mixture of N((1 - tau) mu_k, ((1 - tau)^2 sigma^2 + tau^2) I).
+        x: (N, 2); tau: a scalar in [0, 1]. Returns float64 (N,)."""
+        xd = torch.as_tensor(x, dtype=torch.float64)
+        a, var = 1 - float(tau), (1 - float(tau)) ** 2 * self.std**2 + float(tau) ** 2
+        d2 = ((xd[:, None, :] - a * self.means) ** 2).sum(-1)
+        return torch.logsumexp(self.weights.log() - d2 / (2 * var) - math.log(2 * math.pi * var), dim=-1)
+
+    def velocity_predictor(self, T: int) -> "ExactVelocity":
+        """v*(x_tau, t, y) with the network's signature: t = tau T (the network divides by T)."""
+        return ExactVelocity(self, T)
+
     def dataset(self, n: int = 10_000, seed: int = 0) -> "GMMDataset":
         """A fixed training set of n labelled draws (the scaffold trains on 10,000)."""
         return GMMDataset(self, n, seed)
@@ -167,6 +204,19 @@ class ExactNoisePredictor(torch.nn.Module):
         t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
         alpha_bar = self.schedule.alpha_bar.to(x_t.device)[t]
         return self.gmm.optimal_eps(x_t, alpha_bar, y)
+
+
+class ExactVelocity(torch.nn.Module):
+    """The exact velocity field of the mixture on flow.py's linear path, called as the network is:
+    v = pred(x_tau, t, y) with t = tau T. An nn.Module only so that code written for networks works on it."""
+
+    def __init__(self, gmm: GMM, T: int):
+        super().__init__()
+        self.gmm, self.T, self.num_classes = gmm, int(T), gmm.num_classes
+
+    def forward(self, x, t, y=None):
+        tau = torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(x.shape[0]) / self.T
+        return self.gmm.optimal_velocity(x, tau, y)
 
 
 class GMMDataset(Dataset):

@@ -304,7 +304,8 @@ def guided_eps(eps_model, x_t, t, y=None, w: float = 0.0):
     """Classifier-free guidance (Ho & Salimans 2022). y: None (unconditional: w is ignored) or int64 (B,).
     The conditional and unconditional passes run as one batch."""
     B = x_t.shape[0]
-    t = torch.as_tensor(t, device=x_t.device).long().expand(B)
+    t = torch.as_tensor(t, device=x_t.device)
+    t = (t if t.is_floating_point() else t.long()).expand(B)  # a float t: flow.py's tau T
     if y is None:
         return eps_model(x_t, t, None)
     if w == 0:
@@ -483,6 +484,9 @@ def sample(eps_model, schedule: Schedule, n: int, y=None, settings: SamplerSetti
     sample: `generators(seed, n)`); x_T: start here instead of drawing noise; shape: one sample's shape
     ((2,) for two-pixel images, (1, 28, 28) for MNIST); project: see p_sample_loop.
     Returns x_0 (n, *shape); with trajectory=True, (x_0, Trajectory)."""
+    if getattr(eps_model, "objective", "eps") != "eps" and settings.solver is None:
+        raise ValueError("this model predicts a velocity (flow matching), not the noise: sample it with "
+                         "flow.flow_settings(steps)")
     T = getattr(eps_model, "T", None)
     if T is not None and T != schedule.T:
         raise ValueError(f"the model was trained with T={T} but the schedule has T={schedule.T}; "

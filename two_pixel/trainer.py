@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple, Optional
 
 import torch
 
 from ddpm import ARCHS, UNet
+from flow import flow_losses, flow_settings
 from gmm import GMM, energy_distance, peak_stats
 from report.figures import write_losses
 from runio.checkpoints import Loaded, read_checkpoint
@@ -30,6 +31,7 @@ from utils import (EMA, LOSSES, SCHEDULES, VARIANCES, FitHooks, Schedule, Sample
                    check_T, fit, make_schedule, p_losses, sample)
 
 CHECKPOINT_KIND = "ddpm-two-pixel"
+OBJECTIVES = ("eps", "flow")
 RUN_FILES = ("model.pt", "loss.csv", "loss.png", "metrics.json")  # one run: written, and replaced, as a set
 
 
@@ -38,6 +40,9 @@ class TrainConfig:
     """Everything that defines a two-pixel training run (stored in its checkpoint)."""
 
     T: int = 50
+    # "eps": DDPM, the network predicts the noise (the handout); "flow": flow matching on flow.py's linear
+    # path, the network predicts the velocity eps - x_0 (sampled with flow.flow_settings, t = tau T)
+    objective: str = "eps"
     schedule: str = "cosine"
     variance: str = "posterior"
     clip_x0: Optional[float] = 1.5
@@ -58,7 +63,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         check_T(self.T)
-        check_fields(self, choices=dict(schedule=SCHEDULES, variance=VARIANCES, loss=LOSSES, arch=tuple(ARCHS)),
+        check_fields(self, choices=dict(schedule=SCHEDULES, variance=VARIANCES, loss=LOSSES, arch=tuple(ARCHS),
+                                        objective=OBJECTIVES),
                      at_least_one=("steps", "batch_size", "n_train"),
                      at_most=dict(T=MAX_T, batch_size=MAX_BATCH, n_train=MAX_N_TRAIN))
         check_training_settings(self.p_uncond, self.lr, self.ema_decay)
@@ -67,7 +73,8 @@ class TrainConfig:
 
 # How each TrainConfig field appears on train.py's command line (clip_x0 is not offered there).
 OPTIONS = {
-    "T": Option(int_range(1, MAX_T), "number of diffusion steps"),
+    "T": Option(int_range(1, MAX_T), "number of diffusion steps (flow: the network sees t = tau T)"),
+    "objective": Option(OBJECTIVES, "eps: DDPM's noise prediction (the handout); flow: flow matching's velocity"),
     "steps": Option(positive_int, "optimiser steps"),
     "batch_size": Option(int_range(1, MAX_BATCH), "batch size"),
     "lr": Option(positive_float, "Adam learning rate, cosine-decayed"),
@@ -92,7 +99,9 @@ class TrainResult(NamedTuple):
 
 
 def build_model(cfg: TrainConfig) -> UNet:
-    return UNet(T=cfg.T, **ARCHS[cfg.arch])
+    model = UNet(T=cfg.T, **ARCHS[cfg.arch])
+    model.objective = cfg.objective  # what it predicts: utils.sample refuses DDPM's sampler for a velocity
+    return model
 
 
 def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
@@ -119,8 +128,10 @@ def train(cfg: TrainConfig, dataset=None, progress: bool = True) -> TrainResult:
             yield torch.randint(0, len(data_x), (cfg.batch_size,), generator=gen).to(device)
 
     def loss_fn(idx, step):
-        return p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond,
-                        generator=gen if device.type == "cpu" else None).mean()
+        g = gen if device.type == "cpu" else None
+        if cfg.objective == "flow":
+            return flow_losses(model, cfg.T, data_x[idx], data_y[idx], cfg.p_uncond, generator=g).mean()
+        return p_losses(model, schedule, data_x[idx], data_y[idx], cfg.loss, cfg.p_uncond, generator=g).mean()
 
     done = fit(model, opt, batches(), loss_fn, cfg.steps, ema=ema,
                hooks=FitHooks(after_step=lambda step, seconds: sched.step()),
@@ -176,17 +187,21 @@ def run_folder(T: int, runs: str = "runs") -> str:
 
 
 def evaluate(model, schedule, n: int = 5000, seed: int = 0) -> dict:
-    """Sample quality of `model` next to the exact predictor's with the same sampler and T."""
+    """Sample quality of `model` next to the exact predictor's with the same sampler and T (a flow model: Euler
+    with T steps beside the exact velocity field)."""
     gmm = GMM()
     ref, _ = gmm.sample(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    flow = getattr(model, "objective", "eps") == "flow"
+    how = flow_settings(schedule.T) if flow else SamplerSettings()
+    exact = gmm.velocity_predictor(schedule.T) if flow else gmm.noise_predictor(schedule)
     out = {}
-    for name, pred in (("model", model.cpu()), ("exact", gmm.noise_predictor(schedule))):
-        x = sample(pred, schedule, n, generator=torch.Generator().manual_seed(seed))
+    for name, pred in (("model", model.cpu()), ("exact", exact)):
+        x = sample(pred, schedule, n, None, how, torch.Generator().manual_seed(seed))
         s = peak_stats(x, gmm)
         out[name] = dict(majority_weight=s.majority_weight, within_5sigma=s.within_5sigma,
                          std_ratio=list(s.std_ratio), energy_distance=energy_distance(x, ref))
     for y in (0, 1):
-        x = sample(model, schedule, n, y=y, settings=SamplerSettings(w=1.0), generator=torch.Generator().manual_seed(seed))
+        x = sample(model, schedule, n, y, replace(how, w=1.0), torch.Generator().manual_seed(seed))
         out["model"][f"in_peak_{y}_w1"] = peak_stats(x, gmm).counts[y] / n
     return out
 
