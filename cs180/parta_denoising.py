@@ -4,7 +4,8 @@
   A.2-A.4 denoising          cs180_denoise         noisy / Gaussian blur / one-step / iterative, per t
   A.4 iterative denoising    cs180_progression     x_t every 5th strided step, then the three estimates
   A.5-A.6 sampling           cs180_sampling        per label, w = 0 and classifier-free guidance;
-                             cs180_unconditional   and with the null label (the empty prompt)
+                             cs180_unconditional   and with the null label (the empty prompt);
+                             cs180_sampling.gif    the guided chains of one sample per digit, x_t beside x0_hat
 
 Every measure_* function takes the context (cs180.parta_context.PartA) and returns the images and numbers
 its page shows; every *_page function draws the figure and writes the text from them.
@@ -12,11 +13,13 @@ its page shows; every *_page function draws the figure and writes the text from 
 from __future__ import annotations
 
 import itertools
+import os
 from typing import NamedTuple
 
 import torch
 
-from report.pages import Page
+from report.animation import image_frames, trajectory_steps, write_gif
+from report.pages import Figure, Page
 from utils import Trajectory, generators, randn
 
 from . import techniques as ed
@@ -65,7 +68,10 @@ def forward_page(a: PartA, m: Forward) -> Page:
     png = image_grid([[m.noised[t][i] for t in levels] for i in a.show], a.fig_dir, "cs180_forward",
                      [f"test digit {int(a.y[i])}" for i in a.show], [f"t = {t}" for t in levels])
     readable = list(itertools.takewhile(lambda t: agree[t] >= 0.5, levels))  # the levels up to the first below half
-    return Page.of_text("CS180 A.1: the forward process", [png],
+    fig = Figure(png, f"A grid of small grey images: rows {', '.join(str(int(a.y[i])) for i in a.show)} are test digits, "
+                      f"columns the noise levels t = {', '.join(map(str, levels))}; the digit fades into noise "
+                      "from left to right.", f"Figure. Test digits noised to t = {', '.join(map(str, levels))}.")
+    return Page.of_text("CS180 A.1: the forward process", [fig],
                         "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
                         f"cosine schedule (T={T}): sqrt(alpha_bar_t) = " +
                         ", ".join(f"{ab[t] ** 0.5:.3f} at t={t}" for t in levels) +
@@ -120,7 +126,10 @@ def denoising_page(a: PartA, m: Denoising) -> Page:
     beats = lambda k, o, j: sum(round(s[k][j], 1 + j) > round(s[o][j], 1 + j)  # as printed: k above o (0 PSNR, 1 SSIM)
                                 for _, _, s in stats)
     of_ts = f"of {len(stats)} noise level{'s' if len(stats) > 1 else ''}"
-    return Page.of_text("CS180 A.2-A.4: denoising", [png],
+    fig = Figure(png, "A grid of small grey images, one row per noise level t: the clean test digit, its noisy x_t, "
+                      "and the Gaussian-blur, one-step and iterative estimates of the clean digit.",
+                 "Figure. One test digit per noise level: clean, noisy, and denoised three ways.")
+    return Page.of_text("CS180 A.2-A.4: denoising", [fig],
                         f"A.2-A.4 Denoising {n} test digits (no label, the empty prompt) at t = "
                         f"{', '.join(str(t) for t, _, _ in stats)}: one test digit shown per t; PSNR and SSIM (above) "
                         f"are means over all {n} against the clean digit. The blur filters x_t / sqrt(alpha_bar_t) with "
@@ -175,7 +184,12 @@ def progression_page(a: PartA, m: Progression) -> Page:
                              (len(shown_steps), len(shown_steps) + 2, f"estimates of x_0 from t = {t_prog}")])
     p_it, p_one, p_blur = m.psnr["iterative"], m.psnr["one-step"], m.psnr["blur"]
     visited = ", ".join(str(int(traj.t[k])) for k in shown_steps)
-    return Page.of_text("CS180 A.4: iterative denoising, step by step", [png],
+    fig = Figure(png, f"Three rows, one per test digit: the noisy x_t every {PROGRESS_EVERY}th step of the chain "
+                      f"(t = {visited}), getting cleaner from left to right, then the iterative x_0, the one-step "
+                      "estimate, a Gaussian blur and the clean digit.",
+                 f"Figure. Iterative denoising from t = {t_prog}, every {PROGRESS_EVERY}th step, and three "
+                 "estimates of the clean digit.")
+    return Page.of_text("CS180 A.4: iterative denoising, step by step", [fig],
                         f"A.4 Iterative denoising from t = {t_prog} (i_start = {i_prog} of {steps} strided steps, "
                         f"stride {i_ts[0] - i_ts[1]}; CS180 starts at i_start = 10, t = 690 of 1000), no label, DDIM "
                         f"(eta = 0). Left: the state x_t after every {PROGRESS_EVERY}th step (t = {visited}); right: "
@@ -197,6 +211,7 @@ def progression_page(a: PartA, m: Progression) -> Page:
 class Sampling(NamedTuple):
     labels: torch.Tensor  # (N,): each digit n // 10 times
     drawn: dict  # w (0 and the guidance) -> samples (N, 1, 28, 28) asking for `labels`, from the same noise
+    guided: Trajectory  # the guided chain of the first sample of each digit (10 images): every x_t and x0_hat
     uncond: torch.Tensor  # (N, 1, 28, 28): the same noise with the null label
     agree: dict  # w -> share read as the label asked for
     u_read: torch.Tensor  # (N,) what the classifier reads in the unconditional samples
@@ -208,12 +223,22 @@ def measure_sampling(a: PartA) -> Sampling:
     s, T = a.settings, a.schedule.T
     labels = torch.arange(10).repeat_interleave(a.per)
     noise = randn((len(labels), 1, 28, 28), generators(s.seed, len(labels), 2))
-    drawn = {g: ed.iterative_denoise(a.model, a.schedule, noise, T, labels, g, s.steps) for g in (0.0, s.w)}
+    drawn = {0.0: ed.iterative_denoise(a.model, a.schedule, noise, T, labels, 0.0, s.steps)}
+    drawn[s.w], chain = ed.iterative_denoise(a.model, a.schedule, noise, T, labels, s.w, s.steps, trajectory=True)
+    first = torch.arange(10) * a.per  # the first sample of each digit
+    guided = Trajectory(chain.t, chain.x[:, first], chain.x0_hat[:, first])
     uncond = ed.iterative_denoise(a.model, a.schedule, noise, T, torch.full_like(labels, a.model.num_classes), 0.0,
                                   s.steps)
     conf = lambda x: a.prob(x).max(1).values.mean().item()  # the classifier's mean top probability
-    return Sampling(labels, drawn, uncond, {g: (a.read(x) == labels).float().mean().item() for g, x in drawn.items()},
+    return Sampling(labels, drawn, guided, uncond,
+                    {g: (a.read(x) == labels).float().mean().item() for g, x in drawn.items()},
                     a.read(uncond), {None: conf(uncond), **{g: conf(x) for g, x in drawn.items()}})
+
+
+def sampling_animation(guided: Trajectory, path: str, w: float) -> str:
+    """cs180_sampling.gif: the guided chains (one per digit), x_t beside x0_hat, at every strided step."""
+    steps = trajectory_steps(guided.t, guided.x, guided.x0_hat, count=len(guided.t))
+    return write_gif(path, image_frames(steps, columns=5, scale=2, title=f"asks for 0-9, gamma = {1 + w:g}"))
 
 
 def sampling_page(a: PartA, m: Sampling) -> Page:
@@ -228,7 +253,18 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
     png_u = image_grid([list(uncond[:k_un])], a.fig_dir, "cs180_unconditional", ["no label\n(null token)"],
                        captions=[[f"reads {int(r)}" for r in m.u_read[:k_un]]], cell=0.62)
     same_noise = (m.u_read == labels).float().mean().item()
-    return Page.of_text("CS180 A.5-A.6: sampling, with and without a label", [png, png_u],
+    gif = sampling_animation(m.guided, os.path.join(a.fig_dir, "cs180_sampling.gif"), w)
+    figures = [Figure(png, f"A grid of generated digits: columns ask for labels 0 to 9; rows alternate w = 0 and "
+                           f"guidance w = {w:g} from the same noise. The guided digits are cleaner.",
+                      f"Figure 1. Sampling per label from pure noise, without (w = 0) and with guidance (w = {w:g})."),
+               Figure(png_u, f"One row of {k_un} digits sampled with no label, each captioned with what the "
+                             "classifier reads in it; several are malformed.",
+                      "Figure 2. Samples with the null label (the empty prompt)."),
+               Figure(gif, f"Animation: ten digits 0 to 9 forming from noise over {steps} strided steps with "
+                           "guidance; the noisy x_t on the left, the predicted clean x0_hat on the right.",
+                      f"Animation. The guided chains of figure 1's first sample of each digit (CFG gamma = "
+                      f"{1 + w:g}): x_t (left) and x0_hat (right); the last frame is figure 1's digits.")]
+    return Page.of_text("CS180 A.5-A.6: sampling, with and without a label", figures,
                         f"A.5-A.6 Sampling from pure noise with {steps} strided steps. Top: asking for each digit "
                         f"{per} times, each from the same noise with and without guidance: the classifier reads the "
                         f"requested digit in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the "

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from report.pages import Page
+from report.pages import Figure, Page
 from utils import generators
 
 from . import inputs
@@ -59,7 +59,10 @@ def sdedit_page(a: PartA, m: SDEdit) -> Page:
                      [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"])
     lo, hi = min(i_starts), max(i_starts)  # most and least noise
     closer = all(round(close[p], 1) < round(close[q], 1) for p, q in zip(sorted(i_starts), sorted(i_starts)[1:]))
-    return Page.of_text("CS180 A.7.1: SDEdit", [png],
+    return Page.of_text("CS180 A.7.1: SDEdit", [Figure(
+        png, "Rows of test digits edited by SDEdit at growing i_start (columns, less noise to the right), the original "
+             "digit last: the edit moves from a new digit to a copy of the original.",
+        "Figure. SDEdit of test digits at each i_start; the original on the right.")],
                         f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
                         f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}): noise the input to t, then run the "
                         f"iterative denoiser from there. {n} test digits, no label: the edit keeps the digit's class "
@@ -116,7 +119,10 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
     letter_at = lambda cond: outside(reads[(cond, i)][hand] for i in drawn_i)
     photo_at = lambda cond: outside(reads[(cond, i)][hand + 1] for i in drawn_i)
     seeds, at = a.settings.drawn_seeds, ", ".join(map(str, drawn_i))
-    return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn and outside images", [png],
+    return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn and outside images", [Figure(
+        png, "Rows of hand-drawn strokes and outside images: the input first, then SDEdit at growing i_start without "
+             "a label and with the row's label, each captioned with what the classifier reads.",
+        "Figure. SDEdit of hand-drawn digits, a web image and a font letter.")],
                         f"A.7.1 SDEdit on images that are not MNIST digits: {hand} digits drawn the way a person "
                         f"draws (inputs.hand_drawn: smooth pen strokes, a forward slant, a random size, position and "
                         f"pen width), the letter {LETTER} rendered from matplotlib's DejaVu Sans font, and "
@@ -174,7 +180,10 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
                      ["original", "kept\n(bottom half)", "label y", "label y+1", f"label y+1\nresample U={U}"],
                      captions=[[None, None, f"reads {int(r_inp[i])}", f"reads {int(r_other[i])}", f"reads {int(r_u[i])}"]
                                for i in a.show])
-    return Page.of_text("CS180 A.7.2: inpainting", [png],
+    return Page.of_text("CS180 A.7.2: inpainting", [Figure(
+        png, "Rows of test digits: the original, the pixels kept outside the mask, and the inpainted results with the "
+             "digit's own label, the next label, and the next label with resampling.",
+        "Figure. Inpainting: the kept pixels, and the masked part filled in three ways.")],
                         f"A.7.2 Inpainting (RePaint, {a.inpaint_steps} strided steps, w = {w:g}): mask = 1 regenerates "
                         f"the top half; after every step the bottom half is overwritten with the original noised to the "
                         f"new t. Kept pixels equal the original exactly: {m.exact}. On {len(x0)} test digits, the "
@@ -222,7 +231,9 @@ def translation_page(a: PartA, m: Translation) -> Page:
                      captions=[[f"reads {int(m.reads[i][b])}" for i in i_starts] + [None] for b in range(10)], cell=0.62)
     asc = sorted(i_starts)
     fewer = hit[asc[0]] > hit[asc[-1]] and all(hit[p] >= hit[q] for p, q in zip(asc, asc[1:]))
-    return Page.of_text("CS180 A.7.3: class-conditional translation", [png],
+    return Page.of_text("CS180 A.7.3: class-conditional translation", [Figure(
+        png, "Ten rows, one per target digit 0 to 9, translating one source test digit at growing i_start (columns), "
+             "the source last.", "Figure. One test digit translated towards each label.")],
                         f"A.7.3 Class-conditional translation of a {digit} towards each label (SDEdit with the "
                         f"target label, w={w:g}): read as the target in " +
                         ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + " of the 10 targets" +

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from report.figures import save_numbers
-from report.pages import Page
+from report.pages import Figure, Page
 
 from . import techniques as ed
 from .figures import image_grid, rate_panels
@@ -167,7 +167,11 @@ def rates_page(a: PartA, m: Sweeps) -> Page:
                  anagram=A.numpy(), hybrid=H.numpy())
     cmd = (f"python benchmarks/mnist_editing.py --only illusions --seeds {' '.join(map(str, s.illusion_seeds))} "
            f"--illusion-steps {s.illusion_steps}")
-    return Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [png],
+    return Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [Figure(
+        png, "Two 10 by 10 heat maps of success rates over label pairs, anagrams left and hybrids right, each cell "
+             "annotated; the diagonal is grey (not run); hatched cells mark the trivial 6/9 pairs and the pairs plain "
+             "digits pass too.",
+        "Figure. Success rate of every label pair: anagrams (left) and hybrids (right).")],
                         f"A.8-A.9 Every ordered label pair a != b (90 pairs) x {k} seed{'s' if k > 1 else ''}, DDIM "
                         f"with {s.illusion_steps} steps, w = {s.w:g}, each technique in one batch of "
                         f"{len(m.anagrams.a)}; each cell is the success rate of one pair, by the metric classifier."
@@ -234,7 +238,9 @@ def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     nontriv = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(ex.sweep.a, ex.sweep.b)])
     ok = (ex.reads[0] == ex.sweep.a) & (ex.reads[1] == ex.sweep.b)
     best = m.best_a
-    return Page.of_text("CS180 A.8: visual anagrams", [png],
+    return Page.of_text("CS180 A.8: visual anagrams", [Figure(
+        png, "Rows of visual anagrams, each shown upright and rotated, captioned with what the classifier reads in "
+             "each view.", "Figure. Visual anagrams: one digit upright, another upside down.")],
                         f"A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
                         f"180 degrees (Geng et al. 2024). Rows: the {len(best)} best non-trivial pairs of the sweep "
                         f"(ties in its rate broken by the classifier's confidence; never a label with itself, never "
@@ -260,7 +266,9 @@ def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     cols = [c for s in seeds for c in (f"up close\nseed {s}", f"from afar\n(blur {ed.AFAR_SIGMA:g} px)")]
     png = image_grid(rows, a.fig_dir, "cs180_hybrid", labels, cols, captions=caps, cell=0.8, label_w=1.3)
     ok = (ex.reads[0] == ex.sweep.b) & (ex.reads[1] == ex.sweep.a)
-    return Page.of_text("CS180 A.9: hybrid images", [png],
+    return Page.of_text("CS180 A.9: hybrid images", [Figure(
+        png, "Rows of hybrid images, each shown as made and blurred (as from afar), captioned with what the "
+             "classifier reads.", "Figure. Hybrid images: one digit up close, another from afar.")],
                         f"A.9 Hybrids, eps = lowpass(eps(x, a)) + highpass(eps(x, b)) (Factorized Diffusion, Geng et "
                         f"al. 2024; Gaussian low-pass, sigma {ed.HYBRID_SIGMA:g}, kernel {ed.HYBRID_KERNEL}). Rows: "
                         f"the {len(best)} best pairs of the sweep, each labelled with its low-pass digit a (to be seen "

@@ -101,7 +101,7 @@ def main(argv: Optional[list] = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # small convolutions: one thread is as fast and leaves the other core free
     for page in pages(args.out, settings=PartASettings(n=args.n)):
-        print(f"{page.title}: {', '.join(page.images)}")
+        print(f"{page.title}: {', '.join(page.paths)}")
         print(page.text, "\n")
     return 0
 

@@ -31,7 +31,7 @@ from image_diffusion.fid import fit_gaussian, frechet_distance
 from mnist.checkpoint import EpochRun
 from mnist.data import MNISTData, load_mnist
 from mnist.metrics import load_classifier, predict
-from report.pages import FIG_W, Page
+from report.pages import FIG_W, Figure, Page
 from runio.cli import Parser, run_command
 from runio.errors import CheckpointError
 
@@ -129,7 +129,10 @@ def noising_page(b: B1, m: B1Numbers) -> Page:
     png = image_table([[_unit_to_model(b.noisy[s][i].clamp(0, 1)) for s in b.sigmas] for i in b.show[:4]],
                       b.path("cs180b1_noising.png"), [f"digit {int(b.y[i])}" for i in b.show[:4]],
                       [f"sigma={s}" for s in b.sigmas])
-    return Page.of_text("CS180 B.1.2: the noising process", [png],
+    fig = Figure(png, f"A grid of four test digits (rows) at noise levels sigma = {', '.join(map(str, b.sigmas))} "
+                      "(columns): the digit sinks into grey noise from left to right.",
+                 "Figure. The noising process z = x + sigma eps on test digits.")
+    return Page.of_text("CS180 B.1.2: the noising process", [fig],
                         "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
                         "The metric classifier still reads the true digit in " +
                         ", ".join(f"{m.read_noisy[s]:.0%} at sigma={s}" for s in b.sigmas) +
@@ -149,7 +152,13 @@ def training_page(b: B1, m: B1Numbers) -> Page:
                          b.path("cs180b1_epochs.png"),
                          ["clean", f"sigma={cfg.sigma}", f"epoch {first}", f"epoch {last}"])
     at = cfg.sigma if cfg.sigma in m.psnr[last] else None
-    return Page.of_text("CS180 B.1.2.1: training the single-step denoiser", [png_loss, png_ep],
+    figs = [Figure(png_loss, "A falling training-loss curve on a log scale against the training step, per step and "
+                             "its running mean, with grey lines at the epoch ends.",
+                   "Figure 1. Training loss of the single-step denoiser."),
+            Figure(png_ep, f"Four rows of six test digits: clean, noised at sigma = {cfg.sigma}, and denoised after "
+                           f"epoch {first} and after epoch {last}.",
+                   f"Figure 2. The denoiser after epoch {first} and epoch {last} (sigma = {cfg.sigma}).")]
+    return Page.of_text("CS180 B.1.2.1: training the single-step denoiser", figs,
                         f"B.1.2.1 Training: the handout's UNet with D={cfg.hidden} hidden channels "
                         f"(handout: 128), Adam lr {cfg.lr:g}, batch {cfg.batch_size}, sigma = {cfg.sigma}, "
                         f"{cfg.epochs} epochs of {m.steps_per_epoch} steps on the {run.info.get('data_source', '?')} "
@@ -175,7 +184,10 @@ def ood_page(b: B1, m: B1Numbers) -> Page:
     table = "; ".join(f"sigma={s}: {psnr[s][1]:.1f} -> {psnr[s][0]:.1f}" for s in noisy_s)
     clean = psnr[0.0][0] if 0.0 in psnr else None
     peak = max(noisy_s, key=lambda s: gain[s]) if noisy_s else None
-    return Page.of_text("CS180 B.1.2.2: out-of-distribution noise levels", [png],
+    fig = Figure(png, f"Four rows: two test digits, each noisy and then denoised, at sigma = "
+                      f"{', '.join(map(str, b.sigmas))} (columns).",
+                 f"Figure. The denoiser, trained at sigma = {cfg.sigma}, at every noise level.")
+    return Page.of_text("CS180 B.1.2.2: out-of-distribution noise levels", [fig],
                         f"B.1.2.2 Out-of-distribution test, trained at sigma = {cfg.sigma} only. PSNR (dB, noisy -> "
                         f"denoised, {len(b.x)} test digits): {table}." +
                         (f" On clean input (sigma = 0) it returns {clean:.1f} dB against the input: it still "
@@ -411,7 +423,14 @@ def b2_page(ctx: B2, run: tc.Snapshots, m: B2Measured) -> Page:
                         m.num, class_run, raw, m.matched)
     lines = b2_measured_lines(ctx, run, m, class_run)
     title, body, answers = class_texts(run, m, lines) if class_run else time_texts(ctx, run, m, lines)
-    return Page.of_text(title, [png_loss, png], body, answers=answers)
+    kind = "class-conditioned" if class_run else "time-conditioned"
+    figs = [Figure(png_loss, f"Training-loss curve of the {kind} UNet on a log scale against the training step.",
+                   f"Figure 1. Training loss of the {kind} UNet."),
+            Figure(png, f"Rows of generated digits after each saved epoch ({', '.join(map(str, m.samples['sampled']))})"
+                        + (", four per requested digit 0 to 9 in columns" if class_run else ", ten per row")
+                        + ", each row labelled with the share the classifier reads; they sharpen with training.",
+                   "Figure 2. Samples after each saved epoch, the same seeds every time.")]
+    return Page.of_text(title, figs, body, answers=answers)
 
 
 def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: Optional[str] = None, seed: int = 0,
@@ -449,7 +468,7 @@ def main(argv: Optional[list] = None) -> int:
     except CheckpointError as e:
         ap.error(str(e))
     for page in made:
-        print(f"{page.title}: {', '.join(page.images)}")
+        print(f"{page.title}: {', '.join(page.paths)}")
         print(page.text, "\n")
     return 0
 

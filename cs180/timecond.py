@@ -56,20 +56,23 @@ from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, c
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_save, check_output, write_all
 from runio.memory import check_fits, measure
+from flow import flow_losses, flow_settings
 from utils import EMA, FitHooks, SamplerSettings, Schedule, epoch_batches, fit, generators, make_schedule, matched_prior, p_losses, randn, sample
 
 from report.figures import loss_files
 
 from mnist.checkpoint import load_epoch_run, save_epoch_run
-from mnist.data import load_mnist, stratified_split
+from mnist.data import load_mnist
 
-from .denoiser import SHIPPED, UnconditionalUNet
+from .denoiser import SHIPPED, UnconditionalUNet, subset
 
 KIND = "ddpm-mnist-timecond"
 PROG = "python -m cs180.timecond"
 REFERENCE = os.path.join(SHIPPED, "timecond.pt")  # B.2.1-2.3
 REFERENCE_CLASS = os.path.join(SHIPPED, "timecond_class.pt")  # B.2.4-2.5
-SNAPSHOT_EPOCHS = (1, 5, 10, 15, 20)  # the handout's figure
+SNAPSHOT_EPOCHS = (1, 5, 10, 15, 20)  # the handout's figure (flow matching's: 1, 5, 10)
+OBJECTIVES = ("eps", "flow")
+FLOW_STEPS = 50  # Euler steps of a flow run's stored samples (the handout's Algorithm B.2 leaves num_ts to the notebook)
 
 
 class FCBlock(nn.Sequential):
@@ -83,10 +86,11 @@ class TimeConditionalUNet(UnconditionalUNet):
     """eps_theta(x_t, t[, y]): x_t (B, 1, 28, 28), t int64 (B,) in 1..T, y int64 (B,) in 0..num_classes
     (num_classes = dropped) or None. Matches the interface utils.sample expects (T, num_classes)."""
 
-    def __init__(self, hidden: int = 32, T: int = 300, num_classes: int = 0):
+    def __init__(self, hidden: int = 32, T: int = 300, num_classes: int = 0, objective: str = "eps"):
         super().__init__(hidden)
         D = hidden
         self.T, self.num_classes = T, num_classes
+        self.objective = objective  # what it predicts (eps or a flow velocity); utils.sample checks it
         self.fc1_t, self.fc2_t = FCBlock(1, 2 * D), FCBlock(1, D)
         if num_classes:
             self.fc1_c, self.fc2_c = FCBlock(num_classes, 2 * D), FCBlock(num_classes, D)
@@ -134,11 +138,15 @@ class TimeCondConfig:
     train_size: int = 0  # train on a class-stratified subset of this many digits (chosen by seed); 0: all of them
     bf16: bool = False  # bf16 autocast in the training forward pass (fp32 weights and Adam): 2-2.5x faster with AMX or avx512_bf16
     init_from: str = ""  # "": random weights; else the finished run this one continues (--init-from; info["init_from"] has its sha256)
+    objective: str = "eps"  # eps: DDPM (the fall 2024 handout); flow: flow matching's velocity (fall 2025, flow.py)
 
     @classmethod
     def handout(cls, **overrides) -> "TimeCondConfig":
-        """The handout's recipe: D = 64, batch 128, every training digit, no EMA (its other settings are the defaults)."""
-        return cls(**{"hidden": 64, "batch_size": 128, "ema": 0.0, "train_size": 0, **overrides})
+        """The handout's recipe: D = 64, every training digit, no EMA; for DDPM (fall 2024) batch 128 and 20
+        epochs at lr 1e-3, for flow matching (fall 2025) batch 64 and 10 epochs at lr 1e-2."""
+        flow = overrides.get("objective") == "flow"
+        recipe = {"batch_size": 64, "epochs": 10, "lr": 1e-2} if flow else {"batch_size": 128}
+        return cls(**{"hidden": 64, "ema": 0.0, "train_size": 0, **recipe, **overrides})
 
     def validate(self) -> "TimeCondConfig":
         """ValueError unless every field has a usable type and value (also for a config read from a file)."""
@@ -147,13 +155,13 @@ class TimeCondConfig:
         ok = (all(whole(getattr(self, k))
                   for k in ("hidden", "T", "num_classes", "epochs", "batch_size", "seed", "train_size"))
               and all(number(getattr(self, k)) for k in ("p_uncond", "lr", "lr_decay", "ema")))
-        ok = ok and isinstance(self.bf16, bool) and isinstance(self.init_from, str) and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
+        ok = ok and self.objective in OBJECTIVES and isinstance(self.bf16, bool) and isinstance(self.init_from, str) and (self.hidden >= 1 and 2 <= self.T <= MAX_T and self.num_classes >= 0 and 0 <= self.p_uncond < 1
                      and self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0 and 0 < self.lr_decay <= 1
                      and 0 <= self.ema < 1 and self.train_size >= 0)
         if not ok:
             raise ValueError(f"bad config {self}: need hidden >= 1, T >= 2, num_classes >= 0, p_uncond in [0, 1), "
                              "epochs >= 1, batch_size >= 1, lr > 0, lr_decay in (0, 1], ema in [0, 1), train_size >= 0, "
-                             "bf16 True or False, init_from a path or \"\"")
+                             "bf16 True or False, init_from a path or \"\", objective eps or flow")
         return self
 
 
@@ -168,15 +176,6 @@ class TrainedDDPM(NamedTuple):
     snapshots: dict  # epoch -> state_dict of the sampling weights (the EMA when cfg.ema), for the epochs asked for
     seconds: float
     raw: dict  # epoch -> state_dict of the trained (not averaged) weights when cfg.ema, else {}
-
-
-def subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A class-stratified subset of about `size` of the (x, y) pairs, chosen by seed; all of them if size is 0
-    or not smaller."""
-    if not size or size >= len(x):
-        return x, y
-    keep, _ = stratified_split(y, 1 - size / len(x), seed)
-    return x[keep], y[keep]
 
 
 def pixel_stats(x: torch.Tensor) -> dict:
@@ -228,7 +227,16 @@ def _blank_loss(model, schedule: Schedule, cfg: TimeCondConfig, b: int, device):
     x0 = torch.zeros(b, 1, 28, 28, device=device)
     y = torch.zeros(b, dtype=torch.long, device=device) if cfg.num_classes else None
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        return p_losses(model, schedule, x0, y, p_uncond=cfg.p_uncond, generator=torch.Generator().manual_seed(0)).mean()
+        return losses_for(cfg)(model, schedule, x0, y, p_uncond=cfg.p_uncond, generator=torch.Generator().manual_seed(0)).mean()
+
+
+def losses_for(cfg: TimeCondConfig):
+    """The per-sample loss of cfg's objective, called as utils.p_losses is: DDPM's simplified loss on eps, or
+    flow matching's on the velocity of the linear path (flow.flow_losses, tau ~ U(0, 1], the network sees tau T)."""
+    if cfg.objective == "flow":
+        return lambda model, schedule, x0, y, p_uncond, generator: flow_losses(model, schedule.T, x0, y, p_uncond,
+                                                                                 generator)
+    return p_losses
 
 
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
@@ -257,7 +265,7 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
         x, y = subset(x, y, cfg.train_size, cfg.seed)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes).to(device)
+    model = TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes, cfg.objective).to(device)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     schedule = schedule_for(cfg).to(device)
     check_fits(measure(model, lambda b: _blank_loss(model, schedule, cfg, b, device)), cfg.batch_size, device)
@@ -278,11 +286,12 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
         raw.update(resume["raw"])
         before = float(resume["seconds"])
     elapsed = lambda: before + time.perf_counter() - start  # all sessions
+    loss = losses_for(cfg)
 
     def loss_fn(idx, step):
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return p_losses(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
-                            generator=g).mean()
+            return loss(model, schedule, x[idx], y[idx] if cfg.num_classes else None, p_uncond=cfg.p_uncond,
+                        generator=g).mean()
 
     def after_step(step: int, seconds: float):
         if step % steps_per_epoch:
@@ -303,7 +312,7 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
 
     fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, cfg.epochs * steps_per_epoch,
         start=len(losses), losses=losses, ema=ema, hooks=FitHooks(after_step=after_step), progress=progress,
-        desc=f"part B.2 DDPM D={cfg.hidden}")
+        desc=f"part B.2 {'flow matching' if cfg.objective == 'flow' else 'DDPM'} D={cfg.hidden}")
     final = ema.model if ema is not None else model
     return TrainedDDPM(final.cpu().eval(), schedule_for(cfg), losses, snapshots, elapsed(), raw)
 
@@ -335,7 +344,7 @@ def load_run(path=REFERENCE) -> Snapshots:
     missing, foreign or broken."""
     def build(config: dict):
         cfg = TimeCondConfig(**config).validate()
-        return cfg, lambda: TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes)
+        return cfg, lambda: TimeConditionalUNet(cfg.hidden, cfg.T, cfg.num_classes, cfg.objective)
 
     cfg, models, losses, info = load_epoch_run(path, KIND, "part-B.2", PROG, build, key="snapshots",
                                                more_keys=("raw",))
@@ -368,12 +377,14 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
     from utils.matched_prior ("matched"; the handout starts from N(0, I)). The report and the benchmark read
     these instead of sampling again."""
     run = load_run(path)
+    steps = FLOW_STEPS if run.config.objective == "flow" else None  # Euler steps, or the full ancestral chain
     y = torch.arange(n) % 10 if run.config.num_classes else None
     w = GUIDANCE if run.config.num_classes else 0.0
     to_uint8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
     start, drawn = time.perf_counter(), {"sampled": {}, "raw": {}, "matched": {}}
     last = max(run.models)
-    stats = None if run.config.num_classes else training_pixel_stats(run)  # a class run's q(x_T) depends on y
+    # a class run's q(x_T) depends on y; a flow run's x at tau = 1 is exactly N(0, I)
+    stats = None if run.config.num_classes or run.config.objective == "flow" else training_pixel_stats(run)
     if stats is None and not run.config.num_classes and progress:
         print(f"{path}: no pixel statistics of its training digits here, so no samples from the matched prior",
               file=sys.stderr)
@@ -382,11 +393,11 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
             + ([("matched", last, run.models[last])] if stats is not None else []))  # the prior's measured effect
     for group, epoch, model in tqdm(jobs, desc=f"sampling {os.path.basename(str(path))}", disable=not progress):
         drawn[group][epoch] = to_uint8(draw(model, run.schedule, n, seed, y=y, w=w,
-                                            prior=stats if group == "matched" else None))
+                                            prior=stats if group == "matched" else None, steps=steps))
     ckpt = read_checkpoint(path, KIND)
     if stats is not None:
         ckpt["pixel_stats"] = stats
-    ckpt["samples"] = {"n": n, "seed": seed, "w": w, "labels": y, "steps": run.config.T,
+    ckpt["samples"] = {"n": n, "seed": seed, "w": w, "labels": y, "steps": steps or run.config.T,
                        "seconds": time.perf_counter() - start, **drawn}
     atomic_save(ckpt, path)
     return ckpt["samples"]
@@ -394,15 +405,20 @@ def add_samples(path, n: int = 100, seed: int = 0, progress: bool = False) -> di
 
 @torch.no_grad()
 def draw(model: TimeConditionalUNet, schedule: Schedule, n: int, seed: int = 0, y=None, w: float = 0.0,
-         progress: bool = False, prior: Optional[dict] = None) -> torch.Tensor:
-    """n samples (n, 1, 28, 28) in [-1, 1] with the full ancestral chain; sample i from utils.generators(seed, n)[i].
+         progress: bool = False, prior: Optional[dict] = None, steps: Optional[int] = None) -> torch.Tensor:
+    """n samples (n, 1, 28, 28) in [-1, 1]; sample i from utils.generators(seed, n)[i]. A DDPM draws with the full
+    ancestral chain (or DDIM with `steps`), a flow model with `steps` Euler steps (default FLOW_STEPS).
     prior: None to start from N(0, I) (the handout), or pixel_stats {"mean", "var"} to start from
     utils.matched_prior (the same noise z, rescaled)."""
     gens = generators(seed, n)
     x_T = None
     if prior is not None:
         x_T = matched_prior(schedule, randn((n, 1, 28, 28), gens), prior["mean"], prior["var"])
-    return sample(model, schedule, n, y, SamplerSettings(w=w), gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
+    if getattr(model, "objective", "eps") == "flow":
+        settings = flow_settings(steps or FLOW_STEPS, w=w)
+    else:
+        settings = SamplerSettings(w=w, steps=steps)
+    return sample(model, schedule, n, y, settings, gens, shape=(1, 28, 28), progress=progress, x_T=x_T)
 
 
 # how each TimeCondConfig field appears on the command line; a field not given keeps what the preset says
@@ -420,6 +436,9 @@ OPTIONS = {
     "bf16": Option(bool, "bf16 autocast in training (fp32 weights): faster on a CPU with bf16 instructions (measured at "
                    "D = 64, batch 128: Intel AMX 0.72 against 1.8 s per step on one thread; AMD Zen 4 (avx512_bf16) "
                    "0.78 against 1.6 s on two), slower on one without; the weights differ from an fp32 run's"),
+    "objective": Option(OBJECTIVES, "eps: DDPM, predicting the noise (the fall 2024 handout, default); flow: flow "
+                        "matching, predicting the velocity of the straight path (the fall 2025 handout; with --handout "
+                        "its recipe: batch 64, 10 epochs, lr 1e-2); sampled with 50 Euler steps"),
     "init_from": Option(str, "start from the last weights of the finished run RUN (its trained weights, and its EMA "
                         "beside an EMA) instead of random ones, with a fresh Adam at --lr decayed over --epochs: a run "
                         "trained longer in a second stage. Epochs count from 1 again; the new file records RUN's "
@@ -432,8 +451,9 @@ def build_parser() -> Parser:
     add_config_arguments(p, TimeCondConfig, OPTIONS)
     p.add_argument("--classes", action="store_true", help="the handout's class-conditional model (10 labels, "
                    "label dropout 0.1) instead of the unconditional one")
-    p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, batch 128, every digit, "
-                   "no EMA (other flags given still override it)")
+    p.add_argument("--handout", action="store_true", help="the handout's recipe: D = 64, every digit, no EMA, and "
+                   "batch 128 for 20 epochs (DDPM) or batch 64 for 10 epochs at lr 1e-2 (--objective flow); other "
+                   "flags given still override it")
     p.add_argument("--samples", type=nonneg_int, default=100, help="samples drawn after training from each "
                    "snapshot and kept in the run for the report (default 100; 0: none)")
     p.add_argument("--add-samples", metavar="RUN", default=None, help="only draw and store --samples samples in an "
@@ -456,7 +476,8 @@ def config_from(args) -> TimeCondConfig:
     """The run's config: the preset (the handout's recipe with --handout, else the defaults) with --classes'
     labels, and every config flag given replacing the preset's value."""
     preset = TimeCondConfig.handout if args.handout else TimeCondConfig
-    return config_from_args(TimeCondConfig, args, preset(num_classes=10 if args.classes else 0))
+    objective = {"objective": args.objective} if getattr(args, "objective", None) else {}
+    return config_from_args(TimeCondConfig, args, preset(num_classes=10 if args.classes else 0, **objective))
 
 
 def add_samples_command(args) -> int:
@@ -518,7 +539,11 @@ def train_command(args, cfg: TimeCondConfig) -> int:
     n = min(20, len(run.losses))  # the mean over the steps there were, not a nominal 20
     print(f"{data.describe()}; {len(run.losses)} steps in {run.seconds:.0f} s; loss {run.losses[0]:.3f} -> "
           f"{sum(run.losses[-n:]) / n:.4f} (mean of the last {n}); snapshots at epochs {epochs} in {path}")
-    print(f"next: python -m cs180.partb_pages --parts b2 --timecond {path}   (figures and measured text)")
+    if cfg.objective == "flow":  # the fall 2025 pages read the shipped runs
+        print(f"next: cp {path} mnist/reference/flow_timecond{'_class' if cfg.num_classes else ''}.pt, then python "
+              "visualize.py --problem cs180-fm (figures and measured text)")
+    else:
+        print(f"next: python -m cs180.partb_pages --parts b2 --timecond {path}   (figures and measured text)")
     return 0
 
 

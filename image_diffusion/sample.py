@@ -5,11 +5,14 @@ UNet). mnist.sample is problem 5's digit-by-digit front end on the same sampler.
     python -m image_diffusion.sample --checkpoint runs/cifar10/model.pt            # writes beside it
     python -m image_diffusion.sample --checkpoint RUN/model.pt --steps 50 --w 2    # DDIM-50, guided
     python -m image_diffusion.sample --checkpoint mnist/reference/model.pt --out runs/p5 --w 4
+    python -m image_diffusion.sample --checkpoint RUN/model.pt --gif                 # + reverse.gif of the grid
 
 The sampler is utils.py's: the full ancestral chain of Ho et al. (2020), Alg. 2 (--steps 0), or
 DDIM with --steps S (Song et al. 2021). A class-conditional model draws the classes in turn with
 classifier-free guidance of scale --w (Ho & Salimans 2022). Every image has its own generator,
-seeded by (--seed, image index), so an image does not depend on --n or the device batch.
+seeded by (--seed, image index), so an image does not depend on --n or the device batch. --gif also
+writes reverse.gif: the grid's own chain (its last frame is samples.png's grid), x_t at GIF_FRAMES of the
+visited timesteps from T to 0, looping.
 """
 from __future__ import annotations
 
@@ -26,13 +29,16 @@ from torchvision.utils import make_grid
 
 from runio.cli import (Parser, command_error, int_range, nonneg_float, nonneg_int, positive_int, resolve_device,
                        run_command, seed_int, unit_float)
+from report.animation import gif_writer, image_frames, trajectory_steps
 from runio.files import atomic_write, check_output, replacing_all, savefig
 from solvers import SAMPLERS, settings_for
-from utils import SPACINGS, SamplerSettings, Schedule, generators, p_sample_loop, randn, sample, visited
+from utils import (SPACINGS, SamplerSettings, Schedule, Trajectory, as_labels, generators, p_sample_loop, randn, sample,
+                   visited)
 
 from .trainer import load_model
 
 DEFAULT_W = 2.0  # guidance scale for class-conditional models
+GIF_FRAMES = 30  # reverse.gif: x_t at this many visited timesteps (a 64-image grid stays under about 2 MB)
 
 
 def labels_for(model, n: int) -> Optional[torch.Tensor]:
@@ -93,6 +99,31 @@ def trajectory(model, schedule: Schedule, n: int = 8, columns: int = 8, y=None,
     return torch.stack(frames), keep
 
 
+@torch.no_grad()
+def reverse_process(model, schedule: Schedule, n: int, y=None, settings: SamplerSettings = SamplerSettings(),
+                    seed: int = 0, frames: int = GIF_FRAMES, progress: bool = False) -> tuple:
+    """The grid's own chain: the same noise and generators as `sample` draws the grid with (so its last state
+    is that grid, bit for bit), keeping x_t and x0_hat at `frames` of the visited timesteps, first and last
+    included (only those are stored). Returns (x_0 (n, C, H, W), utils.Trajectory of the kept steps)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    gens = generators(seed, n)
+    x = randn((n, cfg.in_channels, cfg.resolution, cfg.resolution), gens, device)
+    y = as_labels(y, n, model.num_classes, device)
+    ts = visited(schedule, settings)
+    k = min(frames, len(ts))
+    keep = {ts[round(i * (len(ts) - 1) / max(1, k - 1))] for i in range(k)}
+    kept_t, xs, x0s, t = [], [], [], ts[0]
+    model.eval()
+    for step in tqdm(p_sample_loop(model, schedule, x, y, settings, gens), total=len(ts) - 1, desc="sampling",
+                     leave=False, disable=not progress):
+        if t in keep:  # x_t, and the clean image predicted from it
+            kept_t, xs, x0s = kept_t + [t], xs + [x.cpu()], x0s + [step.x0_hat.cpu()]
+        x, t = step.x, step.t_prev
+    traj = Trajectory(torch.tensor(kept_t + [0]), torch.stack(xs + [x.cpu()]), torch.stack(x0s + [x.cpu()]))
+    return x, traj
+
+
 def describe(settings: SamplerSettings) -> str:
     """The sampler in a few words, for a figure's title."""
     if settings.solver is not None:
@@ -104,9 +135,10 @@ def describe(settings: SamplerSettings) -> str:
 
 def write_figures(model, schedule: Schedule, folder: str, n: int = 64,
                   settings: SamplerSettings = SamplerSettings(w=DEFAULT_W), seed: int = 0,
-                  progress: bool = False) -> tuple:
-    """folder/samples.png and folder/trajectory.png (figure_files), written as one set. Returns both paths."""
-    files = figure_files(model, schedule, n, settings, seed, progress)
+                  progress: bool = False, gif: bool = False) -> tuple:
+    """folder/samples.png and folder/trajectory.png (figure_files), and with gif=True folder/reverse.gif, written
+    as one set. Returns their paths."""
+    files = figure_files(model, schedule, n, settings, seed, progress, gif)
     paths = [os.path.join(folder, f) for f in files]
     with replacing_all(paths) as tmps:  # one set: both, or neither
         for write, tmp in zip(files.values(), tmps):
@@ -115,17 +147,22 @@ def write_figures(model, schedule: Schedule, folder: str, n: int = 64,
 
 
 def figure_files(model, schedule: Schedule, n: int = 64, settings: SamplerSettings = SamplerSettings(w=DEFAULT_W),
-                 seed: int = 0, progress: bool = False) -> dict:
+                 seed: int = 0, progress: bool = False, gif: bool = False) -> dict:
     """Sample and draw {file name: write(path)}: samples.png (n images) and trajectory.png (the first 8
     images' chains, whose last column is the grid's first 8 images), with any sampler (settings; its w is
-    used for class-conditional models only). progress: bars with time estimates for both."""
+    used for class-conditional models only); gif=True adds reverse.gif, the grid's chain from x_T to the grid
+    (reverse_process). progress: bars with time estimates for both."""
     device = next(model.parameters()).device
     cfg = model.config
     y = labels_for(model, n)
     settings = settings if y is not None else replace(settings, w=0.0)
-    x = sample(model, schedule, n, y, settings, generators(seed, n),
-               shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
-    samples_fig = grid_figure(x, nrow=max(1, round(n ** 0.5)))
+    nrow = max(1, round(n ** 0.5))
+    if gif:
+        x, chain = reverse_process(model, schedule, n, y, settings, seed, progress=progress)
+    else:
+        x = sample(model, schedule, n, y, settings, generators(seed, n),
+                   shape=(cfg.in_channels, cfg.resolution, cfg.resolution), device=device, progress=progress)
+    samples_fig = grid_figure(x, nrow=nrow)
     k = min(8, n)
     frames, ts = trajectory(model, schedule, k, 8, None if y is None else y[:k], settings, seed, progress)
     cols, rows = frames.shape[0], frames.shape[1]
@@ -135,7 +172,12 @@ def figure_files(model, schedule: Schedule, n: int = 64, settings: SamplerSettin
     traj_fig = _image_figure(grid, dpi=max(100, grid.shape[-1] // 6), title=f"x_t from t = T to 0 "
                              f"({describe(settings)}); {rows} images",
                              xticks=([cell * (i + 0.5) for i in range(cols)], [f"t={t}" for t in ts]))
-    return {"samples.png": lambda path: savefig(samples_fig, path), "trajectory.png": lambda path: savefig(traj_fig, path)}
+    files = {"samples.png": lambda path: savefig(samples_fig, path), "trajectory.png": lambda path: savefig(traj_fig, path)}
+    if gif:
+        frames = image_frames(trajectory_steps(chain.t, chain.x, None, count=len(chain.t)), columns=nrow, scale=1,
+                              title=f"{describe(settings)}")
+        files["reverse.gif"] = gif_writer(frames)
+    return files
 
 
 # ======================================================================= CLI
@@ -163,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_int, default=0, help="default %(default)s")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace samples.png / trajectory.png if present")
+    p.add_argument("--gif", action="store_true",
+                   help=f"also write reverse.gif: the grid forming from noise, x_t at {GIF_FRAMES} of the visited "
+                        "timesteps from T to 0, looping")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace samples.png / trajectory.png (and reverse.gif) if present")
     return p
 
 
@@ -189,14 +235,15 @@ def main(argv=None) -> int:
             raise ValueError(f"--checkpoint {args.checkpoint} is an export folder; give --out for the figures")
         out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
         settings = cli_settings(args, loaded.config, loaded.schedule)
-        for name in ("samples.png", "trajectory.png"):
+        for name in ("samples.png", "trajectory.png") + (("reverse.gif",) if args.gif else ()):
             check_output(os.path.join(out, name), args.overwrite, rerun=False)
-        paths = write_figures(loaded.model, loaded.schedule, out, args.n, settings, args.seed, progress=True)
+        paths = write_figures(loaded.model, loaded.schedule, out, args.n, settings, args.seed, progress=True,
+                              gif=args.gif)
     except Exception as e:  # one line for what a user can fix (runio.cli.command_error); a traceback for a bug
         return command_error(prog, e, lambda: f"--n {args.n}; lower it")
     finally:
         torch.set_num_threads(threads)
-    print(f"wrote {paths[0]} and {paths[1]}")
+    print(f"wrote {', '.join(paths[:-1])} and {paths[-1]}")
     return 0
 
 

@@ -9,6 +9,8 @@ trained from scratch) and returns its report page (`report.pages.Page`) with the
                           clean image x0_hat the network predicts from it (bottom)
   * mnist_formation.png   how the digit forms: per-patch error of x0_hat against the final digit vs t,
                           and the successive change of x0_hat
+  * mnist_reverse.gif     the ten trajectories (one per digit) forming from noise, x_t beside x0_hat, at
+                          41 steps from t = T to 0 and at every t mnist_trajectory shows (the same arrays)
 plus mnist_numbers.json and mnist_samples.npz with every number and image behind them.
 
 Timestep convention as in utils.py: t = T is noise, t = 0 the generated digit.
@@ -29,7 +31,8 @@ import torch
 from torchvision.utils import make_grid
 
 from runio.cli import run_command
-from report.pages import FIG_W, Page
+from report.animation import image_frames, trajectory_steps, write_gif
+from report.pages import FIG_W, Figure, Page
 from runio.files import MARK, atomic_write, replacing, savefig
 from utils import SamplerSettings, generators, sample
 
@@ -224,9 +227,10 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
     data = load_mnist(verbose=False)
     clf, clf_info = load_classifier(data=data, verbose=False)
     grid_png, traj_png, form_png = (os.path.join(fig_dir, f"mnist_{k}.png") for k in ("grid", "trajectory", "formation"))
+    gif = os.path.join(fig_dir, "mnist_reverse.gif")
     grid, labels, grid_numbers = measure_grid(model, schedule, clf, data, w, seed, grid_steps, device, grid_png)
     traj, traj_labels, x0, traj_numbers = measure_trajectories(model, schedule, clf, w, seed, n_trajectories, device,
-                                                               traj_png, form_png)
+                                                               traj_png, form_png, gif)
     ms, ms_everywhere = attention_cost(model)
     tc = info.get("train_config", {})
     numbers = dict(
@@ -246,7 +250,7 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
         np.savez_compressed(f, written_by=np.array(MARK), grid=grid.numpy(), grid_labels=labels.numpy(), trajectory_t=traj.t.numpy(),
                             trajectory_x=traj.x[:, 0].cpu().numpy(), trajectory_x0_hat=traj.x0_hat[:, 0].cpu().numpy(),
                             final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
-    return make_page(numbers, [grid_png, traj_png, form_png])
+    return make_page(numbers, figures(numbers, grid_png, traj_png, form_png, gif))
 
 
 def measure_grid(model, schedule, clf, data, w: float, seed: int, grid_steps, device, grid_png: str) -> tuple:
@@ -274,17 +278,32 @@ def measure_grid(model, schedule, clf, data, w: float, seed: int, grid_steps, de
     return grid, labels, numbers
 
 
+def shown_times(T: int) -> list:
+    """The t of mnist_trajectory's columns: T, T - T // 8, ..., 0 (200, 175, ..., 0 for T = 200)."""
+    shown = list(range(T, -1, -max(1, T // 8)))
+    return shown + ([0] if shown[-1] != 0 else [])
+
+
+def reverse_animation(traj, path: str) -> str:
+    """mnist_reverse.gif: the trajectories (N <= 10: one row of five, or two) forming from noise, x_t on the
+    left and x0_hat beside it, at 41 steps from t = T to 0 and at every t of shown_times."""
+    steps = trajectory_steps(traj.t, traj.x, traj.x0_hat, count=41, include=shown_times(int(traj.t[0])))
+    return write_gif(path, image_frames(steps, columns=5, scale=2, title="one chain per digit"))
+
+
 def measure_trajectories(model, schedule, clf, w: float, seed: int, n: int, device, traj_png: str,
-                         form_png: str) -> tuple:
-    """n full-chain trajectories (digits 0..9 in turn; stream 1 of the seed), the first drawn to traj_png, and
-    how their digits form (form_png): returns (Trajectory, labels, x_0, numbers)."""
+                         form_png: str, gif: Optional[str] = None) -> tuple:
+    """n full-chain trajectories (digits 0..9 in turn; stream 1 of the seed), the first drawn to traj_png (and
+    the first ten animated in `gif`, if given), and how their digits form (form_png): returns (Trajectory,
+    labels, x_0, numbers)."""
     T = schedule.T
     traj_labels = torch.arange(n) % 10
     x0, traj = sample(model, schedule, n, traj_labels, SamplerSettings(w=w), generators(seed, n, 1),
                       trajectory=True, shape=(1, 28, 28), device=device)
     ts, xs, x0s = traj.t, traj.x.cpu(), traj.x0_hat.cpu()  # (T+1,), (T+1, N, 1, 28, 28) x2
-    shown = list(range(T, -1, -max(1, T // 8)))  # t = 200, 175, ..., 0 for T = 200
-    plot_trajectory(xs[:, 0], x0s[:, 0], ts, shown + ([0] if shown[-1] != 0 else []), traj_png)
+    plot_trajectory(xs[:, 0], x0s[:, 0], ts, shown_times(T), traj_png)
+    if gif:
+        reverse_animation(traj._replace(x=xs[:, :10], x0_hat=x0s[:, :10]), gif)
     # how saturated x0_hat is: the share of its pixels at full white (the clip bound), per t
     white = (x0s >= 0.999 * (schedule.clip_x0 or 1.0)).double().mean(dim=(1, 2, 3, 4))  # (T+1,)
     times = formation_times(x0s, ts)
@@ -317,6 +336,28 @@ def measure_trajectories(model, schedule, clf, w: float, seed: int, n: int, devi
         classifier_reads_final_label_from_t_median=q(t_read, 0.5), classifier_reads_final_label_from_t=t_read,
         classifier_reads_final_label_from_x_t_median=q(t_read_xt, 0.5), shown_trajectory_label=int(traj_labels[0]))
     return traj, traj_labels, x0, numbers
+
+
+def figures(n: dict, grid_png: str, traj_png: str, form_png: str, gif: str) -> list:
+    """The page's figures with their alt texts and captions."""
+    return [Figure(grid_png, "A 10 by 10 grid of generated handwritten digits, one row per digit 0 to 9, and beside "
+                             "each row two bars: its within-class spread in classifier features and in slant, "
+                             "relative to real digits.",
+                   f"Figure 1. Ten samples of each digit (guidance w = {n['w']:g}) and their spread against real "
+                   "digits."),
+            Figure(traj_png, f"Two rows of small images at t = {', '.join(map(str, shown_times(n['T'])))}: the "
+                             "noisy state x_t (top) turns from noise into a digit; the predicted clean image x0_hat "
+                             "(bottom) is a saturated blob at first and a sharp digit long before t = 0.",
+                   "Figure 2. One reverse trajectory: x_t (top) and the clean image x0_hat predicted from it "
+                   "(bottom)."),
+            Figure(form_png, "Three plots against t: the error of x0_hat per 7x7 patch of one digit, the change of "
+                             "x0_hat per step, and a histogram of when patches form over all digits.",
+                   "Figure 3. How the digit forms: per-patch error of x0_hat, its change per step, and when "
+                   "patches form."),
+            Figure(gif, f"Animation: {min(10, n['n_trajectories'])} digits, one per "
+                        "class, forming from noise; the noisy x_t on the left, the predicted clean x0_hat on the "
+                        "right, from t = T to 0.",
+                   "Animation. A grid of digits forming from noise: x_t (left) and x0_hat (right).")]
 
 
 def make_page(n: dict, images: list) -> Page:
@@ -467,7 +508,7 @@ def main(argv=None) -> int:
     page = problem5_page(args.out, args.checkpoint, args.retrain,
                          grid_steps=None if args.full_chain else args.grid_steps)
     print(page.text)
-    print("\n".join(page.images))
+    print("\n".join(page.paths))
     return 0
 
 

@@ -5,15 +5,19 @@ Every page builder in the package returns `Page`s: problems 1-4 (visualize.py), 
 (mnist/problem5.py) and CS180 project 5 (cs180/parta_pages.py, cs180/partb_pages.py).
 visualize.py collects them and calls `write_report`.
 
-A page is a title, a list of PNG paths drawn top to bottom at the page's width (FIG_W: a figure
-made FIG_W inches wide prints at its own font sizes), and text blocks: ('answer', paragraph), the
-plain answers, set first in a shaded box; ('text', paragraph), wrapped to the page; or ('table',
-preformatted lines) in monospace. An image that does not fit moves to the next page, text that
-does not fit continues on a "(continued)" page; images are never shrunk to make room for text.
+A page is a title, a list of images drawn top to bottom at the page's width (FIG_W: a figure made
+FIG_W inches wide prints at its own font sizes), each a PNG path or a `Figure` (the path with its alt
+text and its caption, printed under it; a GIF is an animation, shown on the website and named on
+paper), and text blocks: ('answer', paragraph), the plain answers, set first in a shaded box; ('text',
+paragraph), wrapped to the page; or ('table', preformatted lines) in monospace. An image that does
+not fit moves to the next page, text that does not fit continues on a "(continued)" page; images are
+never shrunk to make room for text.
+The same pages make the website (report/site.py): one source for both.
 """
 from __future__ import annotations
 
 import functools
+import os
 from typing import NamedTuple
 
 import matplotlib
@@ -29,8 +33,35 @@ from runio.files import metadata, replacing_all  # noqa: E402
 
 
 # ============================================================== pages
+class Figure(NamedTuple):
+    """One image of a page: its file, the text that stands for it where it cannot be seen (alt: what it
+    shows) and the caption printed under it, in the PDF and on the website alike. A .gif is an animation:
+    shown on the website, named under the page's text on paper. os.fspath(figure) is its path."""
+
+    path: str
+    alt: str = ""
+    caption: str = ""
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    @property
+    def animated(self) -> bool:
+        return os.fspath(self.path).lower().endswith(".gif")
+
+
+def as_figure(image, title: str = "") -> Figure:
+    """A page's image entry (a path or a Figure) as a Figure whose alt is never empty: where none is given,
+    one made from the page's title and the file's name."""
+    fig = image if isinstance(image, Figure) else Figure(os.fspath(image))
+    if fig.alt.strip():
+        return fig
+    name = os.path.splitext(os.path.basename(fig.path))[0].replace("_", " ")
+    return fig._replace(alt=f"{'Animation' if fig.animated else 'Figure'} '{name}' of the section '{title}'")
+
+
 class Page(NamedTuple):
-    """One page of the report: a title, images to show (PNG paths, drawn top to bottom at the page's
+    """One page of the report: a title, images to show (paths or Figures, drawn top to bottom at the page's
     width) and text blocks: ('answer', paragraph) the plain answers, drawn first, above the images, in
     a shaded box (the text up to the first colon in bold); ('text', paragraph) wrapped to the page; or
     ('table', preformatted lines) in monospace."""
@@ -53,6 +84,16 @@ class Page(NamedTuple):
     def answers(self) -> list:
         return [t for k, t in self.blocks if k == "answer"]
 
+    @property
+    def figures(self) -> list:
+        """Every image as a Figure with its alt text (as_figure)."""
+        return [as_figure(i, self.title) for i in self.images]
+
+    @property
+    def paths(self) -> list:
+        """Every image's path, as a string."""
+        return [os.fspath(i) for i in self.images]
+
 
 def text_blocks(text: str, kind: str = "text") -> list:
     """Paragraphs separated by blank lines -> [(kind, paragraph), ...]."""
@@ -62,8 +103,8 @@ def text_blocks(text: str, kind: str = "text") -> list:
 PAGE_W, PAGE_H, MARGIN = 8.27, 11.69, 0.45  # A4, inches
 FIG_W = PAGE_W - 2 * MARGIN  # every image is drawn this wide: a figure made this wide prints at its own font sizes
 TITLE_H, GAP, BOX_PAD, SECTION_GAP = 0.45, 0.1, 0.07, 0.25  # inches
-POINTS = {"answer": 9.0, "text": 8.5, "table": 7.5}  # every font on the page is 7 pt or more
-LEADING = {"answer": 1.3, "text": 1.3, "table": 1.25}
+POINTS = {"answer": 9.0, "text": 8.5, "table": 7.5, "caption": 7.5}  # every font on the page is 7 pt or more
+LEADING = {"answer": 1.3, "text": 1.3, "table": 1.25, "caption": 1.25}
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,6 +137,13 @@ def line_height(kind: str) -> float:
     return 4.0 / 72 if kind == "gap" else POINTS[kind] * LEADING[kind] / 72
 
 
+def answer_lead(text: str) -> tuple:
+    """(lead, rest) of an answer: the text up to its first colon, set in bold, when that is a short label
+    ('Diversity: ...'); ('', text) otherwise."""
+    head, colon, rest = text.partition(": ")
+    return (head + ":", rest) if colon and len(head) <= 60 else ("", text)
+
+
 def layout_blocks(blocks: list) -> list:
     """Blocks -> [(kind, line, lead)] wrapped to the page width, with ('gap', '', '') between blocks.
     `lead` is the bold text that opens the first line of an answer ('' elsewhere)."""
@@ -104,10 +152,7 @@ def layout_blocks(blocks: list) -> list:
         if kind == "table":
             lines += [("table", line, "") for line in text.splitlines()]
         else:
-            lead = ""
-            head, colon, rest = text.partition(": ")
-            if kind == "answer" and colon and len(head) <= 60:
-                lead, text = head + ":", rest
+            lead, text = answer_lead(text) if kind == "answer" else ("", text)
             indent = text_width(lead + " ", POINTS[kind], bold=True) if lead else 0.0
             wrapped = wrap(text, POINTS[kind], FIG_W - (2 * BOX_PAD if kind == "answer" else 0), indent) or [""]
             lines += [(kind, line, lead if i == 0 else "") for i, line in enumerate(wrapped)]
@@ -138,8 +183,8 @@ def render_pages(pages: list, flow: bool = False) -> list:
 
     for page in pages:
         answers = layout_blocks([b for b in page.blocks if b[0] == "answer"])
-        body = layout_blocks([b for b in page.blocks if b[0] != "answer"])
-        images, title = list(page.images), page.title
+        body = layout_blocks([b for b in page.blocks if b[0] != "answer"] + animation_notes(page))
+        images, title = [f for f in page.figures if not f.animated], page.title
         if not figs or not flow or start_height(answers, images, body) > y - MARGIN - SECTION_GAP:
             y = new_sheet()
         elif y < PAGE_H - MARGIN:
@@ -151,16 +196,21 @@ def render_pages(pages: list, flow: bool = False) -> list:
             placed_any, deferred = bool(answers), []
             if answers:
                 y, answers = draw_answers(fig, answers, y), []
-            for path in images:
-                h = image_height(path)
-                if deferred or h > y - MARGIN + 1e-9:
-                    deferred.append(path)
+            for image in images:
+                caption = caption_lines(image)
+                h = image_height(image.path, caption_height(caption))
+                if deferred or h + caption_height(caption) > y - MARGIN + 1e-9:
+                    deferred.append(image)
                     continue
-                w = FIG_W * h / natural_height(path)
+                w = FIG_W * h / natural_height(image.path)
                 ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - h) / PAGE_H, w / PAGE_W, h / PAGE_H])
-                ax.imshow(plt.imread(path), interpolation="antialiased")
+                ax.imshow(plt.imread(image.path), interpolation="antialiased")
                 ax.axis("off")
-                y -= h + GAP
+                y -= h
+                for line in caption:
+                    draw_line(fig, "caption", line, "", y)
+                    y -= line_height("caption")
+                y -= GAP
                 placed_any = True
             while body and body[0][0] == "gap" and not placed_any:
                 body.pop(0)  # no blank space at the top of a sheet
@@ -184,9 +234,25 @@ def natural_height(path: str) -> float:
     return FIG_W * im.shape[0] / im.shape[1]
 
 
-def image_height(path: str) -> float:
-    """Its drawn height: natural, unless taller than a whole sheet below a title."""
-    return min(natural_height(path), PAGE_H - 2 * MARGIN - TITLE_H)
+def image_height(path: str, below: float = 0.0) -> float:
+    """Its drawn height: natural, unless taller than a whole sheet below a title (less `below`, its caption's
+    height)."""
+    return min(natural_height(path), PAGE_H - 2 * MARGIN - TITLE_H - below)
+
+
+def caption_lines(image: Figure) -> list:
+    """A figure's caption wrapped to the page's width (none: [])."""
+    return wrap(image.caption, POINTS["caption"], FIG_W) if image.caption else []
+
+
+def caption_height(lines: list) -> float:
+    return len(lines) * line_height("caption")
+
+
+def animation_notes(page: Page) -> list:
+    """Text blocks that name the page's animations on paper, with their captions: the website shows them."""
+    return [("text", f"Animation {os.path.basename(f.path)} (on the website, beside the figures): "
+                     + (f.caption or f.alt)) for f in page.figures if f.animated]
 
 
 def start_height(answers: list, images: list, body: list) -> float:
@@ -194,7 +260,8 @@ def start_height(answers: list, images: list, body: list) -> float:
     answers, and its first image, or its first four lines of text."""
     h = TITLE_H + (sum(line_height(k) for k, _, _ in answers) + 2 * BOX_PAD + GAP if answers else 0.0)
     if images:
-        return h + image_height(images[0])
+        below = caption_height(caption_lines(images[0]))
+        return h + image_height(images[0].path, below) + below
     return h + sum(line_height(k) for k, _, _ in body[:4])
 
 
@@ -220,7 +287,8 @@ def draw_line(fig, kind: str, line: str, lead: str, y: float, x: float = MARGIN)
     if lead:
         fig.text(x / PAGE_W, y / PAGE_H, lead, fontsize=pt, weight="bold", va="top")
         x += text_width(lead + " ", pt, bold=True)
-    fig.text(x / PAGE_W, y / PAGE_H, line, fontsize=pt, va="top", family=family)
+    fig.text(x / PAGE_W, y / PAGE_H, line, fontsize=pt, va="top", family=family,
+             color="#333333" if kind == "caption" else "black")
 
 
 def write_report(pages: list, path: str, flow: bool = False) -> int:

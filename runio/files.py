@@ -244,8 +244,8 @@ def is_checkpoint(path) -> bool:
 
 
 def ours(path) -> bool:
-    """Whether the file at `path` is one this package wrote and may write again: a report or figure signed
-    with MARK (PDF, PNG), numbers that say so ("written_by" in a .json or .npz), or a .csv/.pdf/.npz beside
+    """Whether the file at `path` is one this package wrote and may write again: a report, figure, animation or
+    website page signed with MARK (PDF, PNG, GIF, HTML), numbers that say so ("written_by" in a .json or .npz), or a .csv/.pdf/.npz beside
     a figure of the same name that is ours."""
     path = os.fspath(path)
     stem, ext = os.path.splitext(path)
@@ -266,6 +266,12 @@ def ours(path) -> bool:
         elif ext == ".json":
             with open(path) as f:
                 return (json.load(f) or {}).get("written_by") == MARK
+        elif ext == ".gif":  # an animation: its comment extension (report.animation.write_gif)
+            with Image.open(path) as im:
+                return im.info.get("comment") == MARK.encode()
+        elif ext == ".html":  # a website page: its generator meta tag (report.site)
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f'<meta name="generator" content="{MARK}">' in f.read(4096)
     except (OSError, ValueError, AttributeError, zipfile.BadZipFile):
         return False
     return ext in (".csv", ".pdf", ".npz") and any(os.path.exists(stem + e) and ours(stem + e) for e in (".png", ".npz")

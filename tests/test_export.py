@@ -38,7 +38,9 @@ REFERENCE = os.path.join(REPO, "mnist", "reference")
 NOT_EXPORTED = {"mnist-classifier": "the metric classifier, not a generative model"}
 LOADERS = {"ddpm-mnist": (load_mnist_model, load_image_model), "image-diffusion": (load_image_model,),
            "ddpm-two-pixel": (load_two_pixel,)}
-RUNS = {"denoiser.pt": dn.load_run, "timecond.pt": tc.load_run, "timecond_class.pt": tc.load_run}  # CS180's
+RUNS = {"denoiser.pt": dn.load_run, "timecond.pt": tc.load_run, "timecond_class.pt": tc.load_run,  # CS180's
+        "pure_noise.pt": dn.load_run, "flow_timecond.pt": tc.load_run, "flow_timecond_class.pt": tc.load_run,
+        "timecond_budget.pt": tc.load_run}  # and its fall 2025 (flow-matching) edition
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +56,8 @@ MODELS = sorted(f for f in SHIPPED if shipped_kinds()[f] in LOADERS)  # one mode
 
 def test_every_shipped_generative_model_is_exported():
     """What is not exported is known and says why: a new shipped model kind must be exported or listed here."""
-    assert SHIPPED == ["denoiser.pt", "model.pt", "timecond.pt", "timecond_class.pt"]
+    assert SHIPPED == ["denoiser.pt", "flow_timecond.pt", "flow_timecond_class.pt", "model.pt", "pure_noise.pt",
+                       "timecond.pt", "timecond_budget.pt", "timecond_class.pt"]
     assert sorted(MODELS + list(RUNS)) == SHIPPED
     assert {kind for f, kind in shipped_kinds().items() if f not in SHIPPED} <= set(NOT_EXPORTED)
 

@@ -19,6 +19,7 @@ from gmm import GMM, estimate_density, hdr_levels, l1_distance, make_grid, sampl
 from report.figures import save_figure
 from report.pages import FIG_W, Page
 from two_pixel import problem1, problem2, problem3, problem4
+from two_pixel.figures import VARIANTS
 from two_pixel.trainer import checkpoint_config
 
 # tiny settings: 30-step models, 300 chains, a coarse grid
@@ -126,7 +127,7 @@ def test_problems_2_and_4_write_their_files(trained, tmp_path, drawn):
     runs, _ = trained
     for p in ("2", "4"):
         assert run("--problem", p, "--runs", str(runs), "--out", str(tmp_path)) == 0
-    assert files_of(tmp_path) == sorted([f"problem{p}.{e}" for p in (2, 4) for e in ("csv", "npz", "pdf", "png")]
+    assert files_of(tmp_path) == sorted([f"problem{p}.{e}" for p in (2, 4) for e in ("csv", "gif", "npz", "pdf", "png")]
                                         + ["problem4_sweep.pdf", "problem4_sweep.png"])
     d2 = np.load(tmp_path / "problem2.npz")
     assert d2["estimate"].shape == (5, 60, 60) and d2["trajectory"].shape == (51, 2)
@@ -198,7 +199,7 @@ def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
         rows = {r["model"]: r for r in csv.DictReader(f)}
     assert {"default (this report)", "handout UNet", "label dropout 0.1", "no EMA (last weights)",
             "x0_hat not clipped", "exact noise predictor"} <= set(rows)
-    for variant, flags in visualize.VARIANTS.items():  # each variant changes exactly its own setting
+    for variant, flags in VARIANTS.items():  # each variant changes exactly its own setting
         c = checkpoint_config(runs / f"T50-{variant}" / "model.pt")
         assert all(getattr(c, k) == v for k, v in flags.items()) and c.T == 50
     text = visualize.problem5(visualize.Settings(problems=())).text

@@ -34,6 +34,10 @@ DEMO_START = 1.0  # the highlighted chain is the first whose x_T has both pixels
 COMMITTED = 0.9  # a chain has committed to its peak from the last t on which q(peak | x_t) stays >= this
 # problem 1: each variant undoes one departure from the handout (train.py flags), at T = 50
 VARIANTS = {"handout-unet": {"arch": "handout"}, "p-uncond-0.1": {"p_uncond": 0.1}, "no-ema": {"ema_decay": 0.0}}
+# the flow report's models beside problem 2's T = 50 DDPM (DDPM's seed 0): flow matching and 4 more seeds of each
+FLOW_SEEDS = range(5)
+FLOW_RUNS = {"flow": {"objective": "flow"}, **{f"seed{s}": {"seed": s} for s in FLOW_SEEDS if s},
+             **{f"flow-seed{s}": {"objective": "flow", "seed": s} for s in FLOW_SEEDS if s}}
 
 ORANGE, BLUE, VERMILLION = "#E69F00", "#0072B2", "#D55E00"  # Okabe & Ito (2008)
 CLASS_COLOURS, CLASS_LINES, CLASS_MARKERS = (BLUE, VERMILLION), ("-", "--"), ("o", "s")  # y = 0, y = 1
@@ -49,9 +53,10 @@ class Settings:
     """What a run of visualize.py needs: its command line is built from these fields (in this order), and
     every page builder reads them. `problems` and `every_page` follow from --problem."""
 
-    problems: tuple = ()  # of "2", "3", "4", "5", "cs180-a", "cs180-b1", "cs180-b2"
+    problems: tuple = ()  # of "2", "3", "4", "5", "flow", "cs180-a", "cs180-b1", "cs180-b2"
     every_page: bool = False  # --problem all: the report also gets the pages of problems 1 and 5
     report: Optional[str] = None
+    site: Optional[str] = None  # a folder: the same pages as a website (report.site)
     out: str = "figures"
     runs: str = "runs"
     n: int = 5000
@@ -70,10 +75,11 @@ class Settings:
 
     def needed_runs(self) -> dict:
         """{key: (T, train.py settings)} of the models needed: the default model by T, problem 1's VARIANTS by name."""
-        page1 = bool(self.report and self.every_page)
-        ts = {PROBLEM2_T} if {"2", "4"} & set(self.problems) or page1 else set()
+        page1, flow = bool((self.report or self.site) and self.every_page), "flow" in self.problems
+        ts = {PROBLEM2_T} if {"2", "4"} & set(self.problems) or page1 or flow else set()
         ts |= set(self.ts) if "3" in self.problems else set()
-        return {**{T: (T, {}) for T in sorted(ts)}, **({k: (PROBLEM2_T, f) for k, f in VARIANTS.items()} if page1 else {})}
+        return {**{T: (T, {}) for T in sorted(ts)}, **({k: (PROBLEM2_T, f) for k, f in VARIANTS.items()} if page1 else {}),
+                **({k: (PROBLEM2_T, f) for k, f in FLOW_RUNS.items()} if flow else {})}
 
 
 def progress(iterable, cfg: Settings, **kw):

@@ -16,7 +16,7 @@ import torch
 
 from gmm import GMM, sample_quality
 from report.figures import save_figure, save_numbers
-from report.pages import FIG_W, Page
+from report.pages import FIG_W, Figure, Page
 from runio.cli import resolve_device
 from utils import SamplerSettings, sample
 
@@ -33,7 +33,10 @@ def page(cfg: Settings, models: dict) -> Page:
     c1 = model.tconv1.in_channels  # decoder 2's input: [decoder 1, encoder 1] features of length 1
     k1_out = torch.nn.ConvTranspose1d(c1, 1, kernel_size=1)(torch.zeros(1, c1, 1)).shape[-1]
     c = checkpoint_config(model_path(cfg.runs, PROBLEM2_T))
-    return Page("Problem 1: implementation, changes, obstacles, README", [loss_figure(cfg)],
+    loss = Figure(loss_figure(cfg), "Two falling training-loss curves on a log scale against the optimiser step: "
+                                    "the default UNet without GroupNorm (blue) and the handout's UNet (vermillion, "
+                                    "dashed).", f"Figure. Training loss of the T = {PROBLEM2_T} models.")
+    return Page("Problem 1: implementation, changes, obstacles, README", [loss],
                 blocks(cfg, c, schedule, rows, k1_out))
 
 

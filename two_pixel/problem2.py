@@ -1,14 +1,17 @@
 """Problem 2: a denoising trajectory over the estimated p_theta(x_t | t) of the T = 50 model.
 
-    page = two_pixel.problem2.page(cfg, models)   # needs models[50]; writes problem2.png/.pdf/.csv/.npz
+    page = two_pixel.problem2.page(cfg, models)   # needs models[50]; writes problem2.png/.pdf/.csv/.npz/.gif
 
 cfg.n chains run from pure noise; at each t of PROBLEM2_TIMES their states x_t give a density estimate,
 compared with the true q(x_t) of gmm.py and with the same estimator on as many exact draws of q(x_t)
-(its own error, the "floor"). One chain's path is drawn over the densities.
+(its own error, the "floor"). One chain's path is drawn over the densities. problem2.gif animates the same
+densities at every other t from T to 0 (ANIMATION_TIMES, which holds PROBLEM2_TIMES: at those t its frames
+are the still's arrays), beside the true q(x_t).
 """
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
@@ -16,14 +19,19 @@ import numpy as np
 import torch
 
 from gmm import GMM, Grid, estimate_density, l1_distance, make_grid, sample_q_t, sample_quality, true_density
+from matplotlib.figure import Figure as MplFigure
+
+from report.animation import render_frames, write_gif
 from report.figures import save_figure
-from report.pages import FIG_W, Page
+from report.pages import FIG_W, Figure, Page
 from runio.checkpoints import Loaded
 from runio.cli import resolve_device
 from utils import sample
 
 from .figures import (COMMITTED, DEMO_START, PROBLEM2_T, PROBLEM2_TIMES, STYLE, UNCOND_COLOUR, Settings,
                       committed_from, corner_text, draw_path, percent, progress, show_estimate, show_truth, style_axes)
+
+ANIMATION_TIMES = tuple(range(PROBLEM2_T, -1, -2))  # every other t from T to 0: holds PROBLEM2_TIMES
 
 
 class Chains(NamedTuple):
@@ -34,8 +42,7 @@ class Chains(NamedTuple):
     k: int  # the highlighted chain: the first whose x_T has both pixels within +-DEMO_START
     commit_t: torch.Tensor  # (n,) long: the last t from which q(final peak | x_t) stays >= COMMITTED
     rows: list  # per t: L1 to q(x_t) and its floor, bandwidth, majority share, std, chains committed
-    estimate: np.ndarray  # (len(PROBLEM2_TIMES), G, G) the density of x_t over the chains
-    truth: np.ndarray  # (len(PROBLEM2_TIMES), G, G) the true q(x_t)
+    frames: list  # the animation's arrays: a Frame per t of ANIMATION_TIMES
     x_t: np.ndarray  # (len(PROBLEM2_TIMES), n, 2)
     end: dict  # gmm.sample_quality of x_0 against fresh mixture draws
 
@@ -43,6 +50,28 @@ class Chains(NamedTuple):
     def path(self) -> np.ndarray:
         """(T+1, 2) the highlighted chain, from x_T to x_0."""
         return self.xs[:, self.k].numpy()
+
+    def at(self, t: int) -> "Frame":
+        return next(f for f in self.frames if f.t == t)
+
+    @property
+    def estimate(self) -> np.ndarray:
+        """(len(PROBLEM2_TIMES), G, G) the density of x_t over the chains, at the still's times."""
+        return np.stack([self.at(t).estimate for t in PROBLEM2_TIMES])
+
+    @property
+    def truth(self) -> np.ndarray:
+        """(len(PROBLEM2_TIMES), G, G) the true q(x_t), at the still's times."""
+        return np.stack([self.at(t).truth for t in PROBLEM2_TIMES])
+
+
+class Frame(NamedTuple):
+    """What one frame of problem2.gif shows, and the still's panel at the same t."""
+
+    t: int
+    estimate: np.ndarray  # (G, G) the density of x_t over the chains (cfg.density)
+    truth: np.ndarray  # (G, G) the true q(x_t)
+    path: np.ndarray  # (T - t + 1, 2) the highlighted chain from x_T to x_t
 
 
 def page(cfg: Settings, models: dict) -> Page:
@@ -53,8 +82,18 @@ def page(cfg: Settings, models: dict) -> Page:
                   x_t=chains.x_t, trajectory=chains.path, trajectory_t=chains.t.numpy(), trajectory_index=chains.k,
                   commit_t=chains.commit_t.numpy(), x0=chains.xs[-1].numpy())
     png = figure(cfg, chains, grid, arrays)
-    return Page("Problem 2: a denoising trajectory over the estimated p_theta(x_t | t), T = 50", [png],
-                blocks(cfg, chains))
+    gif = animation(cfg, chains, grid)
+    return Page("Problem 2: a denoising trajectory over the estimated p_theta(x_t | t), T = 50", [
+        Figure(png, f"Six square panels of the two-pixel plane. At t = {', '.join(map(str, PROBLEM2_TIMES))} the "
+                    "density of x_t over all chains in viridis, with white contours of the true q(x_t), starts as one "
+                    "round blob and splits into two lumps over the two peaks; an orange chain path grows from a star "
+                    "at x_T. The last panel: the true q(x_0) in grey with the whole path.",
+               "Figure 1. The learned density of x_t (colour) over the true q(x_t) (white contours), with one "
+               "chain's path up to t."),
+        Figure(gif, "Animation, two panels: the density of x_t over all chains with one chain moving over it (left), "
+                    "and the true q(x_t) in grey (right), from t = 50 down to 0.",
+               "Animation. The density of x_t from t = T to 0 with the highlighted chain moving over it (left), "
+               "beside the true q(x_t) (right).")], blocks(cfg, chains))
 
 
 def measure(cfg: Settings, run: Loaded, grid: Grid) -> Chains:
@@ -71,13 +110,16 @@ def measure(cfg: Settings, run: Loaded, grid: Grid) -> Chains:
     ab = schedule.alpha_bar.cpu()
     commit_t = committed_from(xs, traj.t, gmm.posterior(xs[-1], 1.0).argmax(1), ab, gmm)
 
-    rows, est_all, q_all, xt_all = [], [], [], []
+    rows, frames, xt_all = [], [], []
     ref_gen = torch.Generator().manual_seed(cfg.seed + 20_000)
-    for t in progress(PROBLEM2_TIMES, cfg, desc="problem 2: densities"):
+    for t in progress(ANIMATION_TIMES, cfg, desc="problem 2: densities"):
         a = float(ab[t])
         x_t = traj.at(t).cpu()
         q = true_density(grid, a, gmm)
         est = estimate_density(x_t.numpy(), grid, cfg.density)
+        frames.append(Frame(t, est.density, q, xs[: schedule.T - t + 1, k].numpy()))
+        if t not in PROBLEM2_TIMES:
+            continue
         # the estimator's own error: the same estimator on cfg.n exact draws of q(x_t)
         x_ref = sample_q_t(gmm, cfg.n, a, ref_gen)
         floor = estimate_density(x_ref.numpy(), grid, cfg.density)
@@ -89,11 +131,9 @@ def measure(cfg: Settings, run: Loaded, grid: Grid) -> Chains:
                          majority_share=share(x_t), majority_share_exact=share(x_ref),
                          std=float(x_t.std(0).mean()), std_exact=float(x_ref.std(0).mean()),
                          chains_committed=float((commit_t >= t).double().mean())))
-        est_all.append(est.density)
-        q_all.append(q)
         xt_all.append(x_t.numpy())
     end = sample_quality(xs[-1], gmm.sample(cfg.n, torch.Generator().manual_seed(cfg.seed + 10_000))[0], gmm)._asdict()
-    return Chains(xs, traj.t, k, commit_t, rows, np.stack(est_all), np.stack(q_all), np.stack(xt_all), end)
+    return Chains(xs, traj.t, k, commit_t, rows, frames, np.stack(xt_all), end)
 
 
 def figure(cfg: Settings, chains: Chains, grid: Grid, arrays: dict) -> str:
@@ -117,6 +157,30 @@ def figure(cfg: Settings, chains: Chains, grid: Grid, arrays: dict) -> str:
         style_axes(axes[5], left_label=False, bottom_label=True)
         fig.colorbar(im, cax=fig.add_subplot(gs[:, 3])).set_label("density / peak of true $q(x_t)$ (square-root scale)")
         return save_figure(fig, cfg.out, "problem2", chains.rows, **arrays)
+
+
+def animation(cfg: Settings, chains: Chains, grid: Grid) -> str:
+    """problem2.gif: a frame per Frame of chains.frames, the density of x_t with the chain up to t over it
+    (left, as the still's panels) beside the true q(x_t) (right); it loops, the last frame held."""
+    with plt.rc_context(STYLE):
+        fig = MplFigure(figsize=(5.6, 3.0), dpi=100)
+        left, right = fig.subplots(1, 2)
+        fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.15, wspace=0.12)
+
+        def draw(frame: Frame):
+            for ax in (left, right):
+                ax.clear()
+            show_estimate(left, frame.estimate, frame.truth, grid)
+            draw_path(left, frame.path, UNCOND_COLOUR)
+            left.set_title(f"t = {frame.t}: $p_\\theta(x_t)$, one chain")
+            show_truth(right, frame.truth, grid)
+            right.plot(*frame.path[-1], "o", color=UNCOND_COLOUR, ms=6, mec="black", mew=0.8, zorder=5)
+            right.set_title(f"t = {frame.t}: true $q(x_t)$")
+            style_axes(left)
+            style_axes(right, left_label=False)
+
+        frames = render_frames(fig, draw, chains.frames)
+    return write_gif(os.path.join(cfg.out, "problem2.gif"), frames)
 
 
 def blocks(cfg: Settings, chains: Chains) -> list:

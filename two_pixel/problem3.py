@@ -16,7 +16,7 @@ import torch
 
 from gmm import GMM, Grid, estimate_density, l1_distance, make_grid, sample_quality, true_density
 from report.figures import save_figure
-from report.pages import FIG_W, Page
+from report.pages import FIG_W, Figure, Page
 from runio.cli import resolve_device
 from utils import sample
 
@@ -41,7 +41,12 @@ def page(cfg: Settings, models: dict) -> Page:
     s = measure(cfg, models, grid)
     png = figure(cfg, s, grid, dict(T=np.array(cfg.ts), grid=grid.centers, samples=s.network, exact_samples=s.exact,
                                     estimate=s.estimate, truth=s.q0))
-    return Page(f"Problem 3: T = {', '.join(map(str, cfg.ts))}", [png], blocks(cfg, s.rows, s.truth))
+    ts = ", ".join(map(str, cfg.ts))
+    fig = Figure(png, f"One row per T = {ts}: the network's samples over the true q(x_0) in grey, their estimated "
+                      "density in viridis over the truth's contours, and a histogram of each sample's distance to the "
+                      "nearest peak against the truth's.",
+                 f"Figure. Samples of the models trained with T = {ts}, their density, and their distance to a peak.")
+    return Page(f"Problem 3: T = {ts}", [fig], blocks(cfg, s.rows, s.truth))
 
 
 def measure(cfg: Settings, models: dict, grid: Grid) -> Samples:

@@ -4,20 +4,24 @@
 
 Classifier-free guidance, eps = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null) (Ho & Salimans 2022, Eq. 6),
 through the same ancestral sampler; the exact noise predictor of gmm.py under the same formula is the
-reference. Figure 1 is the handout's (one x_T, both labels, guidance cfg.traj_w); figure 2 the sweep over cfg.ws.
+reference. Figure 1 is the handout's (one x_T, both labels, guidance cfg.traj_w); figure 2 the sweep over cfg.ws;
+problem4.gif draws figure 1's two chains step by step (its frames: chain_frames of the same paths).
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import ticker
+from matplotlib.figure import Figure as MplFigure
 
 from gmm import GMM, hdr_levels, make_grid, peak_stats, push_past_peak, true_density
+from report.animation import render_frames, write_gif
 from report.figures import save_figure
-from report.pages import FIG_W, Page
+from report.pages import FIG_W, Figure, Page
 from runio.checkpoints import Loaded
 from runio.cli import resolve_device
 from utils import SamplerSettings, sample
@@ -68,7 +72,22 @@ def page(cfg: Settings, models: dict) -> Page:
                   samples_y1=np.stack([sw.samples[w, 1] for w in cfg.ws]))
     png = chains_figure(cfg, chains.paths, chains.demo_commit, run.schedule.T, gmm, (sw.rows, arrays))
     png_sweep = sweep_figure(cfg, sw.rows, sw.samples, gmm)
-    return Page("Problem 4: guided generation from the same x_T", [png, png_sweep], blocks(cfg, chains, sw))
+    gif = animation(cfg, chain_frames(trajs), gmm)
+    figures = [
+        Figure(png, "Left: the two-pixel plane with the true density in grey and the two class regions as blue and "
+                    "vermillion contours; from one white star, x_T, a blue solid chain (y = 0) and a vermillion dashed "
+                    "chain (y = 1) run together, then part towards their own peaks. Right: each pixel of both chains "
+                    "and of the unlabelled chain against t.",
+               f"Figure 1. The y = 0 and y = 1 chains from one x_T at guidance w = {cfg.traj_w:g}, in the plane and "
+               "pixel by pixel against t."),
+        Figure(png_sweep, f"{len(cfg.ws)} small panels, one per guidance scale w = "
+                          f"{', '.join(f'{w:g}' for w in cfg.ws)}: blue and vermillion samples of y = 0 and y = 1 "
+                          "over the true density, with the share in the requested peak in a corner.",
+               "Figure 2. Samples per label for each guidance scale w."),
+        Figure(gif, "Animation of the two-pixel plane: from one white star the y = 0 chain (blue) and the y = 1 chain "
+                    "(vermillion) move one step per frame from t = T to 0 and end in different peaks.",
+               "Animation. The y = 0 and y = 1 chains from one x_T, frame by frame (figure 1, left).")]
+    return Page("Problem 4: guided generation from the same x_T", figures, blocks(cfg, chains, sw))
 
 
 def measure_chains(cfg: Settings, run: Loaded) -> Chains:
@@ -173,6 +192,53 @@ def sweep_figure(cfg: Settings, rows: list, sweep: dict, gmm: GMM) -> str:
             style_axes(ax, left_label=i == 0, bottom_label=True, lim=ZOOM)
         fig.subplots_adjust(left=0.075, right=0.99, top=0.88, bottom=0.22, wspace=0.08)
         return save_figure(fig, cfg.out, "problem4_sweep")
+
+
+class ChainFrame(NamedTuple):
+    """One frame of problem4.gif: both labels' chains from x_T down to t."""
+
+    t: int
+    y0: np.ndarray  # (T - t + 1, 2) the y = 0 chain, x_T .. x_t
+    y1: np.ndarray  # (T - t + 1, 2) the y = 1 chain
+
+
+def chain_frames(trajs: dict) -> list:
+    """A ChainFrame per t = T .. 0 of the network's chains trajs[0], trajs[1] ((T+1, 2), x_T to x_0)."""
+    T = len(trajs[0]) - 1
+    return [ChainFrame(t, trajs[0][: T - t + 1], trajs[1][: T - t + 1]) for t in range(T, -1, -1)]
+
+
+def animation(cfg: Settings, frames: list, gmm: GMM) -> str:
+    """problem4.gif: the two chains of figure 1 (left) growing one step per frame over the true q(x_0) and
+    the class densities; the background is drawn once, the chains per frame."""
+    pts = np.concatenate([frames[-1].y0, frames[-1].y1, gmm.means.numpy()])
+    lim = (float(pts.min()) - 0.2, float(pts.max()) + 0.2)
+    grid = make_grid(cfg.grid, lim)
+    with plt.rc_context(STYLE):
+        fig = MplFigure(figsize=(3.6, 3.5), dpi=100)
+        ax = fig.subplots()
+        fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.13)
+        show_truth(ax, true_density(grid, 1.0, gmm), grid, lines="#222222")
+        for y in (0, 1):
+            q_y = true_density(grid, 1.0, gmm, y=y)
+            ax.contour(grid.centers, grid.centers, q_y, levels=hdr_levels(q_y, grid), colors=CLASS_COLOURS[y],
+                       linewidths=0.9, zorder=3)
+        ax.plot(*frames[0].y0[0], "*", color="white", ms=12, mec="black", mew=0.9, zorder=6)
+        lines = [ax.plot([], [], CLASS_LINES[y], color=CLASS_COLOURS[y], lw=1.4, zorder=4, label=f"y = {y}")[0]
+                 for y in (0, 1)]
+        heads = [ax.plot([], [], CLASS_MARKERS[y], color=CLASS_COLOURS[y], ms=7, mec="black", mew=0.9, zorder=5)[0]
+                 for y in (0, 1)]
+        style_axes(ax, lim=lim)
+        ax.legend(loc="best", framealpha=0.9)
+
+        def draw(frame: ChainFrame):
+            for y, path in enumerate((frame.y0, frame.y1)):
+                lines[y].set_data(path[:, 0], path[:, 1])
+                heads[y].set_data(path[-1:, 0], path[-1:, 1])
+            ax.set_title(f"t = {frame.t}, guidance w = {cfg.traj_w:g}")
+
+        rgb = render_frames(fig, draw, frames)
+    return write_gif(os.path.join(cfg.out, "problem4.gif"), rgb)
 
 
 def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
