@@ -27,7 +27,7 @@ from . import denoiser as dn
 from . import flow_study
 from . import timecond as tc
 from .figures import image_grid, loss_figure, save
-from .partb_pages import CONFIDENT, B2, b2_numbers, epochs_figure, load_b2, stored_samples
+from .partb_pages import CONFIDENT, B2, b2_numbers, epoch_figures, epochs_figure, load_b2, stored_samples
 
 PURE = os.path.join(dn.SHIPPED, "pure_noise.pt")
 FLOW = os.path.join(dn.SHIPPED, "flow_timecond.pt")
@@ -156,14 +156,8 @@ def flow_page(ctx: B2, path: str, class_run: bool) -> Page:
                 f"predicts eps - x_0, flow.py): {recipe(run)}. 2.3 Sampling: {steps} Euler steps from pure noise "
                 f"(Algorithm B.2); rows: the first 10 of {n} samples after each epoch, the same seeds every time; "
                 f"measured on all {n}.")
-    kind = "class-conditioned" if class_run else "time-conditioned"
-    figs = [Figure(png_loss, f"Training loss of the {kind} flow-matching UNet on a log scale against the step.",
-                   f"Figure 1. Training loss of the {kind} UNet (flow matching)."),
-            Figure(png, f"Rows of generated digits after epochs {', '.join(map(str, got['sampled']))}"
-                        + (", four per requested digit 0 to 9 in columns" if class_run else ", ten per row")
-                        + ", each row labelled with what the classifier reads.",
-                   "Figure 2. Samples after epochs 1, 5 and 10, the same seeds every time.")]
-    return Page.of_text(title, figs, body, answers=answers)
+    kind = f"{'class-conditioned' if class_run else 'time-conditioned'} flow-matching"
+    return Page.of_text(title, epoch_figures(png_loss, png, kind, got["sampled"], class_run), body, answers=answers)
 
 
 # ======================================================================= against DDPM

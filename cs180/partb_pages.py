@@ -424,13 +424,18 @@ def b2_page(ctx: B2, run: tc.Snapshots, m: B2Measured) -> Page:
     lines = b2_measured_lines(ctx, run, m, class_run)
     title, body, answers = class_texts(run, m, lines) if class_run else time_texts(ctx, run, m, lines)
     kind = "class-conditioned" if class_run else "time-conditioned"
-    figs = [Figure(png_loss, f"Training-loss curve of the {kind} UNet on a log scale against the training step.",
+    return Page.of_text(title, epoch_figures(png_loss, png, kind, m.samples["sampled"], class_run), body,
+                        answers=answers)
+
+
+def epoch_figures(png_loss: str, png: str, kind: str, epochs, class_run: bool) -> list:
+    """A B.2 page's two figures, with their alt text and captions: the loss curve and the samples per epoch."""
+    return [Figure(png_loss, f"Training-loss curve of the {kind} UNet on a log scale against the training step.",
                    f"Figure 1. Training loss of the {kind} UNet."),
-            Figure(png, f"Rows of generated digits after each saved epoch ({', '.join(map(str, m.samples['sampled']))})"
+            Figure(png, f"Rows of generated digits after each saved epoch ({', '.join(map(str, epochs))})"
                         + (", four per requested digit 0 to 9 in columns" if class_run else ", ten per row")
                         + ", each row labelled with the share the classifier reads; they sharpen with training.",
                    "Figure 2. Samples after each saved epoch, the same seeds every time.")]
-    return Page.of_text(title, figs, body, answers=answers)
 
 
 def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: Optional[str] = None, seed: int = 0,
