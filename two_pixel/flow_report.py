@@ -28,7 +28,7 @@ from scipy import stats
 from flow import flow_settings, path
 from gmm import GMM, make_grid
 from report.figures import save_figure
-from report.pages import FIG_W, Page, text_blocks
+from report.pages import FIG_W, Figure, Page, text_blocks
 from utils import SamplerSettings, sample
 
 from .figures import FLOW_SEEDS, LIM, ORANGE, STYLE, Settings, corner_text, progress, style_axes
@@ -64,9 +64,19 @@ class Measured(NamedTuple):
 def pages(cfg: Settings, models: dict) -> list:
     m = measure(cfg, models)
     T = models[50].schedule.T
-    return [Page("Flow matching on two pixels: steps against quality", [nfe_figure(cfg, m)], blocks(cfg, m, models)),
-            Page("Flow matching: the velocity field", [field_figure(cfg, models, m, T)], field_blocks(m)),
-            Page("Flow matching: sample paths from the same noise", [paths_figure(cfg, m)], path_blocks(m))]
+    nfe = Figure(nfe_figure(cfg, m), "Energy distance to the mixture against network evaluations per sample, both "
+                 "axes logarithmic: DDIM, Euler and Heun curves for the networks (solid, with their range over 5 seeds) "
+                 "and the exact predictors (dashed), above a grey band of fresh mixture draws.",
+                 "Figure. Quality against sampling cost for both objectives, 5 trained seeds each.")
+    field = Figure(field_figure(cfg, models, m, T), "Six panels of streamlines over a grey density: the exact velocity "
+                   "field (top) and the learned one (bottom) at tau = " + ", ".join(map(str, TAUS)) + ".",
+                   "Figure. The exact and the learned velocity fields.")
+    paths = Figure(paths_figure(cfg, m), "Two panels of 40 sample paths from the same starting points: DDIM with the "
+                   "DDPM (left, blue) and Euler with the flow-matching network (right, orange), exact paths in grey.",
+                   "Figure. Sample paths of both objectives from the same noise.")
+    return [Page("Flow matching on two pixels: steps against quality", [nfe], blocks(cfg, m, models)),
+            Page("Flow matching: the velocity field", [field], field_blocks(m)),
+            Page("Flow matching: sample paths from the same noise", [paths], path_blocks(m))]
 
 
 # ================================================================ measuring
