@@ -32,11 +32,11 @@ from runio.files import MARK, check_output, replacing
 
 from . import timecond as tc
 from .denoiser import SHIPPED
+from .partb_pages import CONFIDENT, read_samples
 
 PROG = "python -m cs180.flow_study"
 STUDY = os.path.join(SHIPPED, "flow_study.json")
 STEPS = (1, 2, 5, 10, 20, 50)
-CONFIDENT = 0.9  # as part B's pages: read "with confidence" at top probability >= 0.9
 EPOCH = 10  # the budget: 10 epochs of 12,800 digits at batch 64
 RUNS = {  # name -> (file in mnist/reference, objective, class run)
     "flow": ("flow_timecond.pt", "flow", False),
@@ -46,12 +46,10 @@ RUNS = {  # name -> (file in mnist/reference, objective, class run)
 }
 
 
-@torch.no_grad()
 def readings(clf, x: torch.Tensor, labels: Optional[torch.Tensor]) -> dict:
     """The classifier on samples x in [-1, 1]: the share read with confidence and (class runs) the share read
-    as the requested digit."""
-    prob = torch.cat([clf(b).softmax(1) for b in x.split(500)])
-    top, lab = prob.max(1)
+    as the requested digit (partb_pages.read_samples, part B's one reading)."""
+    lab, top = read_samples(clf, x)
     out = {"confident": float((top >= CONFIDENT).float().mean())}
     if labels is not None:
         out["agreement"] = float((lab == labels).float().mean())
