@@ -36,8 +36,10 @@ from runio.checkpoints import config_from_dict, config_to_dict
 class UNetConfig:
     """The architecture, stored in checkpoints: UNet(UNetConfig(**d)) rebuilds it.
 
-    channels[i], attention[i]: width and self-attention of block i; downsample[i]: halve the
-    resolution between block i and i + 1 (so len(downsample) = len(channels) - 1)."""
+    channels[i], attention[i]: width and attention of block i (False: none; True: softmax
+    self-attention over the H*W positions, cost (HW)^2; "linear": linear attention, cost HW, for the
+    large early blocks); downsample[i]: halve the resolution between block i and i + 1 (so
+    len(downsample) = len(channels) - 1)."""
 
     in_channels: int = 3
     out_channels: int = 3
@@ -77,6 +79,8 @@ class UNetConfig:
         if not (len(self.channels) == len(self.attention) == len(self.downsample) + 1):
             raise ValueError("need one channel count and one attention flag per block, and one downsample flag "
                              f"between blocks; got {self.channels}, {self.attention}, {self.downsample}")
+        if any(a not in ATTENTION_KINDS for a in self.attention):
+            raise ValueError(f"attention flags must be False, True or 'linear', got {self.attention}")
         if any(c % self.groups for c in self.channels) or any(c % self.heads for c in self.channels):
             raise ValueError(f"every channel count must be divisible by groups={self.groups} and heads={self.heads}, "
                              f"got {self.channels}")
@@ -178,13 +182,46 @@ class SelfAttention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
-class Level(nn.Module):
-    """One block: a ResBlock, then self-attention if asked."""
+class LinearAttention(nn.Module):
+    """Linear attention (Shen et al. 2021, "Efficient attention"; as in denoising-diffusion-pytorch),
+    residual: (B, C, H, W) -> same. Softmax over each query's features and over the keys' positions
+    lets the keys and values be summed first, into a (C/heads x C/heads) context per head, so the
+    cost grows with H*W instead of (H*W)^2: affordable at 28x28, where a 784 x 784 map is not."""
 
-    def __init__(self, c_in, c_out, embed_dim, groups, dropout, attention: bool, heads: int = 4):
+    def __init__(self, channels: int, groups: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W).unbind(1)  # (B, nh, d, HW)
+        q = q.softmax(dim=-2) * (C // self.heads) ** -0.5  # over a query's features
+        k = k.softmax(dim=-1)  # over positions
+        context = k @ v.transpose(-1, -2)  # (B, nh, d, d): sum over positions of k v^T
+        h = context.transpose(-1, -2) @ q  # (B, nh, d, HW)
+        return x + self.proj(h.reshape(B, C, H, W))
+
+
+ATTENTION_KINDS = (False, True, "linear")
+
+
+def attention_layer(kind, channels: int, groups: int, heads: int) -> nn.Module:
+    """The attention a block's flag asks for: none (False), softmax (True) or linear ("linear")."""
+    if kind == "linear":
+        return LinearAttention(channels, groups, heads)
+    return SelfAttention(channels, groups, heads) if kind else nn.Identity()
+
+
+class Level(nn.Module):
+    """One block: a ResBlock, then attention if asked (False, True or "linear")."""
+
+    def __init__(self, c_in, c_out, embed_dim, groups, dropout, attention=False, heads: int = 4):
         super().__init__()
         self.res = ResBlock(c_in, c_out, embed_dim, groups, dropout)
-        self.attn = SelfAttention(c_out, groups, heads) if attention else nn.Identity()
+        self.attn = attention_layer(attention, c_out, groups, heads)
 
     def forward(self, x, emb):
         return self.attn(self.res(x, emb))

@@ -75,6 +75,45 @@ def test_unet_refuses_a_resolution_it_cannot_halve():
         get_preset("cifar10-32", resolution=30)
 
 
+def test_linear_attention_is_the_efficient_attention_formula():
+    """LinearAttention equals Shen et al.'s efficient attention written position by position: each output
+    position n gets sum_d q_n[d] * sum_m k[d, m] v_m, with q softmaxed over features (scaled) and k over
+    positions; so, like softmax attention, it commutes with a permutation of the pixels. Its cost is
+    linear: the same layer runs at 28x28 for a 784-position image without a 784 x 784 map."""
+    from image_diffusion.unet import LinearAttention
+    torch.manual_seed(0)
+    layer = LinearAttention(8, groups=2, heads=2)
+    torch.nn.init.normal_(layer.proj.weight)  # zero-initialised, which would hide the attention
+    x = torch.randn(2, 8, 4, 4)
+    B, C, H, W = x.shape
+    q, k, v = layer.qkv(layer.norm(x)).reshape(B, 3, 2, C // 2, H * W).unbind(1)
+    q, k = q.softmax(-2) * (C // 2) ** -0.5, k.softmax(-1)
+    out = torch.zeros(B, 2, C // 2, H * W)
+    for n in range(H * W):
+        for m in range(H * W):
+            out[..., n] += (q[..., n] * k[..., m]).sum(-1, keepdim=True) * v[..., m]
+    expected = x + layer.proj(out.reshape(B, C, H, W))
+    with torch.no_grad():
+        assert torch.allclose(layer(x), expected, atol=1e-5)
+        perm = torch.randperm(H * W)
+        permute = lambda t: t.flatten(2)[..., perm].reshape(t.shape)
+        assert torch.allclose(layer(permute(x)), permute(layer(x)), atol=1e-5)
+        assert layer(torch.randn(1, 8, 28, 28)).shape == (1, 8, 28, 28)
+
+
+def test_attention_flags_build_the_named_layers_and_refuse_others():
+    from image_diffusion.unet import LinearAttention, SelfAttention
+    cfg = UNetConfig(in_channels=1, out_channels=1, resolution=28, channels=(16, 32, 64, 64),
+                     attention=("linear", "linear", True, True), downsample=(True, True, False), T=10)
+    net = UNet(cfg)
+    kinds = [type(level.attn) for level in net.down]
+    assert kinds == [LinearAttention, LinearAttention, SelfAttention, SelfAttention]
+    assert UNetConfig.from_dict(cfg.as_dict()) == cfg  # the flags survive a checkpoint's config
+    with pytest.raises(ValueError, match="attention flags") as e:
+        UNet(UNetConfig(attention=("soft", False, True, True)))
+    assert "\n" not in str(e.value)
+
+
 def test_mnist_reference_model_is_one_configuration_of_the_unet():
     """mnist/reference/model.pt loads (strict) into the UNet built from its stored config, which gives
     bit-identical eps on random inputs, with and without labels; problem 5's MNISTUNet is that UNet.
