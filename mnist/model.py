@@ -5,19 +5,24 @@ ModelConfig below, and mnist/reference/model.pt loads into it unchanged.
 Timestep convention: as in utils.py, t runs 1..T (t = 0 is the clean image); the network is only
 ever called with t in 1..T.
 
-Layout with the defaults (channels=(32, 64, 64, 64), attention at the two 7x7 levels):
+Layout with the defaults (channels=(16, 32, 64, 64), attention in every block: linear attention at
+28x28 and 14x14, softmax self-attention at 7x7 and in the middle; the shipped model):
 
-    x (B, 1, 28, 28) -> conv 3x3 -> (B, 32, 28, 28)
-    enc 1: ResBlock(32 -> 32)            28x28 -> skip 1, then down (stride-2 conv) to 14x14
-    enc 2: ResBlock(32 -> 64)            14x14 -> skip 2, then down to 7x7
-    enc 3: ResBlock(64 -> 64) + attn      7x7  -> skip 3
-    enc 4: ResBlock(64 -> 64) + attn      7x7  -> skip 4
-    middle: ResBlock + attn + ResBlock    7x7
+    x (B, 1, 28, 28) -> conv 3x3 -> (B, 16, 28, 28)
+    enc 1: ResBlock(16 -> 16) + linear attn    28x28 -> skip 1, then down (stride-2 conv) to 14x14
+    enc 2: ResBlock(16 -> 32) + linear attn    14x14 -> skip 2, then down to 7x7
+    enc 3: ResBlock(32 -> 64) + attn            7x7  -> skip 3
+    enc 4: ResBlock(64 -> 64) + attn            7x7  -> skip 4
+    middle: ResBlock + attn + ResBlock          7x7
     dec 4: ResBlock([h, skip 4] -> 64) + attn   7x7
     dec 3: ResBlock([h, skip 3] -> 64) + attn   7x7, then up (nearest x2 + conv) to 14x14
-    dec 2: ResBlock([h, skip 2] -> 64)   14x14, then up to 28x28
-    dec 1: ResBlock([h, skip 1] -> 32)   28x28
+    dec 2: ResBlock([h, skip 2] -> 32) + linear attn   14x14, then up to 28x28
+    dec 1: ResBlock([h, skip 1] -> 16) + linear attn   28x28
     out: GroupNorm, SiLU, conv 3x3 -> (B, 1, 28, 28) = eps_hat
+
+Linear attention (image_diffusion.unet.LinearAttention) sums keys times values over the positions
+first, so its cost grows with the 784 positions of a 28x28 map instead of with 784^2; the model
+shipped before attended at 7x7 only (`python -m mnist.train --attention 7x7`).
 
 Conditioning: a sinusoidal embedding of t plus a learned embedding of the label y, where label
 `num_classes` (10) is the "no label" token that classifier-free guidance (Ho & Salimans 2022)
@@ -40,8 +45,8 @@ class ModelConfig:
 
     T: int = 200
     num_classes: int = 10
-    channels: tuple = (32, 64, 64, 64)  # one per resolution block; 28 -> 14 -> 7 -> 7
-    attention: tuple = (False, False, True, True)  # self-attention at the 7x7 levels only
+    channels: tuple = (16, 32, 64, 64)  # one per resolution block; 28 -> 14 -> 7 -> 7
+    attention: tuple = ("linear", "linear", True, True)  # False / True (softmax) / "linear", per block
     downsample: tuple = (True, True, False)  # between block i and i+1 (7x7 is too small to halve)
     embed_dim: int = 128
     groups: int = 8  # GroupNorm groups
@@ -63,8 +68,8 @@ class MNISTUNet(UNet):
     Returns eps_hat (B, 1, 28, 28). `config` is the ModelConfig its checkpoints store.
     """
 
-    def __init__(self, T: int = 200, num_classes: int = 10, channels: Sequence[int] = (32, 64, 64, 64),
-                 attention: Sequence[bool] = (False, False, True, True), downsample: Sequence[bool] = (True, True, False),
+    def __init__(self, T: int = 200, num_classes: int = 10, channels: Sequence[int] = (16, 32, 64, 64),
+                 attention: Sequence = ("linear", "linear", True, True), downsample: Sequence[bool] = (True, True, False),
                  embed_dim: int = 128, groups: int = 8, dropout: float = 0.0):
         mc = ModelConfig(int(T), num_classes, tuple(channels), tuple(attention), tuple(downsample), embed_dim, groups,
                          dropout)
