@@ -12,15 +12,21 @@ paper), and text blocks: ('answer', paragraph), the plain answers, set first in 
 paragraph), wrapped to the page; or ('table', preformatted lines) in monospace. An image that does
 not fit moves to the next page, text that does not fit continues on a "(continued)" page; images are
 never shrunk to make room for text.
-The same pages make the website (report/site.py): one source for both.
+A page's text or caption may name the page another section is printed on: page_ref('Problem 5') is
+filled in with "page 6" or "pages 6-7" once the report is laid out (resolve_references lays it out again
+until the numbers hold), so such a sentence cannot drift when a section grows or moves.
+The same pages make the website (report/site.py): one source for both; there fill_references fills a
+reference otherwise (a link to the section).
 """
 from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import NamedTuple
 
 import matplotlib
+import PIL.Image
 
 matplotlib.use("Agg")  # writes files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -167,48 +173,63 @@ def render_page(page: Page) -> list:
 
 def render_pages(pages: list, flow: bool = False) -> list:
     """Pages as matplotlib figures (A4 sheets): each page's title, its answers, then its images at the
-    page's width, then its text. An image that does not fit below what is already on the sheet moves
-    to the top of the next sheet while the text goes on filling this one (as LaTeX floats figures);
-    text that does not fit goes on "(continued)" sheets. Images are never shrunk to make room for text
-    (their fonts would shrink with them); only an image taller than a whole sheet is scaled down.
+    page's width, then its text (layout_sheets), with every page reference filled in with the number of
+    the sheet it names (resolve_references)."""
+    _, sheets = resolve_references(pages, flow)
+    return [draw_sheet(ops) for ops in sheets.ops]
+
+
+class Sheets(NamedTuple):
+    """The layout of a report: per sheet, what to draw where; per page, the sheets it is printed on."""
+
+    ops: list  # per sheet, a list of (what, y, a, b): ('title', y, text, ''), ('answers', y, lines, ''),
+    #            ('image', y, path, drawn height) or a line (kind, y, text, bold lead); y in inches from the bottom
+    spans: list  # per page, (first, last) sheet index (from 0) it is printed on, continuations included
+
+
+def layout_sheets(pages: list, flow: bool = False) -> Sheets:
+    """Where everything goes: each page's title, its answers, then its images at the page's width, then its
+    text. An image that does not fit below what is already on the sheet moves to the top of the next sheet
+    while the text goes on filling this one (as LaTeX floats figures); text that does not fit goes on
+    "(continued)" sheets. Images are never shrunk to make room for text (their fonts would shrink with
+    them); only an image taller than a whole sheet is scaled down.
 
     flow=False starts every page on a new sheet. flow=True starts a page on the sheet the previous one
     ended on when its title, answers and first image (or first lines of text) fit below it, so that
     two short sections share a sheet."""
-    figs, y = [], 0.0
+    sheets, spans, y = [], [], 0.0
 
     def new_sheet() -> float:
-        figs.append(plt.figure(figsize=(PAGE_W, PAGE_H)))
+        sheets.append([])
         return PAGE_H - MARGIN
 
     for page in pages:
         answers = layout_blocks([b for b in page.blocks if b[0] == "answer"])
         body = layout_blocks([b for b in page.blocks if b[0] != "answer"] + animation_notes(page))
         images, title = [f for f in page.figures if not f.animated], page.title
-        if not figs or not flow or start_height(answers, images, body) > y - MARGIN - SECTION_GAP:
+        if not sheets or not flow or start_height(answers, images, body) > y - MARGIN - SECTION_GAP:
             y = new_sheet()
         elif y < PAGE_H - MARGIN:
             y -= SECTION_GAP
+        first = len(sheets) - 1
         while True:
-            fig = figs[-1]
-            fig.text(MARGIN / PAGE_W, y / PAGE_H, title, fontsize=13, weight="bold", va="top")
+            ops = sheets[-1]
+            ops.append(("title", y, title, ""))
             y -= TITLE_H
             placed_any, deferred = bool(answers), []
             if answers:
-                y, answers = draw_answers(fig, answers, y), []
+                ops.append(("answers", y, answers, ""))
+                y, answers = y - answers_height(answers) - GAP, []
             for image in images:
                 caption = caption_lines(image)
                 h = image_height(image.path, caption_height(caption))
                 if deferred or h + caption_height(caption) > y - MARGIN + 1e-9:
                     deferred.append(image)
                     continue
-                w = FIG_W * h / natural_height(image.path)
-                ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - h) / PAGE_H, w / PAGE_W, h / PAGE_H])
-                ax.imshow(plt.imread(image.path), interpolation="antialiased")
-                ax.axis("off")
+                ops.append(("image", y, image.path, h))
                 y -= h
                 for line in caption:
-                    draw_line(fig, "caption", line, "", y)
+                    ops.append(("caption", y, line, ""))
                     y -= line_height("caption")
                 y -= GAP
                 placed_any = True
@@ -216,7 +237,7 @@ def render_pages(pages: list, flow: bool = False) -> list:
                 body.pop(0)  # no blank space at the top of a sheet
             while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a sheet
                 kind, line, lead = body.pop(0)
-                draw_line(fig, kind, line, lead, y)
+                ops.append((kind, y, line, lead))
                 y -= line_height(kind)
                 placed_any = True
             if all(kind == "gap" for kind, _, _ in body):
@@ -225,13 +246,103 @@ def render_pages(pages: list, flow: bool = False) -> list:
             if not images and not body:
                 break
             y, title = new_sheet(), page.title + " (continued)"
-    return figs
+        spans.append((first, len(sheets) - 1))
+    return Sheets(sheets, spans)
+
+
+def draw_sheet(ops: list):
+    """One sheet of layout_sheets as an A4 matplotlib figure."""
+    fig = plt.figure(figsize=(PAGE_W, PAGE_H))
+    for what, y, a, b in ops:
+        if what == "title":
+            fig.text(MARGIN / PAGE_W, y / PAGE_H, a, fontsize=13, weight="bold", va="top")
+        elif what == "answers":
+            draw_answers(fig, a, y)
+        elif what == "image":
+            w = FIG_W * b / natural_height(a)
+            ax = fig.add_axes([(PAGE_W - w) / 2 / PAGE_W, (y - b) / PAGE_H, w / PAGE_W, b / PAGE_H])
+            ax.imshow(plt.imread(a), interpolation="antialiased")
+            ax.axis("off")
+        else:
+            draw_line(fig, what, a, b, y)
+    return fig
+
+
+# ============================================================== page references
+REFERENCE = re.compile(r"\{page of ([^{}]+)\}")
+
+
+def page_ref(key: str) -> str:
+    """A reference, for a page's text or caption, to the page(s) of the section `key` names (its title up
+    to the first colon, e.g. 'Problem 5', or its whole title). The PDF prints "page 6" or "pages 6-7" in its
+    place once the report is laid out (resolve_references); unfilled, it reads '{page of Problem 5}'.
+    fill_references fills it otherwise (the website: a link to the section)."""
+    if not key.strip() or set("{}") & set(key):
+        raise ValueError(f"a page reference names a section title without braces, not {key!r}")
+    return "{page of " + key.strip() + "}"
+
+
+def fill_references(text: str, fill) -> str:
+    """`text` with every page_ref(key) replaced by fill(key)."""
+    return REFERENCE.sub(lambda m: fill(m.group(1).strip()), text)
+
+
+def section_key(title: str) -> str:
+    """What a page_ref names a page by: its title up to the first colon ('Problem 5: MNIST' -> 'Problem 5')."""
+    return title.partition(":")[0].strip()
+
+
+def sheets_of(key: str, pages: list, spans: list):
+    """(first, last) sheet number (from 1) of the pages that `key` names (section_key or whole title), or None."""
+    hits = [s for p, s in zip(pages, spans) if key in (section_key(p.title), p.title.strip())]
+    return (min(a for a, _ in hits) + 1, max(b for _, b in hits) + 1) if hits else None
+
+
+def page_numbers(span) -> str:
+    """'page 6', 'pages 6-7', or what stands for a section the report does not hold."""
+    if span is None:
+        return "no page (not in this report)"
+    return f"page {span[0]}" if span[0] == span[1] else f"pages {span[0]}-{span[1]}"
+
+
+def with_references(page: Page, fill) -> Page:
+    """The page with every reference in its text blocks and captions replaced by fill(key)."""
+    blocks = [(kind, fill_references(text, fill)) for kind, text in page.blocks]
+    images = [i._replace(caption=fill_references(i.caption, fill)) if isinstance(i, Figure) else i for i in page.images]
+    return page._replace(blocks=blocks, images=images)
+
+
+def resolve_references(pages: list, flow: bool = False, passes: int = 4) -> tuple:
+    """(pages with their page_refs filled in with sheet numbers, their Sheets). The numbers are known only
+    after layout, and filling them in can move text, so the pages are laid out again until the numbers
+    stop changing (two passes, unless a filled number moves a section; at most `passes`)."""
+    texts = [t for p in pages for t in [*(t for _, t in p.blocks), *(f.caption for f in p.figures)]]
+    if not any(REFERENCE.search(t) for t in texts):
+        return pages, layout_sheets(pages, flow)
+    spans = None
+    for _ in range(passes):
+        filled = [with_references(p, lambda key: page_numbers(sheets_of(key, pages, spans) if spans else (0, 0)))
+                  for p in pages]
+        sheets = layout_sheets(filled, flow)
+        if sheets.spans == spans:
+            break
+        spans = sheets.spans
+    return filled, sheets
+
 
 
 def natural_height(path: str) -> float:
-    """An image's height in inches when drawn FIG_W wide."""
-    im = plt.imread(path)
-    return FIG_W * im.shape[0] / im.shape[1]
+    """An image's height in inches when drawn FIG_W wide (read from its header: the layout asks this often)."""
+    stat = os.stat(path)
+    w, h = _image_size(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+    return FIG_W * h / w
+
+
+@functools.lru_cache(maxsize=256)
+def _image_size(path: str, mtime_ns: int, size: int) -> tuple:
+    """(width, height) in pixels of the image file at `path` as it was at (mtime_ns, size)."""
+    with PIL.Image.open(path) as im:
+        return im.size
 
 
 def image_height(path: str, below: float = 0.0) -> float:
@@ -265,11 +376,18 @@ def start_height(answers: list, images: list, body: list) -> float:
     return h + sum(line_height(k) for k, _, _ in body[:4])
 
 
+def answers_height(lines: list) -> float:
+    """Height of the answers' shaded box (draw_answers), without the GAP below it."""
+    while lines and lines[-1][0] == "gap":
+        lines = lines[:-1]
+    return sum(line_height(k) for k, _, _ in lines) + 2 * BOX_PAD
+
+
 def draw_answers(fig, lines: list, y: float) -> float:
     """The answers in a shaded box from y (inches from the bottom) down; returns the y below it."""
     while lines and lines[-1][0] == "gap":
         lines = lines[:-1]
-    h = sum(line_height(k) for k, _, _ in lines) + 2 * BOX_PAD
+    h = answers_height(lines)
     fig.patches.append(Rectangle((MARGIN / PAGE_W, (y - h) / PAGE_H), FIG_W / PAGE_W, h / PAGE_H,
                                  transform=fig.transFigure, facecolor="#eaf1f8", edgecolor="#0072B2", lw=0.6))
     yy = y - BOX_PAD

@@ -24,7 +24,7 @@ from PIL import Image
 from runio.errors import OutputError
 from runio.files import MARK, ours, replacing_all
 
-from .pages import Page, answer_lead
+from .pages import Page, answer_lead, fill_references, section_key
 
 FIGURES = "figures"  # the images' folder, beside index.html
 
@@ -84,28 +84,35 @@ def figure_names(pages: list) -> dict:
     return names
 
 
-def paragraph(kind: str, text: str) -> str:
+def escaped(text: str, link=None) -> str:
+    """text as HTML; each page_ref in it becomes link(key) (a link to that section), or the key itself (keys
+    arrive escaped)."""
+    return fill_references(html.escape(text), link or (lambda k: k))
+
+
+def paragraph(kind: str, text: str, link=None) -> str:
     """One text block as HTML: an answer with its bold lead, a paragraph, or a preformatted table."""
     if kind == "table":
-        return f"<pre>{html.escape(text)}</pre>"
+        return f"<pre>{escaped(text, link)}</pre>"
     lead, rest = answer_lead(text) if kind == "answer" else ("", text)
-    lead = f"<strong>{html.escape(lead)}</strong> " if lead else ""
-    return f"<p>{lead}{html.escape(rest)}</p>"
+    lead = f"<strong>{escaped(lead, link)}</strong> " if lead else ""
+    return f"<p>{lead}{escaped(rest, link)}</p>"
 
 
-def figure_html(f, name: str, size: tuple) -> str:
+def figure_html(f, name: str, size: tuple, link=None) -> str:
     """<figure> with the image at its own size (scaled down to the column), its alt text and caption."""
     w, h = size
-    caption = f"<figcaption>{html.escape(f.caption)}</figcaption>" if f.caption else ""
+    caption = f"<figcaption>{escaped(f.caption, link)}</figcaption>" if f.caption else ""
     return (f'<figure><img src="{FIGURES}/{html.escape(name, quote=True)}" width="{w}" height="{h}" '
             f'alt="{html.escape(f.alt, quote=True)}">{caption}</figure>')
 
 
-def section_html(page: Page, anchor: str, names: dict, sizes: dict) -> str:
-    """One page as a <section>: title, answers, figures, then the text and tables."""
-    answers = [paragraph(k, t) for k, t in page.blocks if k == "answer"]
-    body = [paragraph(k, t) for k, t in page.blocks if k != "answer"]
-    figures = [figure_html(f, names[os.path.abspath(f.path)], sizes[os.path.abspath(f.path)]) for f in page.figures]
+def section_html(page: Page, anchor: str, names: dict, sizes: dict, link=None) -> str:
+    """One page as a <section>: title, answers, figures, then the text and tables; link(key) writes a page_ref."""
+    answers = [paragraph(k, t, link) for k, t in page.blocks if k == "answer"]
+    body = [paragraph(k, t, link) for k, t in page.blocks if k != "answer"]
+    figures = [figure_html(f, names[os.path.abspath(f.path)], sizes[os.path.abspath(f.path)], link)
+               for f in page.figures]
     parts = [f'<section id="{anchor}">', f"<h2>{html.escape(page.title)}</h2>"]
     parts += ['<div class="answers">', *answers, "</div>"] if answers else []
     parts += figures + body + ['<p class="top"><a href="#contents">Back to the contents</a></p>', "</section>"]
@@ -116,7 +123,12 @@ def index_html(pages: list, title: str, intro: str, names: dict, sizes: dict) ->
     taken = {"contents"}
     anchors = [slug(p.title, taken) for p in pages]
     toc = "\n".join(f'<li><a href="#{a}">{html.escape(p.title)}</a></li>' for p, a in zip(pages, anchors))
-    sections = "\n".join(section_html(p, a, names, sizes) for p, a in zip(pages, anchors))
+    by_key = {}
+    for p, a in zip(pages, anchors):  # a page_ref names a section by its title or the title's part before ":"
+        by_key.setdefault(section_key(p.title), a)
+        by_key.setdefault(p.title.strip(), a)
+    link = lambda k: f'<a href="#{by_key[html.unescape(k)]}">{k}</a>' if html.unescape(k) in by_key else k
+    sections = "\n".join(section_html(p, a, names, sizes, link) for p, a in zip(pages, anchors))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

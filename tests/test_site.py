@@ -271,3 +271,16 @@ def test_checker_reports_a_page_that_is_not_made_for_a_phone(browser, site):
         f.write(text.replace('<meta name="viewport" content="width=device-width, initial-scale=1">', ""))
     problems = site_problems(browser, site.index, 390)
     assert problems and problems[0].startswith("laid out 980 px wide on a 390 px screen"), problems
+
+
+def test_a_page_reference_is_a_link_to_its_section_on_the_site(tmp_path):
+    """The PDF prints a page_ref as a page number; the site makes it a link to the section it names (by the
+    title's part before the colon), escaped like the text around it, and leaves an unknown key as plain text."""
+    from report.pages import page_ref
+    from report.site import index_html
+    pages = [Page("Problem 1: setup", [], [("answer", f"README: see {page_ref('Problem 5')} & {page_ref('Nowhere')}")]),
+             Page("Problem 5: MNIST", [], [("text", "digits")])]
+    out = index_html(pages, "t", "intro", {}, {})
+    line = next(l for l in out.splitlines() if "README" in l)
+    assert '<a href="#problem-5-mnist">Problem 5</a> &amp; Nowhere' in line, line
+    assert "{page of" not in out

@@ -105,6 +105,16 @@ def style_axes(ax, left_label: bool = True, bottom_label: bool = True, lim=LIM):
         axis.set_major_locator(ticker.MaxNLocator(4, steps=[1, 2, 5, 10], prune="both"))
 
 
+def window(path: np.ndarray, lim=LIM, pad: float = 0.25) -> tuple:
+    """A square plotting window (lo, hi): lim, widened to hold every point of `path` (S, 2) with `pad` to spare."""
+    return (min(lim[0], float(path.min()) - pad), max(lim[1], float(path.max()) + pad))
+
+
+def grid_lim(grid: Grid) -> tuple:
+    """The window a grid covers, (lo, hi) on both axes."""
+    return (float(grid.edges[0]), float(grid.edges[-1]))
+
+
 def extent(grid: Grid) -> tuple:
     return (grid.edges[0], grid.edges[-1]) * 2
 

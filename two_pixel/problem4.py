@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import ticker
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.figure import Figure as MplFigure
 
 from gmm import GMM, hdr_levels, make_grid, peak_stats, push_past_peak, true_density
@@ -83,7 +85,7 @@ def page(cfg: Settings, models: dict) -> Page:
         Figure(png_sweep, f"{len(cfg.ws)} small panels, one per guidance scale w = "
                           f"{', '.join(f'{w:g}' for w in cfg.ws)}: blue and vermillion samples of y = 0 and y = 1 "
                           "over the true density, with the share in the requested peak in a corner.",
-               "Figure 2. Samples per label for each guidance scale w."),
+               "Figure 2. Samples per label for each guidance scale w: y = 0 in blue, y = 1 in vermillion."),
         Figure(gif, "Animation of the two-pixel plane: from one white star the y = 0 chain (blue) and the y = 1 chain "
                     "(vermillion) move one step per frame from t = T to 0 and end in different peaks.",
                "Animation. The y = 0 and y = 1 chains from one x_T, frame by frame (figure 1, left).")]
@@ -128,10 +130,20 @@ def measure_sweep(cfg: Settings, run: Loaded) -> Sweep:
                 s = peak_stats(x, gmm)
                 rows.append(dict(w=w, y=y, predictor=name, in_requested_peak=s.counts[y] / m,
                                  within_5sigma=s.within_5sigma, push_sigma=push_past_peak(x, y, gmm),
-                                 std_ratio=s.std_ratio[y]))
+                                 push_se=push_standard_error(x, y, gmm), std_ratio=s.std_ratio[y]))
                 if name == "network":
                     sweep[w, y] = x.numpy()
     return Sweep(rows, sweep, m)
+
+
+def push_standard_error(x: torch.Tensor, y: int, gmm: GMM) -> float:
+    """The standard error of gmm.push_past_peak(x, y): the spread of the same offsets (samples (m, 2) assigned
+    to peak y, along the axis pointing away from the other peak, in sigma) over the square root of their count."""
+    mu = gmm.means
+    u = (mu[y] - mu[1 - y]) / (mu[y] - mu[1 - y]).norm()
+    x = x.double()
+    offsets = (x[torch.cdist(x, mu).argmin(1) == y] - mu[y]) @ u / gmm.std
+    return float(offsets.std() / len(offsets) ** 0.5) if len(offsets) > 1 else float("nan")
 
 
 def chains_figure(cfg: Settings, trajs: dict, demo_commit: dict, T: int, gmm: GMM, numbers: tuple) -> str:
@@ -181,7 +193,7 @@ def sweep_figure(cfg: Settings, rows: list, sweep: dict, gmm: GMM) -> str:
     q0 = true_density(grid, 1.0, gmm)
     get = {(r["w"], r["y"]): r for r in rows if r["predictor"] == "network"}
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(cfg.ws), figsize=(FIG_W, 1.95), squeeze=False)
+        fig, axes = plt.subplots(1, len(cfg.ws), figsize=(FIG_W, 2.2), squeeze=False)
         for i, (ax, w) in enumerate(zip(axes[0], cfg.ws)):
             show_truth(ax, q0, grid)
             for y in (0, 1):
@@ -190,7 +202,12 @@ def sweep_figure(cfg: Settings, rows: list, sweep: dict, gmm: GMM) -> str:
             corner_text(ax, f"in peak {100 * get[w, 0]['in_requested_peak']:.0f} / "
                             f"{100 * get[w, 1]['in_requested_peak']:.0f} %")
             style_axes(ax, left_label=i == 0, bottom_label=True, lim=ZOOM)
-        fig.subplots_adjust(left=0.075, right=0.99, top=0.88, bottom=0.22, wspace=0.08)
+        handles = [Line2D([], [], ls="", marker="o", ms=5, color=CLASS_COLOURS[y], label=f"samples with y = {y}")
+                   for y in (0, 1)]
+        handles.append(Patch(facecolor="#999999", edgecolor="#333333", lw=0.6, label="true $q(x_0)$"))
+        fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.0),
+                   title="corner: % of y = 0 / y = 1 samples in the requested peak", title_fontsize=7.5)
+        fig.subplots_adjust(left=0.075, right=0.99, top=0.72, bottom=0.2, wspace=0.08)
         return save_figure(fig, cfg.out, "problem4_sweep")
 
 
@@ -241,12 +258,49 @@ def animation(cfg: Settings, frames: list, gmm: GMM) -> str:
     return write_gif(os.path.join(cfg.out, "problem4.gif"), rgb)
 
 
+SIGNIFICANT = 3.0  # standard errors: a difference smaller than this is not called a trend or a gap
+
+
+def push_text(rows: list, ws: tuple) -> str:
+    """Per label, what the push past the peak centre (gmm.push_past_peak, in sigma) does as w grows, and
+    whether the network's push at the largest w falls short of the exact predictor's: each verdict chosen
+    by the difference against SIGNIFICANT standard errors. rows: measure_sweep's."""
+    get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
+    w0, w1 = ws[0], ws[-1]
+    se = lambda *r: sum(a["push_se"] ** 2 for a in r) ** 0.5
+    parts = []
+    for y in (0, 1):
+        net = [get[w, y, "network"] for w in ws]
+        a, b, ex = net[0], net[-1], get[w1, y, "exact"]
+        rise = b["push_sigma"] - a["push_sigma"]
+        pushes = [r["push_sigma"] for r in net]
+        if abs(rise) > SIGNIFICANT * se(a, b):
+            trend = (f"{'grows' if rise > 0 else 'shrinks'} with w, from {a['push_sigma']:+.2f} at w = {w0:g} to "
+                     f"{b['push_sigma']:+.2f} at w = {w1:g}")
+        else:
+            trend = f"stays between {min(pushes):+.2f} and {max(pushes):+.2f} at every w from {w0:g} to {w1:g}"
+        gap = ex["push_sigma"] - b["push_sigma"]
+        if se(b, ex) > 0 and abs(gap) > SIGNIFICANT * se(b, ex):
+            verdict = (f"the exact predictor's is {ex['push_sigma']:+.2f} at w = {w1:g}, so the network "
+                       + (f"falls short by {gap:.2f} sigma" if gap > 0 else f"pushes {-gap:.2f} sigma farther")
+                       + f" ({abs(gap) / se(b, ex):.0f} standard errors): "
+                       + ("a defect of the network against the exact predictor, not an effect of guidance" if gap > 0
+                          else "the excess is a defect of the network against the exact predictor, not an effect "
+                               "of guidance"))
+        else:
+            verdict = f"as the exact predictor's ({ex['push_sigma']:+.2f} at w = {w1:g})"
+        parts.append(f"for y = {y} it {trend}; {verdict}")
+    typical = max(r["push_se"] for r in rows if r["predictor"] == "network")
+    return (f"The push past the peak centre, away from the other class (the mean offset of a label's samples in "
+            f"sigma; standard error at most {typical:.2f}): " + "; ".join(parts) + ".")
+
+
 def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
     """The answers (the label decides the mode; what guidance strength does), then how to read the figures."""
     rows, m, trajs, split, commit = sw.rows, sw.m, chains.paths, chains.split, chains.commit
     ends_k, demo_commit = chains.ends_k, chains.demo_commit
     get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
-    w0, w1 = cfg.ws[0], cfg.ws[-1]
+    w0 = cfg.ws[0]
     x_T, med = trajs[0][0], {y: int(commit[y].double().median()) for y in (0, 1)}
     answer = (
         f"What we find: from the same x_T = ({x_T[0]:.2f}, {x_T[1]:.2f}) and the same step noise, "
@@ -261,12 +315,9 @@ def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
     shares = {(w, y): percent(get[w, y, "network"]["in_requested_peak"]) for w in cfg.ws for y in (0, 1)}
     sweep = (f"{shares[w0, 0]} for every w and both labels" if len(set(shares.values())) == 1 else
              ", ".join(f"{shares[w, 0]} / {shares[w, 1]} (w = {w:g})" for w in cfg.ws))
-    push = lambda w, p: " / ".join(f"{get[w, y, p]['push_sigma']:+.2f}" for y in (0, 1))
     return [("answer", answer), ("answer", (
         f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}. "
-        f"Stronger guidance pushes them past the peak centre, away from the other class: {push(w0, 'network')} sigma "
-        f"at w = {w0:g}, {push(w1, 'network')} at w = {w1:g} (exact guidance: {push(w1, 'exact')})."
-    )), ("text", (
+        + push_text(rows, cfg.ws))), ("text", (
         f"Figure 1: left, the y = 0 and y = 1 chains from one x_T (star: the first of the {cfg.n} starts with both "
         f"pixels within +-{DEMO_START:g}) over the true q(x_0) (grey, dark contours) and the true class densities "
         "q(x_0 | y) (coloured contours: 50 / 90 / 99 %); large marker: x_0; diamond: where the chain commits "

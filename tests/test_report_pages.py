@@ -1,0 +1,68 @@
+"""report/pages.py: a page's text names another section's page by its key, and the typesetter prints the
+number that section really lands on after layout, even when a section before it grows or moves."""
+import numpy as np
+import pytest
+
+import matplotlib.pyplot as plt
+
+from report.pages import (Figure, Page, fill_references, layout_sheets, page_ref, render_pages,
+                          resolve_references, write_report)
+
+
+def printed(figs) -> str:
+    """Every text drawn on every sheet, joined (a wrapped sentence is split over lines)."""
+    return " ".join(t.get_text() for f in figs for t in f.texts)
+
+
+def report(long_second: bool, tall_png=None) -> list:
+    """Three sections; the first names the third's page. With long_second the second fills two sheets, so the
+    third moves from sheet 3 to sheet 4."""
+    second = "\n\n".join(["filler text " * 60] * (20 if long_second else 1))
+    third_images = [Figure(str(tall_png), "a tall bar")] * 2 if tall_png else []
+    return [Page.of_text("Problem 1: overview", [], f"Problem 3 is on {page_ref('Problem 3')}, problem 2 on "
+                         f"{page_ref('Problem 2')}."),
+            Page.of_text("Problem 2: long", [], second),
+            Page("Problem 3: last", third_images, [("text", "the end")])]
+
+
+def test_a_reference_follows_its_section_when_the_section_moves():
+    short, long = report(False), report(True)
+    figs = render_pages(short)
+    assert len(figs) == 3 and "Problem 3 is on page 3, problem 2 on page 2." in printed(figs[:1])
+    for f in figs:
+        plt.close(f)
+    figs = render_pages(long)
+    assert len(figs) == 4 and "Problem 3 is on page 4, problem 2 on pages 2-3." in printed(figs[:1])
+    for f in figs:
+        plt.close(f)
+
+
+def test_a_section_over_two_sheets_is_named_by_both_and_shared_sheets_by_one(tmp_path):
+    tall = tmp_path / "tall.png"
+    plt.imsave(tall, np.zeros((900, 1000)))  # 0.9 FIG_W tall: two of them need two sheets
+    pages, sheets = resolve_references(report(False, tall))
+    assert sheets.spans == [(0, 0), (1, 1), (2, 3)]
+    assert "Problem 3 is on pages 3-4" in pages[0].text
+    pages, sheets = resolve_references(report(False), flow=True)  # three short sections share one sheet
+    assert len(sheets.ops) == 1 and "Problem 3 is on page 1, problem 2 on page 1." in pages[0].text
+
+
+def test_references_in_captions_and_to_missing_sections_and_the_website_form(tmp_path):
+    png = tmp_path / "wide.png"
+    plt.imsave(png, np.zeros((100, 1000)))
+    pages = [Page("Problem 1: a", [Figure(str(png), "bar", f"As on {page_ref('Problem 2')}.")], []),
+             Page("Problem 2: b", [], [("text", f"Problem 9 is on {page_ref('Problem 9')}.")])]
+    filled, _ = resolve_references(pages)
+    assert filled[0].figures[0].caption == "As on page 2."
+    assert filled[1].text == "Problem 9 is on no page (not in this report)."
+    assert pages[1].text == "Problem 9 is on {page of Problem 9}."  # the pages themselves are not changed
+    link = fill_references(pages[1].text, lambda key: f"<a href='#{key}'>{key}</a>")
+    assert link == "Problem 9 is on <a href='#Problem 9'>Problem 9</a>."
+    with pytest.raises(ValueError):
+        page_ref("a {brace}")
+
+
+def test_the_pdf_holds_the_filled_numbers(tmp_path):
+    pdf = tmp_path / "r.pdf"
+    assert write_report(report(True), str(pdf)) == 4
+    assert len(layout_sheets(report(True)).ops) == 4
