@@ -62,11 +62,14 @@ def _lines(text) -> int:
 
 
 def image_grid(rows: Sequence[Sequence[Optional[torch.Tensor]]], fig_dir: str, name: str, row_labels=None,
-               col_labels=None, captions=None, groups=None, cell: float = 0.8, label_w: float = 1.1) -> str:
-    """A grid of MNIST images, FIG_W wide with FONT-pt labels: rows[r][c] an image (..., 28, 28) in
-    [-1, 1] or None (left blank); row_labels[r] left of row r; col_labels[c] above column c;
-    captions[r][c] below image (r, c); groups: [(first column, last column, text)] spanning columns
-    above the column labels. Images are at most `cell` inches. Returns the PNG path.
+               col_labels=None, captions=None, groups=None, cell: float = 0.8, label_w: float = 1.1,
+               scales: Optional[Sequence[float]] = None) -> str:
+    """A grid of MNIST images, FIG_W wide with FONT-pt labels: rows[r][c] an image (..., H, W) in
+    [-1, 1] (28x28, or smaller: a digit seen from afar) or None (left blank); row_labels[r] left of row r;
+    col_labels[c] above column c; captions[r][c] below image (r, c); groups: [(first column, last column,
+    text)] spanning columns above the column labels. Images are at most `cell` inches; scales[c] draws
+    column c's images that much smaller, centred in their cell (an 8 px view at 8 / 28: the same pixel
+    size as the 28 px images). Returns the PNG path.
     Everything is drawn in one axes whose data units are inches (one axes per image draws 2x slower)."""
     R, C = len(rows), max(len(r) for r in rows)
     L = label_w if row_labels else 0.05
@@ -90,8 +93,10 @@ def image_grid(rows: Sequence[Sequence[Optional[torch.Tensor]]], fig_dir: str, n
             img = rows[r][c] if c < len(rows[r]) else None
             if img is None:
                 continue
-            ax.imshow(to_unit_range(img.reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
-                      extent=(X(c), X(c) + size, top - size, top))
+            k = scales[c] if scales else 1.0
+            pad = size * (1 - k) / 2
+            ax.imshow(to_unit_range(img.reshape(img.shape[-2:])).numpy(), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest", extent=(X(c) + pad, X(c) + size - pad, top - size + pad, top - pad))
             if captions and captions[r][c]:
                 ax.text(X(c) + size / 2, top - size - 0.015, captions[r][c], fontsize=FONT, ha="center", va="top")
         if row_labels:

@@ -1,5 +1,5 @@
-"""CS180 part B, flow matching against DDPM at the same training budget: what the metric classifier makes of
-each run's samples against the number of sampling steps. Computed once and stored beside the runs
+"""CS180 part B, flow matching against DDPM at the same training budget: what the legibility judge
+(mnist.metrics.legible) and the metric classifier make of each run's samples against the number of sampling steps. Computed once and stored beside the runs
 (mnist/reference/flow_study.json), so that the report reads it instead of sampling for minutes.
 
     python -m cs180.flow_study                  # the shipped runs, 300 samples per point, into runs/flow_study.json
@@ -26,13 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from mnist.data import load_mnist
-from mnist.metrics import load_classifier
+from mnist.metrics import fit_legibility, legible, load_classifier
 from runio.cli import Parser, command_error, positive_int, run_command
 from runio.files import MARK, check_output, replacing
 
 from . import timecond as tc
 from .denoiser import SHIPPED
-from .partb_pages import CONFIDENT, read_samples
 
 PROG = "python -m cs180.flow_study"
 STUDY = os.path.join(SHIPPED, "flow_study.json")
@@ -46,19 +45,19 @@ RUNS = {  # name -> (file in mnist/reference, objective, class run)
 }
 
 
-def readings(clf, x: torch.Tensor, labels: Optional[torch.Tensor]) -> dict:
-    """The classifier on samples x in [-1, 1]: the share read with confidence and (class runs) the share read
-    as the requested digit (partb_pages.read_samples, part B's one reading)."""
-    lab, top = read_samples(clf, x)
-    out = {"confident": float((top >= CONFIDENT).float().mean())}
+def readings(clf, judge, x: torch.Tensor, labels: Optional[torch.Tensor]) -> dict:
+    """The legibility judge on samples x in [-1, 1] (mnist.metrics.legible, part B's one judge): the share it
+    passes and (class runs) the share the classifier reads as the requested digit."""
+    lab, ok = legible(judge, clf, x)
+    out = {"legible": float(ok.float().mean())}
     if labels is not None:
         out["agreement"] = float((lab == labels).float().mean())
     return out
 
 
-def measure_run(path: str, clf, n: int, seed: int, steps=STEPS, progress: bool = False,
+def measure_run(path: str, clf, judge, n: int, seed: int, steps=STEPS, progress: bool = False,
                 full_chain: bool = False) -> dict:
-    """{"steps": [...], "confident": [...], "agreement": [...] (class runs), "full_chain": {...} (DDPM)} of the
+    """{"steps": [...], "legible": [...], "agreement": [...] (class runs), "full_chain": {...} (DDPM)} of the
     run's epoch-EPOCH weights."""
     run = tc.load_run(path)
     if EPOCH not in run.models:
@@ -66,13 +65,14 @@ def measure_run(path: str, clf, n: int, seed: int, steps=STEPS, progress: bool =
     model, class_run = run.models[EPOCH], bool(run.config.num_classes)
     y = torch.arange(n) % 10 if class_run else None
     w = tc.GUIDANCE if class_run else 0.0
-    rows = {"steps": list(steps), "confident": [], **({"agreement": []} if class_run else {})}
+    rows = {"steps": list(steps), "legible": [], **({"agreement": []} if class_run else {})}
     for k in tqdm(steps, desc=os.path.basename(path), disable=not progress, leave=False):
-        got = readings(clf, tc.draw(model, run.schedule, n, seed, y=y, w=w, steps=k), y)
+        got = readings(clf, judge, tc.draw(model, run.schedule, n, seed, y=y, w=w, steps=k), y)
         for key, v in got.items():
             rows[key].append(v)
     if run.config.objective == "eps" and full_chain:
-        rows["full_chain"] = {"steps": run.config.T, **readings(clf, tc.draw(model, run.schedule, n, seed, y=y, w=w), y)}
+        rows["full_chain"] = {"steps": run.config.T,
+                              **readings(clf, judge, tc.draw(model, run.schedule, n, seed, y=y, w=w), y)}
     rows["config"] = {k: getattr(run.config, k) for k in ("objective", "hidden", "batch_size", "lr", "epochs",
                                                           "train_size", "ema", "num_classes")}
     rows["optimiser_steps"] = EPOCH * -(-len(run.losses) // run.config.epochs)
@@ -84,10 +84,13 @@ def study(n: int = 300, seed: int = 0, runs: Optional[dict] = None, progress: bo
     """Every run of `runs` ({name: path}; default the shipped RUNS) measured at every step count."""
     data = load_mnist(download=False, verbose=False)
     clf, info = load_classifier(data=data, verbose=False)
+    judge = fit_legibility(clf, data)
     runs = runs or {name: os.path.join(SHIPPED, f) for name, (f, _, _) in RUNS.items()}
     start = time.perf_counter()
-    out = {name: measure_run(path, clf, n, seed, progress=progress, full_chain=full_chain) for name, path in runs.items()}
-    return {"written_by": MARK, "n": n, "seed": seed, "epoch": EPOCH, "confident_at": CONFIDENT, "classifier": info.get("source"),
+    out = {name: measure_run(path, clf, judge, n, seed, progress=progress, full_chain=full_chain)
+           for name, path in runs.items()}
+    return {"written_by": MARK, "n": n, "seed": seed, "epoch": EPOCH, "classifier": info.get("source"),
+            "judge": {"real_pass": judge.real_pass, "n_real": judge.n_real, "quantile": judge.quantile},
             "seconds": time.perf_counter() - start, "runs": out}
 
 

@@ -19,7 +19,6 @@ from typing import NamedTuple, Optional
 
 import matplotlib.pyplot as plt
 import torch
-from scipy import stats
 
 from report.pages import FIG_W, Figure, Page
 
@@ -27,7 +26,8 @@ from . import denoiser as dn
 from . import flow_study
 from . import timecond as tc
 from .figures import image_grid, loss_figure, save
-from .partb_pages import CONFIDENT, B2, b2_numbers, epoch_figures, epochs_figure, load_b2, stored_samples
+from .partb_pages import (B2, against_real, b2_numbers, count_text, epoch_figures, epochs_figure, fisher_p, load_b2,
+                          readings_shown, stored_samples, trend)
 
 PURE = os.path.join(dn.SHIPPED, "pure_noise.pt")
 FLOW = os.path.join(dn.SHIPPED, "flow_timecond.pt")
@@ -123,7 +123,7 @@ def flow_page(ctx: B2, path: str, class_run: bool) -> Page:
         raise ValueError(f"{path} is not a {'class-conditioned' if class_run else 'time-conditioned'} flow-matching "
                          "run (python -m cs180.timecond --handout --objective flow" + (" --classes)" if class_run else ")"))
     got = stored_samples(run, seed=ctx.seed)
-    num = {e: b2_numbers(ctx.clf, x, ctx.data.test_x, got["labels"]) for e, x in got["sampled"].items()}
+    num = {e: b2_numbers(ctx.clf, ctx.judge, x, got["labels"]) for e, x in got["sampled"].items()}
     cfg, last, n = run.config, max(num), got["n"]
     name = "cs180fm_class" if class_run else "cs180fm"
     png_loss = loss_figure(run.losses, math.ceil(len(run.losses) / cfg.epochs), os.path.join(ctx.fig_dir, f"{name}_loss.png"),
@@ -132,32 +132,35 @@ def flow_page(ctx: B2, path: str, class_run: bool) -> Page:
                            size=(FIG_W, 2.4))
     png = epochs_figure(got["sampled"], 4 if class_run else 1, os.path.join(ctx.fig_dir, f"{name}_epochs.png"), num,
                         class_run)
-    over = ", ".join(f"epoch {e} " + (f"{v.agreement:.0%} match" if class_run else f"{v.confident:.0%}")
-                     for e, v in num.items())
+    moves = trend({e: v.passed for e, v in num.items()}, "the legible count")
     steps = got.get("steps", tc.FLOW_STEPS)
     if class_run:
         title = "CS180 (fall 2025) B 2.5-2.6: class-conditioned flow matching"
-        answers = (f"Guided samples that show the requested digit: {num[last].agreement:.0%} of {n} after epoch {last} "
-                   f"(gamma = {got['w'] + 1:g}); {num[last].confident:.0%} read with confidence p >= {CONFIDENT}. Over "
-                   f"training: {over}.")
+        answers = (f"Guided samples after epoch {last} (gamma = {got['w'] + 1:g}): read as the requested digit "
+                   f"{count_text(num[last].agreement, n)}; legible {count_text(num[last].legible, n)}, "
+                   f"{against_real(num[last].legible, n, ctx.judge)}. Over training: "
+                   f"{trend({e: v.hit for e, v in num.items()}, 'agreement with the requested digit')}; {moves}.")
         body = (f"2.4-2.5 The class-conditioned UNet (one-hot label through two FCBlocks, c1 * h + t1; label dropped "
                 f"for {cfg.p_uncond:.0%} of the images), trained on the velocity of the straight path: {recipe(run)}. "
                 f"2.6 Sampling: {steps} Euler steps of the guided velocity u_u + gamma (u_c - u_u), gamma = "
                 f"{got['w'] + 1:g}, 4 samples of each digit (columns) after each epoch, the same seeds every time; "
-                f"measured on all {n}.")
+                f"measured on all {n}. Legible: the legibility judge of the DDPM edition's B.2 page (mnist.metrics), "
+                f"which passes {ctx.judge.real_pass:.0%} of {ctx.judge.n_real} real held-out test digits.")
     else:
         title = "CS180 (fall 2025) B 2.2-2.3: time-conditioned flow matching"
-        answers = (f"Samples read with confidence: {num[last].confident:.0%} of {n} after epoch {last} are read as one "
-                   f"digit with p >= {CONFIDENT} by the metric classifier, against {ctx.real.confident:.0%} of "
-                   f"{ctx.real.n:,} real test digits. "
-                   f"Over training: {over}.")
+        answers = (f"Samples that read as digits: {count_text(num[last].legible, n)} after epoch {last} pass the "
+                   f"legibility judge, {against_real(num[last].legible, n, ctx.judge)}. Over training: {moves}.")
         body = (f"2.1-2.2 The handout's UNet conditioned on t by two FCBlocks, trained to predict the flow x_1 - x_0 "
                 f"of the straight path from noise to data (handout Eq. B.5; in the package's time tau = 1 - t it "
                 f"predicts eps - x_0, flow.py): {recipe(run)}. 2.3 Sampling: {steps} Euler steps from pure noise "
-                f"(Algorithm B.2); rows: the first 10 of {n} samples after each epoch, the same seeds every time; "
-                f"measured on all {n}.")
+                f"(Algorithm B.2); rows: the first 10 of {n} samples after each epoch, the same seeds every time, "
+                f"each captioned with the digit the legibility judge reads or 'fails'; measured on all {n}. The "
+                f"judge (mnist.metrics, as on the DDPM edition's B.2 page) passes {ctx.judge.real_pass:.0%} of "
+                f"{ctx.judge.n_real} real held-out test digits.")
     kind = f"{'class-conditioned' if class_run else 'time-conditioned'} flow-matching"
-    return Page.of_text(title, epoch_figures(png_loss, png, kind, got["sampled"], class_run), body, answers=answers)
+    readings = readings_shown(len(got["sampled"]), 4 if class_run else 1)
+    return Page.of_text(title, epoch_figures(png_loss, png, kind, got["sampled"], class_run, moves, readings), body,
+                        answers=answers)
 
 
 # ======================================================================= against DDPM
@@ -188,10 +191,18 @@ def dips(study: dict, name: str, key: str, level: float) -> list:
     return out
 
 
+def sure_key(study: dict) -> tuple[str, str]:
+    """The unconditional runs' measure in a stored study and its name: the share the legibility judge passes
+    (flow_study.readings), or, in a study stored before the judge, the share read with p >= 0.9."""
+    if all("legible" in r for r in study["runs"].values()):
+        return "legible", "share judged legible"
+    return "confident", "share read with p >= 0.9 (a study stored before the legibility judge; rerun it)"
+
+
 def versus(a: float, b: float, n: int, what: str) -> str:
     """Two shares of n samples each compared by Fisher's exact test (two-sided, 5 %)."""
     ca, cb = round(a * n), round(b * n)
-    p = stats.fisher_exact([[ca, n - ca], [cb, n - cb]])[1]
+    p = fisher_p(ca, n, cb, n)
     counts = f"{ca}/{n} flow matching, {cb}/{n} DDPM, Fisher p = {p:.2g}"
     if p >= 0.05:
         return f"{what} not distinguishable ({counts})"
@@ -204,9 +215,9 @@ def compare_answer(study: dict) -> str:
     at_top = lambda name, key: share(study, name, key, top)
     agree = versus(at_top("flow-class", "agreement"), at_top("ddpm-class", "agreement"), n,
                    "agreement with the asked digit")
-    sure_class = versus(at_top("flow-class", "confident"), at_top("ddpm-class", "confident"), n,
-                        "share read with p >= 0.9")
-    sure = versus(at_top("flow", "confident"), at_top("ddpm", "confident"), n, "share read with p >= 0.9")
+    key, what = sure_key(study)
+    sure_class = versus(at_top("flow-class", key), at_top("ddpm-class", key), n, what)
+    sure = versus(at_top("flow", key), at_top("ddpm", key), n, what)
     steps = lambda k: f"{k} step{'s' if k != 1 else ''}" if k is not None else f"more than {top} steps"
 
     def reach(cls: str, key: str, what: str) -> str:
@@ -225,14 +236,15 @@ def compare_answer(study: dict) -> str:
             f"(D = 32), batch 64, 12,800 digits and {study['runs']['flow']['optimiser_steps']:,} optimiser steps, "
             f"at {top} sampling steps: class-conditioned, {agree}, {sure_class}; unconditional, {sure}.\n\n"
             f"Against the number of steps: class-conditioned, {reach('-class', 'agreement', 'agreement')}; "
-            f"unconditional, {reach('', 'confident', 'the share read with p >= 0.9')}.")
+            f"unconditional, {reach('', key, 'the ' + what)}.")
 
 
 def steps_figure(study: dict, fig_dir: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(FIG_W, 3.1), layout="constrained")
     style = {"flow": ("#E69F00", "flow matching, Euler"), "ddpm": ("#0072B2", "DDPM, DDIM (eta 0)")}
+    sure, what = sure_key(study)
     for ax, key, runs, title in ((axes[0], "agreement", ("flow-class", "ddpm-class"), "class-conditioned, gamma = 5"),
-                                 (axes[1], "confident", ("flow", "ddpm"), "unconditional")):
+                                 (axes[1], sure, ("flow", "ddpm"), "unconditional")):
         for name in runs:
             run = study["runs"][name]
             colour, label = style[name.split("-")[0]]
@@ -242,7 +254,7 @@ def steps_figure(study: dict, fig_dir: str) -> str:
                 ax.scatter([run["full_chain"]["steps"]], [run["full_chain"][key]], marker="s", color=colour,
                            label=f"DDPM, full chain ({run['full_chain']['steps']} steps)")
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="sampling steps", title=title,
-               ylabel="agreement with the asked digit" if key == "agreement" else f"read with p >= {CONFIDENT}")
+               ylabel="agreement with the asked digit" if key == "agreement" else what.split(" (")[0])
         ax.set_xticks(run["steps"], [str(k) for k in run["steps"]])
         ax.minorticks_off()
         ax.legend(frameon=False, loc="lower right")
@@ -270,18 +282,19 @@ def compare_page(fig_dir: str, study: Optional[dict]) -> Page:
             "(runs/flow_study.json; copy it there).")) ])
     png, png_rows = steps_figure(study, fig_dir), rows_figure(fig_dir)
     figs = [Figure(png, "Two panels of shares against sampling steps on a log axis: left the class-conditioned runs' "
-                        "agreement with the asked digit, right the unconditional runs' share read with confidence; "
+                        f"agreement with the asked digit, right the unconditional runs' {sure_key(study)[1]}; "
                         "orange flow matching, blue DDPM.",
                    "Figure 1. Flow matching against DDPM at the same training budget, by sampling steps (with "
                    "guidance each step costs two network evaluations)."),
             Figure(png_rows, "Eight rows of ten digits, one per asked digit: flow matching after 1, 2, 5 and 50 Euler "
                              "steps, then DDPM after 1, 2, 5 and 50 DDIM steps.",
                    "Figure 2. The class-conditioned runs' samples at 1, 2, 5 and 50 steps (seeds 0-9, epoch 10).")]
-    rows = "; ".join(f"{name}: " + ", ".join(f"{v:.1%}@{k}" for k, v in zip(r["steps"], r.get("agreement", r["confident"])))
+    key, what = sure_key(study)
+    rows = "; ".join(f"{name}: " + ", ".join(f"{v:.1%}@{k}" for k, v in zip(r["steps"], r.get("agreement", r[key])))
                      for name, r in study["runs"].items())
     body = (f"{study['n']} samples per point, the same seeds for every run and step count, read by the metric "
-            f"classifier (trained on clean digits). Class runs: agreement with the asked digit; unconditional: share "
-            f"read with p >= {CONFIDENT}. The four runs share the UNet (D = 32), batch 64, the same 12,800 training "
+            f"classifier (trained on clean digits). Class runs: agreement with the asked digit; unconditional: "
+            f"{what}. The four runs share the UNet (D = 32), batch 64, the same 12,800 training "
             "digits and 2,000 optimiser steps; flow matching trains with the fall 2025 handout's lr 1e-2 and no EMA, "
             "DDPM with lr 1e-3 and an EMA (the class DDPM is the DDPM edition's class-conditioned run after its epoch "
             "10 of 20). Flow matching samples with k Euler steps, DDPM with DDIM over k steps (eta 0). These are "

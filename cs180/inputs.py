@@ -1,15 +1,15 @@
-"""Inputs from outside MNIST for CS180 part A's SDEdit (A.7.1: "hand-drawn and web images"): digits drawn
-in code the way a person draws them, a letter rendered from a font, and a photograph, each made into a
-28x28 MNIST-like image (B = 1, 1, 28, 28) in [-1, 1], background -1 and ink +1.
+"""Inputs from outside MNIST for CS180 part A's own images (A.7: "hand-drawn and web images"): real
+handwriting from another data set, a letter rendered from a font, and a photograph, each made into a 28x28
+MNIST-like image (1, 1, 28, 28) in [-1, 1], background -1 and ink +1.
 
-    rough_stroke(shape, seed)   a crude digit: straight, jittered polylines
-    hand_drawn(shape, seed)     smooth pen strokes with a per-seed slant, size, shift and pen width
+    uci_digit(index)            a UCI handwritten digit (scikit-learn's load_digits, 8x8) upscaled to MNIST's look
+    first_uci(label)            the index of the first UCI digit of a label
     font_letter(char)           a TrueType glyph (matplotlib's DejaVu Sans), MNIST-normalised (mnist_box)
     sample_photo(name)          one of matplotlib's bundled photographs, grey, centre-cropped, 28x28
 """
 from __future__ import annotations
 
-import math
+import functools
 from typing import Optional
 
 import matplotlib.pyplot as plt
@@ -18,92 +18,40 @@ import torch
 from matplotlib.cbook import get_sample_data
 from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
-
-ROUGH_STROKES = {
-    "7": [[(6.0, 7.0), (21.0, 6.5), (12.0, 23.0)]],
-    "1": [[(10.0, 9.0), (14.0, 5.0), (14.5, 23.0)]],
-    "0": [[(14 + 5.5 * math.sin(a), 14 - 8.5 * math.cos(a)) for a in torch.linspace(0, 2 * math.pi, 25).tolist()]],
-    "4": [[(16.0, 5.0), (7.0, 17.0), (21.0, 17.0)], [(17.0, 10.0), (17.5, 24.0)]],
-}
+from sklearn.datasets import load_digits
 
 
-def _ink(segments: list, width: float) -> torch.Tensor:
-    """Polylines (each a (K, 2) tensor of (x, y) pixel coordinates) drawn with an anti-aliased pen of
-    half-width `width` (a 1 px soft edge): (1, 1, 28, 28) in [-1, 1], background -1, ink +1."""
-    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    pix = torch.stack([xx, yy], -1).reshape(-1, 2)  # (784, 2) as (x, y)
-    dist = torch.full((784,), float("inf"))
-    for pts in segments:
-        for p, q in zip(pts[:-1], pts[1:]):  # distance to each segment
-            d = q - p
-            s = ((pix - p) @ d / d.dot(d).clamp(min=1e-9)).clamp(0, 1)
-            dist = torch.minimum(dist, (pix - (p + s[:, None] * d)).norm(dim=1))
-    ink = (width + 0.5 - dist).clamp(0, 1)
-    return (ink * 2 - 1).reshape(1, 1, 28, 28)
+@functools.lru_cache(maxsize=1)
+def _uci():
+    """scikit-learn's bundled UCI digits (it ships the data: no download), loaded once."""
+    return load_digits()
 
 
-def rough_stroke(shape: str = "7", seed: int = 0, width: float = 1.3, wobble: float = 0.8) -> torch.Tensor:
-    """A crude digit made in code: straight polylines in (x, y) pixel coordinates, each vertex jittered by
-    `wobble` px (seeded), drawn with an anti-aliased pen of half-width `width`. Returns (1, 1, 28, 28) in
-    [-1, 1] (background -1, ink +1). `hand_drawn` draws the way a person does."""
-    if shape not in ROUGH_STROKES:
-        raise ValueError(f"unknown stroke {shape!r}; choose one of {', '.join(ROUGH_STROKES)}")
-    g = torch.Generator().manual_seed(seed)
-    return _ink([torch.tensor(line) + wobble * torch.randn(len(line), 2, generator=g) for line in ROUGH_STROKES[shape]],
-                width)
+UCI_UPSCALE = 32  # the 8x8 counts are 4x4 blocks of a 32x32 bitmap: upscale back to that size first
+UCI_INK = (0.2, 0.7)  # then stretch: below 0.2 is background, above 0.7 full ink (MNIST's strokes saturate)
 
 
-# Pen strokes through control points, (x, y) in pixels of a 28x28 canvas (y down), in the order a person
-# draws them; each stroke is one pen-down, a smooth curve through its points (sharp corners = a new stroke).
-HAND_DRAWN = {
-    "2": [[(8.5, 9.5), (10.5, 6.5), (14.5, 5.5), (18.5, 7.5), (18.5, 11.5), (15.0, 15.5), (11.0, 19.0), (7.5, 22.0)],
-          [(7.5, 22.0), (13.0, 21.5), (20.5, 22.0)]],
-    "3": [[(8.5, 7.5), (13.0, 5.0), (18.0, 6.5), (18.0, 10.5), (13.0, 13.0)],
-          [(13.0, 13.0), (18.5, 15.0), (19.0, 20.0), (14.0, 23.0), (8.0, 21.0)]],
-    "4": [[(15.0, 5.0), (11.5, 11.0), (7.5, 16.5)], [(7.5, 16.5), (14.0, 16.0), (20.5, 15.5)],
-          [(17.0, 9.0), (16.5, 16.0), (16.0, 23.5)]],
-    "5": [[(19.0, 5.0), (14.5, 5.2), (10.0, 5.5)], [(10.0, 5.5), (9.5, 9.5), (9.0, 13.0)],
-          [(9.0, 13.0), (14.0, 11.5), (18.5, 14.0), (19.0, 19.0), (14.5, 22.5), (8.0, 21.0)]],
-    "8": [[(17.5, 7.5), (14.0, 5.0), (10.0, 6.5), (10.5, 10.5), (14.0, 13.5), (18.0, 17.0), (17.5, 21.5),
-           (13.5, 23.0), (9.5, 21.0), (10.0, 17.0), (14.0, 13.5), (17.5, 10.5), (17.5, 7.5)]],
-    "9": [[(18.0, 8.5), (14.5, 5.0), (10.0, 7.0), (9.5, 11.0), (13.0, 13.5), (17.0, 11.5), (18.0, 8.5)],
-          [(18.0, 8.5), (17.5, 16.0), (16.5, 23.5)]],
-}
+def uci_digit(index: int) -> tuple[torch.Tensor, int]:
+    """Real handwriting that is not MNIST, for CS180's "hand-drawn image" SDEdit: digit `index` of scikit-learn's
+    bundled copy of the UCI handwritten digits (`sklearn.datasets.load_digits`: 1,797 digits, the UCI test set,
+    written by 13 of the set's 43 writers; 8x8 counts 0..16 of ink in 4x4 blocks of a 32x32 bitmap).
+
+    MNIST's look: the counts / 16, bicubic to 32x32 (the bitmap's own size), ink stretched from UCI_INK to
+    [0, 1], then mnist_box (bounding box scaled to fit 20x20, aspect kept, centre of mass at the centre of
+    28x28). Returns (image (1, 1, 28, 28) in [-1, 1], its label)."""
+    digits = _uci()
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(digits.images):
+        raise ValueError(f"index must be an integer in 0..{len(digits.images) - 1}, got {index!r}")
+    counts = torch.tensor(digits.images[index], dtype=torch.float32)[None, None] / 16  # (1, 1, 8, 8) in [0, 1]
+    big = torch.nn.functional.interpolate(counts, size=(UCI_UPSCALE, UCI_UPSCALE), mode="bicubic",
+                                          align_corners=False)[0, 0]
+    lo, hi = UCI_INK
+    return mnist_box(((big - lo) / (hi - lo)).clamp(0, 1)), int(digits.target[index])
 
 
-def _spline(points: torch.Tensor, per_segment: int = 12) -> torch.Tensor:
-    """Catmull-Rom curve through points (K, 2): (per_segment (K - 1) + 1, 2); a straight line for K = 2."""
-    if len(points) < 3:
-        return torch.stack([points[0] + (points[1] - points[0]) * s for s in torch.linspace(0, 1, per_segment + 1)])
-    p = torch.cat([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])  # mirrored ends
-    s = torch.linspace(0, 1, per_segment + 1)[:-1, None]
-    out = []
-    for i in range(1, len(p) - 2):
-        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
-        out.append(0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
-                          + (3 * p1 - p0 - 3 * p2 + p3) * s**3))
-    return torch.cat(out + [points[-1:]])
-
-
-def hand_drawn(shape: str = "2", seed: int = 0, jitter: float = 0.6) -> torch.Tensor:
-    """A digit drawn the way a person draws it, for CS180's "hand-drawn image" SDEdit: smooth pen strokes
-    (Catmull-Rom curves through HAND_DRAWN's control points), and, drawn per seed, a slant (shear of
-    -0.1..0.3, forward like most handwriting), a size of 0.85..1.1, a shift of up to 1.5 px, a pen
-    half-width of 1.0..1.7 px, and each control point moved by `jitter` px. Returns (1, 1, 28, 28) in
-    [-1, 1] (background -1, ink +1)."""
-    if shape not in HAND_DRAWN:
-        raise ValueError(f"unknown hand-drawn shape {shape!r}; choose one of {', '.join(HAND_DRAWN)}")
-    g = torch.Generator().manual_seed(seed)
-    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()
-    slant, size, width = u(-0.1, 0.3), u(0.85, 1.1), u(1.0, 1.7)
-    shift = torch.tensor([u(-1.5, 1.5), u(-1.5, 1.5)])
-    strokes = []
-    for line in HAND_DRAWN[shape]:
-        pts = torch.tensor(line) + jitter * torch.randn(len(line), 2, generator=g)
-        pts = (pts - 14) * size
-        pts = torch.stack([pts[:, 0] - slant * pts[:, 1], pts[:, 1]], 1) + 14 + shift  # lean the top forward
-        strokes.append(_spline(pts))
-    return _ink(strokes, width)
+def first_uci(label: int) -> int:
+    """The index of the first digit `label` in load_digits' order."""
+    return int(np.flatnonzero(_uci().target == label)[0])
 
 
 def mnist_box(ink: torch.Tensor, box: int = 20, threshold: float = 0.1) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """What every CS180 part-A page reads: the settings of the measurements, and the context loaded once for
-all pages (the shipped class-conditional MNIST DDPM, the test digits, the metric classifier).
+all pages (the shipped class-conditional MNIST DDPM, the test digits, the metric classifier and the other
+readers of cs180.parta_judges).
 
 Each part-A page is then two steps over this context: measure (a NamedTuple of images and numbers, in
 cs180.parta_denoising and cs180.parta_editing) and typeset (its figure and its text).
@@ -13,15 +14,17 @@ import torch
 
 from mnist.checkpoint import load_model
 from mnist.data import load_mnist
-from mnist.metrics import load_classifier, predict
+from mnist.metrics import fit_legibility, load_classifier, predict
 from mnist.sample import DEFAULT_W, REFERENCE
 from utils import Schedule
 
+from .parta_judges import Controls, Judge, controls, make_judge
 from .techniques import DEFAULT_STEPS, strided_timesteps
 
 SDEDIT_I = (1, 3, 5, 7, 10, 20)  # CS180's i_start values
-ILLUSION_SEEDS = (0,)  # per label pair, in the report (benchmarks/mnist_editing.py uses 5)
-ILLUSION_STEPS = 10  # DDIM steps of the report's pair sweeps: all 90 pairs x seeds in one batch
+ILLUSION_SEEDS = (0,)  # per label pair, where the report must search itself (no parta_picks.json for its model)
+ILLUSION_STEPS = 10  # strided steps of that search: all 90 pairs in one batch
+HANDOUT_ETA = 1.0  # every chain takes CS180's update with its noise term v_sigma (DDIM's eta = 1: the posterior)
 RESAMPLE = 4  # RePaint's U for inpainting towards another label
 INPAINT_STEPS = 20  # strided steps of the inpainting runs, with and without resampling alike
 
@@ -34,6 +37,7 @@ class PartASettings:
     n: int = 20  # test digits per measured number (10 per class is 100)
     steps: int = DEFAULT_STEPS  # strided steps of every chain
     w: float = DEFAULT_W  # guidance wherever a label is asked for
+    eta: float = HANDOUT_ETA  # the noise of every chain: 1 is the handout's x_t' update plus v_sigma
     ts: tuple = (50, 100, 150)  # noise levels of the denoising comparison
     i_starts: tuple = SDEDIT_I  # SDEdit / translation strengths (indices into strided_timesteps(T, steps))
     illusion_seeds: tuple = ILLUSION_SEEDS  # the anagram and hybrid sweeps over all 90 label pairs
@@ -41,9 +45,7 @@ class PartASettings:
     resample: int = RESAMPLE  # RePaint's U for inpainting towards another label
     inpaint_steps: Optional[int] = None  # strided steps of every inpainting run; None: min(INPAINT_STEPS, steps),
     #                                      since resampling costs U network passes a step
-    drawn_seeds: int = 1  # seeds per hand-drawn or outside input
-    example_seeds: int = 2  # fresh seeds per illusion pair shown
-    example_steps: Optional[int] = None  # their DDIM steps; None: steps // 2
+    example_seeds: int = 2  # images per illusion pair shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +59,11 @@ class PartA:
     x0: torch.Tensor
     y: torch.Tensor
     clf: torch.nn.Module
+    judge: Judge
     fig_dir: str
     settings: PartASettings
+    checkpoint: str
+    controls: Controls  # the judges on every real test digit (cs180.parta_judges.controls)
 
     @property
     def per(self) -> int:
@@ -79,26 +84,23 @@ class PartA:
     def inpaint_steps(self) -> int:
         return self.settings.inpaint_steps or min(INPAINT_STEPS, self.settings.steps)
 
-    @property
-    def example_steps(self) -> int:
-        return self.settings.example_steps or max(1, self.settings.steps // 2)
-
     def read(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's labels (N,) of images x (N, 1, 28, 28) in [-1, 1]."""
         return predict(self.clf, x)[0]
 
-    @torch.no_grad()
     def prob(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's class probabilities (N, 10) of images x."""
-        return self.clf.head(predict(self.clf, x)[1]).softmax(1)
+        return self.judge.prob(x)
 
 
 def load_part_a(fig_dir: str, checkpoint: str = REFERENCE, settings: PartASettings = PartASettings()) -> PartA:
-    """Load the model at `checkpoint`, the test digits and the metric classifier once, for every page."""
+    """Load the model at `checkpoint`, the test digits, the metric classifier and the judges once, for every page."""
     model, schedule, _, _ = load_model(checkpoint)
     model.to(memory_format=torch.channels_last)
     data = load_mnist(download=False, verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
     per = max(1, settings.n // 10)
     idx = torch.cat([(data.test_y == c).nonzero().flatten()[:per] for c in range(10)])
-    return PartA(model, schedule, data.test_x[idx], data.test_y[idx], clf, fig_dir, settings)
+    judge = make_judge(clf, fit_legibility(clf, data), data.train_x, data.train_y)
+    return PartA(model, schedule, data.test_x[idx], data.test_y[idx], clf, judge, fig_dir, settings, checkpoint,
+                 controls(judge, data.test_x, data.test_y))

@@ -12,7 +12,6 @@ its page shows; every *_page function draws the figure and writes the text from 
 """
 from __future__ import annotations
 
-import itertools
 import os
 from typing import NamedTuple
 
@@ -20,15 +19,20 @@ import torch
 
 from report.animation import image_frames, trajectory_steps, write_gif
 from report.pages import Figure, Page
+from mnist.metrics import legible
+from mnist.problem5_text import share_words
 from utils import Trajectory, generators, randn
 
 from . import techniques as ed
 from .figures import image_grid
 from .parta_context import PartA
+from .parta_judges import TIE_SE, best_words, compare, order, versus_words
 
 PROGRESS_EVERY = 5  # A.4: show x_t every 5th strided step, as CS180
-BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)  # A.2's candidates: the best (by PSNR) per t is used
+BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)  # A.2's candidates: the one with the best PSNR at each t is used, in A.4 too
 DENOISERS = dict(blur="Gaussian blur", one="one-step", it="iterative")
+SSIM_FLOOR = 0.005  # an SSIM difference under this is a tie, whatever its standard error
+PSNR_FLOOR = 0.05  # dB, the same for PSNR
 
 
 def _n(k: int, noun: str) -> str:
@@ -36,15 +40,24 @@ def _n(k: int, noun: str) -> str:
     return f"{k} {noun}{'' if k == 1 else 's'}"
 
 
-def _ranked(scores: dict) -> str:
-    """'a scores highest and c lowest' (ties: 'a and b score highest'), from {name: score}, higher = better."""
-    hi, lo = max(scores.values()), min(scores.values())
-    if hi == lo:
-        return "all score the same"
-    top = [k for k, v in scores.items() if v == hi]
-    bottom = [k for k, v in scores.items() if v == lo]
-    verb = "scores" if len(top) == 1 else "score"
-    return f"{' and '.join(top)} {verb} highest and {' and '.join(bottom)} lowest"
+def _list(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def falls_words(values: list, decimals: int = 1) -> str:
+    """': it falls at every step' when the printed values fall strictly, else ''."""
+    shown = [round(v, decimals) for v in values]
+    return ": it falls at every step" if all(p > q for p, q in zip(shown, shown[1:])) else ""
+
+
+def reads_words(read: list, true: list) -> str:
+    """What denoised digits read as, against what they were: 'each reads as its own digit' or 'the 7 reads
+    as a 9, the others as their own digit'."""
+    wrong = [(t, r) for r, t in zip(read, true) if r != t]
+    if not wrong:
+        return "each reads as its own digit"
+    said = ", ".join(f"the {t} reads as a {r}" for t, r in wrong)
+    return said + ("" if len(wrong) == len(read) else ", the others as their own digit")
 
 
 # ===================================================================== A.1
@@ -52,7 +65,7 @@ class Forward(NamedTuple):
     levels: list  # the noise levels t shown
     noised: dict  # t -> x_t (N, 1, 28, 28) of every test digit
     alpha_bar: dict  # t -> alpha_bar_t
-    agree: dict  # t -> share of x_t the classifier reads as the true digit
+    psnr: dict  # t > 0 -> mean PSNR (dB) of x_t to its clean digit (the classifier is not asked about noise)
 
 
 def measure_forward(a: PartA) -> Forward:
@@ -60,151 +73,151 @@ def measure_forward(a: PartA) -> Forward:
     levels = [0, T // 8, T // 4, T // 2, 3 * T // 4, T]
     noised = {t: ed.forward_noise(a.schedule, a.x0, t, generators(a.settings.seed, len(a.x0))).x_t for t in levels}
     return Forward(levels, noised, {t: a.schedule.alpha_bar[t].item() for t in levels},
-                   {t: (a.read(noised[t]) == a.y).float().mean().item() for t in levels})
+                   {t: ed.psnr(noised[t], a.x0).mean().item() for t in levels if t > 0})
 
 
 def forward_page(a: PartA, m: Forward) -> Page:
-    levels, ab, agree, T, n = m.levels, m.alpha_bar, m.agree, a.schedule.T, len(a.x0)
+    levels, ab, T, n = m.levels, m.alpha_bar, a.schedule.T, len(a.x0)
     png = image_grid([[m.noised[t][i] for t in levels] for i in a.show], a.fig_dir, "cs180_forward",
                      [f"test digit {int(a.y[i])}" for i in a.show], [f"t = {t}" for t in levels])
-    readable = list(itertools.takewhile(lambda t: agree[t] >= 0.5, levels))  # the levels up to the first below half
+    noisy = [t for t in levels if t > 0]
     fig = Figure(png, f"A grid of small grey images: rows {', '.join(str(int(a.y[i])) for i in a.show)} are test digits, "
-                      f"columns the noise levels t = {', '.join(map(str, levels))}; the digit fades into noise "
-                      "from left to right.", f"Figure. Test digits noised to t = {', '.join(map(str, levels))}.")
+                      f"columns the noise levels t = {_list(levels)}; the digit fades into noise "
+                      "from left to right.", f"Figure. Test digits noised to t = {_list(levels)}.")
     return Page.of_text("CS180 A.1: the forward process", [fig],
                         "A.1 Forward process. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with the model's "
                         f"cosine schedule (T={T}): sqrt(alpha_bar_t) = " +
                         ", ".join(f"{ab[t] ** 0.5:.3f} at t={t}" for t in levels) +
-                        ". The metric classifier still reads the true digit in " +
-                        ", ".join(f"{agree[t]:.0%} at t={t}" for t in levels) + f" of {n} test digits.",
-                        answers=f"Forward process: test digits noised to t = {', '.join(map(str, levels))} (T = {T}) by "
+                        f". PSNR of x_t to its clean digit (mean of {n} test digits; both clipped to the pixel range): " +
+                        ", ".join(f"{m.psnr[t]:.1f} dB at t={t}" for t in noisy) +
+                        f"{falls_words([m.psnr[t] for t in noisy])}. The metric classifier, trained on clean digits, "
+                        "is not asked to read noisy images.",
+                        answers=f"Forward process: test digits noised to t = {_list(levels)} (T = {T}) by "
                                 f"x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps: the clean digit's weight "
                                 f"sqrt(alpha_bar_t) goes from {ab[levels[0]] ** 0.5:.2f} at t = {levels[0]} to "
-                                f"{ab[levels[-1]] ** 0.5:.2f} at t = {levels[-1]}, and the classifier reads the true "
-                                f"digit in {agree[levels[0]]:.0%} and {agree[levels[-1]]:.0%} of {n} test digits there"
-                                + (f"; it still reads at least half of them up to t = {readable[-1]}." if readable
-                                   else "."))
+                                f"{ab[levels[-1]] ** 0.5:.2f} at t = {levels[-1]}, and the PSNR of x_t to the clean "
+                                f"digit from {m.psnr[noisy[0]]:.1f} dB at t = {noisy[0]} to {m.psnr[noisy[-1]]:.1f} dB "
+                                f"at t = {noisy[-1]} ({n} test digits).")
 
 
 # ================================================================= A.2-A.4
+def blur_sigma(x_t: torch.Tensor, scale: float, x0: torch.Tensor) -> float:
+    """A.2's blur: the sigma of BLUR_SIGMAS whose blur of x_t / scale has the highest mean PSNR to x0."""
+    return max(BLUR_SIGMAS, key=lambda v: ed.psnr(ed.gaussian_blur_denoise(x_t / scale, v), x0).mean().item())
+
+
 class Denoising(NamedTuple):
-    stats: list  # per t: (t, the blur's sigma, {method: (mean PSNR dB, mean SSIM)}), methods as DENOISERS
-    rows: list  # per t: clean, noisy x_t, blur, one-step, iterative of the digit shown
+    ts: list  # the noise levels, ascending; the last is A.4's start
+    sigma: dict  # t -> the blur's sigma (blur_sigma), the one value A.2 and A.4 use at t
+    noisy: dict  # t -> x_t (N, 1, 28, 28)
+    out: dict  # t -> {method: estimate (N, 1, 28, 28)}, methods as DENOISERS
+    psnr: dict  # t -> {method: (N,) PSNR dB per digit}
+    ssim: dict  # t -> {method: (N,) SSIM per digit}
+    trajectory: Trajectory  # A.4: every x_t of the iterative chain from the last t, all N digits
+    read: torch.Tensor  # (N,) what the classifier reads in that chain's clean x_0
 
 
 def measure_denoising(a: PartA) -> Denoising:
-    """Noise every test digit to each t (no label), denoise it three ways, score each against the clean digit."""
+    """Noise every test digit to each t (no label), denoise it three ways, score each against the clean digit.
+    The iterative chain is CS180's update with its noise v_sigma (eta = settings.eta), seeded per digit."""
     model, schedule, x0, s = a.model, a.schedule, a.x0, a.settings
-    rows, stats = [], []
-    for t in s.ts:
-        nz = ed.forward_noise(schedule, x0, t, generators(s.seed, len(x0), 1))
+    ts = sorted(s.ts)
+    sigma, noisy, out, psnr, ssim = {}, {}, {}, {}, {}
+    for t in ts:
+        x_t = ed.forward_noise(schedule, x0, t, generators(s.seed, len(x0), 1)).x_t
         scale = schedule.alpha_bar[t].sqrt().item()
-        sig = max(BLUR_SIGMAS, key=lambda v: ed.psnr(ed.gaussian_blur_denoise(nz.x_t / scale, v), x0).mean())
-        outs = dict(blur=ed.gaussian_blur_denoise(nz.x_t / scale, sig),
-                    one=ed.one_step_denoise(model, schedule, nz.x_t, t),
-                    it=ed.iterative_denoise(model, schedule, nz.x_t, t, steps=s.steps))
-        stats.append((t, sig, {k: (ed.psnr(v, x0).mean().item(), ed.ssim(v, x0).mean().item()) for k, v in outs.items()}))
-        i = a.show[1]
-        rows.append([x0[i], nz.x_t[i], outs["blur"][i], outs["one"][i], outs["it"][i]])
-    return Denoising(stats, rows)
+        sigma[t], noisy[t] = blur_sigma(x_t, scale, x0), x_t
+        it, traj = ed.iterative_denoise(model, schedule, x_t, t, steps=s.steps, eta=s.eta,
+                                        generator=generators(s.seed, len(x0), 4, t), trajectory=True)
+        out[t] = dict(blur=ed.gaussian_blur_denoise(x_t / scale, sigma[t]), one=ed.one_step_denoise(model, schedule, x_t, t),
+                      it=it)
+        psnr[t] = {k: ed.psnr(v, x0) for k, v in out[t].items()}
+        ssim[t] = {k: ed.ssim(v, x0) for k, v in out[t].items()}
+    return Denoising(ts, sigma, noisy, out, psnr, ssim, traj, a.read(out[ts[-1]]["it"]))
+
+
+def _best(scores: dict, decimals: int, floor: float) -> str:
+    return best_words([[DENOISERS[k] for k in g] for g in order(scores, decimals, floor)])
 
 
 def denoising_page(a: PartA, m: Denoising) -> Page:
-    stats, n = m.stats, len(a.x0)
-    png = image_grid(m.rows, a.fig_dir, "cs180_denoise", [f"t = {t}" for t in a.settings.ts],
+    n, ts = len(a.x0), m.ts
+    i = a.show[1]
+    png = image_grid([[a.x0[i], m.noisy[t][i], m.out[t]["blur"][i], m.out[t]["one"][i], m.out[t]["it"][i]] for t in ts],
+                     a.fig_dir, "cs180_denoise", [f"t = {t}" for t in ts],
                      ["clean", "noisy x_t", "Gaussian blur", "one-step", "iterative"])
-    lines, split = [], []
-    for t, sig, s in stats:
-        best_psnr, best_ssim = max(s, key=lambda k: s[k][0]), max(s, key=lambda k: s[k][1])
-        lines.append(f"t={t}: best PSNR {DENOISERS[best_psnr]}, best SSIM {DENOISERS[best_ssim]}")
-        if best_psnr == "one" and best_ssim == "it":
-            split.append(f"t={t}")
-    why = (f" At {', '.join(split)} one-step wins on PSNR but iterative on SSIM: one-step returns the network's "
-           "estimate of the mean E[x_0 | x_t], a blurred average that squared error favours, while the iterative "
-           "chain commits to one sharp digit." if split else "")
-    per_t = lambda k: ", ".join(f"{s[k][0]:.1f} dB / SSIM {s[k][1]:.2f} at t={t}" for t, _, s in stats)
-    beats = lambda k, o, j: sum(round(s[k][j], 1 + j) > round(s[o][j], 1 + j)  # as printed: k above o (0 PSNR, 1 SSIM)
-                                for _, _, s in stats)
-    of_ts = f"of {len(stats)} noise level{'s' if len(stats) > 1 else ''}"
+    mean = lambda d: d.mean().item()
+    lines = [f"t={t}: PSNR, {_best(m.psnr[t], 1, PSNR_FLOOR)} best; SSIM, {_best(m.ssim[t], 2, SSIM_FLOOR)} best"
+             for t in ts]
+    per_t = lambda k: ", ".join(f"{mean(m.psnr[t][k]):.1f} dB / SSIM {mean(m.ssim[t][k]):.2f} at t={t}" for t in ts)
+    vs = lambda k, o, q, dec, fl: versus_words([compare(q[t][k], q[t][o], dec, fl) for t in ts], "noise level")
+    p_vs = lambda k, o: vs(k, o, m.psnr, 1, PSNR_FLOOR)
+    s_vs = lambda k, o: vs(k, o, m.ssim, 2, SSIM_FLOOR)
     fig = Figure(png, "A grid of small grey images, one row per noise level t: the clean test digit, its noisy x_t, "
                       "and the Gaussian-blur, one-step and iterative estimates of the clean digit.",
                  "Figure. One test digit per noise level: clean, noisy, and denoised three ways.")
     return Page.of_text("CS180 A.2-A.4: denoising", [fig],
-                        f"A.2-A.4 Denoising {n} test digits (no label, the empty prompt) at t = "
-                        f"{', '.join(str(t) for t, _, _ in stats)}: one test digit shown per t; PSNR and SSIM (above) "
-                        f"are means over all {n} against the clean digit. The blur filters x_t / sqrt(alpha_bar_t) with "
-                        f"the sigma of {', '.join(f'{v:g}' for v in BLUR_SIGMAS)} that gives the highest PSNR at that "
-                        "t. Best per noise level: " + "; ".join(lines) + "." + why,
+                        f"A.2-A.4 Denoising {n} test digits (no label, the empty prompt) at t = {_list(ts)}: one test "
+                        f"digit shown per t; PSNR and SSIM are means over all {n} against the clean digit. The blur "
+                        f"filters x_t / sqrt(alpha_bar_t) with the sigma of {_list(f'{v:g}' for v in BLUR_SIGMAS)} that "
+                        "gives the highest PSNR at that t (A.4 uses the same). The iterative chain is the handout's "
+                        f"update, x_t' from x0_hat and x_t plus its noise v_sigma (eta = {a.settings.eta:g}). Best per "
+                        "noise level, where two methods tie when their means print the same or their paired difference "
+                        f"over the {n} digits is within {TIE_SE:g} standard errors (or under {PSNR_FLOOR:g} dB, "
+                        f"{SSIM_FLOOR:g} SSIM): " + "; ".join(lines) + ".",
                         answers=f"Gaussian blur (A.2): the best blur of x_t / sqrt(alpha_bar_t) (sigma "
-                                f"{', '.join(f'{sig} at t={t}' for t, sig, _ in stats)}, picked for PSNR) gives "
+                                f"{', '.join(f'{m.sigma[t]:g} at t={t}' for t in ts)}, picked for PSNR) gives "
                                 f"{per_t('blur')} on {n} test digits.\n\n"
                                 f"One-step (A.3): removing the network's noise estimate in one pass gives "
-                                f"{per_t('one')}: above the blur in PSNR at {beats('one', 'blur', 0)} "
-                                f"{of_ts}, in SSIM at {beats('one', 'blur', 1)}.\n\n"
-                                f"Iterative (A.4): the strided chain from t down to 0 gives {per_t('it')}: above "
-                                f"one-step in PSNR at {beats('it', 'one', 0)} {of_ts}, in SSIM at "
-                                f"{beats('it', 'one', 1)}; above the blur in PSNR at {beats('it', 'blur', 0)}, in SSIM "
-                                f"at {beats('it', 'blur', 1)}.")
+                                f"{per_t('one')}: against the blur, in PSNR {p_vs('one', 'blur')}; in SSIM "
+                                f"{s_vs('one', 'blur')}.\n\n"
+                                f"Iterative (A.4): the strided chain from t down to 0 gives {per_t('it')}: against "
+                                f"one-step, in PSNR {p_vs('it', 'one')}; in SSIM {s_vs('it', 'one')}. Against the blur, "
+                                f"in PSNR {p_vs('it', 'blur')}; in SSIM {s_vs('it', 'blur')}.")
 
 
-# ===================================================================== A.4
-class Progression(NamedTuple):
-    i_start: int  # where the chain starts: i_start = steps // 4 (CS180: i_start = 10, every 5th loop)
-    t: int  # its noise level
-    trajectory: Trajectory  # every x_t the chain visits
-    final: torch.Tensor  # the chain's x_0, (3, 1, 28, 28): the digits shown
-    one: torch.Tensor  # the one-step estimate from x_t
-    blur: torch.Tensor  # a Gaussian blur (sigma 1.5) of x_t / sqrt(alpha_bar_t)
-    psnr: dict  # "iterative" / "one-step" / "blur" -> mean PSNR (dB) to the clean digits
-
-
-def measure_progression(a: PartA) -> Progression:
-    s, show = a.settings, a.show
-    i_prog = max(1, s.steps // 4)
-    t_prog = a.i_ts[i_prog]
-    x_prog = ed.forward_noise(a.schedule, a.x0[show], t_prog,  # the A.2 noise of these digits
-                              [generators(s.seed, 1, 1, start=i)[0] for i in show]).x_t
-    final, traj = ed.iterative_denoise(a.model, a.schedule, x_prog, t_prog, steps=s.steps, trajectory=True)
-    one = ed.one_step_denoise(a.model, a.schedule, x_prog, t_prog)
-    blur = ed.gaussian_blur_denoise(x_prog / a.schedule.alpha_bar[t_prog].sqrt().item(), 1.5)
-    psnr = {k: ed.psnr(v, a.x0[show]).mean().item() for k, v in (("iterative", final), ("one-step", one),
-                                                                  ("blur", blur))}
-    return Progression(i_prog, t_prog, traj, final, one, blur, psnr)
-
-
-def progression_page(a: PartA, m: Progression) -> Page:
-    traj, t_prog, i_prog, steps, i_ts = m.trajectory, m.t, m.i_start, a.settings.steps, a.i_ts
+def progression_page(a: PartA, m: Denoising) -> Page:
+    """A.4 step by step: the iterative chain of the last noise level of A.2-A.4, for the digits shown."""
+    traj, t_prog, steps, i_ts, show = m.trajectory, m.ts[-1], a.settings.steps, a.i_ts, a.show
+    i_prog = i_ts.index(t_prog) if t_prog in i_ts else None
+    sig, out = m.sigma[t_prog], m.out[t_prog]
     shown_steps = list(range(0, len(traj.t) - 1, PROGRESS_EVERY))
-    png = image_grid([[traj.x[k][r] for k in shown_steps] + [m.final[r], m.one[r], m.blur[r], a.x0[a.show][r]]
-                      for r in range(len(a.show))], a.fig_dir, "cs180_progression",
-                     [f"test digit {int(a.y[i])}" for i in a.show],
-                     [f"t = {int(traj.t[k])}" for k in shown_steps] + ["iterative\nx_0", "one-step", "blur\nsigma 1.5",
+    png = image_grid([[traj.x[k][r] for k in shown_steps] + [out["it"][r], out["one"][r], out["blur"][r], a.x0[r]]
+                      for r in show], a.fig_dir, "cs180_progression", [f"test digit {int(a.y[r])}" for r in show],
+                     [f"t = {int(traj.t[k])}" for k in shown_steps] + ["iterative\nx_0", "one-step", f"blur\nsigma {sig:g}",
                                                                          "clean"],
                      groups=[(0, len(shown_steps) - 1, f"x_t every {PROGRESS_EVERY}th step of the chain"),
                              (len(shown_steps), len(shown_steps) + 2, f"estimates of x_0 from t = {t_prog}")])
-    p_it, p_one, p_blur = m.psnr["iterative"], m.psnr["one-step"], m.psnr["blur"]
-    visited = ", ".join(str(int(traj.t[k])) for k in shown_steps)
+    n, mean = len(a.x0), lambda k: m.psnr[t_prog][k].mean().item()
+    visited = _list(int(traj.t[k]) for k in shown_steps)
+    start = f"i_start = {i_prog} of {steps} strided steps, stride {i_ts[0] - i_ts[1]}" if i_prog is not None else \
+        f"{steps} strided steps below it"
+    reads = reads_words([int(m.read[r]) for r in show], [int(a.y[r]) for r in show])
     fig = Figure(png, f"Three rows, one per test digit: the noisy x_t every {PROGRESS_EVERY}th step of the chain "
                       f"(t = {visited}), getting cleaner from left to right, then the iterative x_0, the one-step "
                       "estimate, a Gaussian blur and the clean digit.",
                  f"Figure. Iterative denoising from t = {t_prog}, every {PROGRESS_EVERY}th step, and three "
                  "estimates of the clean digit.")
+    ranking = _best(m.psnr[t_prog], 1, PSNR_FLOOR)
     return Page.of_text("CS180 A.4: iterative denoising, step by step", [fig],
-                        f"A.4 Iterative denoising from t = {t_prog} (i_start = {i_prog} of {steps} strided steps, "
-                        f"stride {i_ts[0] - i_ts[1]}; CS180 starts at i_start = 10, t = 690 of 1000), no label, DDIM "
-                        f"(eta = 0). Left: the state x_t after every {PROGRESS_EVERY}th step (t = {visited}); right: "
-                        f"the final iterative x_0, the one-step estimate x0_hat from x_{t_prog} and a Gaussian blur of "
-                        f"x_{t_prog} / sqrt(alpha_bar) (sigma 1.5). PSNR to the clean digits (these {len(a.show)}): "
-                        f"iterative {p_it:.1f} dB, one-step {p_one:.1f} dB, blur {p_blur:.1f} dB.",
-                        answers=f"Iterative denoising: from x_{t_prog} (i_start = {i_prog}), the figure shows the "
-                                f"noisy x_t every {PROGRESS_EVERY}th step of the chain, at t = {visited}, then the "
-                                f"final clean estimate x_0.\n\n"
-                                f"Compared with one step and blur: PSNR to the clean digits is {p_it:.1f} dB "
-                                f"iterative, {p_one:.1f} dB one-step, {p_blur:.1f} dB blur (sigma 1.5), so "
-                                + _ranked({k: round(v, 1) for k, v in m.psnr.items()})
-                                + f" on these {len(a.show)} digits"
+                        f"A.4 Iterative denoising from t = {t_prog} ({start}; CS180 starts at i_start = 10, t = 690 of "
+                        f"1000), no label, with the handout's update and its noise term v_sigma (eta = "
+                        f"{a.settings.eta:g}). Left: the state x_t after every {PROGRESS_EVERY}th step (t = {visited}); "
+                        f"right: the final iterative x_0, the one-step estimate x0_hat from x_{t_prog} and the Gaussian "
+                        f"blur of x_{t_prog} / sqrt(alpha_bar) with A.2's sigma at this t ({sig:g}). The classifier reads "
+                        f"the chain's clean x_0 of the digits shown: {reads}. At t = {t_prog} sqrt(alpha_bar_t) = "
+                        f"{a.schedule.alpha_bar[t_prog].sqrt().item():.2f}; over all {n} test digits the chain's x_0 reads "
+                        f"as the true digit in {int((m.read == a.y).sum())}/{n}"
+                        + ("." if bool((m.read == a.y).all()) else ": from this much noise the chain draws a digit "
+                           "that fits x_t, not always the one it came from."),
+                        answers=f"Iterative denoising: from x_{t_prog}, the figure shows the noisy x_t every "
+                                f"{PROGRESS_EVERY}th step of the chain, at t = {visited}, then the final clean estimate "
+                                f"x_0; {reads}.\n\n"
+                                f"Compared with one step and blur: PSNR to the clean digits ({n} test digits, as A.2-A.4 "
+                                f"at t = {t_prog}) is {mean('it'):.1f} dB iterative, {mean('one'):.1f} dB one-step, "
+                                f"{mean('blur'):.1f} dB blur (sigma {sig:g}): {ranking} best"
                                 + (" (PSNR favours one-step's blurred average of the digits x_t could be; the chain "
-                                   "commits to one sharp digit)." if round(p_one, 1) > round(p_it, 1) else "."))
+                                   "commits to one sharp digit)." if ranking == "one-step" else "."))
 
 
 # ================================================================= A.5-A.6
@@ -215,7 +228,7 @@ class Sampling(NamedTuple):
     uncond: torch.Tensor  # (N, 1, 28, 28): the same noise with the null label
     agree: dict  # w -> share read as the label asked for
     u_read: torch.Tensor  # (N,) what the classifier reads in the unconditional samples
-    conf: dict  # w -> the classifier's mean top probability; None -> of the unconditional samples
+    legible: dict  # w -> (N,) bool: passes mnist.metrics' legibility judge; None -> the unconditional samples
 
 
 def measure_sampling(a: PartA) -> Sampling:
@@ -223,16 +236,17 @@ def measure_sampling(a: PartA) -> Sampling:
     s, T = a.settings, a.schedule.T
     labels = torch.arange(10).repeat_interleave(a.per)
     noise = randn((len(labels), 1, 28, 28), generators(s.seed, len(labels), 2))
-    drawn = {0.0: ed.iterative_denoise(a.model, a.schedule, noise, T, labels, 0.0, s.steps)}
-    drawn[s.w], chain = ed.iterative_denoise(a.model, a.schedule, noise, T, labels, s.w, s.steps, trajectory=True)
+    run = lambda y, w, **kw: ed.iterative_denoise(a.model, a.schedule, noise, T, y, w, s.steps, s.eta,
+                                                  generators(s.seed, len(labels), 5), **kw)
+    drawn = {0.0: run(labels, 0.0)}
+    drawn[s.w], chain = run(labels, s.w, trajectory=True)
     first = torch.arange(10) * a.per  # the first sample of each digit
     guided = Trajectory(chain.t, chain.x[:, first], chain.x0_hat[:, first])
-    uncond = ed.iterative_denoise(a.model, a.schedule, noise, T, torch.full_like(labels, a.model.num_classes), 0.0,
-                                  s.steps)
-    conf = lambda x: a.prob(x).max(1).values.mean().item()  # the classifier's mean top probability
+    uncond = run(torch.full_like(labels, a.model.num_classes), 0.0)
+    ok = lambda x: legible(a.judge.legibility, a.clf, x)[1]
     return Sampling(labels, drawn, guided, uncond,
                     {g: (a.read(x) == labels).float().mean().item() for g, x in drawn.items()},
-                    a.read(uncond), {None: conf(uncond), **{g: conf(x) for g, x in drawn.items()}})
+                    a.read(uncond), {None: ok(uncond), **{g: ok(x) for g, x in drawn.items()}})
 
 
 def sampling_animation(guided: Trajectory, path: str, w: float) -> str:
@@ -242,7 +256,9 @@ def sampling_animation(guided: Trajectory, path: str, w: float) -> str:
 
 
 def sampling_page(a: PartA, m: Sampling) -> Page:
-    labels, drawn, uncond, agree, conf = m.labels, m.drawn, m.uncond, m.agree, m.conf
+    labels, drawn, uncond, agree = m.labels, m.drawn, m.uncond, m.agree
+    n_leg = {g: int(v.sum()) for g, v in m.legible.items()}
+    N = len(labels)
     per, w, steps, null = a.per, a.settings.w, a.settings.steps, a.model.num_classes
     shown = range(min(per, 2))  # one or two samples per digit, each with and without guidance
     png = image_grid([[drawn[g][c * per + j] for c in range(10)] for j in shown for g in drawn], a.fig_dir,
@@ -255,10 +271,12 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
     same_noise = (m.u_read == labels).float().mean().item()
     gif = sampling_animation(m.guided, os.path.join(a.fig_dir, "cs180_sampling.gif"), w)
     figures = [Figure(png, f"A grid of generated digits: columns ask for labels 0 to 9; rows alternate w = 0 and "
-                           f"guidance w = {w:g} from the same noise. The guided digits are cleaner.",
+                           f"guidance w = {w:g} from the same noise; {n_leg[w]} of the {N} guided and {n_leg[0.0]} of the {N} unguided "
+                           "samples are legible.",
                       f"Figure 1. Sampling per label from pure noise, without (w = 0) and with guidance (w = {w:g})."),
                Figure(png_u, f"One row of {k_un} digits sampled with no label, each captioned with what the "
-                             "classifier reads in it; several are malformed.",
+                             f"classifier reads in it; {int((~m.legible[None][:k_un]).sum())} of them fail the "
+                             "legibility judge.",
                       "Figure 2. Samples with the null label (the empty prompt)."),
                Figure(gif, f"Animation: ten digits 0 to 9 forming from noise over {steps} strided steps with "
                            "guidance; the noisy x_t on the left, the predicted clean x0_hat on the right.",
@@ -275,12 +293,14 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         f"the classifier reads. Without a label the model picks the digit itself: read as " +
                         ", ".join(f"{c}: {int(counts[c])}" for c in range(10) if counts[c]) +
                         f" ({int((counts > 0).sum())} distinct digits in {len(uncond)} samples); from the same noise it "
-                        f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Many are malformed, as "
-                        f"CS180's unguided samples are: the classifier's mean confidence in what it reads (its top "
-                        f"softmax probability) is {conf[None]:.2f} without a label, {conf[0.0]:.2f} with a label and "
-                        f"w = 0, {conf[w]:.2f} with guidance; guidance is what makes the samples clean.",
+                        f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Legible (mnist.metrics' judge: "
+                        f"the classifier reads it strongly, and it lies as near a real digit of that class as real "
+                        f"held-out digits do): {n_leg[None]}/{N} without a label, {n_leg[0.0]}/{N} with a label at "
+                        f"w = 0, {n_leg[w]}/{N} with guidance, so guided samples are legible "
+                        f"{share_words(n_leg[w], N, n_leg[None], N)} unlabelled ones (a difference counts beyond two "
+                        "standard errors).",
                         answers=f"Guidance: asking for each digit, {agree[w]:.0%} of {len(labels)} samples show it with "
                                 f"CFG (gamma = {1 + w:g}), {agree[0.0]:.0%} without (gamma = 1).\n\n"
                                 f"Without a label (the empty prompt): {_n(int((counts > 0).sum()), 'different digit')} "
-                                f"appear in {len(uncond)} samples, and the classifier's mean confidence is "
-                                f"{conf[None]:.2f}, against {conf[w]:.2f} with guidance.")
+                                f"appear in {len(uncond)} samples; {n_leg[None]}/{N} are legible, against "
+                                f"{n_leg[w]}/{N} with guidance.")

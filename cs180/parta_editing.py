@@ -1,19 +1,24 @@
 """CS180 part A's editing pages, A.7, each measured, then typeset:
 
   A.7.1 SDEdit               cs180_sdedit          three test digits, no label, i_start = 1..20
-  A.7.1 SDEdit, own inputs   cs180_sdedit_drawn    hand-drawn digits, a font letter and a photo, no label / label
-  A.7.2 inpainting           cs180_inpaint         true label, another label, another label with resampling
-  A.7.3 translation          cs180_translate       one digit edited towards each other label
+  A.7.1 SDEdit, own images   cs180_sdedit_drawn    real handwriting (UCI digits), a font letter and a photo, no label
+  A.7.2 inpainting           cs180_inpaint         true label, another label, another label with resampling;
+                                                   test digits and two own images
+  A.7.3 translation          cs180_translate       one test digit edited towards each other label;
+                             cs180_translate_own   every own image edited towards another label
 
-i_start indexes techniques.strided_timesteps(T, steps): larger = less noise.
+The own images (own_images) are digits written by people outside MNIST (scikit-learn's UCI digits), the
+letter S from a font and a photograph. i_start indexes techniques.strided_timesteps(T, steps): larger = less noise.
+Every chain is the handout's update with its noise v_sigma (settings.eta), seeded per image.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
 from report.pages import Figure, Page
+from mnist.problem5_text import share_words
 from utils import generators
 
 from . import inputs
@@ -21,19 +26,40 @@ from . import techniques as ed
 from .figures import image_grid
 from .parta_context import PartA
 
-DRAWN_I = (3, 5, 10, 20)  # SDEdit strengths for the hand-drawn and outside images (those <= steps)
-HAND_SHAPES = ("2", "3", "4", "5", "8", "9")  # inputs.hand_drawn digits
-LETTER, LETTER_LABEL = "S", 5  # the font letter, and the label it is edited with
-PHOTO_LABEL = 0  # the label the photo is edited with ("a face is round")
+UCI_LABELS = (2, 4, 7, 9)  # the own handwritten digits: the first UCI digit of each of these labels
+LETTER = "S"  # the font letter
+TRANSLATE_OFFSET = 1  # an own image is translated to (its label + 1) % 10 (the letter and photo: their reading's)
+INPAINT_OWN = (0, -1)  # the own images inpainted too: the first handwritten digit and the photo
+
+
+class OwnImage(NamedTuple):
+    """An image from outside MNIST: its row name (two lines), its name in a sentence, the image (1, 1, 28, 28) in
+    [-1, 1], its digit (None: not one)."""
+
+    name: str
+    short: str
+    x: torch.Tensor
+    label: Optional[int]
+
+
+def own_images() -> list[OwnImage]:
+    """The own images of A.7: the first UCI handwritten digit of each of UCI_LABELS, the letter, the photo."""
+    out = []
+    for c in UCI_LABELS:
+        i = inputs.first_uci(c)
+        out.append(OwnImage(f"handwritten {c}\n(UCI #{i})", f"handwritten {c}", inputs.uci_digit(i)[0], c))
+    return out + [OwnImage(f"letter {LETTER}\n(font)", f"letter {LETTER}", inputs.font_letter(LETTER), None),
+                  OwnImage("photo (Grace\nHopper)", "photo", inputs.sample_photo(), None)]
+
+
+def own_labels(a: PartA, own: list) -> torch.Tensor:
+    """(K,): each own image's digit; for the letter and the photo, what the classifier reads in them."""
+    read = a.read(torch.cat([o.x for o in own]))
+    return torch.tensor([o.label if o.label is not None else int(r) for o, r in zip(own, read)])
 
 
 def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
-
-
-def _more(n: int, m: int) -> str:
-    """'more' / 'fewer' / 'as many': n against m."""
-    return "more" if n > m else "fewer" if n < m else "as many"
 
 
 # ================================================================== A.7.1
@@ -45,7 +71,7 @@ class SDEdit(NamedTuple):
 
 def measure_sdedit(a: PartA) -> SDEdit:
     s = a.settings
-    edited = {i: ed.sdedit(a.model, a.schedule, a.x0, i, None, 0.0, s.steps, generator=generators(s.seed, len(a.x0)))
+    edited = {i: ed.sdedit(a.model, a.schedule, a.x0, i, None, 0.0, s.steps, s.eta, generators(s.seed, len(a.x0)))
               for i in s.i_starts}
     return SDEdit(edited, {i: (a.read(x) == a.y).float().mean().item() for i, x in edited.items()},
                   {i: ed.psnr(x, a.x0).mean().item() for i, x in edited.items()})
@@ -78,112 +104,116 @@ def sdedit_page(a: PartA, m: SDEdit) -> Page:
 
 
 class DrawnEdits(NamedTuple):
-    names: list  # the row label of each input
-    src: torch.Tensor  # the inputs, drawn_seeds times: (K * drawn_seeds, 1, 28, 28)
-    labels: torch.Tensor  # the label each is edited with (the drawn digit; LETTER_LABEL; PHOTO_LABEL)
-    i_starts: tuple  # DRAWN_I below steps
-    edited: dict  # (with a label?, i_start) -> (K * drawn_seeds, 1, 28, 28)
-    reads: dict  # (with a label?, i_start) -> what the classifier reads in the edits
-    raw: torch.Tensor  # what it reads in the inputs
+    own: list  # the OwnImages, in rows
+    labels: torch.Tensor  # (K,) own_labels: each image's digit, or what the classifier reads in it
+    edited: dict  # i_start -> (K, 1, 28, 28): SDEdit with no label (the empty prompt)
+    reads: dict  # i_start -> (K,) what the classifier reads in the edits
+    raw: torch.Tensor  # (K,) what it reads in the inputs
 
 
-def measure_drawn(a: PartA) -> DrawnEdits:
-    """SDEdit of the hand-drawn digits, the font letter and the photo, with no label and with one."""
+def measure_drawn(a: PartA, own: list) -> DrawnEdits:
+    """SDEdit of the own images at every i_start of the test digits' SDEdit, with no label."""
     s = a.settings
-    drawn_i = tuple(i for i in DRAWN_I if i <= s.steps - 1) or tuple(s.i_starts)
-    made = [(f"hand-drawn {h}", inputs.hand_drawn(h, s.seed), int(h)) for h in HAND_SHAPES]
-    made += [(f"letter {LETTER}\n(font)", inputs.font_letter(LETTER), LETTER_LABEL),
-             ("photo (Grace\nHopper)", inputs.sample_photo(), PHOTO_LABEL)]
-    src = torch.cat([x for _, x, _ in made]).repeat(s.drawn_seeds, 1, 1, 1)
-    lab = torch.tensor([c for _, _, c in made]).repeat(s.drawn_seeds)
-    edited = {(cond, i): ed.sdedit(a.model, a.schedule, src, i, lab if cond else None, s.w if cond else 0.0, s.steps,
-                                   generator=generators(s.seed, len(src), 3)) for cond in (False, True) for i in drawn_i}
-    return DrawnEdits([f"{name}\nright: label {c}" for name, _, c in made], src, lab, drawn_i, edited,
-                      {k: a.read(v) for k, v in edited.items()}, a.read(src))
+    src = torch.cat([o.x for o in own])
+    edited = {i: ed.sdedit(a.model, a.schedule, src, i, None, 0.0, s.steps, s.eta, generators(s.seed, len(src), 3))
+              for i in s.i_starts}
+    return DrawnEdits(own, own_labels(a, own), edited, {i: a.read(v) for i, v in edited.items()}, a.read(src))
 
 
 def drawn_page(a: PartA, m: DrawnEdits) -> Page:
-    drawn_i, reads, raw, lab, i_ts, w = m.i_starts, m.reads, m.raw, m.labels, a.i_ts, a.settings.w
-    K, hand, nd = len(m.names), len(HAND_SHAPES), len(drawn_i)
-    rows_img = [[m.src[r]] + [m.edited[(cond, i)][r] for cond in (False, True) for i in drawn_i] for r in range(K)]
-    caps = [[f"reads {int(raw[r])}"] + [f"reads {int(reads[(cond, i)][r])}" for cond in (False, True) for i in drawn_i]
-            for r in range(K)]
-    png = image_grid(rows_img, a.fig_dir, "cs180_sdedit_drawn", m.names,
-                     ["input"] + [f"i = {i}\nt = {i_ts[i]}" for i in drawn_i] * 2, captions=caps,
-                     groups=[(1, nd, "no label (null, w = 0)"), (nd + 1, 2 * nd, f"with the row's label, w = {w:g}")],
-                     cell=0.66)
-    is_hand = torch.arange(len(m.src)) % K < hand
-    hit = lambda r: (r[is_hand] == lab[is_hand]).float().mean().item()
-    per_i = lambda cond: ", ".join(f"{hit(reads[(cond, i)]):.0%} at i={i}" for i in drawn_i)
-    outside = lambda r_: ", ".join(str(int(v)) for v in r_)
-    letter_at = lambda cond: outside(reads[(cond, i)][hand] for i in drawn_i)
-    photo_at = lambda cond: outside(reads[(cond, i)][hand + 1] for i in drawn_i)
-    seeds, at = a.settings.drawn_seeds, ", ".join(map(str, drawn_i))
+    i_starts, reads, raw, i_ts = a.settings.i_starts, m.reads, m.raw, a.i_ts
+    hand = [k for k, o in enumerate(m.own) if o.label is not None]
+    others = [k for k, o in enumerate(m.own) if o.label is None]
+    png = image_grid([[o.x[0]] + [m.edited[i][k] for i in i_starts] for k, o in enumerate(m.own)], a.fig_dir,
+                     "cs180_sdedit_drawn", [o.name for o in m.own],
+                     ["input"] + [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts],
+                     captions=[[f"reads {int(raw[k])}"] + [f"reads {int(reads[i][k])}" for i in i_starts]
+                               for k in range(len(m.own))], cell=0.72)
+    lab = m.labels
+    hit = lambda r: f"{int((r[hand] == lab[hand]).sum())}/{len(hand)}"
+    per_i = ", ".join(f"{hit(reads[i])} at i_start = {i}" for i in i_starts)
+    seq = lambda k: ", ".join(str(int(reads[i][k])) for i in i_starts)
+    outside = "; ".join(f"the {m.own[k].short} is read as {int(raw[k])} raw, then {seq(k)}"
+                        for k in others)
+    at = ", ".join(map(str, i_starts))
+    lo, hi = min(i_starts), max(i_starts)
+    kept_more = int((reads[hi][hand] == lab[hand]).sum()) > int((reads[lo][hand] == lab[hand]).sum())
     return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn and outside images", [Figure(
-        png, "Rows of hand-drawn strokes and outside images: the input first, then SDEdit at growing i_start without "
-             "a label and with the row's label, each captioned with what the classifier reads.",
-        "Figure. SDEdit of hand-drawn digits, a web image and a font letter.")],
-                        f"A.7.1 SDEdit on images that are not MNIST digits: {hand} digits drawn the way a person "
-                        f"draws (inputs.hand_drawn: smooth pen strokes, a forward slant, a random size, position and "
-                        f"pen width), the letter {LETTER} rendered from matplotlib's DejaVu Sans font, and "
-                        f"matplotlib's bundled photo of Grace Hopper (grey, centre square, 28x28), each run without a "
-                        f"label (the null token, w = 0) and with one (w = {w:g}: the drawn digit; {LETTER_LABEL} for "
-                        f"the letter, {PHOTO_LABEL} for the photo), i_start = {at}, {seeds} "
-                        f"seed{'s' if seeds > 1 else ''} each; under each image what the classifier reads.\n\n"
-                        f"Hand-drawn digits: the raw drawings are read as the drawn digit in {hit(raw):.0%}; after "
-                        f"SDEdit without a label in {per_i(False)}; with the label in {per_i(True)}. Without a label "
-                        f"nothing but the drawing tells the model which digit to make, so what survives the noise is "
-                        f"the drawing's own shape; at small i_start (much noise) the drawing is mostly replaced.\n\n"
-                        f"The letter {LETTER} is read as {int(raw[hand])} raw, then as {letter_at(False)} (no label) "
-                        f"and {letter_at(True)} (label {LETTER_LABEL}) at i = {at}. The photo is read as "
-                        f"{int(raw[hand + 1])} raw, then {photo_at(False)} (no label) and {photo_at(True)} (label "
-                        f"{PHOTO_LABEL}): the model can only make digits, so it turns the outside image into the digit "
-                        f"nearest to it, or into the label it is given.",
-                        answers=f"Hand-drawn digits: {hand} drawings, read as the drawn digit in {hit(raw):.0%} before "
-                                f"editing, are read so after SDEdit in {per_i(False)} with no label, and in "
-                                f"{per_i(True)} with the drawn digit as the label (w = {w:g}).\n\n"
-                                f"Web image and font letter: at i = {at} the photo (Grace Hopper) is read as "
-                                f"{photo_at(False)} with no label and {photo_at(True)} with label {PHOTO_LABEL}; the "
-                                f"letter {LETTER} as {letter_at(False)} with no label and {letter_at(True)} with label "
-                                f"{LETTER_LABEL}.")
+        png, "Rows of images from outside MNIST (digits handwritten by people, a font letter, a photo): the input "
+             "first, then SDEdit with no label at growing i_start, each captioned with what the classifier reads.",
+        "Figure. SDEdit of handwritten digits from another data set, a font letter and a photo, with no label.")],
+                        f"A.7.1 SDEdit on images that are not MNIST digits, at the test digits' i_start = {at}, with "
+                        f"no label (the empty prompt, w = 0). Hand-drawn: {len(hand)} digits written by people, from "
+                        "scikit-learn's bundled UCI handwritten digits (load_digits: 1,797 digits written by 13 of "
+                        "the UCI set's 43 writers, 8x8 counts of ink in 4x4 blocks), the first of each of "
+                        f"{', '.join(map(str, UCI_LABELS))}, made MNIST-like: bicubic back to the 32x32 bitmap, ink "
+                        f"stretched from {inputs.UCI_INK[0]:g}-{inputs.UCI_INK[1]:g} to 0-1, scaled to fit a 20 px box "
+                        "and centred by centre of mass in 28x28, as MNIST was made. Outside images: the letter "
+                        f"{LETTER} from matplotlib's DejaVu Sans font (normalised the same way) and matplotlib's bundled "
+                        "photo of Grace Hopper (grey, centre square, 28x28). Under each image what the classifier "
+                        "reads (these are clean images).\n\n"
+                        f"Handwritten digits: read as the written digit in {hit(raw)} before editing, and after SDEdit "
+                        f"in {per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
+                                         "written digits survive at the largest i_start (least noise) than at the "
+                                         "smallest." if kept_more else "") +
+                        f" Outside images: {outside}. The model can only make digits, so it turns an outside image "
+                        "into the digit nearest to it. Each own image is also translated to another digit (A.7.3) and "
+                        "two are inpainted (A.7.2).",
+                        answers=f"Hand-drawn digits: {len(hand)} digits written by people outside MNIST (UCI), read as "
+                                f"the written digit in {hit(raw)} before editing, are read so after SDEdit with no label "
+                                f"in {per_i}.\n\n"
+                                f"Web image and font letter: at i_start = {at}, {outside}.")
 
 
 # ================================================================== A.7.2
 class Inpainting(NamedTuple):
     mask: torch.Tensor  # (28, 28): 1 = regenerate (the top half)
-    target: torch.Tensor  # (N,): y + 1, the other label asked for
-    edited: dict  # "y" / "y+1" / "y+1, U" -> (N, 1, 28, 28): own label, another, another with resampling
+    x: torch.Tensor  # (N + K, 1, 28, 28): the test digits, then the own images inpainted (INPAINT_OWN)
+    names: list  # (row name, name in a sentence) of each of the K own images
+    y: torch.Tensor  # (N + K,): the test digits' labels, the own images' own_labels
+    target: torch.Tensor  # (N + K,): y + 1, the other label asked for
+    edited: dict  # "y" / "y+1" / "y+1, U" -> (N + K, 1, 28, 28): own label, another, another with resampling
     reads: dict  # the same keys -> what the classifier reads
     exact: bool  # every kept pixel equals the original
 
 
-def measure_inpainting(a: PartA) -> Inpainting:
-    """Regenerate the top half of every test digit, with the true label, another label, and another label
-    with RePaint's resampling."""
-    s, n = a.settings, len(a.x0)
+def measure_inpainting(a: PartA, own: list) -> Inpainting:
+    """Regenerate the top half of every test digit and of the own images INPAINT_OWN, with their label, another
+    label, and another label with RePaint's resampling."""
+    s = a.settings
+    picked = [own[k] for k in INPAINT_OWN]
+    x = torch.cat([a.x0] + [o.x for o in picked])
+    y = torch.cat([a.y, own_labels(a, picked)])
     mask = torch.zeros(28, 28)
     mask[:14] = 1
-    target = (a.y + 1) % 10
-    run = lambda y, u: ed.inpaint(a.model, a.schedule, a.x0, mask, y, s.w, a.inpaint_steps,
-                                  generator=generators(s.seed, n), resample=u)
-    edited = {"y": run(a.y, 1), "y+1": run(target, 1), "y+1, U": run(target, s.resample)}
-    exact = all(torch.equal(v[:, :, 14:], a.x0[:, :, 14:]) for v in edited.values())
-    return Inpainting(mask, target, edited, {k: a.read(v) for k, v in edited.items()}, exact)
+    target = (y + 1) % 10
+    run = lambda lab, u: ed.inpaint(a.model, a.schedule, x, mask, lab, s.w, a.inpaint_steps, s.eta,
+                                    generators(s.seed, len(x)), resample=u)
+    edited = {"y": run(y, 1), "y+1": run(target, 1), "y+1, U": run(target, s.resample)}
+    exact = all(torch.equal(v[:, :, 14:], x[:, :, 14:]) for v in edited.values())
+    return Inpainting(mask, x, [(o.name, o.short) for o in picked], y, target, edited, {k: a.read(v) for k, v in edited.items()},
+                      exact)
 
 
 def inpainting_page(a: PartA, m: Inpainting) -> Page:
-    x0, y, target, U, w = a.x0, a.y, m.target, a.settings.resample, a.settings.w
-    r_inp, r_other, r_u = m.reads["y"], m.reads["y+1"], m.reads["y+1, U"]
+    n, U, w = len(a.x0), a.settings.resample, a.settings.w
+    x0, y, target = m.x[:n], m.y[:n], m.target[:n]
+    r_inp, r_other, r_u = (m.reads[k][:n] for k in ("y", "y+1", "y+1, U"))
     kept = lambda x: torch.where(m.mask.bool(), torch.full_like(x, -1.0), x)
-    png = image_grid([[x0[i], kept(x0[i]), m.edited["y"][i], m.edited["y+1"][i], m.edited["y+1, U"][i]]
-                      for i in a.show], a.fig_dir, "cs180_inpaint", [f"test digit {int(y[i])}" for i in a.show],
+    rows = list(a.show) + list(range(n, len(m.x)))
+    png = image_grid([[m.x[i], kept(m.x[i])] + [m.edited[k][i] for k in ("y", "y+1", "y+1, U")] for i in rows],
+                     a.fig_dir, "cs180_inpaint", [f"test digit {int(m.y[i])}" for i in a.show] +
+                     [f"{name}\ny = {int(m.y[n + k])}" for k, (name, _) in enumerate(m.names)],
                      ["original", "kept\n(bottom half)", "label y", "label y+1", f"label y+1\nresample U={U}"],
-                     captions=[[None, None, f"reads {int(r_inp[i])}", f"reads {int(r_other[i])}", f"reads {int(r_u[i])}"]
-                               for i in a.show])
+                     captions=[[None, None] + [f"reads {int(m.reads[k][i])}" for k in ("y", "y+1", "y+1, U")]
+                               for i in rows], cell=0.7)
+    own_words = "; ".join(f"the {short} (y = {int(m.y[n + k])}) reads "
+                          f"{', '.join(str(int(m.reads[key][n + k])) for key in ('y', 'y+1', 'y+1, U'))}"
+                          for k, (_, short) in enumerate(m.names))
     return Page.of_text("CS180 A.7.2: inpainting", [Figure(
-        png, "Rows of test digits: the original, the pixels kept outside the mask, and the inpainted results with the "
-             "digit's own label, the next label, and the next label with resampling.",
-        "Figure. Inpainting: the kept pixels, and the masked part filled in three ways.")],
+        png, "Rows of test digits and, last, two own images: the original, the pixels kept outside the mask, and the "
+             "inpainted results with the image's own label, the next label, and the next label with resampling.",
+        "Figure. Inpainting test digits and own images: the kept pixels, and the masked part filled in three ways.")],
                         f"A.7.2 Inpainting (RePaint, {a.inpaint_steps} strided steps, w = {w:g}): mask = 1 regenerates "
                         f"the top half; after every step the bottom half is overwritten with the original noised to the "
                         f"new t. Kept pixels equal the original exactly: {m.exact}. On {len(x0)} test digits, the "
@@ -192,7 +222,8 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
                         f"{_frac(r_other == y)}).\n\n"
                         f"With RePaint's resampling (U = {U}: each step t -> t' is done, re-noised back with "
                         f"q(x_t | x_t') and redone, {U} times; {U}x the network passes) it reads y+1 in "
-                        f"{_frac(r_u == target)} and y in {_frac(r_u == y)}. Resampling lets the regenerated half agree "
+                        f"{_frac(r_u == target)} and y in {_frac(r_u == y)}. The own images of the last rows, asked "
+                        f"for y, y+1 and y+1 with resampling: {own_words}. Resampling lets the regenerated half agree "
                         f"with the kept half; when the kept half belongs to another digit, agreeing with it can pull the "
                         f"result towards the source instead of the target. python benchmarks/mnist_editing.py --only "
                         f"inpainting measures this on 100 digits for U = 1, 2, 4.",
@@ -200,9 +231,9 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
                                 f"kept ({'pixel for pixel' if m.exact else 'but not exactly'}); asked for the digit's "
                                 f"own label y, the classifier reads y in {_frac(r_inp == y)}.\n\n"
                                 f"Inpainting another digit: asked for y+1 it reads y+1 in {_frac(r_other == target)}, "
-                                f"and with RePaint resampling (U = {U}) in {_frac(r_u == target)}: "
-                                + _more(int((r_u == target).sum()), int((r_other == target).sum()))
-                                + " with resampling.")
+                                f"and with RePaint resampling (U = {U}) in {_frac(r_u == target)}: with resampling "
+                                f"it reaches the target {share_words(int((r_u == target).sum()), n, int((r_other == target).sum()), n)} "
+                                "without (a difference counts beyond two standard errors).")
 
 
 # ================================================================== A.7.3
@@ -211,35 +242,70 @@ class Translation(NamedTuple):
     edited: dict  # i_start -> (10, 1, 28, 28): the digit edited towards label 0 .. 9
     reads: dict  # i_start -> (10,) what the classifier reads
     hit: dict  # i_start -> share read as the label asked for
+    own: list  # the OwnImages
+    own_from: torch.Tensor  # (K,) own_labels: what each own image is
+    own_to: torch.Tensor  # (K,) the label each is translated to: (own_from + TRANSLATE_OFFSET) % 10
+    own_edited: dict  # i_start -> (K, 1, 28, 28)
+    own_reads: dict  # i_start -> (K,)
 
 
-def measure_translation(a: PartA) -> Translation:
-    """Translate one test digit towards every label (SDEdit with the target label)."""
+def measure_translation(a: PartA, own: list) -> Translation:
+    """Translate one test digit towards every label, and every own image towards another label (SDEdit with
+    the target label, guidance w)."""
     s, j = a.settings, a.show[1]
     src = a.x0[j:j + 1].expand(10, -1, -1, -1)
-    edited = {i: ed.translate(a.model, a.schedule, src, torch.arange(10), i, s.w, s.steps,
-                              generator=generators(s.seed, 10)) for i in s.i_starts}
+    edited = {i: ed.translate(a.model, a.schedule, src, torch.arange(10), i, s.w, s.steps, s.eta,
+                              generators(s.seed, 10)) for i in s.i_starts}
     reads = {i: a.read(x) for i, x in edited.items()}
-    return Translation(j, edited, reads, {i: (r == torch.arange(10)).float().mean().item() for i, r in reads.items()})
+    x_own, y_own = torch.cat([o.x for o in own]), own_labels(a, own)
+    to = (y_own + TRANSLATE_OFFSET) % 10
+    own_edited = {i: ed.translate(a.model, a.schedule, x_own, to, i, s.w, s.steps, s.eta,
+                                  generators(s.seed, len(own), 6)) for i in s.i_starts}
+    return Translation(j, edited, reads, {i: (r == torch.arange(10)).float().mean().item() for i, r in reads.items()},
+                       own, y_own, to, own_edited, {i: a.read(x) for i, x in own_edited.items()})
+
+
+def _steadily(hit: dict, asc: list) -> bool:
+    """Whether the share reaching the target falls as i_start grows: lower at the largest i_start than at the
+    smallest, and never rising between neighbours."""
+    return hit[asc[0]] > hit[asc[-1]] and all(hit[p] >= hit[q] for p, q in zip(asc, asc[1:]))
 
 
 def translation_page(a: PartA, m: Translation) -> Page:
     i_starts, i_ts, w, hit, digit = a.settings.i_starts, a.i_ts, a.settings.w, m.hit, int(a.y[m.source])
+    cols = [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts]
     png = image_grid([[m.edited[i][b] for i in i_starts] + [a.x0[m.source]] for b in range(10)], a.fig_dir,
-                     "cs180_translate", [f"to label {b}" for b in range(10)],
-                     [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts] + ["input"],
+                     "cs180_translate", [f"to label {b}" for b in range(10)], cols + ["input"],
                      captions=[[f"reads {int(m.reads[i][b])}" for i in i_starts] + [None] for b in range(10)], cell=0.62)
+    K = len(m.own)
+    png_own = image_grid([[o.x[0]] + [m.own_edited[i][k] for i in i_starts] for k, o in enumerate(m.own)], a.fig_dir,
+                         "cs180_translate_own", [f"{o.name}\nto label {int(m.own_to[k])}" for k, o in enumerate(m.own)],
+                         ["input"] + cols, captions=[[None] + [f"reads {int(m.own_reads[i][k])}" for i in i_starts]
+                                                     for k in range(K)], cell=0.62)
     asc = sorted(i_starts)
-    fewer = hit[asc[0]] > hit[asc[-1]] and all(hit[p] >= hit[q] for p, q in zip(asc, asc[1:]))
+    fewer = _steadily(hit, asc)
+    own_hit = {i: (m.own_reads[i] == m.own_to).float().mean().item() for i in i_starts}
+    own_count = lambda i: f"{int((m.own_reads[i] == m.own_to).sum())}/{K}"
     return Page.of_text("CS180 A.7.3: class-conditional translation", [Figure(
         png, "Ten rows, one per target digit 0 to 9, translating one source test digit at growing i_start (columns), "
-             "the source last.", "Figure. One test digit translated towards each label.")],
-                        f"A.7.3 Class-conditional translation of a {digit} towards each label (SDEdit with the "
-                        f"target label, w={w:g}): read as the target in " +
+             "the source last.", "Figure 1. One test digit translated towards each label."), Figure(
+        png_own, "One row per own image (handwritten digits from outside MNIST, a font letter, a photo): the input, then "
+                 "the image translated towards another label at growing i_start.",
+        "Figure 2. Every own image translated towards another label.")],
+                        f"A.7.3 Class-conditional translation (SDEdit with the target label as the prompt, w={w:g}). "
+                        f"Figure 1: a test {digit} towards each label, read as the target in " +
                         ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + " of the 10 targets" +
                         (": the less noise (larger i_start), the more of the source survives." if fewer else
-                         " (not falling steadily with i_start at this sample size)."),
+                         " (not falling steadily with i_start at this sample size).") +
+                        f"\n\nFigure 2: each own image (A.7.1's) towards another label, (its digit + "
+                        f"{TRANSLATE_OFFSET}) mod 10 (the letter and the photo: the digit the classifier reads in them, "
+                        f"+ {TRANSLATE_OFFSET}): read as the target in " +
+                        ", ".join(f"{own_count(i)} at i_start={i}" for i in i_starts) +
+                        (": the less noise, the fewer reach it." if _steadily(own_hit, asc) else "."),
                         answers=f"Text-conditional translation: a test {digit} edited with each of the 10 labels as "
                                 f"the prompt (w = {w:g}) is read as the target label in {hit[asc[0]]:.0%} at i_start = "
                                 f"{asc[0]} (most noise) and {hit[asc[-1]]:.0%} at i_start = {asc[-1]} (least noise)"
-                                + (": the less noise, the fewer edits reach the target." if fewer else "."))
+                                + (": the less noise, the fewer edits reach the target." if fewer else ".")
+                                + f" The {K} own images, each translated to another label, reach it in "
+                                f"{own_count(asc[0])} at i_start = {asc[0]} and {own_count(asc[-1])} at i_start = "
+                                f"{asc[-1]}.")

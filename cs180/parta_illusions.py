@@ -2,10 +2,12 @@
 
   A.8 / A.9 over all pairs   cs180_illusion_rates  success of all 90 anagram and hybrid label pairs (+ .csv, .npz)
   A.8 visual anagrams        cs180_anagram         the best non-trivial pairs, upright and rotated
-  A.9 hybrids                cs180_hybrid          the best pairs, up close and from afar
+  A.9 hybrids                cs180_hybrid          the best pairs, up close and from afar (a small image)
 
-The sweep over every ordered label pair picks the examples; the examples are drawn again with fresh seeds
-and more steps, so they are neither the seeds they were picked by nor the few-step sweep's rougher images.
+The rates and the examples come from the search stored in cs180/parta_picks.json (python -m cs180.parta_picks:
+every ordered pair x several seeds) when it was made on the model the report reads; otherwise the report
+searches itself with its own few seeds and says so. Every image shown is drawn again here from its seed and
+read again by the same strict rule (cs180.parta_judges): a row is shown only if an image of it passes now.
 """
 from __future__ import annotations
 
@@ -13,17 +15,20 @@ from typing import NamedTuple
 
 import torch
 
+from mnist.metrics import legible
 from report.figures import save_numbers
 from report.pages import Figure, Page
+from utils import SamplerSettings, sample
 
+from . import parta_judges as jd
+from . import parta_picks as pk
 from . import techniques as ed
 from .figures import image_grid, rate_panels
 from .parta_context import PartA
 
-EXAMPLES = 5  # best pairs shown per illusion
-PER_ROW = 2  # examples: at most 2 pairs with the same upright / low-pass label
-EXAMPLE_SEED = 100  # the examples' seeds start here: fresh, not the sweep's
-BASELINE_SEEDS = 5  # plain samples per label for the illusions' baselines
+EXAMPLES = 5  # the most pairs shown per illusion
+PER_ROW = 2  # at most 2 pairs with the same upright / low-pass label
+BASELINE_SEEDS = 4  # plain samples per label for the illusions' baselines
 TICK, CROSS = "\u2713", "\u2717"  # check and cross marks (DejaVu Sans has both)
 
 
@@ -31,253 +36,362 @@ def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
 
 
-def _mark(ok: bool) -> str:
-    return TICK if ok else CROSS
-
-
-def _pairs_text(pairs, m: torch.Tensor, k: int) -> str:
-    """'a/b (rate)' per pair; the rate only where there is more than one seed to make it."""
-    return ", ".join(f"{a}/{b}" + (f" ({float(m[a, b]):.0%})" if k > 1 else "") for a, b in pairs)
-
-
-def _easy_text(pairs, baseline: torch.Tensor, how: str, other: bool) -> str:
-    """The sentence naming the pairs that plain digits already pass (orange hatching)."""
-    if not pairs:
-        return f"No {'other ' if other else ''}pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."
-    return ("Plain digits already pass as " + ", ".join(f"{a}/{b} ({float(baseline[a, b]):.0%})" for a, b in pairs) +
-            f" (orange hatching): the classifier reads a plain digit, {how}, as the other label, so these pairs say "
-            "little about the illusion and are not shown as examples.")
-
-
-def _counts(n_any: int, n_all: int, total: int, k: int) -> str:
-    return (f"{n_any} of {total} pairs succeed" if k == 1 else
-            f"{n_any} of {total} pairs succeed at least once, {n_all} with every seed")
-
-
-def _sweep_frac(m: torch.Tensor, pairs, seeds: int) -> str:
-    """Successes / runs of `pairs` in a sweep with `seeds` seeds per pair, from its rate matrix m."""
-    return f"{round(sum(float(m[p]) for p in pairs) * seeds)}/{len(pairs) * seeds}"
-
-
-def _mean_off(m: torch.Tensor, skip=()) -> float:
-    """Mean of the measured (non-NaN) cells of m, leaving out the pairs in skip."""
-    keep = ~torch.isnan(m)
-    for a, b in skip:
-        keep[a, b] = False
-    return float(m[keep].mean())
-
-
-def _wins(m: torch.Tensor, ok) -> int:
-    """How many measured (non-NaN) cells of m pass ok."""
-    return int((ok(m) & ~torch.isnan(m)).sum())
-
-
-def _pairs(pairs) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([a for a, _ in pairs]), torch.tensor([b for _, b in pairs])
-
-
 # ============================================================ A.8 / A.9 sweep
-class Sweeps(NamedTuple):
-    """Both illusions over every ordered label pair a != b, read by the classifier, against plain samples."""
+class Kind(NamedTuple):
+    """One illusion's search, read by its rule: the rows' table, which passed, the per-pair rate (10, 10)."""
 
-    anagrams: ed.PairSweep  # upright a, rotated b
-    hybrids: ed.PairSweep  # low-pass a, high-pass b
-    reads: dict  # "upright" / "rotated" (anagrams), "near" / "far" (hybrids) -> (N,) labels read
-    A: torch.Tensor  # (10, 10) anagram success per pair, NaN diagonal
-    H: torch.Tensor  # (10, 10) hybrid success per pair
-    base: ed.Baselines  # plain samples read the illusions' ways
-    easy_a: list  # pairs (besides 6/9, 9/6) that plain digits pass as anagrams
+    t: dict  # field -> (N,) tensor (parta_picks.table)
+    first: torch.Tensor  # (N,) bool: the first view passes (anagram upright; hybrid up close)
+    second: torch.Tensor  # (N,) bool: the second view passes (anagram rotated; hybrid from afar)
+    ok: torch.Tensor  # (N,) bool: both
+    score: torch.Tensor  # (N,) the weaker view's confidence
+    rate: torch.Tensor  # (10, 10) share of a pair's seeds that pass, NaN diagonal
+
+
+def read_kind(rows: list, anagram: bool) -> Kind:
+    t = pk.table(rows, pk.ANAGRAM_FIELDS if anagram else pk.HYBRID_FIELDS)
+    if anagram:
+        first, second = jd.strict(t["p_up"], t["legible_up"]), jd.strict(t["p_rot"], t["legible_rot"])
+        score = torch.minimum(t["p_up"], t["p_rot"])
+    else:
+        first, second = jd.strict(t["p_near"], t["legible_near"]), t["vote_far"] >= jd.KNN_VOTE
+        score = torch.minimum(t["p_near"], t["vote_far"])
+    ok = first & second
+    return Kind(t, first, second, ok, score, ed.pair_matrix(ok.float(), t["a"], t["b"]))
+
+
+class Sweeps(NamedTuple):
+    """Both illusions over every ordered label pair a != b, against plain samples, and the readers' controls."""
+
+    picks: dict  # the search: parta_picks.json, or one made now
+    stored: bool  # True: read from parta_picks.json, made on this model file
+    ana: Kind  # upright a, rotated b
+    hyb: Kind  # low-pass a, high-pass b, at picks["hybrid"]["sigma"]
+    pilot: dict  # sigma -> (successes, images, read from afar) of the hybrids' pilot
+    base: ed.Baselines  # plain samples read the illusions' ways, per pair
+    easy_a: list  # pairs (besides 6/9, 9/6) that plain digits pass as anagrams in NEAR_TRIVIAL or more
     easy_h: list  # pairs that plain digits pass as hybrids
-    best_a: list  # the best non-trivial anagram pairs (ties: the classifier's confidence)
-    best_h: list  # the best hybrid pairs
+    best_a: list  # the anagram pairs shown: (a, b, [seeds])
+    best_h: list
+    ctrl: jd.Controls  # the readers on real test digits
+
+
+@torch.no_grad()
+def plain_baselines(a: PartA, how: pk.SearchSettings) -> ed.Baselines:
+    """Plain samples of each label (BASELINE_SEEDS each, seeded pair_seed(seed, c, c), drawn as the search draws)
+    read the illusions' ways: anagram[c, b] = plain c read strictly as c upright and b rotated; hybrid[a, c] =
+    plain c read strictly as c up close and as a from afar."""
+    labels = torch.arange(10).repeat(BASELINE_SEEDS)
+    gens = [torch.Generator().manual_seed(ed.pair_seed(s, c, c)) for s in range(BASELINE_SEEDS) for c in range(10)]
+    x = sample(a.model, a.schedule, len(labels), labels, SamplerSettings(eta=how.eta, w=how.w, timesteps=tuple(
+        ed.strided_timesteps(a.schedule.T, how.steps))), gens, shape=ed.IMAGE)
+    up, rot = strict_all(a.judge, x), strict_all(a.judge, ed.flip(x))  # (N, 10)
+    far = a.judge.far.votes(x) >= jd.KNN_VOTE  # (N, 10)
+    ana, hyb = torch.full((10, 10), float("nan")), torch.full((10, 10), float("nan"))
+    for p in range(10):
+        for q in range(10):
+            if p != q:
+                ana[p, q] = (up[:, p] & rot[:, q])[labels == p].float().mean()
+                hyb[p, q] = (up[:, q] & far[:, p])[labels == q].float().mean()
+    return ed.Baselines(ana, hyb)
+
+
+def strict_all(judge: jd.Judge, x: torch.Tensor) -> torch.Tensor:
+    """(N, 10) bool: x read strictly as each label (parta_judges.strict), the judges run once."""
+    label, ok = legible(judge.legibility, judge.clf, x)
+    is_c = torch.nn.functional.one_hot(label, 10).bool() & ok[:, None]
+    return jd.strict(judge.prob(x), is_c)
+
+
+def pick_pairs(k: Kind, exclude, seeds_each: int) -> list[tuple[int, int, list]]:
+    """The pairs to show: those with a passing image, most passes first (then the best weaker-view confidence,
+    then the smaller pair), leaving out `exclude`, at most PER_ROW per first label, EXAMPLES in all; each with
+    its `seeds_each` best passing seeds."""
+    by_pair: dict = {}
+    for i in k.ok.nonzero().flatten().tolist():
+        by_pair.setdefault((int(k.t["a"][i]), int(k.t["b"][i])), []).append(i)
+    ranked = sorted((p for p in by_pair if p not in set(map(tuple, exclude))),
+                    key=lambda p: (-len(by_pair[p]), -max(float(k.score[i]) for i in by_pair[p]), p))
+    out, per = [], [0] * 10
+    for p in ranked:
+        if len(out) < EXAMPLES and per[p[0]] < PER_ROW:
+            ids = sorted(by_pair[p], key=lambda i: -float(k.score[i]))[:seeds_each]
+            out.append((p[0], p[1], [int(k.t["seed"][i]) for i in ids]))
+            per[p[0]] += 1
+    return out
+
+
+def search_settings(picks: dict) -> pk.SearchSettings:
+    s = picks["settings"]
+    return pk.SearchSettings(tuple(s["seeds"]), s["steps"], s["w"], s["eta"], tuple(s["sigmas"]),
+                             tuple(s["pilot_seeds"]))
 
 
 def measure_sweeps(a: PartA) -> Sweeps:
-    """A.8 / A.9 measured over every ordered label pair, each technique in one batch; the baselines are plain
-    samples of each label (same steps and guidance) read the illusions' ways: a pair whose plain digits already
-    pass is trivial for the classifier, like 6/9 is for the eye."""
-    s, model, schedule = a.settings, a.model, a.schedule
-    ana = ed.anagram_sweep(model, schedule, s.illusion_seeds, s.w, s.illusion_steps)
-    hyb = ed.hybrid_sweep(model, schedule, s.illusion_seeds, s.w, s.illusion_steps)
-    blurred = ed.gaussian_blur_denoise(hyb.x, ed.AFAR_SIGMA)
-    reads = dict(upright=a.read(ana.x), rotated=a.read(ed.flip(ana.x)), near=a.read(hyb.x), far=a.read(blurred))
-    A = ed.pair_matrix(((reads["upright"] == ana.a) & (reads["rotated"] == ana.b)).float(), ana.a, ana.b)
-    H = ed.pair_matrix(((reads["near"] == hyb.b) & (reads["far"] == hyb.a)).float(), hyb.a, hyb.b)
-    base = ed.plain_baselines(model, schedule, a.read, range(BASELINE_SEEDS), s.w, s.illusion_steps)
+    """The stored search if it fits this model, else a small one now; read by the rules; the baselines and
+    controls measured now."""
+    s = a.settings
+    picks = pk.stored_for(a.checkpoint)
+    stored = picks is not None
+    if not stored:
+        how = pk.SearchSettings(seeds=tuple(s.illusion_seeds), steps=s.illusion_steps, w=s.w, eta=s.eta,
+                                sigmas=(ed.HYBRID_SIGMA,), pilot_seeds=())
+        picks = pk.search(a.model, a.schedule, a.judge, how, log=lambda *_: None)
+    how = search_settings(picks)
+    ana, hyb = read_kind(picks["anagram"]["rows"], True), read_kind(picks["hybrid"]["rows"], False)
+    pilot = {}
+    for sigma, got in picks["hybrid"].get("pilot", {}).items():
+        k = read_kind(got["rows"], False)
+        pilot[float(sigma)] = (int(k.ok.sum()), len(k.ok), int(k.second.sum()))
+    base = plain_baselines(a, how)
     easy_a = [p for p in ed.trivial_pairs(base.anagram) if p not in ed.ROTATION_TRIVIAL]
     easy_h = ed.trivial_pairs(base.hybrid)
-    # ties in success go to the pair the classifier is surest of: the smaller of its two views' probabilities
-    n = torch.arange(len(ana.a))
-    sure_a = torch.minimum(a.prob(ana.x)[n, ana.a], a.prob(ed.flip(ana.x))[n, ana.b])
-    sure_h = torch.minimum(a.prob(hyb.x)[n, hyb.b], a.prob(blurred)[n, hyb.a])
-    best_a = ed.best_pairs(A, EXAMPLES, list(ed.ROTATION_TRIVIAL) + easy_a, ed.pair_matrix(sure_a, ana.a, ana.b),
-                           PER_ROW)
-    best_h = ed.best_pairs(H, EXAMPLES, easy_h, ed.pair_matrix(sure_h, hyb.a, hyb.b), PER_ROW)
-    return Sweeps(ana, hyb, reads, A, H, base, easy_a, easy_h, best_a, best_h)
+    best_a = pick_pairs(ana, list(ed.ROTATION_TRIVIAL) + easy_a, s.example_seeds)
+    best_h = pick_pairs(hyb, easy_h, s.example_seeds)
+    return Sweeps(picks, stored, ana, hyb, pilot, base, easy_a, easy_h, best_a, best_h, a.controls)
 
 
-def _anagram_text(m: Sweeps, k: int) -> str:
-    """The rates page's paragraph on anagrams."""
-    ana, A, base, rot = m.anagrams, m.A, m.base, ed.ROTATION_TRIVIAL
-    real = torch.tensor([(p, q) not in rot for p, q in zip(ana.a.tolist(), ana.b.tolist())])
-    full_a = _wins(A, lambda v: v == 1) - sum(int(A[p] == 1) for p in rot)
-    any_a = _wins(A, lambda v: v > 0) - sum(int(A[p] > 0) for p in rot)
-    return (f"Anagram success = read as a upright AND as b rotated by 180 degrees. Over the 88 non-trivial pairs "
-            f"{_mean_off(A, rot):.0%} (upright alone {(m.reads['upright'] == ana.a)[real].float().mean():.0%}, "
-            f"rotated alone {(m.reads['rotated'] == ana.b)[real].float().mean():.0%}); "
-            f"{_counts(any_a, full_a, 88, k)}. Baseline, plain samples of a ({BASELINE_SEEDS} per label, no anagram) "
-            f"read the same way: {_mean_off(base.anagram, rot):.0%}. 6/9 and 9/6 (red hatching) are trivial: a 6 "
-            f"rotated is a 9 (plain 6s pass as 6/9 in {float(base.anagram[6, 9]):.0%}, plain 9s as 9/6 in "
-            f"{float(base.anagram[9, 6]):.0%}); as anagrams they score {float(A[6, 9]):.0%} and {float(A[9, 6]):.0%}. "
-            f"{_easy_text(m.easy_a, base.anagram, 'rotated', True)} The pair 2/5: {float(A[2, 5]):.0%}. Best "
-            f"non-trivial (ties broken by the classifier's confidence, trivial pairs left out, at most {PER_ROW} per "
-            f"upright label): {_pairs_text(m.best_a, A, k=k)}.")
+def _source(m: Sweeps) -> str:
+    """Where the rates come from, in a sentence."""
+    if m.stored:
+        took = (f"{m.picks['cpu_seconds'] / 60:.0f} min of CPU on one thread" if "cpu_seconds" in m.picks else
+                f"{m.picks['seconds'] / 60:.0f} min wall-clock on one thread of a shared machine")
+        return (f"Searched once by {m.picks['command']} ({took}; stored "
+                f"in cs180/parta_picks.json, made on this model file, sha256 {m.picks['model_sha256'][:12]})")
+    return ("cs180/parta_picks.json was not made on this model file, so the report searched itself, with its own "
+            "few seeds (python -m cs180.parta_picks searches more)")
 
 
-def _hybrid_text(m: Sweeps, k: int) -> str:
-    """The rates page's paragraph on hybrids."""
-    hyb, H = m.hybrids, m.H
-    row_wins = [_wins(H[p], lambda v: v > 0) for p in range(10)]  # successful pairs per low-pass label
-    top_low = max(range(10), key=lambda p: row_wins[p])
-    any_h = _wins(H, lambda v: v > 0)
-    return (f"Hybrid success = read as the high-pass label b up close (the image) AND as the low-pass label a from "
-            f"afar (the image blurred with sigma {ed.AFAR_SIGMA:g} px); low-pass filter: Gaussian sigma "
-            f"{ed.HYBRID_SIGMA:g}, kernel {ed.HYBRID_KERNEL}. Over all 90 pairs {_mean_off(H):.0%} (up close "
-            f"alone {(m.reads['near'] == hyb.b).float().mean():.0%}, from afar alone "
-            f"{(m.reads['far'] == hyb.a).float().mean():.0%}); {_counts(any_h, _wins(H, lambda v: v == 1), 90, k)}. "
-            f"Baseline, plain samples of b read the same way: {_mean_off(m.base.hybrid):.0%}. "
-            f"{_easy_text(m.easy_h, m.base.hybrid, 'blurred', False)} "
-            f"Low-pass {top_low} gives {row_wins[top_low]} of the {any_h} successful pairs, the most of any "
-            f"low-pass label. Best (low-pass / high-pass; at most {PER_ROW} per low-pass label): "
-            f"{_pairs_text(m.best_h, H, k=k)}.")
+def _never(k: Kind, skip=()) -> tuple[int, int]:
+    """(pairs with no passing image, pairs searched), leaving out `skip`."""
+    cells = [(p, q) for p in range(10) for q in range(10)
+             if p != q and (p, q) not in skip and not torch.isnan(k.rate[p, q])]
+    return sum(float(k.rate[c]) == 0 for c in cells), len(cells)
+
+
+def _view_rates(k: Kind, keep: torch.Tensor) -> tuple[str, str, str]:
+    return _frac(k.ok[keep]), _frac(k.first[keep]), _frac(k.second[keep])
+
+
+def _anagram_text(m: Sweeps) -> str:
+    k, rot, S = m.ana, ed.ROTATION_TRIVIAL, len(m.picks["settings"]["seeds"])
+    keep = torch.tensor([(int(p), int(q)) not in rot for p, q in zip(k.t["a"], k.t["b"])])
+    both, up, down = _view_rates(k, keep)
+    never, cells = _never(k, rot)
+    easy = ", ".join(f"{p}/{q} ({float(m.base.anagram[p, q]):.0%})" for p, q in m.easy_a)
+    return (f"Anagram success = the upright image reads strictly as a AND its 180-degree rotation strictly as b. "
+            f"A strict reading: mnist.metrics' legibility judge passes the view as that digit (read strongly, and as "
+            f"near a real digit of that class as real held-out digits are) and the classifier gives it p >= "
+            f"{jd.STRICT_P:g}, so the runner-up has at most {1 - jd.STRICT_P:.1f}. Real test digits pass it in "
+            f"{m.ctrl.strict:.0%} of {m.ctrl.n}. Over the {cells} non-trivial pairs x {S} seeds: {both} images "
+            f"succeed (upright alone {up}, rotated alone {down}); {cells - never} pairs succeed at least once and "
+            f"{never} never do. Plain samples of a ({BASELINE_SEEDS} per label, no anagram) read the same way pass "
+            f"in {_mean_off(m.base.anagram, rot):.0%} per pair on average. 6/9 and 9/6 (red hatching) are trivial: "
+            f"a 6 rotated is a 9 (plain 6s pass as 6/9 in {float(m.base.anagram[6, 9]):.0%}); as anagrams they pass "
+            f"{_frac(k.ok[~keep])}. " + (f"Plain digits also pass as {easy} (orange hatching); those pairs are not "
+                                         "shown as examples." if easy else
+                                         f"No other pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."))
+
+
+def _pilot_text(m: Sweeps) -> str:
+    if not m.pilot:
+        return ""
+    runs = next(iter(m.pilot.values()))[1]
+    each = ", ".join(f"sigma {s:g}: {ok}/{n} succeed, {far}/{n} read from afar" for s, (ok, n, far) in m.pilot.items())
+    return (f" The low-pass sigma was chosen by a pilot over all {runs} pairs with one seed each ({each}): the most "
+            f"successes, a tie going to the most read from afar; CS180's sigma 2 at 64 px is sigma "
+            f"{2 * 28 / 64:.2f} at 28 px.")
+
+
+def _hybrid_text(m: Sweeps) -> str:
+    k, S, c = m.hyb, len(m.picks["settings"]["seeds"]), m.ctrl
+    both, near, far = _view_rates(k, torch.ones(len(k.ok), dtype=torch.bool))
+    never, cells = _never(k)
+    sigma = m.picks["hybrid"]["sigma"]
+    easy = ", ".join(f"{p}/{q} ({float(m.base.hybrid[p, q]):.0%})" for p, q in m.easy_h)
+    return (f"Hybrid success = the image reads strictly as the high-pass label b up close AND, shrunk to "
+            f"{jd.AFAR_PX}x{jd.AFAR_PX} px ('from afar'), at least {jd.KNN_VOTE:.0%} of its {jd.KNN_K} nearest real "
+            f"training digits shrunk the same way are a's. The classifier is not asked about the small view: it reads "
+            f"{c.clf_small_one:.0%} of the real test digits that are not 1s as 1 once shrunk to {jd.AFAR_PX} px and "
+            f"scaled back; the neighbour vote reads {c.afar:.0%} of the {c.n} real test digits as their own digit at "
+            f"{jd.AFAR_PX} px, and {c.afar_one:.0%} of the non-1s as 1. Low-pass filter: Gaussian sigma {sigma:g} px, "
+            f"kernel {ed.hybrid_kernel(sigma)}.{_pilot_text(m)} Over the {cells} pairs x {S} seeds: {both} images "
+            f"succeed (up close alone {near}, from afar alone {far}); {cells - never} pairs succeed at least once and "
+            f"{never} never do. Plain samples of b read the same way pass in {_mean_off(m.base.hybrid):.0%} per pair "
+            f"on average. " + (f"Plain digits pass as {easy} (orange hatching); those pairs are not shown as examples."
+                               if easy else f"No pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."))
+
+
+def _mean_off(mat: torch.Tensor, skip=()) -> float:
+    """Mean of the measured (non-NaN) cells of mat, leaving out the pairs in skip."""
+    keep = ~torch.isnan(mat)
+    for p, q in skip:
+        keep[p, q] = False
+    return float(mat[keep].mean())
 
 
 def rates_page(a: PartA, m: Sweeps) -> Page:
     """The success of every pair as two heat maps (and their .csv / .npz), and what they say."""
-    s, A, H, k = a.settings, m.A, m.H, len(a.settings.illusion_seeds)
-    png = rate_panels([A, H], ["A.8 anagrams: upright a, rotated b", "A.9 hybrids: low-pass a, high-pass b"],
+    S, how = len(m.picks["settings"]["seeds"]), search_settings(m.picks)
+    png = rate_panels([m.ana.rate, m.hyb.rate], ["A.8 anagrams: upright a, rotated b",
+                                                 "A.9 hybrids: low-pass a, high-pass b"],
                       ["upright label a", "low-pass label a (read from afar)"],
                       ["label b (read rotated 180\u00b0)", "high-pass label b (read up close)"], a.fig_dir,
                       "cs180_illusion_rates", [[(ed.ROTATION_TRIVIAL, 0), (m.easy_a, 1)], [(m.easy_h, 1)]],
                       ["6/9, 9/6: trivial (a rotated 6 is a 9)",
-                       f"plain digits pass too (baseline \u2265 {ed.NEAR_TRIVIAL:.0%})"], k)
+                       f"plain digits pass too (baseline \u2265 {ed.NEAR_TRIVIAL:.0%})"], S)
     save_numbers(a.fig_dir, "cs180_illusion_rates",
-                 [dict(a=p, b=q, anagram=float(A[p, q]), hybrid=float(H[p, q]))
+                 [dict(a=p, b=q, anagram=float(m.ana.rate[p, q]), hybrid=float(m.hyb.rate[p, q]))
                   for p, q in zip(*map(torch.Tensor.tolist, ed.label_pairs(10)))],
-                 anagram=A.numpy(), hybrid=H.numpy())
-    cmd = (f"python benchmarks/mnist_editing.py --only illusions --seeds {' '.join(map(str, s.illusion_seeds))} "
-           f"--illusion-steps {s.illusion_steps}")
+                 anagram=m.ana.rate.numpy(), hybrid=m.hyb.rate.numpy())
+    keep = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(m.ana.t["a"], m.ana.t["b"])])
     return Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [Figure(
         png, "Two 10 by 10 heat maps of success rates over label pairs, anagrams left and hybrids right, each cell "
              "annotated; the diagonal is grey (not run); hatched cells mark the trivial 6/9 pairs and the pairs plain "
              "digits pass too.",
         "Figure. Success rate of every label pair: anagrams (left) and hybrids (right).")],
-                        f"A.8-A.9 Every ordered label pair a != b (90 pairs) x {k} seed{'s' if k > 1 else ''}, DDIM "
-                        f"with {s.illusion_steps} steps, w = {s.w:g}, each technique in one batch of "
-                        f"{len(m.anagrams.a)}; each cell is the success rate of one pair, by the metric classifier."
-                        f"\n\n{_anagram_text(m, k)}\n\n{_hybrid_text(m, k)}"
-                        f"\n\nThe same matrices are printed by: {cmd} (the same seeds, steps and batch); without "
-                        f"--seeds it measures 5 seeds per pair.",
-                        answers=f"Visual anagrams: {_mean_off(A, ed.ROTATION_TRIVIAL):.0%} of the 88 non-trivial "
-                                f"label pairs read as a upright and b rotated, against "
-                                f"{_mean_off(m.base.anagram, ed.ROTATION_TRIVIAL):.0%} for plain samples; 6/9 is "
-                                f"trivial and left out.\n\n"
-                                f"Hybrids: {_mean_off(H):.0%} of the 90 pairs read as the high-pass label up close and "
-                                f"the low-pass label from afar, against {_mean_off(m.base.hybrid):.0%} for plain "
-                                f"samples.")
+                        f"A.8-A.9 Every ordered label pair a != b (90 pairs) x {S} seed{'s' if S > 1 else ''}, "
+                        f"{how.steps} strided steps with the handout's noise (eta = {how.eta:g}), w = {how.w:g}; each "
+                        f"cell is the share of a pair's seeds that succeed. {_source(m)}.\n\n{_anagram_text(m)}\n\n"
+                        f"{_hybrid_text(m)}",
+                        answers=f"Visual anagrams: {_frac(m.ana.ok[keep])} images of the 88 non-trivial label pairs "
+                                f"({S} seed{'s' if S > 1 else ''} each) read strictly as a upright and as b rotated, against "
+                                f"{_mean_off(m.base.anagram, ed.ROTATION_TRIVIAL):.0%} for plain samples; 6/9 is trivial "
+                                f"and left out.\n\n"
+                                f"Hybrids: {_frac(m.hyb.ok)} images of the 90 pairs read strictly as the high-pass "
+                                f"label up close and as the low-pass label from afar ({jd.AFAR_PX} px), against "
+                                f"{_mean_off(m.base.hybrid):.0%} for plain samples.")
 
 
 # ============================================================ A.8 / A.9 examples
 class Examples(NamedTuple):
-    """The best pairs of the sweep drawn again with fresh seeds and more steps, and what the classifier reads
-    in each view: (upright, rotated) for anagrams, (up close, from afar) for hybrids."""
+    """The picked images drawn again from their seeds and read again: per image its pair, seed, views, pass."""
 
-    seeds: tuple
-    pairs: list  # the pairs (a, b), in rows
-    sweep: ed.PairSweep
-    views: tuple  # the two views of sweep.x, each (N, 1, 28, 28)
-    reads: tuple  # what the classifier reads in each view, each (N,)
+    a: torch.Tensor  # (N,)
+    b: torch.Tensor
+    seed: torch.Tensor
+    x: torch.Tensor  # (N, 1, 28, 28)
+    views: tuple  # anagram: upright, rotated; hybrid: up close (N, 1, 28, 28), from afar (N, 1, px, px) twice (the
+    #               second drawn enlarged)
+    reads: tuple  # what each view reads as: the classifier's label; from afar, the neighbours' majority; None: no caption
+    ok: torch.Tensor  # (N,) bool: passes the rule now
 
-    def ids(self, a: int, b: int) -> list[int]:
-        """The images of pair (a, b), one per seed."""
-        return [int(i) for i in ((self.sweep.a == a) & (self.sweep.b == b)).nonzero().flatten()]
+
+def _redraw(a: PartA, how: pk.SearchSettings, picked: list, anagram: bool, sigma: float):
+    pa = torch.tensor([p for p, _, seeds in picked for _ in seeds], dtype=torch.long)
+    pb = torch.tensor([q for _, q, seeds in picked for _ in seeds], dtype=torch.long)
+    seeds = torch.tensor([s for _, _, ss in picked for s in ss], dtype=torch.long)
+    gens = [torch.Generator().manual_seed(ed.pair_seed(int(s), int(p), int(q))) for s, p, q in zip(seeds, pa, pb)]
+    if not len(pa):
+        return pa, pb, seeds, torch.zeros(0, 1, 28, 28)
+    if anagram:
+        x = ed.visual_anagram(a.model, a.schedule, pa, pb, len(pa), how.w, how.steps, how.eta, gens).up
+    else:
+        x = ed.hybrid(a.model, a.schedule, pa, pb, ed.hybrid_kernel(sigma), sigma, len(pa), how.w, how.steps, how.eta, gens)
+    return pa, pb, seeds, x
 
 
 def measure_examples(a: PartA, m: Sweeps) -> tuple[Examples, Examples]:
-    """(anagrams, hybrids): the best anagram pairs and, last, the trivial 6/9 for comparison; the best hybrids."""
-    s = a.settings
-    seeds = tuple(EXAMPLE_SEED + j for j in range(s.example_seeds))
-    show_a = m.best_a + [(6, 9)]
-    ana = ed.anagram_sweep(a.model, a.schedule, seeds, s.w, a.example_steps, pairs=_pairs(show_a))
-    hyb = ed.hybrid_sweep(a.model, a.schedule, seeds, s.w, a.example_steps, pairs=_pairs(m.best_h))
-    views_a = (ana.x, ed.flip(ana.x))
-    views_h = (hyb.x, ed.gaussian_blur_denoise(hyb.x, ed.AFAR_SIGMA))
-    return (Examples(seeds, show_a, ana, views_a, tuple(a.read(v) for v in views_a)),
-            Examples(seeds, m.best_h, hyb, views_h, tuple(a.read(v) for v in views_h)))
+    """(anagrams, hybrids): the picked images drawn again and read again; the anagrams end with the trivial 6/9."""
+    how, sigma = search_settings(m.picks), float(m.picks["hybrid"]["sigma"])
+    trivial = pick_pairs(m.ana._replace(ok=m.ana.ok & (m.ana.t["a"] == 6) & (m.ana.t["b"] == 9)), [], 1)
+    out = []
+    for picked, anagram in ((m.best_a + trivial, True), (m.best_h, False)):
+        pa, pb, seeds, x = _redraw(a, how, picked, anagram, sigma)
+        if not len(x):  # nothing passed in the search: nothing to draw
+            none = torch.zeros(0, dtype=torch.long)
+            out.append(Examples(pa, pb, seeds, x, (x, x), (none, none), torch.zeros(0, dtype=torch.bool)))
+            continue
+        if anagram:
+            views = (x, ed.flip(x))
+            (p1, l1), (p2, l2) = a.judge.near(x, pa), a.judge.near(views[1], pb)
+            ok = jd.anagram_ok(p1, l1, p2, l2)
+            reads = (a.read(x), a.read(views[1]))
+        else:
+            small = stretched(jd.small_view(x))
+            views = (x, small, small)  # up close; from afar at its size; the same 8 px enlarged
+            (p1, l1), vote = a.judge.near(x, pb), a.judge.afar(x, pa)
+            ok = jd.hybrid_ok(p1, l1, vote)
+            reads = (a.read(x), a.judge.far.votes(x).argmax(1), None)
+        out.append(Examples(pa, pb, seeds, x, views, reads, ok))
+    return out[0], out[1]
 
 
-def _example_rows(ex: Examples, want, row_label) -> tuple[list, list, list]:
-    """(images, captions, row labels) of an examples grid: per pair, both views of each seed's image, captioned
-    with what the classifier reads and whether it is want(a, b)[view]."""
+def stretched(x: torch.Tensor) -> torch.Tensor:
+    """Each image (N, 1, H, W) stretched to the full range [-1, 1] (a small view is dim: thin strokes average out;
+    the eye adapts, and the neighbour reader's centred cosine does not see contrast)."""
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp(min=1e-6) * 2 - 1
+
+
+def _rows(ex: Examples, want, row_label) -> tuple[list, list, list]:
+    """(images, captions, row labels) of the images that pass now, two views each, one row per pair."""
     rows, caps, labels = [], [], []
-    for a, b in ex.pairs:
-        ids = ex.ids(a, b)
-        rows.append([v[i] for i in ids for v in ex.views])
-        caps.append([f"reads {int(r[i])} {_mark(int(r[i]) == w)}" for i in ids for r, w in zip(ex.reads, want(a, b))])
-        labels.append(row_label(a, b))
+    pairs = list(dict.fromkeys(zip(ex.a.tolist(), ex.b.tolist())))
+    for p, q in pairs:
+        ids = [i for i in range(len(ex.a)) if (int(ex.a[i]), int(ex.b[i])) == (p, q) and bool(ex.ok[i])]
+        if ids:
+            rows.append([v[i] for i in ids for v in ex.views])
+            caps.append([None if r is None else f"reads {int(r[i])} {TICK if int(r[i]) == w else CROSS}" for i in ids
+                         for r, w in zip(ex.reads, want(p, q))])
+            labels.append(row_label(p, q))
     return rows, caps, labels
 
 
+def _shown_words(ex: Examples, picked: list, kind: str) -> str:
+    """How many picked images pass again now, and how many pairs had any to pick."""
+    return (f"{_frac(ex.ok)} of the picked images pass again when drawn now from their seeds"
+            + ("" if len(picked) >= EXAMPLES else f"; only {len(picked)} {kind} pairs had a passing image to pick"))
+
+
 def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
-    k, steps, seeds = len(a.settings.illusion_seeds), a.example_steps, ex.seeds
-    trivial = lambda p, q: "\ntrivial: 6 rotated = 9" if (p, q) in ed.ROTATION_TRIVIAL else ""
-    rows, caps, labels = _example_rows(ex, lambda p, q: (p, q), lambda p, q: f"{p} upright,\n{q} rotated\n(sweep: "
-                                       f"{_sweep_frac(m.A, [(p, q)], k)})" + trivial(p, q))
-    cols = [c for s in seeds for c in (f"upright\nseed {s}", f"rotated 180\u00b0\nseed {s}")]
-    png = image_grid(rows, a.fig_dir, "cs180_anagram", labels, cols, captions=caps, cell=0.8, label_w=1.55)
-    nontriv = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(ex.sweep.a, ex.sweep.b)])
-    ok = (ex.reads[0] == ex.sweep.a) & (ex.reads[1] == ex.sweep.b)
-    best = m.best_a
+    S = len(m.picks["settings"]["seeds"])
+    triv = lambda p, q: "\ntrivial: 6 rotated = 9" if (p, q) in ed.ROTATION_TRIVIAL else ""
+    rows, caps, labels = _rows(ex, lambda p, q: (p, q), lambda p, q: f"{p} upright,\n{q} rotated\n(search: "
+                               f"{round(float(m.ana.rate[p, q]) * S)}/{S})" + triv(p, q))
+    cols = [c for _ in range(max((len(r) for r in rows), default=2) // 2) for c in ("upright", "rotated 180\u00b0")]
+    png = image_grid(rows or [[None]], a.fig_dir, "cs180_anagram", labels or [""], cols, captions=caps or [[None]],
+                     cell=0.8, label_w=1.55)
+    nontriv = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(ex.a, ex.b)], dtype=torch.bool)
+    shown = ", ".join(f"{p}/{q}" for p, q, _ in m.best_a) or "none"
     return Page.of_text("CS180 A.8: visual anagrams", [Figure(
         png, "Rows of visual anagrams, each shown upright and rotated, captioned with what the classifier reads in "
              "each view.", "Figure. Visual anagrams: one digit upright, another upside down.")],
                         f"A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
-                        f"180 degrees (Geng et al. 2024). Rows: the {len(best)} best non-trivial pairs of the sweep "
-                        f"(ties in its rate broken by the classifier's confidence; never a label with itself, never "
-                        f"6/9 or 9/6, never a pair plain digits pass), and last the trivial 6/9 for comparison, each "
-                        f"drawn again with {len(seeds)} fresh seeds ({', '.join(map(str, seeds))}, not the sweep's) "
-                        f"and {steps} steps. Each image is shown upright and rotated by 180 degrees, with what the "
-                        f"classifier reads ({TICK} = the label asked for in that view, {CROSS} = another); the row "
-                        f"label gives the pair's success in the sweep.\n\n"
-                        f"At 28x28 an anagram has few pixels to serve two digits: many that the classifier accepts are "
-                        f"blotchy, and the success rates here measure the classifier's reading, not how convincing the "
-                        f"illusion is to a person.",
-                        answers=f"Visual anagram examples: the {len(best)} best non-trivial label pairs of the sweep "
-                                f"({', '.join(f'{p}/{q}' for p, q in best)}), drawn again with {len(seeds)} fresh "
-                                f"seeds, read as a upright and as b rotated 180 degrees in {_frac(ok[nontriv])} "
-                                f"images, against {_sweep_frac(m.A, best, k)} in the sweep that picked them; the "
-                                f"trivial 6/9 in {_frac(ok[~nontriv])}.")
+                        f"180 degrees (Geng et al. 2024). Rows: the non-trivial pairs with the most successes in the "
+                        f"search (never a label with itself, 6/9, 9/6 or a pair plain digits pass; at most {PER_ROW} per "
+                        f"upright label), each with its best passing seeds, and last the trivial 6/9 for comparison. "
+                        f"The images are the search's, chosen because they pass: they show the best it found, not a "
+                        f"typical draw (the row label gives the pair's successes over its {S} seeds). They are drawn "
+                        f"again here and read again: {_shown_words(ex, m.best_a, 'anagram')}; only images that pass "
+                        f"now are shown, with what the classifier reads ({TICK} = the label asked for in that view).",
+                        answers=f"Visual anagram examples: the non-trivial pairs with the most successes over {S} seeds "
+                                f"({shown}); their picked images, drawn again, read strictly as a upright and as b "
+                                f"rotated in {_frac(ex.ok[nontriv])}, and the trivial 6/9 in {_frac(ex.ok[~nontriv])}.")
 
 
 def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
-    k, steps, seeds, best = len(a.settings.illusion_seeds), a.example_steps, ex.seeds, m.best_h
-    rows, caps, labels = _example_rows(ex, lambda p, q: (q, p), lambda p, q: f"low-pass {p},\nhigh-pass {q}\n(sweep: "
-                                       f"{_sweep_frac(m.H, [(p, q)], k)})")
-    cols = [c for s in seeds for c in (f"up close\nseed {s}", f"from afar\n(blur {ed.AFAR_SIGMA:g} px)")]
-    png = image_grid(rows, a.fig_dir, "cs180_hybrid", labels, cols, captions=caps, cell=0.8, label_w=1.3)
-    ok = (ex.reads[0] == ex.sweep.b) & (ex.reads[1] == ex.sweep.a)
+    S, sigma, px = len(m.picks["settings"]["seeds"]), m.picks["hybrid"]["sigma"], jd.AFAR_PX
+    rows, caps, labels = _rows(ex, lambda p, q: (q, p, None), lambda p, q: f"low-pass {p},\nhigh-pass {q}\n(search: "
+                               f"{round(float(m.hyb.rate[p, q]) * S)}/{S})")
+    pairs = max((len(r) for r in rows), default=3) // 3
+    cols = [c for _ in range(pairs) for c in ("up close", f"from afar\n({px}x{px} px)", f"the {px} px\nenlarged")]
+    png = image_grid(rows or [[None]], a.fig_dir, "cs180_hybrid", labels or [""], cols, captions=caps or [[None]],
+                     cell=0.8, label_w=1.3, scales=[1.0, px / 28, 1.0] * pairs)
+    shown = ", ".join(f"{p}/{q}" for p, q, _ in m.best_h) or "none"
     return Page.of_text("CS180 A.9: hybrid images", [Figure(
-        png, "Rows of hybrid images, each shown as made and blurred (as from afar), captioned with what the "
-             "classifier reads.", "Figure. Hybrid images: one digit up close, another from afar.")],
+        png, f"Rows of hybrid images, each shown at full size, as a small {px} by {px} pixel image (as from afar) and "
+             "that small image enlarged, captioned with what each view reads as.", "Figure. Hybrid images: one digit up close, another from afar.")],
                         f"A.9 Hybrids, eps = lowpass(eps(x, a)) + highpass(eps(x, b)) (Factorized Diffusion, Geng et "
-                        f"al. 2024; Gaussian low-pass, sigma {ed.HYBRID_SIGMA:g}, kernel {ed.HYBRID_KERNEL}). Rows: "
-                        f"the {len(best)} best pairs of the sweep, each labelled with its low-pass digit a (to be seen "
-                        f"from afar) and its high-pass digit b (to be seen up close), drawn again with fresh seeds "
-                        f"({', '.join(map(str, seeds))}) and {steps} steps; each image up close and blurred with sigma "
-                        f"{ed.AFAR_SIGMA:g} px ('from afar'), with what the classifier reads ({TICK} = the high-pass "
-                        f"label up close / the low-pass label from afar, {CROSS} = another).",
-                        answers=f"Hybrid image examples: the {len(best)} best low-pass / high-pass label pairs of the "
-                                f"sweep ({', '.join(f'{p}/{q}' for p, q in best)}), drawn again with {len(seeds)} "
-                                f"fresh seeds, read as the high-pass label up close and as the low-pass label from "
-                                f"afar in {_frac(ok)} images, against {_sweep_frac(m.H, best, k)} in the sweep that "
-                                f"picked them.")
+                        f"al. 2024; Gaussian low-pass, sigma {sigma:g} px). Rows: the pairs with the most successes in "
+                        f"the search (low-pass digit a, to be seen from afar; high-pass digit b, up close; never a pair "
+                        f"plain digits pass; at most {PER_ROW} per low-pass label), each with its best passing seeds. "
+                        f"'From afar' is the image shrunk to {px}x{px} px (area average), printed at that size (the same "
+                        f"pixel size as the full image) with its contrast stretched to the full range (look at it from "
+                        f"arm's length), and the same {px} px enlarged. Up close the caption is the classifier's "
+                        f"reading; from afar, the majority of its {jd.KNN_K} nearest real digits at {px} px. The images "
+                        f"are the search's best, chosen because they pass, not typical draws; drawn again here: "
+                        f"{_shown_words(ex, m.best_h, 'hybrid')}, and only images that pass now are shown.",
+                        answers=f"Hybrid image examples: the low-pass / high-pass pairs with the most successes over {S} "
+                                f"seeds ({shown}); their picked images, drawn again, read strictly as the high-pass "
+                                f"label up close and as the low-pass label from afar ({px} px) in {_frac(ex.ok)}.")

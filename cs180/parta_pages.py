@@ -63,9 +63,13 @@ def opening_page(model_path: str = REFERENCE, denoiser_path: Optional[str] = Non
          "digits, not 64x64 photos; 'a rocket' becomes 'a 7'."),
         ("Part B: as the handout, on MNIST itself, with its UNets (B.1 the single-step denoiser, B.2 the time- "
          "and class-conditioned DDPMs); the departures from its recipe are on each page and measured there."),
-        ("How it is measured: a small CNN trained on MNIST (the metric classifier, mnist/reference/"
-         "classifier.pt) reads every generated or edited digit; FLD is the Frechet distance in its features, "
-         "FID's analogue for MNIST. Every number is computed from the images when this report is made."),
+        ("How it is measured: a small CNN trained on clean MNIST digits (the metric classifier, mnist/reference/"
+         "classifier.pt) reads clean generated or edited digits, never noisy ones (those are judged by PSNR to the "
+         "clean digit); a digit seen from afar is read by its nearest real digits at the same small size; FLD is the "
+         "Frechet distance in the classifier's features, FID's analogue for MNIST. Every number is computed from the "
+         "images when this report is made, except part A's illusion search over every label pair and several seeds, "
+         "stored in cs180/parta_picks.json (python -m cs180.parta_picks); the images it picked are drawn and read "
+         "again here."),
     ]
     reproduce = ("How to reproduce: python visualize.py --problem cs180 --report cs180.pdf makes this report from the "
                  "shipped files (under 5 minutes on 2 CPU cores); each part alone: --problem cs180-a, cs180-b1 or "
@@ -80,14 +84,15 @@ def opening_page(model_path: str = REFERENCE, denoiser_path: Optional[str] = Non
 def pages(fig_dir: str, checkpoint: str = REFERENCE, settings: PartASettings = PartASettings()) -> list[Page]:
     """Make the part-A figures in fig_dir from the model at `checkpoint`; return one Page per section."""
     a = load_part_a(fig_dir, checkpoint, settings)
+    denoising, own = den.measure_denoising(a), edit.own_images()
     out = [den.forward_page(a, den.measure_forward(a)),
-           den.denoising_page(a, den.measure_denoising(a)),
-           den.progression_page(a, den.measure_progression(a)),
+           den.denoising_page(a, denoising),
+           den.progression_page(a, denoising),
            den.sampling_page(a, den.measure_sampling(a)),
            edit.sdedit_page(a, edit.measure_sdedit(a)),
-           edit.drawn_page(a, edit.measure_drawn(a)),
-           edit.inpainting_page(a, edit.measure_inpainting(a)),
-           edit.translation_page(a, edit.measure_translation(a))]
+           edit.drawn_page(a, edit.measure_drawn(a, own)),
+           edit.inpainting_page(a, edit.measure_inpainting(a, own)),
+           edit.translation_page(a, edit.measure_translation(a, own))]
     sweeps = ill.measure_sweeps(a)
     anagrams, hybrids = ill.measure_examples(a, sweeps)
     return out + [ill.rates_page(a, sweeps), ill.anagram_page(a, sweeps, anagrams), ill.hybrid_page(a, sweeps, hybrids)]

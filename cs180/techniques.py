@@ -42,12 +42,20 @@ from utils import (SamplerSettings, Schedule, WrappedPredictor, as_labels, ddim_
                    randn, sample)
 
 DEFAULT_STEPS = 40  # strided steps over T (stride 5 for T = 200); CS180 uses 33 over its T = 1000
-# CS180 uses kernel 33, sigma 2 at 64x64. At 28x28, over all 90 label pairs x 5 seeds (w = 4, DDIM-10; success =
-# read as the high-pass label and, blurred by sigma 2, as the low-pass one; python benchmarks/mnist_editing.py
-# --only hybrid-sigmas --hybrid-sigmas 1 1.5 2 2.5): sigma 1 / 1.5 / 2 / 2.5 gave high-pass up close 0.08 / 0.36 /
-# 0.63 / 0.79, low-pass from afar 0.82 / 0.64 / 0.42 / 0.25, success 0.06 / 0.21 / 0.25 / 0.18. Sigma 2, CS180's,
-# is the best of these (1.5 is 1.4 standard errors behind); the kernel reaches 3 sigma.
-HYBRID_KERNEL, HYBRID_SIGMA = 13, 2.0
+# The hybrids' Gaussian low-pass, in pixels of the 28x28 image. CS180 uses sigma 2 (kernel 33) at 64x64, which is
+# sigma 0.875 at 28x28. Chosen by python -m cs180.parta_picks's pilot over all 90 label pairs (one seed each, the
+# judge of cs180.parta_judges: read strictly as the high-pass digit up close AND as the low-pass digit at 8x8 px):
+# sigma 1 / 1.5 / 2 gave 1 / 4 / 0 successes of 90 on the shipped model; the report reads the sigma stored in
+# cs180/parta_picks.json, and tests/test_parta_claims.py checks this constant against it.
+HYBRID_SIGMA = 1.5
+
+
+def hybrid_kernel(sigma: float) -> int:
+    """The odd Gaussian kernel that reaches 3 sigma: 11 for sigma 1.5, 13 for sigma 2."""
+    return 2 * math.ceil(3 * sigma) + 1
+
+
+HYBRID_KERNEL = hybrid_kernel(HYBRID_SIGMA)
 IMAGE = (1, 28, 28)  # one MNIST image
 
 
@@ -427,7 +435,8 @@ def hybrid_sweep(model, schedule: Schedule, seeds: Sequence[int] = (0,), w: floa
     return PairSweep(a, b, s, x)
 
 
-AFAR_SIGMA = 2.0  # 'from afar': the classifier reads the image blurred by this Gaussian (px), as CS180's sigma 2
+AFAR_SIGMA = 2.0  # benchmarks/mnist_editing.py's 'from afar': the image blurred by this Gaussian (px). The report
+# does not use it: the classifier reads blurs as 1s; cs180.parta_judges reads an 8 px view by its nearest real digits
 
 
 def anagram_reads(read, x: torch.Tensor, up, down) -> torch.Tensor:

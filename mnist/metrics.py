@@ -8,7 +8,10 @@ classifier trained on the training split only:
       the same sample size, and FLD(pure noise vs test);
   (c) within-class spread: RMS distance to the class centroid, generated over real (test), per class
       (about 1: as diverse as real digits; well below 1: collapsed), plus the distance of each
-      generated digit to its nearest training image, against the same for test digits (copying).
+      generated digit to its nearest training image, against the same for test digits (copying);
+  (d) legibility (fit_legibility, legible): does an image read as a digit at all? The classifier must read it
+      strongly (largest logit) and it must lie as near a real digit of that class, in features and in pixels,
+      as real held-out digits do; calibrated on real test digits, so that noise, blurs and scribbles fail.
 
     python -m mnist.metrics              # the classifier the reports use, and its test accuracy
     python -m mnist.metrics --retrain    # train one afresh into runs/classifier/classifier.pt
@@ -28,6 +31,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 import torch.nn.functional as F
+from scipy import stats
+from torchvision.transforms.functional import gaussian_blur
 
 from runio.checkpoints import read_checkpoint
 from runio.cli import Parser, run_command
@@ -225,6 +230,121 @@ def score(x: torch.Tensor, y: torch.Tensor, clf: Classifier, data: MNISTData, se
     nn_test = nearest_distance(data.test_x, data.train_x).median().item()
     return Scores(n, hit.mean().item(), per_class, fld, frechet_distance(fit_gaussian(train_feats), test), fld_noise,
                   fld / fld_noise, spread.tolist(), spread.nanmean().item(), nn_gen, nn_test)
+
+
+# ================================================================= legibility
+LEGIBLE_QUANTILE = 0.015  # each of the judge's three tests turns away this share of the real digits that set it
+
+
+class Legibility(NamedTuple):
+    """A judge of "reads as a digit" (fit_legibility): an image passes when the classifier reads it strongly as
+    one digit (its largest logit at least logit_min), it lies as near a real training digit of that class as
+    real held-out digits do, in the classifier's 64 features (feature_max) and in pixels (pixel_max), and its ink
+    spans at least extent_min pixels (MNIST scales every digit to a 20-pixel box: a dot or a fragment is
+    smaller). The first three thresholds are the real digits' quantiles, the last the smallest real training
+    digit's span, so real handwriting passes and noise, blurs, fragments and scribbles fail."""
+
+    logit_min: float
+    feature_max: float
+    pixel_max: float
+    extent_min: float
+    bank_x: torch.Tensor  # (M, 784) real training digits in [-1, 1]: what "near a real digit" is measured against
+    bank_f: torch.Tensor  # (M, 64) their features
+    bank_y: torch.Tensor  # (M,) their labels
+    real_pass: float  # share of the held-out real test digits (not the ones that set the thresholds) that pass
+    n_real: int  # how many held-out real test digits that share is of
+    quantile: float
+
+
+class LegibilityScores(NamedTuple):
+    label: torch.Tensor  # (N,) the classifier's reading
+    logit: torch.Tensor  # (N,) its largest logit
+    feature: torch.Tensor  # (N,) feature distance to the nearest bank digit of that label
+    pixel: torch.Tensor  # (N,) pixel L2 distance to the nearest bank digit of that label
+    extent: torch.Tensor  # (N,) ink_extent
+
+
+def ink_extent(x: torch.Tensor) -> torch.Tensor:
+    """(N,) the larger side, in pixels, of the box around the ink (pixels above mid-grey) of x (N, 1, 28, 28)
+    in [-1, 1]; 0 for a blank image."""
+    ink = x.reshape(len(x), -1, x.shape[-1]) > 0  # (N, H, W)
+    side = lambda rows: torch.where(rows.any(1), rows.shape[1] - rows.flip(1).float().argmax(1) - rows.float().argmax(1),
+                                    torch.zeros(len(x), dtype=torch.long))
+    return torch.maximum(side(ink.any(2)), side(ink.any(1))).float()
+
+
+def first_per_class(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the first k images of each class, in class order."""
+    return torch.cat([(y == c).nonzero().flatten()[:k] for c in range(10)])
+
+
+@torch.no_grad()
+def legibility_scores(clf: Classifier, x: torch.Tensor, bank_x: torch.Tensor, bank_f: torch.Tensor,
+                      bank_y: torch.Tensor) -> LegibilityScores:
+    """The three numbers the judge reads, for x (N, 1, 28, 28) in [-1, 1]."""
+    label, feats = predict(clf, x)
+    logits = clf.head(feats)
+    flat = x.reshape(len(x), -1).float()
+    feature, pixel = torch.full((len(x),), float("inf")), torch.full((len(x),), float("inf"))
+    for c in label.unique().tolist():
+        mine, bank = label == c, bank_y == c
+        if bank.any():
+            feature[mine] = torch.cdist(feats[mine], bank_f[bank]).min(1).values
+            pixel[mine] = torch.cdist(flat[mine], bank_x[bank]).min(1).values
+    return LegibilityScores(label, logits.max(1).values, feature, pixel, ink_extent(x))
+
+
+def passes(judge: Legibility, s: LegibilityScores) -> torch.Tensor:
+    """(N,) bool: which scored images the judge reads as digits."""
+    return ((s.logit >= judge.logit_min) & (s.feature <= judge.feature_max) & (s.pixel <= judge.pixel_max)
+            & (s.extent >= judge.extent_min))
+
+
+def fit_legibility(clf: Classifier, data: MNISTData, quantile: float = LEGIBLE_QUANTILE, bank_per_class: int = 500,
+                   real_per_class: int = 100) -> Legibility:
+    """The judge for this classifier: the bank is the first bank_per_class training digits of each class; the
+    first real_per_class test digits of each class are split alternately, one half setting the thresholds (each
+    test turning away `quantile` of them) and the other measuring how many real digits pass (real_pass)."""
+    bank = first_per_class(data.train_y, bank_per_class)
+    bank_x, bank_y = data.train_x[bank].reshape(len(bank), -1).float(), data.train_y[bank]
+    bank_f = predict(clf, data.train_x[bank])[1]
+    real = first_per_class(data.test_y, real_per_class)
+    s = legibility_scores(clf, data.test_x[real], bank_x, bank_f, bank_y)
+    fit, held = torch.arange(0, len(real), 2), torch.arange(1, len(real), 2)
+    judge = Legibility(float(s.logit[fit].quantile(quantile)), float(s.feature[fit].quantile(1 - quantile)),
+                       float(s.pixel[fit].quantile(1 - quantile)), float(ink_extent(data.train_x[bank]).min()),
+                       bank_x, bank_f, bank_y, float("nan"), len(held), quantile)
+    held_s = LegibilityScores(*(v[held] for v in s))
+    return judge._replace(real_pass=float(passes(judge, held_s).float().mean()))
+
+
+def legible(judge: Legibility, clf: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the classifier's readings (N,), which images pass the judge (N,) bool) for x (N, 1, 28, 28) in [-1, 1]."""
+    s = legibility_scores(clf, x, judge.bank_x, judge.bank_f, judge.bank_y)
+    return s.label, passes(judge, s)
+
+
+def legibility_checks(judge: Legibility, clf: Classifier, data: MNISTData, n: int = 500, seed: int = 0) -> dict:
+    """Share of n images of each kind that pass the judge: uniform noise, test digits blurred (Gaussian, sigma 1
+    and 2 pixels) and test digits shrunk to half their size (a fragment's scale): what it must turn away."""
+    g = torch.Generator().manual_seed(seed)
+    x = data.test_x[:n]
+    half = torch.full_like(x, -1.0)
+    half[..., 7:21, 7:21] = F.avg_pool2d(x, 2)
+    kinds = {"noise": torch.rand((n, 1, 28, 28), generator=g) * 2 - 1, "blur 1": gaussian_blur(x, [9, 9], [1.0, 1.0]),
+             "blur 2": gaussian_blur(x, [9, 9], [2.0, 2.0]), "half size": half}
+    return {k: float(legible(judge, clf, v)[1].float().mean()) for k, v in kinds.items()}
+
+
+def fisher_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided p-value of Fisher's exact test: are k_a of n_a and k_b of n_b (independent sets) the same share?"""
+    return float(stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]])[1])
+
+
+def paired_p(a: torch.Tensor, b: torch.Tensor) -> float:
+    """McNemar's exact test (two-sided) of two pass/fail readings (bool (n,)) of the same seeds."""
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    return 1.0 if only_a + only_b == 0 else float(stats.binomtest(only_a, only_a + only_b).pvalue)
 
 
 def main(argv=None) -> int:

@@ -114,14 +114,16 @@ def test_problem5_frames_are_the_trajectory_figures_arrays(tmp_path, monkeypatch
     stills, steps = spy(monkeypatch, problem5, "plot_trajectory"), spy(monkeypatch, problem5, "image_frames")
     clf, _ = load_classifier(verbose=False)
     gif = str(tmp_path / "mnist_reverse.gif")
-    problem5.measure_trajectories(*tiny, clf, 1.0, 0, 10, "cpu", str(tmp_path / "t.png"), str(tmp_path / "f.png"), gif)
+    *_, numbers = problem5.measure_trajectories(*tiny, clf, 1.0, 0, 10, "cpu", str(tmp_path / "t.png"),
+                                                str(tmp_path / "f.png"), gif)
+    k = numbers["shown_trajectory_index"]  # the chain the still shows (problem5.shown_trajectory's rule)
     (traj_x, traj_x0, ts, shown, _), _ = stills[0]
     by_t = {s.t: s for s in steps[0][0][0]}
     assert set(shown) <= set(by_t) and shown == problem5.shown_times(T)
-    for t in shown:  # the still's column at t is digit 0 of the frame at t
+    for t in shown:  # the still's column at t is digit k of the frame at t
         i = int((ts == t).nonzero()[0])
-        np.testing.assert_array_equal(by_t[t].x[0], traj_x[i].numpy())
-        np.testing.assert_array_equal(by_t[t].x0_hat[0], traj_x0[i].numpy())
+        np.testing.assert_array_equal(by_t[t].x[k], traj_x[i].numpy())
+        np.testing.assert_array_equal(by_t[t].x0_hat[k], traj_x0[i].numpy())
     n, loop, size = gif_facts(gif)
     assert n == len(by_t) == T + 1 and loop == 0 and size < MAX_BYTES
 

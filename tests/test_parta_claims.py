@@ -1,0 +1,180 @@
+"""CS180 part A's claims are chosen by their numbers: each chooser is fed numbers on both sides of its line and
+its wording must flip (cs180.parta_judges, the part-A pages' choosers, the illusion search's rules), and the
+shipped illusion search must belong to the shipped model."""
+import os
+import types
+
+import pytest
+import torch
+
+from cs180 import parta_denoising as den
+from cs180 import parta_editing as edit
+from cs180 import parta_illusions as ill
+from cs180 import parta_judges as jd
+from cs180 import parta_picks as pk
+from cs180 import techniques as ed
+from cs180.parta_context import PartASettings
+from mnist.sample import REFERENCE
+from runio.checkpoints import file_sha256
+from utils import Trajectory, make_schedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ------------------------------------------------------------------ ties and rankings
+def test_compare_calls_a_tie_what_prints_the_same_or_lies_within_two_standard_errors():
+    g = torch.Generator().manual_seed(0)
+    base = 0.9 + 0.02 * torch.rand(20, generator=g, dtype=torch.float64)
+    assert jd.compare(base + 0.002, base, decimals=3) == 1  # constant gap: no spread, prints apart -> higher
+    assert jd.compare(base + 0.002, base, decimals=3, floor=0.005) == 0  # under the floor -> tie
+    noisy = base + 0.01 + 0.2 * torch.randn(20, generator=g, dtype=torch.float64)  # gap far inside 2 SE
+    assert jd.compare(noisy, base, decimals=3) == 0
+    assert jd.compare(base - 0.05, base, decimals=2) == -1
+    same_print = base + 0.001  # no spread, but prints the same at 2 decimals (0.91 and 0.91)
+    assert round(same_print.mean().item(), 2) == round(base.mean().item(), 2)
+    assert jd.compare(same_print, base, decimals=2) == 0 and jd.compare(same_print, base, decimals=4) == 1
+
+
+def test_order_and_best_words_name_a_tie_as_a_tie():
+    x = torch.linspace(0.90, 0.96, 20, dtype=torch.float64)
+    tied = {"one-step": x, "iterative": x + 0.0001, "blur": x - 0.3}
+    assert jd.best_words(jd.order(tied, 2, 0.005)) == "iterative and one-step tie"
+    apart = {"one-step": x, "iterative": x + 0.03, "blur": x - 0.3}
+    assert jd.best_words(jd.order(apart, 2, 0.005)) == "iterative"
+    assert jd.best_words(jd.order({"a": x, "b": x}, 2)) == "all tie"
+    assert jd.versus_words([1, 0, -1], "noise level") == "above at 1 of 3 noise levels, tied at 1, below at 1"
+    assert jd.versus_words([1], "noise level") == "above at 1 of 1 noise level"
+
+
+# ------------------------------------------------------------------ A.1 - A.4 pages
+def _context(tmp_path, ts=(50, 100, 150)):
+    sched = make_schedule(T=200)
+    x0 = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def no_noisy_reads(x):
+        raise AssertionError("the classifier was asked to read an image")
+
+    return types.SimpleNamespace(fig_dir=str(tmp_path), show=[0, 1, 2], x0=x0, y=torch.tensor([0, 3, 7]),
+                                 settings=PartASettings(ts=ts), schedule=sched, i_ts=list(range(200, -1, -5)),
+                                 read=no_noisy_reads, per=1)
+
+
+def _denoising(a, ssim_it_gap: float, read=(0, 3, 9)):
+    ts, n = sorted(a.settings.ts), len(a.x0)
+    base = torch.linspace(0.90, 0.96, n, dtype=torch.float64)
+    psnr = {t: dict(blur=base * 10, one=base * 20 + 1, it=base * 20) for t in ts}
+    ssim = {t: dict(blur=base - 0.3, one=base, it=base + ssim_it_gap) for t in ts}
+    out = {t: dict(blur=a.x0, one=a.x0, it=a.x0) for t in ts}
+    steps = torch.tensor([150, 100, 50, 0])
+    traj = Trajectory(steps, a.x0.expand(4, -1, -1, -1, -1), a.x0.expand(4, -1, -1, -1, -1))
+    return den.Denoising(ts, {t: 1.5 if t < ts[-1] else 2.0 for t in ts}, {t: a.x0 for t in ts}, out, psnr, ssim,
+                         traj, torch.tensor(read))
+
+
+def test_a2_a4_best_ssim_is_a_tie_when_both_print_the_same_and_the_answer_agrees(tmp_path):
+    a = _context(tmp_path)
+    tie = den.denoising_page(a, _denoising(a, 0.0001))
+    assert "SSIM, iterative and one-step tie best" in tie.text and "best SSIM iterative" not in tie.text
+    assert "in SSIM above at 0 of 3 noise levels, tied at 3" in tie.answers[2]  # the answer box says the same
+    apart = den.denoising_page(a, _denoising(a, 0.03))
+    assert "SSIM, iterative best" in apart.text and "in SSIM above at 3 of 3 noise levels" in apart.answers[2]
+
+
+def test_a4_uses_a2s_blur_sigma_and_says_what_the_chain_drew(tmp_path):
+    a = _context(tmp_path)
+    wrong = den.progression_page(a, _denoising(a, 0.0, read=(0, 3, 9)))
+    assert "blur (sigma 2)" in wrong.answers[1] and "A.2's sigma at this t (2)" in wrong.text  # sigma at t=150
+    assert "the 7 reads as a 9, the others as their own digit" in wrong.answers[0]
+    assert "not always the one it came from" in wrong.text
+    right = den.progression_page(a, _denoising(a, 0.0, read=(0, 3, 7)))
+    assert "each reads as its own digit" in right.answers[0] and "not always" not in right.text
+
+
+def test_a1_never_asks_the_classifier_about_noisy_images(tmp_path):
+    a = _context(tmp_path)
+    a.x0 = a.x0.repeat(4, 1, 1, 1)
+    page = den.forward_page(a, den.measure_forward(a))  # a.read raises if called
+    assert "PSNR of x_t" in page.text and "reads the true digit" not in page.text
+
+
+def test_falls_and_reads_words_flip():
+    assert den.falls_words([20.0, 15.0, 9.0]) == ": it falls at every step"
+    assert den.falls_words([20.04, 20.0, 9.0]) == ""  # falls, but prints 20.0 twice: not a fall on the page
+    assert den.reads_words([0, 3, 7], [0, 3, 7]) == "each reads as its own digit"
+    assert den.reads_words([1, 3, 9], [0, 3, 7]) == "the 0 reads as a 1, the 7 reads as a 9, the others as their own digit"
+
+
+def test_translation_says_steadily_only_when_the_share_never_rises():
+    assert edit._steadily({1: 1.0, 10: 0.9, 20: 0.1}, [1, 10, 20])
+    assert not edit._steadily({1: 1.0, 10: 0.5, 20: 0.6}, [1, 10, 20])
+    assert not edit._steadily({1: 0.5, 10: 0.5, 20: 0.5}, [1, 10, 20])
+
+
+# ------------------------------------------------------------------ the illusions' rules
+def test_strict_reading_needs_legibility_and_the_probability():
+    p, leg = torch.tensor([0.95, 0.95, 0.85]), torch.tensor([1.0, 0.0, 1.0])
+    assert jd.strict(p, leg).tolist() == [True, False, False]
+    assert jd.anagram_ok(p, leg, torch.tensor([0.99] * 3), torch.ones(3)).tolist() == [True, False, False]
+    assert jd.hybrid_ok(p, leg, torch.tensor([0.8, 0.8, 0.8])).tolist() == [True, False, False]
+    assert jd.hybrid_ok(p, leg, torch.tensor([0.7, 1.0, 1.0])).tolist() == [False, False, False]  # 7 of 10: not afar
+
+
+def test_the_neighbour_reader_reads_its_own_digits_and_small_views_are_small():
+    g = torch.Generator().manual_seed(0)
+    bank = torch.rand(30, 1, 28, 28, generator=g) * 2 - 1
+    labels = torch.arange(30) % 10
+    reader = jd.NeighbourReader(bank, labels, px=8, k=1)
+    assert (reader.votes(bank).argmax(1) == labels).all()
+    assert jd.small_view(bank).shape == (30, 1, 8, 8)
+    with pytest.raises(ValueError, match="at least k=10"):
+        jd.NeighbourReader(bank[:5], labels[:5])
+
+
+def _hyb_rows(passes: dict) -> list:
+    """Rows of HYBRID_FIELDS: for pair (a, b) -> list of (p_near, legible, vote_far) per seed."""
+    return [[a, b, s, p, l, v, 0.0] for (a, b), got in passes.items() for s, (p, l, v) in enumerate(got)]
+
+
+def test_the_pilot_chooses_the_sigma_with_the_most_successes_then_the_most_seen_from_afar():
+    ok, far_only, fail = (0.99, 1, 0.9), (0.5, 0, 0.9), (0.5, 0, 0.0)
+    pilot = {"1": _hyb_rows({(0, 1): [ok, far_only], (1, 2): [fail]}),
+             "2": _hyb_rows({(0, 1): [ok, ok], (1, 2): [fail]})}
+    assert pk.choose_sigma(pilot) == 2.0
+    pilot["1"] = _hyb_rows({(0, 1): [ok, fail], (1, 2): [fail]})  # one success each: the most read from afar wins
+    pilot["2"] = _hyb_rows({(0, 1): [ok, far_only], (1, 2): [fail]})
+    assert pk.choose_sigma(pilot) == 2.0
+    pilot["2"] = _hyb_rows({(0, 1): [ok, fail], (1, 2): [fail]})  # a full tie: the smaller sigma
+    assert pk.choose_sigma(pilot) == 1.0
+
+
+def test_examples_are_only_pairs_that_passed_best_first_and_never_excluded():
+    ok, fail = (0.99, 1, 0.9), (0.5, 0, 0.0)
+    rows = _hyb_rows({(0, 1): [ok, fail, fail], (2, 3): [ok, ok, fail], (4, 5): [fail] * 3, (6, 7): [ok] * 3})
+    k = ill.read_kind(rows, anagram=False)
+    picked = ill.pick_pairs(k, exclude=[(6, 7)], seeds_each=2)
+    assert [(a, b) for a, b, _ in picked] == [(2, 3), (0, 1)]  # (4, 5) never passed; (6, 7) excluded
+    assert picked[0][2] == [0, 1] and picked[1][2] == [0]  # only passing seeds
+    assert ill._never(k) == (1, 4) and ill._never(k, skip=[(4, 5)]) == (0, 3)  # of the pairs searched
+    one_row = _hyb_rows({(0, b): [ok] for b in range(1, 6)})
+    assert [p[:2] for p in ill.pick_pairs(ill.read_kind(one_row, False), [], 1)] == [(0, 1), (0, 2)]  # PER_ROW
+
+
+def test_the_stored_search_is_used_only_for_the_model_it_was_made_on(tmp_path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"weights")
+    picks = tmp_path / "p.json"
+    picks.write_text('{"model_sha256": "%s"}' % file_sha256(ckpt))
+    assert pk.stored_for(str(ckpt), str(picks)) is not None
+    ckpt.write_bytes(b"other weights")
+    assert pk.stored_for(str(ckpt), str(picks)) is None
+    assert pk.stored_for(str(ckpt), str(tmp_path / "none.json")) is None
+
+
+def test_the_shipped_search_belongs_to_the_shipped_model_and_chose_its_sigma_by_the_rule():
+    """Guards a swap of mnist/reference/model.pt without python -m cs180.parta_picks run again."""
+    picks = pk.load_picks()
+    assert picks is not None, "cs180/parta_picks.json is missing: run python -m cs180.parta_picks"
+    assert picks["model_sha256"] == file_sha256(REFERENCE), "parta_picks.json was made on another model.pt"
+    pilot = {k: v["rows"] for k, v in picks["hybrid"]["pilot"].items()}
+    assert pk.choose_sigma(pilot) == picks["hybrid"]["sigma"] == ed.HYBRID_SIGMA  # one value
+    assert os.path.getsize(pk.PICKS) < 200_000  # small, beside the code

