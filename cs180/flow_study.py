@@ -41,7 +41,7 @@ RUNS = {  # name -> (file in mnist/reference, objective, class run)
     "flow": ("flow_timecond.pt", "flow", False),
     "ddpm": ("timecond_budget.pt", "eps", False),
     "flow-class": ("flow_timecond_class.pt", "flow", True),
-    "ddpm-class": ("timecond_class.pt", "eps", True),
+    "ddpm-class": ("timecond_class_budget.pt", "eps", True),  # the 20-epoch D = 32 run replaced in issue 28, at epoch 10
 }
 
 

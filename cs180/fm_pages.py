@@ -265,7 +265,7 @@ def steps_figure(study: dict, fig_dir: str) -> str:
 def rows_figure(fig_dir: str, steps=(1, 2, 5, 50), seed: int = 0) -> str:
     """One sample of each digit (columns) from each class-conditioned run at a few step counts (rows)."""
     rows, labels, y = [], [], torch.arange(10)
-    for name, path in (("flow", FLOW_CLASS), ("DDPM", os.path.join(dn.SHIPPED, "timecond_class.pt"))):
+    for name, path in (("flow", FLOW_CLASS), ("DDPM", os.path.join(dn.SHIPPED, "timecond_class_budget.pt"))):
         run = tc.load_run(path)
         model = run.models[flow_study.EPOCH]
         for k in steps:

