@@ -431,15 +431,16 @@ def epochs_phrase(epochs: int) -> str:
 
 def b2_recipe(run: tc.Snapshots) -> str:
     """The run's recipe, each setting beside the handout's, in one sentence."""
-    cfg, threads, h = run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout()
+    cfg, threads, h, sec = run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(), run.info.get("seconds", float("nan"))
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
             f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over the run, "
             f"{epochs_phrase(cfg.epochs)}, "
             + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"
             + (", bf16 autocast in training (fp32 weights)" if cfg.bf16 else "")
-            + f": {len(run.losses):,} steps in {run.info.get('seconds', float('nan')) / 60:.0f} min on "
-            f"{threads} CPU thread{'s' if threads != 1 else ''}")
+            + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}"
+            + (f" (the longest that fitted the session: at {sec / len(run.losses):.1f} s a step the handout's {HANDOUT_EPOCHS} "
+               f"epochs would take {sec / cfg.epochs * HANDOUT_EPOCHS / 3600:.0f} h here)" if cfg.epochs < HANDOUT_EPOCHS else ""))
 
 
 def judge_line(ctx: B2) -> str:
@@ -498,7 +499,7 @@ def class_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, st
             f"training images. Recipe: {b2_recipe(run)}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
             f"classifier-free guidance, eps = eps_u + gamma (eps_c - eps_u), gamma = {gamma:g}. Rows: 4 "
             f"samples of each digit (columns) after each saved epoch, the same seeds every time; measured on all {n} "
-            f"samples ({n // 10} per digit): {per_epoch_line(m, True)}.{ema_line(run, m, True)} {judge_line(ctx)}")
+            f"samples ({n // 10} per digit): {per_epoch_line(m, True)}.{ema_line(run, m, True)} Legible: by the judge of B.2.1-2.3.")
     return "CS180 B.2.4-2.5: the class-conditioned UNet, guided", body, answers
 
 
