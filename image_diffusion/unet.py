@@ -182,18 +182,12 @@ class SelfAttention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(SelfAttention):
     """Linear attention (Shen et al. 2021, "Efficient attention"; as in denoising-diffusion-pytorch),
     residual: (B, C, H, W) -> same. Softmax over each query's features and over the keys' positions
     lets the keys and values be summed first, into a (C/heads x C/heads) context per head, so the
-    cost grows with H*W instead of (H*W)^2: affordable at 28x28, where a 784 x 784 map is not."""
-
-    def __init__(self, channels: int, groups: int, heads: int = 4):
-        super().__init__()
-        self.heads = heads
-        self.norm = nn.GroupNorm(groups, channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
+    cost grows with H*W instead of (H*W)^2: affordable at 28x28, where a 784 x 784 map is not. The
+    layers (norm, qkv, zero-initialised proj) are SelfAttention's; only the mixing differs."""
 
     def forward(self, x):
         B, C, H, W = x.shape
