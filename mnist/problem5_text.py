@@ -112,8 +112,11 @@ def formation_answer(n: dict) -> str:
     verdict = formation_verdict(n)
     tail = ("; the outline appears together and then sharpens, not stroke after stroke" if verdict == "All at once"
             else "")
-    rule = (f" (rule: all at once if these medians are at most {AT_ONCE_IQR * T:.0f} and {AT_ONCE_RANGE * T:.0f} "
-            f"steps, mostly at once if only the first is, part by part beyond {PARTLY_IQR * T:.0f})")
+    rule = (f" (rule, on the two medians: all at once if the middle half forms within {AT_ONCE_IQR * T:.0f} steps "
+            f"({AT_ONCE_IQR:g} T) and first to last within {AT_ONCE_RANGE * T:.0f} ({AT_ONCE_RANGE:g} T); mostly at once "
+            f"if only the middle half does; partly part by part if the middle half takes up to {PARTLY_IQR * T:.0f} "
+            f"steps ({PARTLY_IQR:g} T); part by part beyond. Here {n['patch_formed_iqr_within_digit_median']:.0f} and "
+            f"{n['patch_formed_range_within_digit_median']:.0f} steps)")
     return f"Part by part or all at once? {verdict}: {spans}{tail}{rule}."
 
 

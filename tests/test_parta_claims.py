@@ -155,6 +155,10 @@ def test_examples_are_only_pairs_that_passed_best_first_and_never_excluded():
     assert [(a, b) for a, b, _ in picked] == [(2, 3), (0, 1)]  # (4, 5) never passed; (6, 7) excluded
     assert picked[0][2] == [0, 1] and picked[1][2] == [0]  # only passing seeds
     assert ill._never(k) == (1, 4) and ill._never(k, skip=[(4, 5)]) == (0, 3)  # of the pairs searched
+    # shown only where a pair passes for a majority of its 3 seeds: (0, 1)'s single success is a lucky draw
+    assert ill.repeatable(k) == 2
+    assert [(a, b) for a, b, _ in ill.pick_pairs(k, [(6, 7)], 2, ill.repeatable(k))] == [(2, 3)]
+    assert ill._repeated(k) == 2 and ill._repeated(k, skip=[(6, 7)]) == 1
     one_row = _hyb_rows({(0, b): [ok] for b in range(1, 6)})
     assert [p[:2] for p in ill.pick_pairs(ill.read_kind(one_row, False), [], 1)] == [(0, 1), (0, 2)]  # PER_ROW
 

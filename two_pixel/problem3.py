@@ -201,9 +201,14 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
         + ("Much of the small-T error is the sampler's: " if ex[lo]["bridge"] > net[lo]["bridge"] / 2
            else "The small-T error is mostly the network's: ")
         + f"the exact noise predictor with the same T and noise puts {percent(ex[lo]['bridge'])} in the bridge at "
-          f"T = {lo}, and by the energy distance " + (f"the network adds clear error of its own at T = "
-                                                      f"{', '.join(map(str, worse))}." if worse else
-                                                      "the network adds no error beyond the sampler's at any T."))
+          f"T = {lo}, and by the energy distance " + (
+              "the network adds error of its own at T = " + ", ".join(
+                  f"{T} ({net[T]['energy_distance']:.4f} against the exact predictor's "
+                  f"{ex[T]['energy_distance']:.4f})" for T in worse)
+              + f": each gap is more than 5 times the distance between two sets of true draws "
+                f"({truth['energy_distance']:.4f}), the noise floor of the measure." if worse else
+              "the network adds no error beyond the sampler's at any T (no gap above 5 times the distance between "
+              f"two sets of true draws, {truth['energy_distance']:.4f})."))
     two = lambda r, k: f"{r[k + '_0']:.2f}/{r[k + '_1']:.2f}"
     columns = lambda r: [f"{r['majority_weight']:.3f}", percent(r["bridge"]), two(r, "core"),
                          f"{r['std_ratio_0']:.2f}/{r['std_ratio_1']:.2f}", f"{r['energy_distance']:.4f}"]
@@ -267,8 +272,8 @@ def shape_text(net: dict, ex: dict, ts: list) -> str:
     where = lambda r: ("all of them between the peaks" if r["bridge_between"] == 1 else
                        f"{percent(r['bridge_between'])} of them between the peaks")
     widened = all(net[lo][f"core_{j}"] - 1 > SIGNIFICANT * net[lo][f"core_se_{j}"] for j in (0, 1))
-    lead = ("Few steps do not widen the peaks; they leave a bridge of samples between them" if bridged(net[lo]) and
-            not widened else "Few steps widen the peaks" if widened else "Few steps change little")
+    lead = ("Few steps leave a bridge of samples between the peaks" if bridged(net[lo]) and not widened else
+            "Few steps widen the peaks" if widened else "Few steps change little")
     said = where(net[lo]) + "; " if net[lo]["bridge"] else ""
     return (f"{lead}: at T = {lo}, {percent(net[lo]['bridge'])} of the samples lie more than {CORE:g} sigma from both "
             f"centres ({said}truth {percent(TRUE_BRIDGE)}), while the cores (samples within {CORE:g} sigma of a centre) "

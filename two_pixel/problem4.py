@@ -283,10 +283,7 @@ def push_text(rows: list, ws: tuple) -> str:
         if se(b, ex) > 0 and abs(gap) > SIGNIFICANT * se(b, ex):
             verdict = (f"the exact predictor's is {ex['push_sigma']:+.2f} at w = {w1:g}, so the network "
                        + (f"falls short by {gap:.2f} sigma" if gap > 0 else f"pushes {-gap:.2f} sigma farther")
-                       + f" ({abs(gap) / se(b, ex):.0f} standard errors): "
-                       + ("a defect of the network against the exact predictor, not an effect of guidance" if gap > 0
-                          else "the excess is a defect of the network against the exact predictor, not an effect "
-                               "of guidance"))
+                       + f" ({abs(gap) / se(b, ex):.0f} standard errors) at the same w")
         else:
             verdict = f"as the exact predictor's ({ex['push_sigma']:+.2f} at w = {w1:g})"
         parts.append(f"for y = {y} it {trend}; {verdict}")
