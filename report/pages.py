@@ -191,7 +191,7 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
     """Where everything goes: each page's title, its answers, then its images at the page's width, then its
     text. An image that does not fit below what is already on the sheet moves to the top of the next sheet
     while the text goes on filling this one (as LaTeX floats figures); text that does not fit goes on
-    "(continued)" sheets. Images are never shrunk to make room for text (their fonts would shrink with
+    "(continued)" sheets, a paragraph whole where it fits on one sheet (no caption split across a break). Images are never shrunk to make room for text (their fonts would shrink with
     them); only an image taller than a whole sheet is scaled down.
 
     flow=False starts every page on a new sheet. flow=True starts a page on the sheet the previous one
@@ -236,6 +236,8 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
             while body and body[0][0] == "gap" and not placed_any:
                 body.pop(0)  # no blank space at the top of a sheet
             while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a sheet
+                if placed_any and body[0][0] != "gap" and not paragraph_fits(body, y):
+                    break  # a paragraph that fits a sheet is not split: it starts the next one
                 kind, line, lead = body.pop(0)
                 ops.append((kind, y, line, lead))
                 y -= line_height(kind)
@@ -248,6 +250,14 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
             y, title = new_sheet(), page.title + " (continued)"
         spans.append((first, len(sheets) - 1))
     return Sheets(sheets, spans)
+
+
+def paragraph_fits(body: list, y: float) -> bool:
+    """Whether the paragraph opening `body` fits whole below y, or could not fit whole on any sheet either
+    (then it is split where the sheet ends)."""
+    end = next((i for i, (kind, _, _) in enumerate(body) if kind == "gap"), len(body))
+    h = sum(line_height(kind) for kind, _, _ in body[:end])
+    return h <= y - MARGIN + 1e-9 or h > PAGE_H - 2 * MARGIN - TITLE_H
 
 
 def draw_sheet(ops: list):

