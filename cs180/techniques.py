@@ -435,22 +435,6 @@ def hybrid_sweep(model, schedule: Schedule, seeds: Sequence[int] = (0,), w: floa
     return PairSweep(a, b, s, x)
 
 
-AFAR_SIGMA = 2.0  # benchmarks/mnist_editing.py's 'from afar': the image blurred by this Gaussian (px). The report
-# does not use it: the classifier reads blurs as 1s; cs180.parta_judges reads an 8 px view by its nearest real digits
-
-
-def anagram_reads(read, x: torch.Tensor, up, down) -> torch.Tensor:
-    """Success of an anagram: `read` (images -> (N,) labels, e.g. the metric classifier) reads `up`
-    in x AND `down` in flip(x). Returns (N,) bool."""
-    return (read(x) == torch.as_tensor(up)) & (read(flip(x)) == torch.as_tensor(down))
-
-
-def hybrid_reads(read, x: torch.Tensor, low, high, afar: float = AFAR_SIGMA) -> torch.Tensor:
-    """Success of a hybrid: `read` reads the high-pass label `high` up close (x itself) AND the
-    low-pass label `low` from afar (x blurred by a Gaussian of sigma `afar` px). Returns (N,) bool."""
-    return (read(x) == torch.as_tensor(high)) & (read(gaussian_blur_denoise(x, afar)) == torch.as_tensor(low))
-
-
 def pair_matrix(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
     """Mean of `values` (N,) per pair: (num_classes, num_classes) float, row a, column b; NaN for a pair
     with no value (the diagonal of a sweep)."""
@@ -461,7 +445,7 @@ def pair_matrix(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_clas
 
 
 ROTATION_TRIVIAL = ((6, 9), (9, 6))  # off the diagonal, the pairs whose digits are each other's 180-degree rotation
-NEAR_TRIVIAL = 0.5  # a pair is trivial for the classifier when plain samples pass its test this often (plain_baselines)
+NEAR_TRIVIAL = 0.5  # a pair is trivial for the classifier when plain samples pass its test this often (parta_illusions.plain_baselines)
 
 
 class Baselines(NamedTuple):
@@ -473,44 +457,10 @@ class Baselines(NamedTuple):
     hybrid: torch.Tensor
 
 
-@torch.no_grad()
-def plain_baselines(model, schedule: Schedule, read, seeds: Sequence[int] = range(5), w: float = 4.0,
-                    steps: int = 10, afar: float = AFAR_SIGMA) -> Baselines:
-    """Plain class-conditional samples, len(seeds) per label (seeded pair_seed(seed, c, c), a seed no sweep
-    image uses), drawn like the sweeps (DDIM, `steps`, guidance w) and read by `read` the illusions' ways."""
-    C = model.num_classes
-    labels = torch.arange(C).repeat(len(seeds))
-    gens = [torch.Generator().manual_seed(pair_seed(s, c, c)) for s in seeds for c in range(C)]
-    how = SamplerSettings(w=w, timesteps=tuple(strided_timesteps(schedule.T, steps)))
-    x = sample(model, schedule, len(labels), labels.to(_device(model)), how, gens, shape=IMAGE)
-    up, rot, far = read(x).cpu(), read(flip(x)).cpu(), read(gaussian_blur_denoise(x, afar)).cpu()
-    a, b = label_pairs(C)
-    ana = torch.tensor([((up == i) & (rot == j))[labels == i].float().mean().item() for i, j in zip(a.tolist(), b.tolist())])
-    hyb = torch.tensor([((up == j) & (far == i))[labels == j].float().mean().item() for i, j in zip(a.tolist(), b.tolist())])
-    return Baselines(pair_matrix(ana, a, b, C), pair_matrix(hyb, a, b, C))
-
-
 def trivial_pairs(baseline: torch.Tensor, at_least: float = NEAR_TRIVIAL) -> list[tuple[int, int]]:
-    """The pairs (a, b), a != b, whose baseline (plain_baselines) is at least `at_least`."""
+    """The pairs (a, b), a != b, whose baseline (parta_illusions.plain_baselines) is at least `at_least`."""
     n = baseline.shape[0]
     return [(a, b) for a in range(n) for b in range(n) if a != b and float(baseline[a, b]) >= at_least]
-
-
-def best_pairs(matrix: torch.Tensor, k: int, exclude: Sequence[tuple[int, int]] = (),
-               tiebreak: Optional[torch.Tensor] = None, per_row: Optional[int] = None) -> list[tuple[int, int]]:
-    """The k pairs (a, b), a != b, with the highest value in `matrix` (NaN never), leaving out `exclude`;
-    ties go to the higher value in `tiebreak` (same shape, e.g. the classifier's confidence), then to the
-    smaller (a, b). per_row: at most this many pairs with the same a (so examples are not all one row)."""
-    n = matrix.shape[0]
-    tie = torch.zeros_like(matrix) if tiebreak is None else torch.nan_to_num(tiebreak, nan=-math.inf)
-    cells = [(a, b) for a in range(n) for b in range(n)
-             if a != b and (a, b) not in set(map(tuple, exclude)) and not math.isnan(float(matrix[a, b]))]
-    out, rows = [], [0] * n
-    for a, b in sorted(cells, key=lambda ab: (-float(matrix[ab]), -float(tie[ab]), ab)):
-        if len(out) < k and (per_row is None or rows[a] < per_row):
-            out.append((a, b))
-            rows[a] += 1
-    return out
 
 
 # ================================================================= measurements

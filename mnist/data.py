@@ -22,6 +22,7 @@ import struct
 import sys
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torchvision.datasets import MNIST
 
@@ -157,7 +158,6 @@ HELDOUT_PER_CLASS = 100
 def write_heldout(root: str, path: str, per_class: int = HELDOUT_PER_CLASS) -> None:
     """The first per_class test digits of each class from torchvision's MNIST under root, into path (.npz:
     x uint8 (N, 28, 28), y uint8 (N,), index int32 (N,), their positions in MNIST's test set)."""
-    import numpy as np
     raw = os.path.join(root, "MNIST", "raw")
     x = read_idx(os.path.join(raw, "t10k-images-idx3-ubyte"), 2051)
     y = read_idx(os.path.join(raw, "t10k-labels-idx1-ubyte"), 2049)
@@ -169,7 +169,6 @@ def write_heldout(root: str, path: str, per_class: int = HELDOUT_PER_CLASS) -> N
 def load_heldout(path: str = HELDOUT) -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped held-out MNIST test digits: x (N, 1, 28, 28) float32 in [-1, 1], y (N,) int64, in class
     order (HELDOUT_PER_CLASS of each)."""
-    import numpy as np
     try:
         with np.load(path) as f:
             x, y = torch.from_numpy(f["x"]), torch.from_numpy(f["y"]).long()

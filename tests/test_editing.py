@@ -16,7 +16,7 @@ from cs180.parta_pages import pages
 from mnist.checkpoint import save_model
 from mnist.model import build_model
 from report.pages import FIG_W
-from utils import SamplerSettings, guided_eps, make_schedule, q_sample, sample
+from utils import guided_eps, make_schedule, q_sample
 
 T = 10
 
@@ -304,40 +304,6 @@ def test_pair_matrix_means_per_pair_with_nan_where_untested():
     assert torch.isnan(m[0, 0]) and torch.isnan(m[2, 2]) and torch.isnan(m[3, 4])
 
 
-def test_best_pairs_never_picks_the_diagonal_an_excluded_or_an_untested_pair():
-    m = torch.full((10, 10), 0.1)
-    m.fill_diagonal_(1.0)
-    m[6, 9], m[9, 6], m[2, 5], m[1, 7], m[3, 3] = 1.0, 1.0, 0.9, 0.9, 1.0
-    m[4, 0] = float("nan")
-    assert ed.best_pairs(m, 2, ed.ROTATION_TRIVIAL) == [(1, 7), (2, 5)]  # ties: the smaller pair first
-    assert (4, 0) not in ed.best_pairs(m, 90)
-    sure = torch.zeros(10, 10)
-    sure[2, 5] = 0.8
-    assert ed.best_pairs(m, 2, ed.ROTATION_TRIVIAL, tiebreak=sure) == [(2, 5), (1, 7)]  # ties: the surer pair first
-    m[1, 2] = m[1, 3] = 0.95
-    assert ed.best_pairs(m, 3, ed.ROTATION_TRIVIAL) == [(1, 2), (1, 3), (1, 7)]
-    assert ed.best_pairs(m, 3, ed.ROTATION_TRIVIAL, per_row=2) == [(1, 2), (1, 3), (2, 5)]  # a third 1/x is skipped
-
-
-def test_plain_baselines_score_plain_samples_of_the_right_label(model, schedule):
-    """A fake classifier that reads 6 when the top-left pixel is brighter than the bottom-right one, else 9:
-    a plain sample passes 6/9 (read 6 upright, 9 rotated) iff its top-left pixel is the brighter, so the
-    baseline of 6/9 is that fraction among the plain 6s, of 9/6 the other fraction among the plain 9s, and
-    every other pair scores 0."""
-    read = lambda x: torch.where(x[:, 0, 0, 0] > x[:, 0, 27, 27], 6, 9)
-    base = ed.plain_baselines(model, schedule, read, seeds=(0, 1, 2), w=1.0, steps=2)
-    sixes = torch.cat([sample(model, schedule, 1, 6, SamplerSettings(w=1.0, timesteps=ed.strided_timesteps(T, 2)), shape=ed.IMAGE, generator=[torch.Generator().manual_seed(ed.pair_seed(s, 6, 6))]) for s in (0, 1, 2)])
-    assert base.anagram[6, 9] == pytest.approx((read(sixes) == 6).float().mean().item())
-    others = torch.ones(10, 10, dtype=torch.bool)
-    others[6, 9] = others[9, 6] = False
-    others.fill_diagonal_(False)
-    assert (base.anagram[others] == 0).all() and torch.isnan(base.anagram.diagonal()).all()
-    assert ed.trivial_pairs(base.anagram, 0.0) == [(a, b) for a in range(10) for b in range(10) if a != b]
-    m = torch.zeros(10, 10)
-    m[3, 5], m[7, 6], m[2, 2] = 0.6, 0.5, 1.0
-    assert ed.trivial_pairs(m) == [(3, 5), (7, 6)]
-
-
 @pytest.mark.parametrize("kind", ["anagram", "hybrid"])
 def test_a_pair_sweep_is_the_single_calls_batched(model, schedule, kind):
     """Image (a, b, seed) of the one-batch sweep is what visual_anagram / hybrid make for that pair alone
@@ -351,26 +317,6 @@ def test_a_pair_sweep_is_the_single_calls_batched(model, schedule, kind):
         alone = (ed.visual_anagram(model, schedule, a, b, 1, 1.0, 2, generator=g).up if kind == "anagram" else
                  ed.hybrid(model, schedule, a, b, n=1, w=1.0, steps=2, generator=g))
         assert torch.allclose(sweep.x[i:i + 1], alone, atol=1e-4)
-
-
-def test_anagram_success_needs_both_views():
-    """A fake classifier that reads the top-left pixel: the upright view shows x[0, 0], the rotated one x[27, 27]."""
-    read = lambda x: (x[:, 0, 0, 0] * 10).round().long()
-    x = torch.zeros(3, 1, 28, 28)
-    x[:, 0, 0, 0] = torch.tensor([0.2, 0.2, 0.3])  # upright reads 2, 2, 3
-    x[:, 0, 27, 27] = torch.tensor([0.5, 0.4, 0.5])  # rotated reads 5, 4, 5
-    assert ed.anagram_reads(read, x, 2, 5).tolist() == [True, False, False]
-
-
-def test_hybrid_success_needs_the_high_label_up_close_and_the_low_label_from_afar():
-    """A fake classifier that reads 1 in a sharp image and 7 in a smooth one: a checkerboard is 1 up
-    close and 7 after the sigma-2 blur ('from afar'); a flat image is 7 at both distances."""
-    read = lambda x: torch.where((x[:, 0, 1:, :] - x[:, 0, :-1, :]).abs().amax((1, 2)) > 0.5, 1, 7)
-    checker = ((torch.arange(28)[:, None] + torch.arange(28)[None, :]) % 2 * 2 - 1.0).reshape(1, 1, 28, 28)
-    flat = torch.zeros(1, 1, 28, 28)
-    assert ed.hybrid_reads(read, checker, low=7, high=1).item()
-    assert not ed.hybrid_reads(read, checker, low=1, high=7).item()
-    assert not ed.hybrid_reads(read, flat, low=7, high=1).item()
 
 
 # ------------------------------------------------------------------- RePaint resampling

@@ -230,7 +230,7 @@ def blocks(cfg: Settings, chains: Chains) -> list:
         f"What we observe: at t = {r50['t']} the estimated density is one round blob as wide as pure noise (std "
         f"{r50['std']:.2f} per pixel; exact q(x_t): {r50['std_exact']:.2f}). Going down to t = {r10['t']} it "
         f"contracts and splits into two lumps that move toward the two peaks, the larger holding "
-        f"{r10['majority_share']:.2f} of the chains (exact {r10['majority_share_exact']:.2f}). The learned density "
+        f"{r10['majority_share']:.3f} of the chains at t = {r10['t']} (exact {r10['majority_share_exact']:.3f}). The learned density "
         + match_text(rows) + ". The highlighted chain makes a large first step (x_T says little about where a chain "
           f"ends: the first step moves chains by {first_jump:.2f} on average), then drifts and commits to peak "
           f"{end_peak} only at t = {k_commit}; half of all {cfg.n} chains have committed to their final peak by "
