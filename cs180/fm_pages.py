@@ -231,11 +231,12 @@ def compare_answer(study: dict) -> str:
         return (f"{what} stays at or above 90 % of DDPM's {top}-step value ({level:.0%}) from {steps(k_f)} for flow "
                 f"matching (Euler) and {steps(k_d)} for DDPM (DDIM): {who}{dip_text}")
 
+    class_key, class_what = (key, "the " + what) if key == "legible" else ("agreement", "agreement")
     return (f"Flow matching against DDPM, each with its handout's recipe (flow: lr 1e-2, no EMA, Euler; DDPM: lr "
             f"1e-3, an EMA of the weights, DDIM; the class DDPM after epoch 10 of a 20-epoch decay) on the same UNet "
             f"(D = 32), batch 64, 12,800 digits and {study['runs']['flow']['optimiser_steps']:,} optimiser steps, "
             f"at {top} sampling steps: class-conditioned, {agree}, {sure_class}; unconditional, {sure}.\n\n"
-            f"Against the number of steps: class-conditioned, {reach('-class', 'agreement', 'agreement')}; "
+            f"Against the number of steps: class-conditioned, {reach('-class', class_key, class_what)}; "
             f"unconditional, {reach('', key, 'the ' + what)}.")
 
 
@@ -243,18 +244,20 @@ def steps_figure(study: dict, fig_dir: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(FIG_W, 3.1), layout="constrained")
     style = {"flow": ("#E69F00", "flow matching, Euler"), "ddpm": ("#0072B2", "DDPM, DDIM (eta 0)")}
     sure, what = sure_key(study)
-    for ax, key, runs, title in ((axes[0], "agreement", ("flow-class", "ddpm-class"), "class-conditioned, gamma = 5"),
+    for ax, key, runs, title in ((axes[0], sure, ("flow-class", "ddpm-class"), "class-conditioned, gamma = 5"),
                                  (axes[1], sure, ("flow", "ddpm"), "unconditional")):
         for name in runs:
             run = study["runs"][name]
             colour, label = style[name.split("-")[0]]
             half = [1.96 * math.sqrt(v * (1 - v) / study["n"]) for v in run[key]]  # 95 % interval of a share
             ax.errorbar(run["steps"], run[key], yerr=half, marker="o", ms=3, capsize=2, color=colour, label=label)
+            if "agreement" in run:  # dashed: the classifier's reading alone, which passes blurred mean digits
+                ax.plot(run["steps"], run["agreement"], ls="--", lw=0.9, color=colour, label=f"{label}: asked digit")
             if "full_chain" in run:
                 ax.scatter([run["full_chain"]["steps"]], [run["full_chain"][key]], marker="s", color=colour,
                            label=f"DDPM, full chain ({run['full_chain']['steps']} steps)")
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="sampling steps", title=title,
-               ylabel="agreement with the asked digit" if key == "agreement" else what.split(" (")[0])
+               ylabel=what.split(" (")[0])
         ax.set_xticks(run["steps"], [str(k) for k in run["steps"]])
         ax.minorticks_off()
         ax.legend(frameon=False, loc="lower right")
@@ -281,20 +284,22 @@ def compare_page(fig_dir: str, study: Optional[dict]) -> Page:
             f"No stored study in {flow_study.STUDY}: python -m cs180.flow_study writes one "
             "(runs/flow_study.json; copy it there).")) ])
     png, png_rows = steps_figure(study, fig_dir), rows_figure(fig_dir)
-    figs = [Figure(png, "Two panels of shares against sampling steps on a log axis: left the class-conditioned runs' "
-                        f"agreement with the asked digit, right the unconditional runs' {sure_key(study)[1]}; "
-                        "orange flow matching, blue DDPM.",
+    figs = [Figure(png, f"Two panels of shares against sampling steps on a log axis: the {sure_key(study)[1]} of the "
+                        "class-conditioned runs (left, with their agreement with the asked digit dashed) and of the "
+                        "unconditional runs (right); orange flow matching, blue DDPM.",
                    "Figure 1. Flow matching against DDPM at the same training budget, by sampling steps (with "
                    "guidance each step costs two network evaluations)."),
             Figure(png_rows, "Eight rows of ten digits, one per asked digit: flow matching after 1, 2, 5 and 50 Euler "
                              "steps, then DDPM after 1, 2, 5 and 50 DDIM steps.",
                    "Figure 2. The class-conditioned runs' samples at 1, 2, 5 and 50 steps (seeds 0-9, epoch 10).")]
     key, what = sure_key(study)
-    rows = "; ".join(f"{name}: " + ", ".join(f"{v:.1%}@{k}" for k, v in zip(r["steps"], r.get("agreement", r[key])))
-                     for name, r in study["runs"].items())
+    rows = "; ".join(f"{name}, {label}: " + ", ".join(f"{v:.1%}@{k}" for k, v in zip(r["steps"], r[field]))
+                     for name, r in study["runs"].items()
+                     for field, label in ((key, what.split(" (")[0]), ("agreement", "asked digit")) if field in r)
     body = (f"{study['n']} samples per point, the same seeds for every run and step count, read by the metric "
-            f"classifier (trained on clean digits). Class runs: agreement with the asked digit; unconditional: "
-            f"{what}. The four runs share the UNet (D = 32), batch 64, the same 12,800 training "
+            f"classifier (trained on clean digits) and its legibility judge. Every run: {what}; class runs also the "
+            f"agreement with the asked digit, which one Euler step of flow matching meets with the blurred mean image "
+            f"of the class (figure 2), so the counts of steps use the judge. The four runs share the UNet (D = 32), batch 64, the same 12,800 training "
             "digits and 2,000 optimiser steps; flow matching trains with the fall 2025 handout's lr 1e-2 and no EMA, "
             "DDPM with lr 1e-3 and an EMA (the class DDPM is the DDPM edition's class-conditioned run after its epoch "
             "10 of 20). Flow matching samples with k Euler steps, DDPM with DDIM over k steps (eta 0). These are "

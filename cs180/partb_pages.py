@@ -425,7 +425,8 @@ def b2_recipe(run: tc.Snapshots) -> str:
     """The run's recipe, each setting beside the handout's, in one sentence."""
     cfg, threads, h, sec = run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(), run.info.get("seconds", float("nan"))
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
-            f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over the run, "
+            f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over the run's {cfg.epochs} epochs"
+            + ("" if cfg.epochs == h.epochs else f" (the handout's over its {h.epochs})") + ", "
             f"{epochs_phrase(cfg.epochs)}, "
             + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"

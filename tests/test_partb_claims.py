@@ -87,9 +87,11 @@ def test_recipe_words_follow_the_config():
     text = pb.b2_recipe(short)
     assert "D = 64 (the handout's), batch 128 (the handout's), Adam lr 1e-3 (the handout's)" in text
     assert "trained 3 of the handout's 20 epochs, no EMA, on all 60,000 torchvision training digits" in text
+    assert "decayed by 0.1 over the run's 3 epochs (the handout's over its 20)" in text  # a faster decay, said
     small = types.SimpleNamespace(**{**vars(short), "config": tc.TimeCondConfig(num_classes=10, train_size=12800)})
     text = pb.b2_recipe(small)
     assert "D = 32 (handout 64), batch 64 (handout 128)" in text and "the handout's 20 epochs, EMA of the weights" in text
+    assert "over the run's 20 epochs," in text and "over its 20" not in text
 
 
 def test_b1_recipe_says_the_handouts_only_when_every_setting_is():
