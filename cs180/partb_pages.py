@@ -421,19 +421,26 @@ def epochs_phrase(epochs: int) -> str:
     return f"trained {epochs} epochs, {epochs - HANDOUT_EPOCHS} more than the handout's {HANDOUT_EPOCHS}"
 
 
+def trained_epochs(run: tc.Snapshots) -> int:
+    """The epochs a run trained: its config's, or fewer where it was stopped on that schedule (--stop-after)."""
+    return int(run.info.get("stopped_after") or run.config.epochs)
+
+
 def b2_recipe(run: tc.Snapshots) -> str:
     """The run's recipe, each setting beside the handout's, in one sentence."""
     cfg, threads, h, sec = run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(), run.info.get("seconds", float("nan"))
+    done = trained_epochs(run)
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
-            f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over the run's {cfg.epochs} epochs"
-            + ("" if cfg.epochs == h.epochs else f" (the handout's over its {h.epochs})") + ", "
-            f"{epochs_phrase(cfg.epochs)}, "
+            f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs"
+            + (" (the handout's schedule)" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
+            + (f"stopped after epoch {done} of that schedule (lr {lr_text(float(f'{cfg.lr * cfg.lr_decay ** (done / cfg.epochs):.2g}'))}"
+               f" by then): " if done < cfg.epochs else "") + f"{epochs_phrase(done)}, "
             + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"
             + (", bf16 autocast in training (fp32 weights)" if cfg.bf16 else "")
             + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}"
             + (f" (the longest that fitted the session: at {sec / len(run.losses):.1f} s a step the handout's {HANDOUT_EPOCHS} "
-               f"epochs would take {sec / cfg.epochs * HANDOUT_EPOCHS / 3600:.0f} h here)" if cfg.epochs < HANDOUT_EPOCHS else ""))
+               f"epochs would take {sec / done * HANDOUT_EPOCHS / 3600:.0f} h here)" if done < HANDOUT_EPOCHS else ""))
 
 
 def judge_line(ctx: B2) -> str:
@@ -521,9 +528,9 @@ def b2_page(ctx: B2, run: tc.Snapshots, m: B2Measured) -> Page:
     cfg, class_run, raw = run.config, bool(run.config.num_classes), m.raw
     kind, per_epoch = ("class-conditioned", 4) if class_run else ("time-conditioned", 1)
     if raw is not None and handout_recipe(cfg):  # the row label: short, at 7 pt beside 10 digits
-        raw = (*raw, "the handout's recipe" + (f",\n{cfg.epochs} epochs" if cfg.epochs != HANDOUT_EPOCHS else ""))
+        raw = (*raw, "the handout's recipe" + ("" if trained_epochs(run) == HANDOUT_EPOCHS else f",\n{trained_epochs(run)} epochs"))
     name = "cs180b2_class" if class_run else "cs180b2"
-    png_loss = loss_figure(run.losses, math.ceil(len(run.losses) / cfg.epochs), os.path.join(ctx.fig_dir, f"{name}_loss.png"),
+    png_loss = loss_figure(run.losses, math.ceil(len(run.losses) / trained_epochs(run)), os.path.join(ctx.fig_dir, f"{name}_loss.png"),
                            f"{kind} UNet, D={cfg.hidden}, T={cfg.T}, batch {cfg.batch_size}, {len(run.losses):,} steps",
                            "L2 loss per pixel", size=(FIG_W, 2.5))
     png = epochs_figure(m.samples["sampled"], per_epoch, os.path.join(ctx.fig_dir, f"{name}_epochs.png"), m.num,

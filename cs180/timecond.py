@@ -17,7 +17,8 @@ Everything else is the package's DDPM (utils.py): timesteps t = 1..T, the handou
 x0_hat clipped to the image range [-1, 1] (images are in [-1, 1] here, not part 1's [0, 1]).
 
     python -m cs180.timecond --handout --ema 0.999 --bf16 --threads 2   # the shipped B.2.1-2.3 run (67 min)
-    python -m cs180.timecond --classes --train-size 12800  # the shipped B.2.4-2.5 run: guidance gamma = 5
+    python -m cs180.timecond --handout --classes --stop-after 5 --threads 2  # the shipped B.2.4-2.5 run: the
+                                                           # handout's 20-epoch run to epoch 5 (gamma = 5)
     python -m cs180.timecond --handout                     # the handout's recipe: D = 64, batch 128, all digits, no EMA
     python -m cs180.timecond --add-samples RUN             # store 100 samples per snapshot in an existing run
     python -m cs180.timecond --handout --resume            # continue a stopped run from its last finished epoch
@@ -242,7 +243,7 @@ def losses_for(cfg: TimeCondConfig):
 def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConfig = TimeCondConfig(),
                    snapshot_epochs: Sequence[int] = SNAPSHOT_EPOCHS, progress: bool = False,
                    device="cpu", on_epoch=None, resume: Optional[dict] = None,
-                   init: Optional[dict] = None) -> TrainedDDPM:
+                   init: Optional[dict] = None, stop_after: Optional[int] = None) -> TrainedDDPM:
     """Train on x (N, 1, 28, 28) in [-1, 1] (labels y (N,) for the class model) with Adam and the
     handout's per-epoch exponential LR decay; keep the weights after each epoch in snapshot_epochs
     (on the CPU). The random numbers come from a CPU generator on every device, so a GPU run draws
@@ -253,7 +254,9 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
     the run so far and the `state` that continues it: train_timecond(..., resume=state) carries on from
     that epoch and ends with the same weights, losses and snapshots as a run that was never stopped
     (the batches, timesteps and noise all come from one generator, whose state is part of `state`).
-    init (init_state of a finished run) starts from its weights instead of random ones; resume wins over it."""
+    init (init_state of a finished run) starts from its weights instead of random ones; resume wins over it.
+    stop_after: end after this epoch, the learning rate decayed on cfg.epochs' schedule all the same: the first
+    epochs of the full run, exactly (a run too long for the machine, kept as far as it fits)."""
     cfg.validate()
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"x must be (N, 1, 28, 28) images in [-1, 1], got {tuple(x.shape)}")
@@ -310,7 +313,8 @@ def train_timecond(x: torch.Tensor, y: Optional[torch.Tensor], cfg: TimeCondConf
                      "snapshots": dict(snapshots), "raw": dict(raw), "seconds": elapsed()}
             on_epoch(TrainedDDPM(None, None, losses, snapshots, elapsed(), raw), state)
 
-    fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, cfg.epochs * steps_per_epoch,
+    epochs = min(cfg.epochs, stop_after or cfg.epochs)
+    fit(model, opt, epoch_batches(len(x), cfg.batch_size, g, device), loss_fn, epochs * steps_per_epoch,
         start=len(losses), losses=losses, ema=ema, hooks=FitHooks(after_step=after_step), progress=progress,
         desc=f"part B.2 {'flow matching' if cfg.objective == 'flow' else 'DDPM'} D={cfg.hidden}")
     final = ema.model if ema is not None else model
@@ -463,6 +467,10 @@ def build_parser() -> Parser:
     p.add_argument("--out", default="runs/timecond", help="folder for timecond.pt and its loss curve "
                    "timecond_loss.csv / .png (default runs/timecond); while "
                    "training, the run so far is kept in OUT/timecond.partial.pt after every epoch (for --resume)")
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="EPOCH", help="end after this epoch, "
+                   "with the learning rate on the full --epochs schedule: the first EPOCH epochs of that run, "
+                   "exactly, saved as a finished file (a run too long for the machine, kept as far as it fits; the "
+                   "report says so)")
     p.add_argument("--resume", action="store_true", help="continue the stopped run in OUT/timecond.partial.pt "
                    "from its last finished epoch (give the flags it was started with); the result is the run that "
                    "was never stopped")
@@ -518,8 +526,10 @@ def train_command(args, cfg: TimeCondConfig) -> int:
             raise OutputError(f"{partial_path} holds a stopped run; continue it with --resume (and the flags it was "
                               "started with), or replace it with --overwrite")
         data = load_mnist(download=True, verbose=not args.quiet)  # full MNIST when present or downloadable
-        epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= cfg.epochs} | {cfg.epochs})
-        info = dict(data_source=data.source, threads=args.threads, device=str(device),
+        last = min(cfg.epochs, args.stop_after or cfg.epochs)
+        epochs = sorted({e for e in SNAPSHOT_EPOCHS if e <= last} | {last})
+        stopped = {"stopped_after": last} if last < cfg.epochs else {}  # not in the config: a stopped run resumes
+        info = dict(data_source=data.source, threads=args.threads, device=str(device), **stopped,
                     pixel_stats=pixel_stats(subset(data.train_x, data.train_y, cfg.train_size, cfg.seed)[0]), **source)
 
         def with_losses(file, run, **more):  # the run file and its loss curve beside it: one set
@@ -528,7 +538,7 @@ def train_command(args, cfg: TimeCondConfig) -> int:
 
         run = train_timecond(data.train_x, data.train_y, cfg, epochs, progress=not args.quiet, device=device,
                              on_epoch=lambda run, state: with_losses(partial_path, run, finished=False, resume=state),
-                             resume=resume, init=init)
+                             resume=resume, init=init, stop_after=last)
         with_losses(path, run, finished=True)
         if os.path.exists(partial_path):
             os.remove(partial_path)

@@ -1,5 +1,6 @@
 """Fast tests of CS180 part B on MNIST: the B.1 denoiser's run files, the B.2 time-conditioned UNet
 (FCBlocks, optional class conditioning) and its DDPM, and the report pages, on tiny models."""
+import dataclasses
 import math
 import os
 
@@ -314,6 +315,21 @@ def test_a_stopped_b2_run_resumed_equals_one_never_stopped(tmp_path):
         assert sorted(got) == sorted(want) == [1, 3]
         assert all(torch.equal(got[e][k], v) for e in want for k, v in want[e].items())
     assert all(torch.equal(v, whole.model.state_dict()[k]) for k, v in resumed.model.state_dict().items())
+
+
+def test_stop_after_is_the_first_epochs_of_the_full_schedule_exactly(tmp_path):
+    """--stop-after E keeps the lr decaying on the full run's schedule: its losses and weights are the first E
+    epochs of the run that went on (a shorter --epochs decays faster and gives other weights)."""
+    x, y = images(24), torch.arange(24) % 10
+    cfg = tc.TimeCondConfig(hidden=4, T=10, num_classes=10, epochs=4, batch_size=8, lr=5e-3, ema=0.0)
+    seen = {}
+    whole = tc.train_timecond(x, y, cfg, (1, 2, 4), on_epoch=lambda run, state: seen.setdefault(state["epoch"], state))
+    part = tc.train_timecond(x, y, cfg, (1, 2), stop_after=2)
+    assert part.losses == whole.losses[:6] and sorted(part.snapshots) == [1, 2]
+    assert all(torch.equal(part.snapshots[2][k], v) for k, v in whole.snapshots[2].items())
+    assert all(torch.equal(v, seen[2]["model"][k]) for k, v in part.model.state_dict().items())
+    short = tc.train_timecond(x, y, dataclasses.replace(cfg, epochs=2), (1, 2))  # decays over 2: not the same run
+    assert short.losses[:3] == part.losses[:3] and short.losses[3:] != part.losses[3:]
 
 
 def test_b2_cli_resumes_a_stopped_run_and_refuses_to_drop_one(tmp_path, monkeypatch, capsys):

@@ -87,11 +87,18 @@ def test_recipe_words_follow_the_config():
     text = pb.b2_recipe(short)
     assert "D = 64 (the handout's), batch 128 (the handout's), Adam lr 1e-3 (the handout's)" in text
     assert "trained 3 of the handout's 20 epochs, no EMA, on all 60,000 torchvision training digits" in text
-    assert "decayed by 0.1 over the run's 3 epochs (the handout's over its 20)" in text  # a faster decay, said
+    assert "decayed by 0.1 over 3 epochs (the handout's over 20)" in text  # a faster decay, said
+    # the handout's schedule stopped after epoch 5 (--stop-after): its lr by then, and 5 of 20 epochs
+    stopped = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10), losses=[0.0] * 2345,
+                                    info={"threads": 2, "seconds": 4000.0, "data_source": "torchvision", "stopped_after": 5})
+    text = pb.b2_recipe(stopped)
+    assert ("decayed by 0.1 over 20 epochs (the handout's schedule), stopped after epoch 5 of that schedule (lr 5.6e-4 "
+            "by then): trained 5 of the handout's 20 epochs") in text
+    assert "the handout's 20 epochs would take 4 h here" in text
     small = types.SimpleNamespace(**{**vars(short), "config": tc.TimeCondConfig(num_classes=10, train_size=12800)})
     text = pb.b2_recipe(small)
     assert "D = 32 (handout 64), batch 64 (handout 128)" in text and "the handout's 20 epochs, EMA of the weights" in text
-    assert "over the run's 20 epochs," in text and "over its 20" not in text
+    assert "over 20 epochs (the handout's schedule), the handout's 20 epochs," in text and "stopped" not in text
 
 
 def test_b1_recipe_says_the_handouts_only_when_every_setting_is():

@@ -40,7 +40,7 @@ def test_shipped_denoiser_epoch1_is_its_command():
 
 SHIPPED_B2 = {  # the commands that made the shipped B.2 runs (mnist/reference/MODEL_CARD.md)
     tc.REFERENCE: tc.TimeCondConfig.handout(ema=0.999, bf16=True),  # ... --handout --ema 0.999 --bf16 --threads 2
-    tc.REFERENCE_CLASS: tc.TimeCondConfig.handout(num_classes=10, epochs=2),  # ... --handout --classes --epochs 2
+    tc.REFERENCE_CLASS: tc.TimeCondConfig.handout(num_classes=10),  # ... --handout --classes --stop-after 5 --threads 2
 }
 
 
