@@ -37,6 +37,19 @@ def test_problem1_changes_say_which_have_a_row_from_the_table():
     assert "the last weights: not measured in this run" in text
 
 
+def test_problem1_obstacle_a_is_chosen_by_the_handout_unet_row():
+    """The TA: 'missed the sample-quality targets' never said which; now the row's numbers against the default's."""
+    rows = departures_rows(**{"handout UNet": 0.9658, "default (this report)": 0.9954})
+    rows[1]["energy_vs_exact"], rows[0]["energy_vs_exact"] = 2.20, 1.25
+    text = problem1.obstacles_text(rows, 0.001)
+    assert text.startswith("Obstacles: (a) the handout's UNet gave worse samples (its row: 2.20x the exact predictor's "
+                           "energy distance against the default's 1.25x, 96.6 % within 5 sigma against 99.5 %)")
+    rows[1]["energy_vs_exact"] = 1.0
+    assert "gave worse samples on one measure" in problem1.obstacles_text(rows, 0.001)
+    rows[1]["within_5sigma"] = 0.999
+    assert "no worse on both measures" in problem1.obstacles_text(rows, 0.001)
+
+
 def test_problem1_names_the_linear_form_of_the_layers_by_the_measured_gap():
     c = TrainConfig()
     same = problem1.changes_text(c, departures_rows(), 1, 2e-7)
@@ -163,6 +176,10 @@ def test_problem3_names_the_network_s_own_error_only_above_the_energy_distance_f
     assert ("the network adds error of its own at T = 5, 10 (gaps over the exact predictor of 0.0043, 0.0017, "
             "each over 5 times the measure's floor, 0.0001 between two sets of true draws)") in answer
     assert "clear" not in answer
+    # whose bridge, per small T: at T = 5 the exact predictor's 10.1 % is much of the network's 13.2 %; at T = 10
+    # its 0.9 % is not half of 5.6 %: the network's own (the TA: 'much of the small-T error is the sampler's' held at T = 5 only)
+    assert ("puts 10.1 % in it at T = 5 (the network 13.2 %: much of it the sampler's); 0.9 % in it at T = 10 "
+            "(the network 5.6 %: mostly the network's)") in answer
     # a floor as large as the gaps: no error of the network's own is claimed
     answer = dict(problem3.blocks(Settings(), rows, {"energy_distance": 0.001}))["answer"]
     assert "the network adds no error beyond the sampler's at any T" in answer

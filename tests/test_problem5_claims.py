@@ -78,6 +78,14 @@ def test_attention_ratios_are_those_of_the_printed_times():
     assert txt.printed_ratio(9.96, 1.04) == pytest.approx(10.0 / 1.0)  # 9.96 prints as 10.0, 1.04 as 1.0
 
 
+def test_a_module_that_times_slower_to_remove_is_not_given_a_cost():
+    """The TA's build: 52 ms as built, 147 ms without the linear attention ("it costs x0.35") on a busy CPU."""
+    noisy = txt.attention_text(numbers(attention_ms=dict(built=52.0, without_linear=147.0, softmax_everywhere=900.0,
+                                                         reps=2, cheap_reps=9, batch=16)))
+    assert "no measurable cost" in noisy and "x0.35" not in noisy and "best of 9" in noisy
+    assert "it costs x1.30" in txt.attention_text(numbers())  # 52 vs 40 ms
+
+
 def test_attention_cost_times_the_variants_the_sentence_names():
     linear = MNISTUNet(T=10, channels=(8, 8, 16, 16), attention=("linear", "linear", True, True)).eval()
     cost = p5.attention_cost(linear, batch=2, reps=1)
@@ -191,6 +199,21 @@ def test_guidance_on_the_stored_seeds_flips_with_the_seed_to_seed_error():
     flat = txt.guidance_stats_text(numbers(stats=st))
     assert "buys no measurable agreement" in flat and "costs no measurable spread" in flat
     assert flat in txt.guidance_text(numbers(stats=st))
+
+
+def test_guidance_on_the_stored_seeds_has_a_binomial_floor_and_names_a_sampler_off_the_full_chain():
+    """The TA: 'SE 0.1 points' from 3 nearly equal seeds, and spreads from a sampler the page itself rejects."""
+    st = stats()
+    st["samplers"]["rows"]["dpm++10"] = dict(agreement=0.985, spread_ratio_mean=0.85, agreement_diff=-0.015,
+                                             agreement_diff_se=0.009, spread_diff=0.14, spread_diff_se=0.03,
+                                             sampler="dpm++ 10 steps")
+    st["fld"].update(agreement={"1": [0.967, 0.966, 0.967], "4": [0.994, 0.994, 0.995]},
+                     spread_ratio_mean={"1": [0.97, 0.97, 0.96], "4": [0.82, 0.82, 0.81]})
+    text = txt.guidance_stats_text(numbers(stats=st))
+    assert "SE 0.4 points" in text and "buys agreement (96.7% -> 99.4%" in text  # sqrt(.032/3000 + .006/3000)
+    assert "its spread runs +0.14 (SE 0.03) off the full chain's on the same seeds at w = 4" in text
+    st["samplers"]["rows"]["dpm++10"].update(spread_diff=0.01)  # within 2 SE: no caveat
+    assert "off the full chain" not in txt.guidance_stats_text(numbers(stats=st))
 
 
 def test_fld_says_whether_its_sampler_matches_the_full_chain():

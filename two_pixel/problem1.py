@@ -85,11 +85,21 @@ def loss_figure(cfg: Settings) -> str:
         return save_figure(fig, cfg.out, "problem1_loss")
 
 
-def blocks(cfg: Settings, c: TrainConfig, schedule, rows: list, k1_out: int, conv_gap: float) -> list:
-    """The answers (changes, obstacles, README), then the table of `departures` and the implementation."""
-    sq = float(schedule.alpha_bar[schedule.T].sqrt())
-    obstacles = (
-        "Obstacles: (a) the handout's UNet missed the sample-quality targets: its GroupNorms act on one pixel's "
+def obstacles_text(rows: list, sq: float) -> str:
+    """The obstacles met, (a) chosen by the handout UNet's row of the table against the default's; sq is
+    sqrt(alpha_bar_T)."""
+    by = {r["model"]: r for r in rows}
+    d, h = by["default (this report)"], by.get("handout UNet")
+    worse = (f" (its row: {h['energy_vs_exact']:.2f}x the exact predictor's energy distance against the default's "
+             f"{d['energy_vs_exact']:.2f}x, {percent(h['within_5sigma'])} within 5 sigma against "
+             f"{percent(d['within_5sigma'])})" if h else "")
+    verdict = ("gave worse samples" if h is None or (h["energy_vs_exact"] > d["energy_vs_exact"] and
+                                                     h["within_5sigma"] < d["within_5sigma"]) else
+               "gave samples no worse on both measures" if (h["energy_vs_exact"] <= d["energy_vs_exact"] and
+                                                             h["within_5sigma"] >= d["within_5sigma"]) else
+               "gave worse samples on one measure")
+    return (
+        f"Obstacles: (a) the handout's UNet {verdict}{worse}: its GroupNorms act on one pixel's "
         "features, and GroupNorm(32) over 64 channels reduces pairs of numbers to about +-1; removed (1). (b) Far "
         f"strays from the first reverse step: sqrt(alpha_bar_T) = {sq:.2g}, so x0_hat multiplies an eps error by "
         f"{1 / sq:.0f}; clipped (4). (c) Weak unconditional samples: more label dropout (3). (d) Kernel 1 cannot "
@@ -97,7 +107,12 @@ def blocks(cfg: Settings, c: TrainConfig, schedule, rows: list, k1_out: int, con
         "waiting for a core): one thread per process, models trained in parallel processes, embeddings computed "
         "once per distinct (t, y), layers as matrix products (6). (f) scipy's gaussian_kde smeared each peak toward "
         "the other: an isotropic kernel with a cross-validated bandwidth, whose own error problem 2 measures.")
-    table = [f"{'model (one change from the default)':33} majority  within 5 sigma  std ratio 0/1  energy  x exact  steps"]
+
+
+def blocks(cfg: Settings, c: TrainConfig, schedule, rows: list, k1_out: int, conv_gap: float) -> list:
+    """The answers (changes, obstacles, README), then the table of `departures` and the implementation."""
+    obstacles = obstacles_text(rows, float(schedule.alpha_bar[schedule.T].sqrt()))
+    table = [f"{'model (change from the default)':33} majority  within 5 sigma  std ratio 0/1  energy  x exact  steps"]
     table += [f"{a['model']:33} {a['majority_weight']:8.3f}  {a['within_5sigma']:14.4f}  {a['std_ratio_0']:6.2f} /"
               f"{a['std_ratio_1']:5.2f}  {a['energy_distance']:.4f}  {a['energy_vs_exact']:7.2f}  {a['train_steps'] or '-':>5}"
               for a in rows]

@@ -192,16 +192,16 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
     net = {r["T"]: r for r in rows if r["predictor"] == "network"}
     ex = {r["T"]: r for r in rows if r["predictor"] == "exact"}
     ts = list(cfg.ts)
-    lo = ts[0]
     gaps = {T: net[T]["energy_distance"] - ex[T]["energy_distance"] for T in ts}
     tol = max(5 * truth["energy_distance"], 2e-4)  # 5x the distance between two sets of true draws
     worse = [T for T in ts if gaps[T] > tol]
     answer = (
         f"What we observe in the final distribution: {weights_text(net, ex, ts)} {shape_text(net, ex, ts)} "
-        + ("Much of the small-T error is the sampler's: " if ex[lo]["bridge"] > net[lo]["bridge"] / 2
-           else "The small-T error is mostly the network's: ")
-        + f"the exact noise predictor with the same T and noise puts {percent(ex[lo]['bridge'])} in the bridge at "
-          f"T = {lo}, and by the energy distance " + (
+        + "Whose is the bridge: the exact noise predictor with the same T and noise puts "
+        + "; ".join(f"{percent(ex[T]['bridge'])} in it at T = {T} (the network {percent(net[T]['bridge'])}: "
+                    + ("much of it the sampler's)" if ex[T]["bridge"] > net[T]["bridge"] / 2 else "mostly the network's)")
+                    for T in ts[:2])
+        + ", and by the energy distance " + (
               f"the network adds error of its own at T = {', '.join(map(str, worse))} (gaps over the exact predictor "
               f"of {', '.join(f'{gaps[T]:.4f}' for T in worse)}, each over 5 times the measure's floor, "
               f"{truth['energy_distance']:.4f} between two sets of true draws)." if worse else
