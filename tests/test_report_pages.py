@@ -79,3 +79,21 @@ def test_a_paragraph_that_fits_a_sheet_is_never_split_and_a_longer_one_is():
     # a paragraph taller than a sheet still flows from the first sheet on
     ops = layout_sheets([Page.of_text("Problem 1: text", [], words(60) + "\n\n" + words(12000))]).ops
     assert len(ops) >= 2 and len(lines(ops[0])) > 20
+
+
+def test_the_last_figure_keeps_its_explaining_paragraph_and_text_never_runs_ahead_of_a_figure(tmp_path):
+    """The TA: figures on one sheet, the paragraph that explains them on the next (A.5-A.6, B.2.4)."""
+    words = lambda n: " ".join(f"z{i}" for i in range(n))
+    tall, mid = tmp_path / "tall.png", tmp_path / "mid.png"
+    plt.imsave(tall, np.zeros((500, 1000)))  # 0.5 FIG_W: about 3.7 in
+    plt.imsave(mid, np.zeros((300, 1000)))  # about 2.2 in
+    page = Page.of_text("Problem 1: figures", [Figure(str(tall), "a"), Figure(str(tall), "b"), Figure(str(mid), "c")],
+                        words(500))  # a paragraph of about 25 lines: it and the third figure do not fit below two
+    ops = layout_sheets([page]).ops
+    kinds = [[op[0] for op in sheet] for sheet in ops]
+    assert kinds[0].count("image") == 2 and "text" not in kinds[0]  # the third figure moved, and the text waits
+    assert kinds[1][:3] == ["title", "image", "text"]  # ... with it, its paragraph right below
+    # a single figure under answers moves with its paragraph too, when both fit on a sheet
+    alone = Page("Problem 1: one", [Figure(str(tall), "a")], [("answer", words(700)), ("text", words(500))])
+    first, second = [[op[0] for op in sheet] for sheet in layout_sheets([alone]).ops][:2]
+    assert "image" not in first and second[:3] == ["title", "image", "text"]
