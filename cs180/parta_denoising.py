@@ -265,9 +265,11 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                      "cs180_sampling", [f"label, w = {g:g}" + (" (CFG)" if g else "") for j in shown for g in drawn],
                      [f"label {c}" for c in range(10)], cell=0.62)
     counts = torch.bincount(m.u_read, minlength=10)
+    kinds = int((torch.bincount(m.u_read[m.legible[None]], minlength=10) > 0).sum())  # among the legible only
     k_un = min(10, len(uncond))
     png_u = image_grid([list(uncond[:k_un])], a.fig_dir, "cs180_unconditional", ["no label\n(null token)"],
-                       captions=[[f"reads {int(r)}" for r in m.u_read[:k_un]]], cell=0.62)
+                       captions=[[f"reads {int(r)}" if ok else "fails" for r, ok in zip(m.u_read[:k_un], m.legible[None])]],
+                       cell=0.62)
     same_noise = (m.u_read == labels).float().mean().item()
     gif = sampling_animation(m.guided, os.path.join(a.fig_dir, "cs180_sampling.gif"), w)
     figures = [Figure(png, f"A grid of generated digits: columns ask for labels 0 to 9; rows alternate w = 0 and "
@@ -275,8 +277,8 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                            "samples are legible.",
                       f"Figure 1. Sampling per label from pure noise, without (w = 0) and with guidance (w = {w:g})."),
                Figure(png_u, f"One row of {k_un} digits sampled with no label, each captioned with what the "
-                             f"classifier reads in it; {int((~m.legible[None][:k_un]).sum())} of them fail the "
-                             "legibility judge.",
+                             f"classifier reads in it, or 'fails' where it fails the legibility judge "
+                             f"({int((~m.legible[None][:k_un]).sum())} of them).",
                       "Figure 2. Samples with the null label (the empty prompt)."),
                Figure(gif, f"Animation: ten digits 0 to 9 forming from noise over {steps} strided steps with "
                            "guidance; the noisy x_t on the left, the predicted clean x0_hat on the right.",
@@ -301,6 +303,5 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         "standard errors).",
                         answers=f"Guidance: asking for each digit, {agree[w]:.0%} of {len(labels)} samples show it with "
                                 f"CFG (gamma = {1 + w:g}), {agree[0.0]:.0%} without (gamma = 1).\n\n"
-                                f"Without a label (the empty prompt): {_n(int((counts > 0).sum()), 'different digit')} "
-                                f"appear in {len(uncond)} samples; {n_leg[None]}/{N} are legible, against "
-                                f"{n_leg[w]}/{N} with guidance.")
+                                f"Without a label (the empty prompt): {n_leg[None]}/{N} samples are legible, against "
+                                f"{n_leg[w]}/{N} with guidance; the legible ones show {_n(kinds, 'different digit')}.")

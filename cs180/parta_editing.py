@@ -216,7 +216,8 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
         "Figure. Inpainting test digits and own images: the kept pixels, and the masked part filled in three ways.")],
                         f"A.7.2 Inpainting (RePaint, {a.inpaint_steps} strided steps, w = {w:g}): mask = 1 regenerates "
                         f"the top half; after every step the bottom half is overwritten with the original noised to the "
-                        f"new t. Kept pixels equal the original exactly: {m.exact}. On {len(x0)} test digits, the "
+                        f"new t. The kept pixels {'equal the original exactly' if m.exact else 'differ from the original'}. "
+                        f"On {len(x0)} test digits, the "
                         f"classifier reads the true label y, asked for y, in {_frac(r_inp == y)}; asked for another "
                         f"label, y+1, it reads y+1 in {_frac(r_other == target)} (and still y in "
                         f"{_frac(r_other == y)}).\n\n"
@@ -261,7 +262,8 @@ def measure_translation(a: PartA, own: list) -> Translation:
     to = (y_own + TRANSLATE_OFFSET) % 10
     own_edited = {i: ed.translate(a.model, a.schedule, x_own, to, i, s.w, s.steps, s.eta,
                                   generators(s.seed, len(own), 6)) for i in s.i_starts}
-    return Translation(j, edited, reads, {i: (r == torch.arange(10)).float().mean().item() for i, r in reads.items()},
+    other = torch.arange(10) != a.y[j]  # the 9 targets that are not the source's own label
+    return Translation(j, edited, reads, {i: (r == torch.arange(10))[other].float().mean().item() for i, r in reads.items()},
                        own, y_own, to, own_edited, {i: a.read(x) for i, x in own_edited.items()})
 
 
@@ -294,7 +296,7 @@ def translation_page(a: PartA, m: Translation) -> Page:
         "Figure 2. Every own image translated towards another label.")],
                         f"A.7.3 Class-conditional translation (SDEdit with the target label as the prompt, w={w:g}). "
                         f"Figure 1: a test {digit} towards each label, read as the target in " +
-                        ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + " of the 10 targets" +
+                        ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + f" of the 9 targets other than {digit}" +
                         (": the less noise (larger i_start), the more of the source survives." if fewer else
                          " (not falling steadily with i_start at this sample size).") +
                         f"\n\nFigure 2: each own image (A.7.1's) towards another label, (its digit + "
@@ -303,7 +305,8 @@ def translation_page(a: PartA, m: Translation) -> Page:
                         ", ".join(f"{own_count(i)} at i_start={i}" for i in i_starts) +
                         (": the less noise, the fewer reach it." if _steadily(own_hit, asc) else "."),
                         answers=f"Text-conditional translation: a test {digit} edited with each of the 10 labels as "
-                                f"the prompt (w = {w:g}) is read as the target label in {hit[asc[0]]:.0%} at i_start = "
+                                f"the prompt (w = {w:g}) is read as the target label, over the 9 labels other than its "
+                                f"own, in {hit[asc[0]]:.0%} at i_start = "
                                 f"{asc[0]} (most noise) and {hit[asc[-1]]:.0%} at i_start = {asc[-1]} (least noise)"
                                 + (": the less noise, the fewer edits reach the target." if fewer else ".")
                                 + f" The {K} own images, each translated to another label, reach it in "

