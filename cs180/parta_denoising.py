@@ -169,11 +169,11 @@ def denoising_page(a: PartA, m: Denoising) -> Page:
                                 f"{', '.join(f'{m.sigma[t]:g} at t={t}' for t in ts)}, picked for PSNR) gives "
                                 f"{per_t('blur')} on {n} test digits.\n\n"
                                 f"One-step (A.3): removing the network's noise estimate in one pass gives "
-                                f"{per_t('one')}: against the blur, in PSNR {p_vs('one', 'blur')}; in SSIM "
+                                f"{per_t('one')}: against the blur, PSNR {p_vs('one', 'blur')}; SSIM "
                                 f"{s_vs('one', 'blur')}.\n\n"
                                 f"Iterative (A.4): the strided chain from t down to 0 gives {per_t('it')}: against "
-                                f"one-step, in PSNR {p_vs('it', 'one')}; in SSIM {s_vs('it', 'one')}. Against the blur, "
-                                f"in PSNR {p_vs('it', 'blur')}; in SSIM {s_vs('it', 'blur')}.")
+                                f"one-step, PSNR {p_vs('it', 'one')}; SSIM {s_vs('it', 'one')}. Against the blur, "
+                                f"PSNR {p_vs('it', 'blur')}; SSIM {s_vs('it', 'blur')}.")
 
 
 def progression_page(a: PartA, m: Denoising) -> Page:

@@ -159,9 +159,12 @@ def best_words(groups: Sequence[Sequence[str]]) -> str:
 
 
 def versus_words(signs: Sequence[int], noun: str) -> str:
-    """'above at 2 of 3 noise levels, tied at 1' from compare()'s signs over several settings."""
-    n, up, tie, down = len(signs), sum(s > 0 for s in signs), sum(s == 0 for s in signs), sum(s < 0 for s in signs)
-    parts = [f"above at {up} of {n} {noun}{'s' if n != 1 else ''}"]
-    parts += [f"tied at {tie}"] if tie else []
-    parts += [f"below at {down}"] if down else []
-    return ", ".join(parts)
+    """'higher at all 3 noise levels', or 'higher at 2 and tied at 1 of the 3 noise levels', from compare()'s
+    signs over several settings."""
+    n, nouns = len(signs), f"{noun}{'s' if len(signs) != 1 else ''}"
+    counts = [(sum(s > 0 for s in signs), "higher"), (sum(s == 0 for s in signs), "tied"), (sum(s < 0 for s in signs), "lower")]
+    for k, word in counts:
+        if k == n:
+            return f"{word} at {'all ' if n > 1 else 'the '}{n if n > 1 else ''}{' ' if n > 1 else ''}{nouns}"
+    parts = [f"{word} at {k}" for k, word in counts if k]
+    return f"{', '.join(parts[:-1])} and {parts[-1]} of the {n} {nouns}"

@@ -42,8 +42,10 @@ def test_order_and_best_words_name_a_tie_as_a_tie():
     apart = {"one-step": x, "iterative": x + 0.03, "blur": x - 0.3}
     assert jd.best_words(jd.order(apart, 2, 0.005)) == "iterative"
     assert jd.best_words(jd.order({"a": x, "b": x}, 2)) == "all tie"
-    assert jd.versus_words([1, 0, -1], "noise level") == "above at 1 of 3 noise levels, tied at 1, below at 1"
-    assert jd.versus_words([1], "noise level") == "above at 1 of 1 noise level"
+    assert jd.versus_words([1, 0, -1], "noise level") == "higher at 1, tied at 1 and lower at 1 of the 3 noise levels"
+    assert jd.versus_words([1], "noise level") == "higher at the noise level"
+    assert jd.versus_words([-1, -1, -1], "noise level") == "lower at all 3 noise levels"
+    assert jd.versus_words([0, -1, 0], "noise level") == "tied at 2 and lower at 1 of the 3 noise levels"
 
 
 # ------------------------------------------------------------------ A.1 - A.4 pages
@@ -75,9 +77,9 @@ def test_a2_a4_best_ssim_is_a_tie_when_both_print_the_same_and_the_answer_agrees
     a = _context(tmp_path)
     tie = den.denoising_page(a, _denoising(a, 0.0001))
     assert "SSIM, iterative and one-step tie best" in tie.text and "best SSIM iterative" not in tie.text
-    assert "in SSIM above at 0 of 3 noise levels, tied at 3" in tie.answers[2]  # the answer box says the same
+    assert "SSIM tied at all 3 noise levels" in tie.answers[2]  # the answer box says the same
     apart = den.denoising_page(a, _denoising(a, 0.03))
-    assert "SSIM, iterative best" in apart.text and "in SSIM above at 3 of 3 noise levels" in apart.answers[2]
+    assert "SSIM, iterative best" in apart.text and "SSIM higher at all 3 noise levels" in apart.answers[2]
 
 
 def test_a4_uses_a2s_blur_sigma_and_says_what_the_chain_drew(tmp_path):
