@@ -56,7 +56,7 @@ def reads_words(read: list, true: list) -> str:
     wrong = [(t, r) for r, t in zip(read, true) if r != t]
     if not wrong:
         return "each reads as its own digit"
-    said = ", ".join(f"the {t} reads as a {r}" for t, r in wrong)
+    said = ", ".join(f"the {t} reads as {'an' if r == 8 else 'a'} {r}" for t, r in wrong)
     return said + ("" if len(wrong) == len(read) else ", the others as their own digit")
 
 
@@ -264,8 +264,8 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
     png = image_grid([[drawn[g][c * per + j] for c in range(10)] for j in shown for g in drawn], a.fig_dir,
                      "cs180_sampling", [f"label, w = {g:g}" + (" (CFG)" if g else "") for j in shown for g in drawn],
                      [f"label {c}" for c in range(10)], cell=0.62)
-    counts = torch.bincount(m.u_read, minlength=10)
-    kinds = int((torch.bincount(m.u_read[m.legible[None]], minlength=10) > 0).sum())  # among the legible only
+    legible_counts = torch.bincount(m.u_read[m.legible[None]], minlength=10)  # what the legible samples show
+    kinds = int((legible_counts > 0).sum())
     k_un = min(10, len(uncond))
     png_u = image_grid([list(uncond[:k_un])], a.fig_dir, "cs180_unconditional", ["no label\n(null token)"],
                        captions=[[f"reads {int(r)}" if ok else "fails" for r, ok in zip(m.u_read[:k_un], m.legible[None])]],
@@ -292,9 +292,10 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         f"eps_u + (1 + w)(eps_c - eps_u), CS180's gamma = 1 + w).\n\n"
                         f"Bottom: the same {len(uncond)} noises with no label at all (label {null}, the null token the "
                         f"model was trained on by label dropout: CS180's empty prompt, w = 0), {k_un} shown with what "
-                        f"the classifier reads. Without a label the model picks the digit itself: read as " +
-                        ", ".join(f"{c}: {int(counts[c])}" for c in range(10) if counts[c]) +
-                        f" ({int((counts > 0).sum())} distinct digits in {len(uncond)} samples); from the same noise it "
+                        f"the classifier reads. Without a label the model picks the digit itself: its legible samples "
+                        f"read as " + ", ".join(f"{c}: {int(legible_counts[c])}" for c in range(10) if legible_counts[c]) +
+                        f" ({kinds} distinct digits in {int(m.legible[None].sum())} legible samples of {len(uncond)}); "
+                        f"from the same noise it "
                         f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Legible (mnist.metrics' judge: "
                         f"the classifier reads it strongly, and it lies as near a real digit of that class as real "
                         f"held-out digits do): {n_leg[None]}/{N} without a label, {n_leg[0.0]}/{N} with a label at "

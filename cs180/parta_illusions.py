@@ -192,25 +192,32 @@ def _repeated(k: Kind, skip=()) -> int:
     return sum(n >= repeatable(k) for p, n in passes.items() if p not in set(map(tuple, skip)))
 
 
+def _kept(k: Kind, skip) -> torch.Tensor:
+    """(N,) bool: the search's images whose pair is not in `skip`."""
+    skip = set(map(tuple, skip))
+    return torch.tensor([(int(p), int(q)) not in skip for p, q in zip(k.t["a"], k.t["b"])], dtype=torch.bool)
+
+
 def _view_rates(k: Kind, keep: torch.Tensor) -> tuple[str, str, str]:
     return _frac(k.ok[keep]), _frac(k.first[keep]), _frac(k.second[keep])
 
 
 def _anagram_text(m: Sweeps) -> str:
     k, rot, S = m.ana, ed.ROTATION_TRIVIAL, len(m.picks["settings"]["seeds"])
-    keep = torch.tensor([(int(p), int(q)) not in rot for p, q in zip(k.t["a"], k.t["b"])])
+    skip = list(rot) + list(m.easy_a)  # neither trivial nor passed by plain digits: the pairs an illusion must make
+    keep = _kept(k, skip)
     both, up, down = _view_rates(k, keep)
-    never, cells = _never(k, rot)
+    never, cells = _never(k, skip)
     easy = ", ".join(f"{p}/{q} ({float(m.base.anagram[p, q]):.0%})" for p, q in m.easy_a
                      if float(m.base.anagram[p, q]) >= ed.NEAR_TRIVIAL)
     return (f"Anagram success = the upright image reads strictly as a AND its 180-degree rotation strictly as b. "
             f"A strict reading: mnist.metrics' legibility judge passes the view as that digit (read strongly, and as "
             f"near a real digit of that class as real held-out digits are) and the classifier gives it p >= "
             f"{jd.STRICT_P:g}, so the runner-up has at most {1 - jd.STRICT_P:.1f}. Real test digits pass it in "
-            f"{m.ctrl.strict:.0%} of {m.ctrl.n}. Over the {cells} non-trivial pairs x {S} seeds: {both} images "
-            f"succeed (upright alone {up}, rotated alone {down}); {cells - never} pairs succeed at least once "
-            f"({_repeated(k, rot)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of a ({BASELINE_SEEDS} per label, no anagram) read the same way pass "
-            f"in {_mean_off(m.base.anagram, rot):.0%} per pair on average. 6/9 and 9/6 (red hatching) are trivial: "
+            f"{m.ctrl.strict:.0%} of {m.ctrl.n}. Over the {cells} pairs neither trivial nor hatched x {S} seeds: {both} "
+            f"images succeed (upright alone {up}, rotated alone {down}); {cells - never} pairs succeed at least once "
+            f"({_repeated(k, skip)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of a ({BASELINE_SEEDS} per label, no anagram) read the same way pass "
+            f"in {_mean_off(m.base.anagram, skip):.0%} per pair on average over those pairs. 6/9 and 9/6 (red hatching) are trivial: "
             f"a 6 rotated is a 9 (plain 6s pass as 6/9 in {float(m.base.anagram[6, 9]):.0%}); as anagrams they pass "
             f"{_frac(k.ok[~keep])}. " + (f"Plain digits also pass as {easy}; those pairs and their reverses (b/a, "
                                          "the same figure turned over) are hatched orange and not shown as examples."
@@ -230,8 +237,8 @@ def _pilot_text(m: Sweeps) -> str:
 
 def _hybrid_text(m: Sweeps) -> str:
     k, S, c = m.hyb, len(m.picks["settings"]["seeds"]), m.ctrl
-    both, near, far = _view_rates(k, torch.ones(len(k.ok), dtype=torch.bool))
-    never, cells = _never(k)
+    both, near, far = _view_rates(k, _kept(k, m.easy_h))
+    never, cells = _never(k, m.easy_h)
     sigma = m.picks["hybrid"]["sigma"]
     easy = ", ".join(f"{p}/{q} ({float(m.base.hybrid[p, q]):.0%})" for p, q in m.easy_h)
     return (f"Hybrid success = the image reads strictly as the high-pass label b up close AND, shrunk to "
@@ -242,7 +249,7 @@ def _hybrid_text(m: Sweeps) -> str:
             f"{jd.AFAR_PX} px, and {c.afar_one:.0%} of the non-1s as 1. Low-pass filter: Gaussian sigma {sigma:g} px, "
             f"kernel {ed.hybrid_kernel(sigma)}.{_pilot_text(m)} Over the {cells} pairs x {S} seeds: {both} images "
             f"succeed (up close alone {near}, from afar alone {far}); {cells - never} pairs succeed at least once "
-            f"({_repeated(k)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of b read the same way pass in {_mean_off(m.base.hybrid):.0%} per pair "
+            f"({_repeated(k, m.easy_h)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of b read the same way pass in {_mean_off(m.base.hybrid, m.easy_h):.0%} per pair "
             f"on average. " + (f"Plain digits pass as {easy} (orange hatching); those pairs are not shown as examples."
                                if easy else f"No pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."))
 
@@ -269,7 +276,8 @@ def rates_page(a: PartA, m: Sweeps) -> Page:
                  [dict(a=p, b=q, anagram=float(m.ana.rate[p, q]), hybrid=float(m.hyb.rate[p, q]))
                   for p, q in zip(*map(torch.Tensor.tolist, ed.label_pairs(10)))],
                  anagram=m.ana.rate.numpy(), hybrid=m.hyb.rate.numpy())
-    keep = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(m.ana.t["a"], m.ana.t["b"])])
+    skip_a = list(ed.ROTATION_TRIVIAL) + list(m.easy_a)
+    keep, n_a, n_h = _kept(m.ana, skip_a), _never(m.ana, skip_a)[1], _never(m.hyb, m.easy_h)[1]
     return Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [Figure(
         png, "Two 10 by 10 heat maps of success rates over label pairs, anagrams left and hybrids right, each cell "
              "annotated; the diagonal is grey (not run); hatched cells mark the trivial 6/9 pairs and the pairs plain "
@@ -279,13 +287,14 @@ def rates_page(a: PartA, m: Sweeps) -> Page:
                         f"{how.steps} strided steps with the handout's noise (eta = {how.eta:g}), w = {how.w:g}; each "
                         f"cell is the share of a pair's seeds that succeed. {_source(m)}.\n\n{_anagram_text(m)}\n\n"
                         f"{_hybrid_text(m)}",
-                        answers=f"Visual anagrams: {_frac(m.ana.ok[keep])} images of the 88 non-trivial label pairs "
-                                f"({S} seed{'s' if S > 1 else ''} each) read strictly as a upright and as b rotated, against "
-                                f"{_mean_off(m.base.anagram, ed.ROTATION_TRIVIAL):.0%} for plain samples; 6/9 is trivial "
-                                f"and left out.\n\n"
-                                f"Hybrids: {_frac(m.hyb.ok)} images of the 90 pairs read strictly as the high-pass "
-                                f"label up close and as the low-pass label from afar ({jd.AFAR_PX} px), against "
-                                f"{_mean_off(m.base.hybrid):.0%} for plain samples.")
+                        answers=f"Visual anagrams: {_frac(m.ana.ok[keep])} images of the {n_a} label pairs that are "
+                                f"neither trivial (6/9) nor passed by plain digits (hatched) ({S} seed{'s' if S > 1 else ''} "
+                                f"each) read strictly as a upright and as b rotated, against "
+                                f"{_mean_off(m.base.anagram, skip_a):.0%} for plain samples.\n\n"
+                                f"Hybrids: {_frac(m.hyb.ok[_kept(m.hyb, m.easy_h)])} images of the {n_h} pairs not passed by "
+                                f"plain digits read strictly as the high-pass label up close and as the low-pass label "
+                                f"from afar ({jd.AFAR_PX} px), against {_mean_off(m.base.hybrid, m.easy_h):.0%} for plain "
+                                f"samples.")
 
 
 # ============================================================ A.8 / A.9 examples

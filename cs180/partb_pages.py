@@ -424,8 +424,8 @@ def trained_epochs(run: tc.Snapshots) -> int:
 
 def b2_recipe(run: tc.Snapshots) -> str:
     """The run's recipe, each setting beside the handout's, in one sentence."""
-    cfg, threads, h, sec = run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(), run.info.get("seconds", float("nan"))
-    done = trained_epochs(run)
+    cfg, threads, h, sec, done = (run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(),
+                                  run.info.get("seconds", float("nan")), trained_epochs(run))
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
             f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs"
             + (" (the handout's schedule)" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
@@ -435,7 +435,8 @@ def b2_recipe(run: tc.Snapshots) -> str:
                "and have their own row)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"
             + (", bf16 autocast in training (fp32 weights), fast only on a CPU with bf16 units like the one that trained "
-               "it (fp32 is faster on this report's CPU: the model card has both machines' step times)" if cfg.bf16 else "")
+               "it (fp32 is faster on this report's CPU: the model card has both machines' step times)" if cfg.bf16 else
+               ", fp32 throughout (no bf16 autocast)")
             + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}"
             + (f" (the longest that fitted the session: at {sec / len(run.losses):.1f} s a step the handout's {HANDOUT_EPOCHS} "
                f"epochs would take {sec / done * HANDOUT_EPOCHS / 3600:.0f} h here)" if done < HANDOUT_EPOCHS else ""))

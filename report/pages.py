@@ -190,8 +190,8 @@ class Sheets(NamedTuple):
 def layout_sheets(pages: list, flow: bool = False) -> Sheets:
     """Where everything goes: each page's title, its answers, then its images at the page's width, then its
     text. An image that does not fit below what is already on the sheet moves to the top of the next sheet, and
-    the text waits for it there; the page's last image moves too when the paragraph that follows it (its
-    explanation) would not fit below it but both fit on a sheet; text that does not fit goes on
+    the text waits for it there; the page's last image, below another, moves too when the paragraph that
+    follows it (its explanation) would not fit below it but both fit on a sheet; text that does not fit goes on
     "(continued)" sheets, a paragraph whole where it fits on one sheet (no caption split across a break). Images are never shrunk to make room for text (their fonts would shrink with
     them); only an image taller than a whole sheet is scaled down.
 
@@ -221,11 +221,12 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
             if answers:
                 ops.append(("answers", y, answers, ""))
                 y, answers = y - answers_height(answers) - GAP, []
+            placed_image = False
             for i, image in enumerate(images):
                 caption = caption_lines(image)
                 h = image_height(image.path, caption_height(caption))
                 need = h + caption_height(caption)
-                if i == len(images) - 1 and placed_any and body and \
+                if i == len(images) - 1 and placed_image and body and \
                         need + GAP + paragraph_height(body) <= PAGE_H - 2 * MARGIN - TITLE_H:
                     need += GAP + paragraph_height(body)  # the last figure keeps the paragraph that explains it
                 if deferred or need > y - MARGIN + 1e-9:
@@ -237,7 +238,7 @@ def layout_sheets(pages: list, flow: bool = False) -> Sheets:
                     ops.append(("caption", y, line, ""))
                     y -= line_height("caption")
                 y -= GAP
-                placed_any = True
+                placed_any = placed_image = True
             while body and body[0][0] == "gap" and not placed_any:
                 body.pop(0)  # no blank space at the top of a sheet
             while body and not deferred and (line_height(body[0][0]) <= y - MARGIN or not placed_any):
