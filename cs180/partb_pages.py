@@ -104,7 +104,6 @@ def load_b1(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_c
 
 class B1Numbers(NamedTuple):
     """What the B.1 pages print, measured on the test digits: PSNR to the clean digit, nothing else."""
-
     psnr: dict  # epoch (first, last) -> {sigma: (denoised dB, noisy dB)} (dn.psnr_per_sigma)
     denoised: dict  # sigma -> the last epoch's D(z) clamped to [0, 1], (N, 1, 28, 28)
     floor: float  # mean PSNR of the mean training digit against the test digits: an output that knows nothing
