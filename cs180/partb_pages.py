@@ -109,7 +109,7 @@ class B1Numbers(NamedTuple):
     floor: float  # mean PSNR of the mean training digit against the test digits: an output that knows nothing
     per_epoch: list  # mean loss per epoch
     steps_per_epoch: int
-    width_ms: Optional[tuple] = None  # ms per training step at (this run's D, the handout's D), if they differ
+    width_ms: Optional[tuple] = None  # ms per forward pass at (this run's D, the handout's D), if they differ
 
 
 @torch.no_grad()
@@ -122,7 +122,7 @@ def measure_b1(b: B1) -> B1Numbers:
     return B1Numbers({e: dn.psnr_per_sigma(run.models[e], b.x, b.sigmas, b.seed) for e in (b.first, b.last)},
                      den, floor,
                      [mean(run.losses[i * steps_per_epoch:(i + 1) * steps_per_epoch]) for i in range(cfg.epochs)],
-                     steps_per_epoch, (dn.step_ms(cfg.hidden), dn.step_ms(HANDOUT_D)) if cfg.hidden != HANDOUT_D else None)
+                     steps_per_epoch, (dn.forward_ms(cfg.hidden), dn.forward_ms(HANDOUT_D)) if cfg.hidden != HANDOUT_D else None)
 
 
 def noising_page(b: B1, m: B1Numbers) -> Page:
