@@ -192,10 +192,10 @@ def _repeated(k: Kind, skip=()) -> int:
     return sum(n >= repeatable(k) for p, n in passes.items() if p not in set(map(tuple, skip)))
 
 
-def _kept(k: Kind, skip) -> torch.Tensor:
-    """(N,) bool: the search's images whose pair is not in `skip`."""
+def _kept(a: torch.Tensor, b: torch.Tensor, skip) -> torch.Tensor:
+    """(N,) bool: the images whose pair (a[i], b[i]) is not in `skip`."""
     skip = set(map(tuple, skip))
-    return torch.tensor([(int(p), int(q)) not in skip for p, q in zip(k.t["a"], k.t["b"])], dtype=torch.bool)
+    return torch.tensor([(int(p), int(q)) not in skip for p, q in zip(a, b)], dtype=torch.bool)
 
 
 def _view_rates(k: Kind, keep: torch.Tensor) -> tuple[str, str, str]:
@@ -205,7 +205,7 @@ def _view_rates(k: Kind, keep: torch.Tensor) -> tuple[str, str, str]:
 def _anagram_text(m: Sweeps) -> str:
     k, rot, S = m.ana, ed.ROTATION_TRIVIAL, len(m.picks["settings"]["seeds"])
     skip = list(rot) + list(m.easy_a)  # neither trivial nor passed by plain digits: the pairs an illusion must make
-    keep = _kept(k, skip)
+    keep = _kept(k.t["a"], k.t["b"], skip)
     both, up, down = _view_rates(k, keep)
     never, cells = _never(k, skip)
     easy = ", ".join(f"{p}/{q} ({float(m.base.anagram[p, q]):.0%})" for p, q in m.easy_a
@@ -237,7 +237,7 @@ def _pilot_text(m: Sweeps) -> str:
 
 def _hybrid_text(m: Sweeps) -> str:
     k, S, c = m.hyb, len(m.picks["settings"]["seeds"]), m.ctrl
-    both, near, far = _view_rates(k, _kept(k, m.easy_h))
+    both, near, far = _view_rates(k, _kept(k.t["a"], k.t["b"], m.easy_h))
     never, cells = _never(k, m.easy_h)
     sigma = m.picks["hybrid"]["sigma"]
     easy = ", ".join(f"{p}/{q} ({float(m.base.hybrid[p, q]):.0%})" for p, q in m.easy_h)
@@ -277,7 +277,7 @@ def rates_page(a: PartA, m: Sweeps) -> Page:
                   for p, q in zip(*map(torch.Tensor.tolist, ed.label_pairs(10)))],
                  anagram=m.ana.rate.numpy(), hybrid=m.hyb.rate.numpy())
     skip_a = list(ed.ROTATION_TRIVIAL) + list(m.easy_a)
-    keep, n_a, n_h = _kept(m.ana, skip_a), _never(m.ana, skip_a)[1], _never(m.hyb, m.easy_h)[1]
+    keep, n_a, n_h = _kept(m.ana.t["a"], m.ana.t["b"], skip_a), _never(m.ana, skip_a)[1], _never(m.hyb, m.easy_h)[1]
     return Page.of_text("CS180 A.8-A.9: anagrams and hybrids over all label pairs", [Figure(
         png, "Two 10 by 10 heat maps of success rates over label pairs, anagrams left and hybrids right, each cell "
              "annotated; the diagonal is grey (not run); hatched cells mark the trivial 6/9 pairs and the pairs plain "
@@ -291,7 +291,7 @@ def rates_page(a: PartA, m: Sweeps) -> Page:
                                 f"neither trivial (6/9) nor passed by plain digits (hatched) ({S} seed{'s' if S > 1 else ''} "
                                 f"each) read strictly as a upright and as b rotated, against "
                                 f"{_mean_off(m.base.anagram, skip_a):.0%} for plain samples.\n\n"
-                                f"Hybrids: {_frac(m.hyb.ok[_kept(m.hyb, m.easy_h)])} images of the {n_h} pairs not passed by "
+                                f"Hybrids: {_frac(m.hyb.ok[_kept(m.hyb.t['a'], m.hyb.t['b'], m.easy_h)])} images of the {n_h} pairs not passed by "
                                 f"plain digits read strictly as the high-pass label up close and as the low-pass label "
                                 f"from afar ({jd.AFAR_PX} px), against {_mean_off(m.base.hybrid, m.easy_h):.0%} for plain "
                                 f"samples.")
@@ -395,7 +395,7 @@ def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     cols = [c for _ in range(max((len(r) for r in rows), default=2) // 2) for c in ("upright", "rotated 180\u00b0")]
     png = image_grid(rows or [[None]], a.fig_dir, "cs180_anagram", labels or [""], cols, captions=caps or [[None]],
                      cell=0.8, label_w=1.55)
-    nontriv = torch.tensor([(int(p), int(q)) not in ed.ROTATION_TRIVIAL for p, q in zip(ex.a, ex.b)], dtype=torch.bool)
+    nontriv = _kept(ex.a, ex.b, ed.ROTATION_TRIVIAL)
     shown = ", ".join(f"{p}/{q}" for p, q, _ in m.best_a) or "none"
     return Page.of_text("CS180 A.8: visual anagrams", [Figure(
         png, "Rows of visual anagrams, each shown upright and rotated, captioned with what the classifier reads in "
