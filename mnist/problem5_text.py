@@ -318,7 +318,22 @@ def flaws_text(n: dict) -> str:
             f"w = {n['w_low']:g}, against {r['specks'] / r['n']:.1%} of the {r['n']} real test digits "
             f"({share_words(g['specks'], g['n'], r['specks'], r['n'])} real digits at w = {n['w']:g}); broken strokes (two "
             f"or more larger pieces) in {g['broken']} and {lo['broken']}, against {r['broken'] / r['n']:.1%} "
-            f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits).")
+            f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits).{places_text(n)}")
+
+
+def places_text(n: dict, most: int = 6) -> str:
+    """Where figure 1's flawed digits are, so a reader can find them: at most `most` places of each kind."""
+    at = n.get("flaw_places")
+    if not at or not (at["broken"] or at["specks"]):
+        return ""
+    def named(places, what):
+        if not places:
+            return ""
+        each = ", ".join(f"the {c}{'st' if c == 1 else 'nd' if c == 2 else 'rd' if c == 3 else 'th'} {r}" for r, c in places[:most])
+        more = f" and {len(places) - most} more" if len(places) > most else ""
+        return f"{what} in {each}{more}"
+    kinds = [w for w in (named(at["broken"], "broken strokes"), named(at["specks"], "a speck")) if w]
+    return (f" In figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + ".")
 
 
 def answer_paragraphs(n: dict) -> list:

@@ -256,6 +256,7 @@ def test_ink_pieces_count_specks_and_pieces_with_8_connectivity():
     specks, pieces = p5.ink_pieces(x)
     assert specks.tolist() == [0, 1, 0, 0] and pieces.tolist() == [1, 1, 2, 1]
     assert p5.pieces_summary(x) == dict(n=4, specks=1, broken=1)
+    assert p5.flaw_places(x, per_row=2) == dict(specks=[[0, 2]], broken=[[1, 1]])  # rows of 2: digit 1 is row 0, col 2
     faint = x.clone()
     faint[0, 0, 2, 2] = p5.INK  # not darker than the threshold: no ink
     assert p5.ink_pieces(faint)[0][0] == 0
@@ -357,3 +358,13 @@ def test_the_statistics_the_benchmark_stores_are_what_the_page_reads(tmp_path, m
     assert st and "Frechet distance of the classifier" in txt.fld_text(numbers(stats=st, grid_steps=4))
     assert "DDIM-4 are" in txt.sampler_text(numbers(stats=st, grid_steps=4, T=8))
     assert "which matches" in txt.fld_text(numbers(stats=st)) or "which does not match" in txt.fld_text(numbers(stats=st))
+
+
+def test_the_flaws_paragraph_names_where_the_flawed_digits_sit():
+    """The TA: the diversity paragraph counted specks and broken strokes but named none a reader could find."""
+    at = dict(specks=[[3, 1]], broken=[[0, 10], [7, 2]])
+    text = txt.flaws_text(numbers(flaw_places=at))
+    assert "broken strokes in the 10th 0, the 2nd 7; a speck in the 1st 3." in text
+    assert txt.places_text(numbers(flaw_places=dict(specks=[], broken=[]))) == ""
+    many = txt.places_text(numbers(flaw_places=dict(specks=[], broken=[[r, 1] for r in range(9)])), most=6)
+    assert many.count("the 1st") == 6 and "and 3 more" in many

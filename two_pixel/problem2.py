@@ -92,8 +92,10 @@ def page(cfg: Settings, models: dict) -> Page:
                     "round blob and splits into two lumps over the two peaks; an orange chain path grows from a star "
                     "at x_T and ends in an orange disc where the chain is at that t. The last panel: the true q(x_0) in "
                     "grey with the whole path. The window is wide enough to hold the whole path.",
-               "Figure 1. The learned density of x_t (colour) over the true q(x_t) (white contours), with one "
-               "chain's path from x_T (star) up to t; the orange disc is the chain's x_t at the panel's t."),
+               "Figure 1. The density of x_t over all chains (viridis) and the true q(x_t) of gmm.py (white: its 50 / "
+               f"90 / 99 % regions), with one chain's path up to t (star: x_T, the first chain with both pixels of x_T "
+               f"within +-{DEMO_START:g}; orange disc: its x_t at the panel's t; the window holds its whole path). "
+               "L1 = integral of |p_theta - q|; floor = the same estimator's L1 on as many exact draws of q(x_t)."),
         Figure(gif, "Animation, two panels: the density of x_t over all chains with one chain moving over it (left), "
                     "and the true q(x_t) in grey (right), from t = 50 down to 0.",
                "Animation. The density of x_t from t = T to 0 with the highlighted chain moving over it (left), "
@@ -236,10 +238,7 @@ def blocks(cfg: Settings, chains: Chains) -> list:
           f"{end_peak} only at t = {k_commit}; half of all {cfg.n} chains have committed to their final peak by "
           f"t = {half}, 90 % by t = {most}.")
     return [("answer", answer), ("text", (
-        f"Figure: the density of x_t over all chains (viridis), the true q(x_t) of gmm.py (white: its 50 / 90 / 99 % "
-        f"regions) and one chain's path up to t (star: x_T, the first chain with both pixels of x_T within "
-        f"+-{DEMO_START:g}; orange disc: its x_t; the window holds its whole path). L1 = integral of |p_theta - q|; "
-        "floor = the same estimator's L1 on as many exact draws of q(x_t). A chain commits at the last t from which "
+        "A chain commits at the last t from which "
         f"q(its final peak | x_t) stays >= {COMMITTED:g}. At t = 0: majority peak {end['majority_weight']:.3f} (truth "
         f"{float(gmm.weights.max()):.3f}), {percent(end['within_5sigma'])} within 5 sigma of a peak, peak widths "
         f"{end['std_ratio_0']:.2f} / {end['std_ratio_1']:.2f} of the truth, energy distance "

@@ -80,12 +80,18 @@ def page(cfg: Settings, models: dict) -> Page:
                     "vermillion contours; from one white star, x_T, a blue solid chain (y = 0) and a vermillion dashed "
                     "chain (y = 1) run together, then part towards their own peaks. Right: each pixel of both chains "
                     "and of the unlabelled chain against t.",
-               f"Figure 1. The y = 0 and y = 1 chains from one x_T at guidance w = {cfg.traj_w:g}, in the plane and "
-               "pixel by pixel against t."),
+               f"Figure 1. The y = 0 and y = 1 chains from one x_T at guidance w = {cfg.traj_w:g}. Left, in the plane "
+               f"(star: x_T, the first of the {cfg.n} starts with both pixels within +-{DEMO_START:g}) over the true "
+               "q(x_0) (grey, dark contours) and the true class densities q(x_0 | y) (coloured contours: 50 / 90 / "
+               "99 %); large marker: x_0; diamond: where the chain commits (q(y | x_t) stays >= "
+               f"{COMMITTED:g} from there on). Right, the same chains and the unlabelled one, pixel by pixel against "
+               "t."),
         Figure(png_sweep, f"{len(cfg.ws)} small panels, one per guidance scale w = "
                           f"{', '.join(f'{w:g}' for w in cfg.ws)}: blue and vermillion samples of y = 0 and y = 1 "
                           "over the true density, with the share in the requested peak in a corner.",
-               "Figure 2. Samples per label for each guidance scale w: y = 0 in blue, y = 1 in vermillion."),
+               f"Figure 2. {sw.m} samples per label for each guidance scale w (y = 0 in blue, y = 1 in vermillion), "
+               "eps = (1 + w) eps(x, t, y) - w eps(x, t, null); 'exact' in the text uses GMM().noise_predictor with "
+               "the same formula."),
         Figure(gif, "Animation of the two-pixel plane: from one white star the y = 0 chain (blue) and the y = 1 chain "
                     "(vermillion) move one step per frame from t = T to 0 and end in different peaks.",
                "Animation. The y = 0 and y = 1 chains from one x_T, frame by frame (figure 1, left).")]
@@ -294,7 +300,7 @@ def push_text(rows: list, ws: tuple) -> str:
 
 def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
     """The answers (the label decides the mode; what guidance strength does), then how to read the figures."""
-    rows, m, trajs, split, commit = sw.rows, sw.m, chains.paths, chains.split, chains.commit
+    rows, trajs, split, commit = sw.rows, chains.paths, chains.split, chains.commit
     ends_k, demo_commit = chains.ends_k, chains.demo_commit
     get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
     w0 = cfg.ws[0]
@@ -315,10 +321,5 @@ def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
     return [("answer", answer), ("answer", (
         f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}. "
         + push_text(rows, cfg.ws))), ("text", (
-        f"Figure 1: left, the y = 0 and y = 1 chains from one x_T (star: the first of the {cfg.n} starts with both "
-        f"pixels within +-{DEMO_START:g}) over the true q(x_0) (grey, dark contours) and the true class densities "
-        "q(x_0 | y) (coloured contours: 50 / 90 / 99 %); large marker: x_0; diamond: where the chain commits "
-        f"(q(y | x_t) stays >= {COMMITTED:g} from there on). Right, the same chains and the unlabelled one, pixel by "
-        f"pixel against t. Figure 2: {m} samples per label and w, eps = (1 + w) eps(x, t, y) - w eps(x, t, null). "
-        "'Exact' uses GMM().noise_predictor with the same formula. Numbers per w, y and predictor: problem4.csv. "
+        "Numbers per w, y and predictor: problem4.csv. "
         f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed}."))]
