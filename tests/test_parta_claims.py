@@ -117,8 +117,30 @@ def test_strict_reading_needs_legibility_and_the_probability():
     p, leg = torch.tensor([0.95, 0.95, 0.85]), torch.tensor([1.0, 0.0, 1.0])
     assert jd.strict(p, leg).tolist() == [True, False, False]
     assert jd.anagram_ok(p, leg, torch.tensor([0.99] * 3), torch.ones(3)).tolist() == [True, False, False]
-    assert jd.hybrid_ok(p, leg, torch.tensor([0.8, 0.8, 0.8])).tolist() == [True, False, False]
-    assert jd.hybrid_ok(p, leg, torch.tensor([0.7, 1.0, 1.0])).tolist() == [False, False, False]  # 7 of 10: not afar
+    near = torch.full((3,), 0.9)
+    assert jd.hybrid_ok(p, leg, torch.tensor([0.8, 0.8, 0.8]), near, 0.85).tolist() == [True, False, False]
+    assert jd.hybrid_ok(p, leg, torch.tensor([0.7, 1.0, 1.0]), near, 0.85).tolist() == [False] * 3  # 7 of 10: not afar
+    assert jd.hybrid_ok(p, leg, torch.ones(3), near, 0.95).tolist() == [False] * 3  # all vote, but none lies near
+
+
+def test_from_afar_the_neighbours_must_lie_as_near_as_for_typical_real_digits():
+    """The TA could not see the 8 in a hybrid whose 8 px neighbours voted 8: a blob whose nearest digits are merely
+    the least unlike it. Its neighbours must lie as near as they do for FAR_TYPICAL's share of real digits."""
+    g = torch.Generator().manual_seed(0)
+    bank = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1
+    labels = torch.arange(40) % 2
+    reader = jd.NeighbourReader(bank, labels, px=8, k=3)
+    with pytest.raises(RuntimeError, match="fit_typical"):
+        reader.reads(bank)
+    reader.fit_typical(bank, labels, quantile=0.25)
+    near = reader.nearness(bank)[torch.arange(40), labels]
+    assert reader.nearness_min == pytest.approx(float(near.quantile(0.25)))
+    blob = bank[:1] * 0.1 + torch.rand(1, 1, 28, 28, generator=g) * 2 - 1  # unlike every bank digit
+    votes, near_blob = reader.votes(blob), reader.nearness(blob)
+    c = int(votes.argmax())
+    assert near_blob[0, c] < reader.nearness_min and not reader.reads(blob)[0, c]
+    assert not jd.far_ok(votes[:, c], near_blob[:, c], reader.nearness_min)[0]
+    assert jd.far_ok(torch.tensor([1.0]), near_blob[:, c], -1.0)[0]  # the vote alone would read it
 
 
 def test_the_neighbour_reader_reads_its_own_digits_and_small_views_are_small():
@@ -133,36 +155,38 @@ def test_the_neighbour_reader_reads_its_own_digits_and_small_views_are_small():
 
 
 def _hyb_rows(passes: dict) -> list:
-    """Rows of HYBRID_FIELDS: for pair (a, b) -> list of (p_near, legible, vote_far) per seed."""
-    return [[a, b, s, p, l, v, 0.0] for (a, b), got in passes.items() for s, (p, l, v) in enumerate(got)]
+    """Rows of HYBRID_FIELDS: for pair (a, b) -> list of (p_near, legible, vote_far) per seed (near_far 0.9)."""
+    return [[a, b, s, p, l, v, 0.9, 0.0] for (a, b), got in passes.items() for s, (p, l, v) in enumerate(got)]
 
 
 def test_the_pilot_chooses_the_sigma_with_the_most_successes_then_the_most_seen_from_afar():
     ok, far_only, fail = (0.99, 1, 0.9), (0.5, 0, 0.9), (0.5, 0, 0.0)
     pilot = {"1": _hyb_rows({(0, 1): [ok, far_only], (1, 2): [fail]}),
              "2": _hyb_rows({(0, 1): [ok, ok], (1, 2): [fail]})}
-    assert pk.choose_sigma(pilot) == 2.0
+    assert pk.choose_sigma(pilot, 0.5) == 2.0
     pilot["1"] = _hyb_rows({(0, 1): [ok, fail], (1, 2): [fail]})  # one success each: the most read from afar wins
     pilot["2"] = _hyb_rows({(0, 1): [ok, far_only], (1, 2): [fail]})
-    assert pk.choose_sigma(pilot) == 2.0
+    assert pk.choose_sigma(pilot, 0.5) == 2.0
     pilot["2"] = _hyb_rows({(0, 1): [ok, fail], (1, 2): [fail]})  # a full tie: the smaller sigma
-    assert pk.choose_sigma(pilot) == 1.0
+    assert pk.choose_sigma(pilot, 0.5) == 1.0
 
 
 def test_examples_are_only_pairs_that_passed_best_first_and_never_excluded():
     ok, fail = (0.99, 1, 0.9), (0.5, 0, 0.0)
     rows = _hyb_rows({(0, 1): [ok, fail, fail], (2, 3): [ok, ok, fail], (4, 5): [fail] * 3, (6, 7): [ok] * 3})
-    k = ill.read_kind(rows, anagram=False)
+    k = ill.read_kind(rows, anagram=False, nearness_min=0.5)
     picked = ill.pick_pairs(k, exclude=[(6, 7)], seeds_each=2)
     assert [(a, b) for a, b, _ in picked] == [(2, 3), (0, 1)]  # (4, 5) never passed; (6, 7) excluded
     assert picked[0][2] == [0, 1] and picked[1][2] == [0]  # only passing seeds
     assert ill._never(k) == (1, 4) and ill._never(k, skip=[(4, 5)]) == (0, 3)  # of the pairs searched
-    # shown only where a pair passes for a majority of its 3 seeds: (0, 1)'s single success is a lucky draw
+    # shown only where a pair passes for at least half of its 3 seeds (2): (0, 1)'s single success is a lucky draw
     assert ill.repeatable(k) == 2
+    six = ill.read_kind(_hyb_rows({(0, 1): [ok, ok, ok, fail, fail, fail], (2, 3): [ok, ok, fail, fail, fail, fail]}), False, 0.5)
+    assert ill.repeatable(six) == 3 and [p[:2] for p in ill.pick_pairs(six, [], 1, 3)] == [(0, 1)]  # half of 6, not 2
     assert [(a, b) for a, b, _ in ill.pick_pairs(k, [(6, 7)], 2, ill.repeatable(k))] == [(2, 3)]
     assert ill._repeated(k) == 2 and ill._repeated(k, skip=[(6, 7)]) == 1
     one_row = _hyb_rows({(0, b): [ok] for b in range(1, 6)})
-    assert [p[:2] for p in ill.pick_pairs(ill.read_kind(one_row, False), [], 1)] == [(0, 1), (0, 2)]  # PER_ROW
+    assert [p[:2] for p in ill.pick_pairs(ill.read_kind(one_row, False, 0.5), [], 1)] == [(0, 1), (0, 2)]  # PER_ROW
 
 
 def test_an_anagram_pair_is_easy_when_plain_digits_pass_it_either_way_round():
@@ -189,5 +213,46 @@ def test_the_shipped_search_belongs_to_the_shipped_model_and_chose_its_sigma_by_
     assert picks is not None, "cs180/parta_picks.json is missing: run python -m cs180.parta_picks"
     assert picks["model_sha256"] == file_sha256(REFERENCE), "parta_picks.json was made on another model.pt"
     pilot = {k: v["rows"] for k, v in picks["hybrid"]["pilot"].items()}
-    assert pk.choose_sigma(pilot) == picks["hybrid"]["sigma"] == ed.HYBRID_SIGMA  # one value
+    nmin = picks["settings"]["far_nearness_min"]
+    assert pk.choose_sigma(pilot, nmin) == picks["hybrid"]["sigma"] == ed.HYBRID_SIGMA  # one value
+    assert picks["hybrid"]["fields"] == list(pk.HYBRID_FIELDS)
+    assert picks["settings"]["far_typical"] == jd.FAR_TYPICAL
     assert os.path.getsize(pk.PICKS) < 200_000  # small, beside the code
+
+
+def test_fewer_robust_pairs_than_the_handout_shows_are_filled_by_the_next_and_called_so():
+    ok, fail = (0.99, 1, 0.9), (0.5, 0, 0.0)
+    k = ill.read_kind(_hyb_rows({(0, 1): [ok, ok, fail], (2, 3): [fail] * 3, (4, 5): [ok, fail, fail],
+                                 (6, 7): [ok, fail, fail], (8, 9): [ok, fail, fail]}), False, 0.5)
+    picked = ill.pick_examples(k, [], 1)
+    assert [p[:2] for p in picked][:1] == [(0, 1)] and len(picked) == ill.HANDOUT_EXAMPLES  # robust first, then 2
+    robust, fill = ill.split_picked(k, picked)
+    assert [p[:2] for p in robust] == [(0, 1)] and len(fill) == 2 and (2, 3) not in [p[:2] for p in fill]
+    words = ill._rule_words(k, 3, picked)
+    assert "(0/1); then, to make the handout's 3, the next pairs by successes" in words and "1 of 3 at best" in words
+    assert ill._which(k, 3, picked, "the pairs").endswith("which succeed for at most 1 of 3")
+    strong = ill.read_kind(_hyb_rows({(0, 1): [ok, ok, fail], (2, 3): [ok, ok, ok], (4, 5): [ok, ok, fail],
+                                      (6, 7): [ok, fail, fail]}), False, 0.5)
+    shown = ill.pick_examples(strong, [], 1)
+    assert [p[:2] for p in shown] == [(2, 3), (0, 1), (4, 5)]  # three robust pairs: the lucky (6, 7) is left out
+    assert ill._which(strong, 3, shown, "the pairs") == "the pairs that succeed for 2 or more of 3 seeds (2/3, 0/1, 4/5)"
+
+
+def test_an_extended_search_equals_one_made_from_scratch(monkeypatch):
+    """--extend keeps the stored seeds' rows and draws only the new seeds: the file must be what one search over all
+    the seeds writes (each seed's images do not depend on the others), and its pilot and sigma are kept."""
+    def rows(kind):
+        return lambda model, schedule, judge, how, seeds, *rest, **kw: [[0, 1, s, 0.95, 1.0, 0.9, 0.9, 0.0][:7 if kind == "a" else 8]
+                                                                        for s in seeds]
+    monkeypatch.setattr(pk, "anagram_rows", rows("a"))
+    monkeypatch.setattr(pk, "hybrid_rows", rows("h"))
+    judge = types.SimpleNamespace(far=types.SimpleNamespace(nearness_min=0.88))
+    quiet = lambda *_: None
+    full = pk.search(None, None, judge, pk.SearchSettings(seeds=(0, 1, 2, 3)), quiet)
+    part = pk.search(None, None, judge, pk.SearchSettings(seeds=(0, 1)), quiet)
+    grown = pk.search(None, None, judge, pk.SearchSettings(seeds=(0, 1, 2, 3)), quiet, done=part)
+    for key in ("settings", "anagram", "hybrid"):
+        assert grown[key] == full[key], key
+    judge.far.nearness_min = 0.5
+    with pytest.raises(ValueError, match="other digits"):
+        pk.search(None, None, judge, pk.SearchSettings(seeds=(0, 1, 2, 3)), quiet, done=part)
