@@ -35,6 +35,21 @@ SSIM_FLOOR = 0.005  # an SSIM difference under this is a tie, whatever its stand
 PSNR_FLOOR = 0.05  # dB, the same for PSNR
 
 
+def _listed(xs) -> str:
+    xs = [str(x) for x in xs]
+    return "" if not xs else xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+
+
+def digit_counts_words(counts) -> str:
+    """How often each digit appears, in words, most frequent first: '6, 7 and 8 twice each and 1 and 9 once each'
+    (counts: (10,) per digit)."""
+    names = "once twice three four five six seven eight nine ten".split()
+    times = lambda n: names[n - 1] + ("" if n <= 2 else " times") if n <= 10 else f"{n} times"
+    by = sorted({int(n) for n in counts if n}, reverse=True)
+    groups = [[c for c in range(10) if int(counts[c]) == n] for n in by]
+    return _listed([f"{_listed(g)} {times(n)}" + (" each" if len(g) > 1 else "") for g, n in zip(groups, by)]) or "nothing"
+
+
 def _n(k: int, noun: str) -> str:
     """'1 different digit', '3 different digits'."""
     return f"{k} {noun}{'' if k == 1 else 's'}"
@@ -293,7 +308,7 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         f"Bottom: the same {len(uncond)} noises with no label at all (label {null}, the null token the "
                         f"model was trained on by label dropout: CS180's empty prompt, w = 0), {k_un} shown with what "
                         f"the classifier reads. Without a label the model picks the digit itself: its legible samples "
-                        f"read as " + ", ".join(f"{c}: {int(legible_counts[c])}" for c in range(10) if legible_counts[c]) +
+                        f"read as {digit_counts_words(legible_counts)}" +
                         f" ({kinds} distinct digits in {int(m.legible[None].sum())} legible samples of {len(uncond)}); "
                         f"from the same noise it "
                         f"lands on the digit the labelled rows asked for in {same_noise:.0%}. Legible (mnist.metrics' judge: "

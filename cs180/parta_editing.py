@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from mnist.metrics import legible
 from report.pages import Figure, Page
 from mnist.problem5_text import share_words
 from utils import generators
@@ -59,8 +60,16 @@ def own_labels(a: PartA, own: list) -> torch.Tensor:
 
 
 def _per_i(words: list, i_starts) -> str:
-    """One tally per i_start as a reader takes it in: 'at i_start = 1, 3, 5: 0/4, 1/4, 2/4'."""
-    return f"at i_start = {', '.join(map(str, i_starts))}: {', '.join(words)}"
+    """One tally per i_start as a reader takes it in, runs of the same tally said once:
+    '0/4 at i_start = 1 to 10 and 3/4 at i_start = 20'."""
+    runs: list = []  # [word, first i_start, last i_start]
+    for w, i in zip(words, i_starts):
+        if runs and runs[-1][0] == w:
+            runs[-1][2] = i
+        else:
+            runs.append([w, i, i])
+    said = [f"{w} at i_start = {a}" + (f" to {b}" if b != a else "") for w, a, b in runs]
+    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
 
 
 def _frac(mask: torch.Tensor) -> str:
@@ -112,7 +121,7 @@ class DrawnEdits(NamedTuple):
     own: list  # the OwnImages, in rows
     labels: torch.Tensor  # (K,) own_labels: each image's digit, or what the classifier reads in it
     edited: dict  # i_start -> (K, 1, 28, 28): SDEdit with no label (the empty prompt)
-    reads: dict  # i_start -> (K,) what the classifier reads in the edits
+    reads: dict  # i_start -> (K,) what the classifier reads in the edits; -1 where the legibility judge fails them
     raw: torch.Tensor  # (K,) what it reads in the inputs
 
 
@@ -122,7 +131,19 @@ def measure_drawn(a: PartA, own: list) -> DrawnEdits:
     src = torch.cat([o.x for o in own])
     edited = {i: ed.sdedit(a.model, a.schedule, src, i, None, 0.0, s.steps, s.eta, generators(s.seed, len(src), 3))
               for i in s.i_starts}
-    return DrawnEdits(own, own_labels(a, own), edited, {i: a.read(v) for i, v in edited.items()}, a.read(src))
+    return DrawnEdits(own, own_labels(a, own), edited, {i: judged(a, v) for i, v in edited.items()}, a.read(src))
+
+
+def judged(a: PartA, x: torch.Tensor) -> torch.Tensor:
+    """(N,): the classifier's reading of each image, or -1 where mnist.metrics' legibility judge fails it (a
+    scribble is no digit, whatever the classifier's largest class)."""
+    label, ok = legible(a.judge.legibility, a.clf, x)
+    return torch.where(ok, label, torch.full_like(label, -1))
+
+
+def _said(r: int, digit: bool = False) -> str:
+    """A judged reading in words: 'reads 5' / 'fails' (captions), '5' / 'no digit' (digit=True, in a list)."""
+    return (str(r) if digit else f"reads {r}") if r >= 0 else ("no digit" if digit else "fails")
 
 
 def drawn_page(a: PartA, m: DrawnEdits) -> Page:
@@ -132,18 +153,18 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
     png = image_grid([[o.x[0]] + [m.edited[i][k] for i in i_starts] for k, o in enumerate(m.own)], a.fig_dir,
                      "cs180_sdedit_drawn", [o.name for o in m.own],
                      ["input"] + [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts],
-                     captions=[[f"reads {int(raw[k])}"] + [f"reads {int(reads[i][k])}" for i in i_starts]
+                     captions=[[f"reads {int(raw[k])}"] + [_said(int(reads[i][k])) for i in i_starts]
                                for k in range(len(m.own))], cell=0.72)
     lab = m.labels
     hit = lambda r: f"{int((r[hand] == lab[hand]).sum())}/{len(hand)}"
     per_i = _per_i([hit(reads[i]) for i in i_starts], i_starts)
-    seq = lambda k: ", ".join(str(int(reads[i][k])) for i in i_starts)
+    seq = lambda k: ", ".join(_said(int(reads[i][k]), digit=True) for i in i_starts)
     outside = "; ".join(f"the {m.own[k].short} is read as {int(raw[k])} raw, then {seq(k)}"
                         for k in others)
     at = ", ".join(map(str, i_starts))
     lo, hi = min(i_starts), max(i_starts)
     kept_more = int((reads[hi][hand] == lab[hand]).sum()) > int((reads[lo][hand] == lab[hand]).sum())
-    return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn and outside images", [Figure(
+    return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn (UCI handwriting) and outside images", [Figure(
         png, "Rows of images from outside MNIST (digits handwritten by people, a font letter, a photo): the input "
              "first, then SDEdit with no label at growing i_start, each captioned with what the classifier reads.",
         "Figure. SDEdit of handwritten digits from another data set, a font letter and a photo, with no label.")],
@@ -156,7 +177,8 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         "and centred by centre of mass in 28x28, as MNIST was made. Outside images: the letter "
                         f"{LETTER} from matplotlib's DejaVu Sans font (normalised the same way) and matplotlib's bundled "
                         "photo of Grace Hopper (grey, centre square, 28x28). Under each image what the classifier "
-                        "reads (these are clean images).\n\n"
+                        "reads (these are clean images); under an edit, 'fails' where the legibility judge of A.5-A.6 "
+                        "finds no digit in it (the classifier's largest class is not a reading of a scribble).\n\n"
                         f"Handwritten digits: read as the written digit in {hit(raw)} before editing, and after SDEdit "
                         f"{per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
                                          "written digits survive at the largest i_start (least noise) than at the "
@@ -230,9 +252,10 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
                         f"q(x_t | x_t') and redone, {U} times; {U}x the network passes) it reads y+1 in "
                         f"{_frac(r_u == target)} and y in {_frac(r_u == y)}. The own images of the last rows, asked "
                         f"for y, y+1 and y+1 with resampling: {own_words}. Resampling lets the regenerated half agree "
-                        f"with the kept half; when the kept half belongs to another digit, agreeing with it can pull the "
-                        f"result towards the source instead of the target. python benchmarks/mnist_editing.py --only "
-                        f"inpainting measures this on 100 digits for U = 1, 2, 4.",
+                        f"with the kept half, which belongs to the source digit, so it could pull the result towards "
+                        f"the source: here it reads the source y {share_words(int((r_u == y).sum()), n, int((r_other == y).sum()), n)} "
+                        f"without resampling ({_frac(r_u == y)} vs {_frac(r_other == y)}). python "
+                        f"benchmarks/mnist_editing.py --only inpainting measures this on 100 digits for U = 1, 2, 4.",
                         answers=f"Inpainting: the top half of {len(x0)} test digits is regenerated and the bottom half "
                                 f"kept ({'pixel for pixel' if m.exact else 'but not exactly'}); asked for the digit's "
                                 f"own label y, the classifier reads y in {_frac(r_inp == y)}.\n\n"

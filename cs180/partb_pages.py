@@ -46,8 +46,8 @@ _unit_to_model = lambda x: x * 2 - 1  # noqa: E731  image_table draws [-1, 1]; p
 
 
 def vs_handout(mine, theirs, fmt=str) -> str:
-    """A setting beside the handout's: "128 (the handout's)" or "32 (handout 128)"."""
-    return f"{fmt(mine)} (the handout's)" if mine == theirs else f"{fmt(mine)} (handout {fmt(theirs)})"
+    """A setting beside the handout's: "128" where they agree (the recipe says so once), or "32 (handout 128)"."""
+    return fmt(mine) if mine == theirs else f"{fmt(mine)} (handout {fmt(theirs)})"
 
 
 def lr_text(lr: float) -> str:
@@ -62,7 +62,7 @@ def training_digits(source: str, train_size: int) -> str:
     if train_size:
         return f"a class-stratified {train_size:,} of the {source} training digits (handout: all 60,000)"
     if every == 60_000:
-        return f"all 60,000 {source} training digits (the handout's)"
+        return f"all 60,000 {source} training digits"
     return f"the {f'{every:,} ' if every else ''}{source} training digits (handout: MNIST's 60,000)"
 
 
@@ -163,18 +163,15 @@ def training_page(b: B1, m: B1Numbers) -> Page:
     z = b.noisy[cfg.sigma] if cfg.sigma in b.noisy else dn.add_noise(b.x, cfg.sigma, torch.Generator().manual_seed(b.seed))
     d1, dT = run.models[first](z).clamp(0, 1), run.models[last](z).clamp(0, 1)
     png_ep = image_table([[_unit_to_model(v[i]) for i in b.show] for v in (b.x, z.clamp(0, 1), d1, dT)],
-                         b.path("cs180b1_epochs.png"),
-                         ["clean", f"sigma={cfg.sigma}", f"epoch {first}", f"epoch {last}"])
+                         b.path("cs180b1_epochs.png"), ["clean", f"sigma={cfg.sigma}", f"epoch {first}", f"epoch {last}"])
     at = cfg.sigma if cfg.sigma in m.psnr[last] else None
     figs = [Figure(png_loss, "A falling training-loss curve on a log scale against the training step, per step and "
-                             "its running mean, with grey lines at the epoch ends.",
-                   "Figure 1. Training loss of the single-step denoiser."),
-            Figure(png_ep, f"Four rows of six test digits: clean, noised at sigma = {cfg.sigma}, and denoised after "
-                           f"epoch {first} and after epoch {last}.",
-                   f"Figure 2. The denoiser after epoch {first} and epoch {last} (sigma = {cfg.sigma}).")]
+                             "its running mean, with grey lines at the epoch ends.", "Figure 1. Training loss of the single-step denoiser."),
+            Figure(png_ep, f"Four rows of six test digits: clean, noised at sigma = {cfg.sigma}, and denoised after epoch {first} "
+                           f"and after epoch {last}.", f"Figure 2. The denoiser after epoch {first} and epoch {last} (sigma = {cfg.sigma}).")]
     threads = run.info.get("threads", 1)
     return Page.of_text("CS180 B.1.2.1: training the single-step denoiser", figs,
-                        f"B.1.2.1 Training the handout's UNet: {b1_recipe(b)}; {cfg.epochs} epochs of "
+                        f"B.1.2.1 Training the handout's UNet (its settings wherever no departure is named): {b1_recipe(b)}; {cfg.epochs} epochs of "
                         f"{m.steps_per_epoch} steps ({run.info.get('seconds', float('nan')) / 60:.1f} min on "
                         f"{threads} CPU thread{'s' if threads != 1 else ''}). "
                         + (dn.width_cost_text(cfg.hidden, HANDOUT_D, m.width_ms, run.info["seconds"]) + ". " if m.width_ms else "") +
@@ -254,8 +251,10 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
 
 # ======================================================================= B.2
 def count_text(k: int, n: int) -> str:
-    """ "71 of 100 (71% +- 5% s.e.)": a count with its share's standard error."""
-    return f"{k} of {n} ({k / n:.0%} +- {math.sqrt(k / n * (1 - k / n) / n):.0%} s.e.)"
+    """ "71 of 100 (71% +- 5% s.e.)": a count with its share's standard error; at 0 or n (s.e. 0) the exact 95% interval."""
+    edge = 100 * 0.025 ** (1 / n)  # Clopper-Pearson: the bound where k = n (or 0) has probability 2.5%
+    return (f"{k} of {n} ({k / n:.0%} +- {math.sqrt(k / n * (1 - k / n) / n):.0%} s.e.)" if 0 < k < n else
+            f"{k} of {n} (95% interval {edge:.1f}-100%)" if k == n else f"{k} of {n} (95% interval 0-{100 - edge:.1f}%)")
 
 
 class B2Numbers(NamedTuple):
@@ -410,7 +409,7 @@ def measure_b2(ctx: B2, run: tc.Snapshots) -> B2Measured:
 def epochs_phrase(epochs: int) -> str:
     """A run's length against the handout's 20 epochs."""
     if epochs == HANDOUT_EPOCHS:
-        return f"the handout's {epochs} epochs"
+        return f"{epochs} epochs"
     if epochs < HANDOUT_EPOCHS:
         return f"trained {epochs} of the handout's {HANDOUT_EPOCHS} epochs"
     return f"trained {epochs} epochs, {epochs - HANDOUT_EPOCHS} more than the handout's {HANDOUT_EPOCHS}"
@@ -427,9 +426,9 @@ def b2_recipe(run: tc.Snapshots) -> str:
                                   run.info.get("seconds", float("nan")), trained_epochs(run))
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
             f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs"
-            + (" (the handout's schedule)" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
+            + ("" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
             + (f"stopped after epoch {done} of that schedule (lr {lr_text(float(f'{cfg.lr * cfg.lr_decay ** (done / cfg.epochs):.2g}'))}"
-               f" by then): " if done < cfg.epochs else "") + f"{epochs_phrase(done)}, "
+               f" by then): " if done < cfg.epochs else "") + (f"{epochs_phrase(done)}, " if done != h.epochs else "")
             + (f"EMA of the weights (decay {cfg.ema:g}) for sampling (handout: none; the raw weights are the handout's "
                "and have their own row)" if cfg.ema else "no EMA")
             + f", on {training_digits(run.info.get('data_source', '?'), cfg.train_size)}"
@@ -496,7 +495,7 @@ def class_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, st
                   f"{trained_epochs(run)} (recipe below)." if trained_epochs(run) < HANDOUT_EPOCHS else ""))
     body = (f"B.2.4 The handout's class-conditioned UNet: a one-hot label through two FCBlocks scales the unflatten "
             f"and up1 features (c1 * h + t1), with the label dropped (all zeros) for {cfg.p_uncond:.0%} of the "
-            f"training images. Recipe: {b2_recipe(run)}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
+            f"training images. Recipe (the handout's wherever no departure is named): {b2_recipe(run)}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
             f"classifier-free guidance, eps = eps_u + gamma (eps_c - eps_u), gamma = {gamma:g}. Rows: 4 "
             f"samples of each digit (columns) after each saved epoch, the same seeds every time; measured on all {n} "
             f"samples ({n // 10} per digit): {per_epoch_line(m, True)}.{ema_line(run, m, True)} Legible: by the judge of B.2.1-2.3.")
@@ -516,7 +515,7 @@ def time_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, str
                   if matched else ""))
     body = (f"B.2.1 The handout's UNet conditioned on t / T by two FCBlocks added to the unflatten and up1 "
             f"features. B.2.2 Training: the simplified loss |eps - eps_theta(x_t, t)|^2 with t uniform in 1..{cfg.T} "
-            f"and the handout's linear betas 1e-4 .. 0.02. Recipe: {b2_recipe(run)}. B.2.3 Sampling: the full "
+            f"and the handout's linear betas 1e-4 .. 0.02. Recipe (the handout's wherever no departure is named): {b2_recipe(run)}. B.2.3 Sampling: the full "
             f"{cfg.T}-step ancestral chain from pure noise. Rows: the first 10 of {n} samples after each saved "
             f"epoch, the same seeds every time, each captioned with the digit the judge reads or 'fails'; measured "
             f"on all {n}: {per_epoch_line(m, False)}.{ema_line(run, m, False)}{matched_line(run, m)} {judge_line(ctx)}")

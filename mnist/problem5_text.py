@@ -174,8 +174,11 @@ def guidance_stats_text(n: dict) -> str:
     costs = compare(-ds, ds_se, "costs spread", "widens spread", "costs no measurable spread")
     row = next((r for r in ((n.get("stats") or {}).get("samplers") or {}).get("rows", {}).values()
                 if r.get("sampler") == f["sampler"] and "spread_diff" in r), None)
+    agrees = row is not None and abs(row["agreement_diff"]) <= Z * row["agreement_diff_se"]
     own = ("" if row is None or matches_full_chain(row) else
-           f"; its spread runs {row['spread_diff']:+.2f} (SE {row['spread_diff_se']:.2f}) off the full chain's on the "
+           (f"; its agreement matches the full chain's on the same seeds at w = {n['w']:g} ({100 * row['agreement_diff']:+.1f} "
+            f"points, SE {100 * row['agreement_diff_se']:.1f}), but " if agrees else "; ")
+           + f"its spread runs {row['spread_diff']:+.2f} (SE {row['spread_diff_se']:.2f}) off the full chain's on the "
            f"same seeds at w = {n['w']:g}, so these spreads are that sampler's, not the grid's")
     return (f" On {k} seeds of {f['n']:,} digits per w ({f['sampler']}{own}) it {buys} "
             f"({p:.1%} -> {q:.1%}, SE {100 * da_se:.1f} points) and {costs} "
@@ -200,8 +203,8 @@ def sampler_text(n: dict) -> str:
         return (f"sampled with DDIM in {steps} steps instead of the handout's full {T}-step chain (not benchmarked "
                 "against the full chain for this checkpoint)")
     full = rows["ddpm"]
-    verdict = ("equal within 2 standard errors of their paired differences" if matches_full_chain(ddim) else
-               "not equal: they differ by more than 2 standard errors")
+    verdict = ("not distinguishable: their paired differences are within 2 standard errors" if matches_full_chain(ddim) else
+               "different: they differ by more than 2 standard errors")
     return (f"sampled with DDIM in {steps} steps instead of the handout's full {T}-step chain, to keep the report "
             f"within its time; on the same {eq['n']:,} seeds at w = {eq['w']:g} (benchmark, fld.json) the full chain and "
             f"DDIM-{steps} are {verdict}: agreement {full['agreement']:.1%} vs {ddim['agreement']:.1%} (SE of the "

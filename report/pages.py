@@ -384,8 +384,11 @@ def caption_height(lines: list) -> float:
 
 def animation_notes(page: Page) -> list:
     """Text blocks that name the page's animations on paper, with their captions: the website shows them."""
-    return [("text", f"Animation {os.path.basename(f.path)} (on the website, beside the figures): "
-                     + (f.caption or f.alt)) for f in page.figures if f.animated]
+    def words(f: Figure) -> str:
+        said = f.caption or f.alt
+        return said[len("Animation. "):] if said.startswith("Animation. ") else said
+    return [("text", f"Animation ({os.path.basename(f.path)}, beside the figures on the report's website): "
+                     + words(f)) for f in page.figures if f.animated]
 
 
 def start_height(answers: list, images: list, body: list) -> float:

@@ -256,3 +256,16 @@ def test_an_extended_search_equals_one_made_from_scratch(monkeypatch):
     judge.far.nearness_min = 0.5
     with pytest.raises(ValueError, match="other digits"):
         pk.search(None, None, judge, pk.SearchSettings(seeds=(0, 1, 2, 3)), quiet, done=part)
+
+
+def test_a_tally_per_i_start_says_a_run_of_equal_counts_once():
+    """The TA: '0/4, 0/4, 0/4, 0/4, 0/4, 3/4' read as generated; a run of one count is said once."""
+    assert edit._per_i(["0/4"] * 5 + ["3/4"], [1, 3, 5, 7, 10, 20]) == "0/4 at i_start = 1 to 10 and 3/4 at i_start = 20"
+    assert edit._per_i(["6/6", "5/6", "6/6"], [1, 3, 5]) == "6/6 at i_start = 1, 5/6 at i_start = 3 and 6/6 at i_start = 5"
+
+
+def test_the_unlabelled_samples_digits_are_counted_in_words():
+    """The TA: '1: 1, 2: 1, 3: 1, 4: 1, 6: 2, ...' read as generated."""
+    counts = torch.tensor([0, 1, 1, 1, 1, 0, 2, 2, 2, 1])
+    assert den.digit_counts_words(counts) == "6, 7 and 8 twice each and 1, 2, 3, 4 and 9 once each"
+    assert den.digit_counts_words(torch.tensor([0, 3] + [0] * 8)) == "1 three times"

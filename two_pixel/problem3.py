@@ -239,13 +239,16 @@ def weights_text(net: dict, ex: dict, ts: list) -> str:
     shared = [T for T in biased if abs(z(ex[T])) > SIGNIFICANT and z(ex[T]) * z(net[T]) > 0]
     own = [T for T in biased if abs(net[T]["majority_vs_exact"]) > SIGNIFICANT * net[T]["majority_vs_exact_se"]]
     exact = "; ".join(f"{ex[T]['majority_weight']:.3f}, {z(ex[T]):.1f} SE, at T = {T}" for T in biased)
-    adds = ", ".join(f"{net[T]['majority_vs_exact']:+.3f} +- {net[T]['majority_vs_exact_se']:.3f} (T = {T})"
-                     for T in biased)
+    adds = lambda Ts: ", ".join(f"{net[T]['majority_vs_exact']:+.3f} +- {net[T]['majority_vs_exact_se']:.3f} (T = {T})"
+                                for T in Ts)
+    rest = [T for T in biased if T not in own]
     if shared == biased:
         return text + (f" The exact predictor through the same sampler shares it ({exact}): "
-                       + ("the sampler's bias, to which the network adds, sample by sample, " if own else
-                          "the sampler's bias; sample by sample the network adds nothing beyond "
-                          f"{SIGNIFICANT:g} SE: ") + adds + ".")
+                       + (f"the sampler's bias, to which the network adds, sample by sample, {adds(own)}"
+                          + (f"; nothing beyond {SIGNIFICANT:g} SE at T = {', '.join(map(str, rest))}: {adds(rest)}"
+                             if rest else "") if own else
+                          f"the sampler's bias; sample by sample the network adds nothing beyond {SIGNIFICANT:g} SE: "
+                          + adds(biased)) + ".")
     if shared:
         return text + f" The exact predictor shares it only at T = {', '.join(map(str, shared))} ({exact})."
     return text + f" The exact predictor does not share it ({exact}): the network's bias."

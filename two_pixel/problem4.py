@@ -9,6 +9,7 @@ problem4.gif draws figure 1's two chains step by step (its frames: chain_frames 
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
@@ -289,13 +290,29 @@ def push_text(rows: list, ws: tuple) -> str:
         if se(b, ex) > 0 and abs(gap) > SIGNIFICANT * se(b, ex):
             verdict = (f"the exact predictor's is {ex['push_sigma']:+.2f} at w = {w1:g}, so the network "
                        + (f"falls short by {gap:.2f} sigma" if gap > 0 else f"pushes {-gap:.2f} sigma farther")
-                       + f" ({abs(gap) / se(b, ex):.0f} standard errors) at the same w")
+                       + f" ({abs(gap) / se(b, ex):.1f} standard errors) at the same w")
         else:
             verdict = f"as the exact predictor's ({ex['push_sigma']:+.2f} at w = {w1:g})"
         parts.append(f"for y = {y} it {trend}; {verdict}")
     typical = max(r["push_se"] for r in rows if r["predictor"] == "network")
     return (f"The push past the peak centre, away from the other class (the mean offset of a label's samples in "
             f"sigma; standard error at most {typical:.2f}): " + "; ".join(parts) + ".")
+
+
+def spread_text(rows: list, ws: tuple, m: int) -> str:
+    """Per label, whether the network's samples at the largest w spread wider or narrower than the exact
+    predictor's (std_ratio: std over the true peak's), against SIGNIFICANT standard errors (a std ratio r from
+    m samples has SE about r / sqrt(2 m)); empty where neither label differs."""
+    get = {(r["w"], r["y"], r["predictor"]): r for r in rows}
+    w1, said = ws[-1], []
+    for y in (0, 1):
+        net, ex = get[w1, y, "network"]["std_ratio"], get[w1, y, "exact"]["std_ratio"]
+        if abs(net - ex) > SIGNIFICANT * math.hypot(net, ex) / math.sqrt(2 * m):
+            lower = [get[w, y, "network"]["std_ratio"] for w in ws[:-1]]
+            said.append(f"the y = {y} samples spread {'wider' if net > ex else 'narrower'} than the exact "
+                        f"predictor's (std {net:.2f} of the true peak's against {ex:.2f}; {min(lower):.2f}-"
+                        f"{max(lower):.2f} at w = {ws[0]:g} to {ws[-2]:g}), visible in figure 2's w = {w1:g} panel")
+    return f" At w = {w1:g} " + " and ".join(said) + "." if said else ""
 
 
 def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
@@ -320,6 +337,6 @@ def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
              ", ".join(f"{shares[w, 0]} / {shares[w, 1]} (w = {w:g})" for w in cfg.ws))
     return [("answer", answer), ("answer", (
         f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}. "
-        + push_text(rows, cfg.ws))), ("text", (
+        + push_text(rows, cfg.ws) + spread_text(rows, cfg.ws, sw.m))), ("text", (
         "Numbers per w, y and predictor: problem4.csv. "
         f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed}."))]
