@@ -270,7 +270,7 @@ def plot_spread(spread: Spread, ws: list, path: str, dpi: int = 200) -> None:
     """Each digit's within-class spread (generated / real) at each w, with +-1 SE bars; the legend sits above
     the axes, where it covers no bar."""
     with plt.rc_context({"font.size": 8, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 7.5}):
-        fig, ax = plt.subplots(figsize=(FIG_W, 1.6), dpi=dpi)
+        fig, ax = plt.subplots(figsize=(FIG_W, 1.35), dpi=dpi)
         digits, width = np.arange(10), 0.8 / len(ws)
         for s, (w, color) in enumerate(zip(ws, ("#E69F00", "#0072B2", "#009E73"))):
             ax.bar(digits + (s - (len(ws) - 1) / 2) * width, spread.per_class[s], width, yerr=spread.per_class_se[s],
@@ -286,7 +286,7 @@ def plot_spread(spread: Spread, ws: list, path: str, dpi: int = 200) -> None:
 
 
 def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=200):
-    fig, axes = plt.subplots(2, len(shown), figsize=(FIG_W, 0.75 * 2 + 0.4), dpi=dpi)
+    fig, axes = plt.subplots(2, len(shown), figsize=(FIG_W, 0.68 * 2 + 0.35), dpi=dpi)
     for j, t in enumerate(shown):
         i = int((ts == t).nonzero()[0])
         for row, (img, name) in enumerate(((traj_x[i], "$x_t$"), (traj_x0[i], r"$\hat{x}_0$"))):
@@ -306,7 +306,7 @@ def plot_trajectory(traj_x, traj_x0, ts, shown, path, dpi=200):
 def plot_formation(ts, patch_err, change, times_all, path, dpi=200):
     with plt.rc_context({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7.5,
                          "ytick.labelsize": 7.5}):
-        fig, (a, b, c) = plt.subplots(1, 3, figsize=(FIG_W, 1.8), dpi=dpi)
+        fig, (a, b, c) = plt.subplots(1, 3, figsize=(FIG_W, 1.55), dpi=dpi)
         for e in patch_err.T:
             a.plot(ts, e, lw=0.8, alpha=0.8)
         a.axhline(FORMED, color="k", ls=":", lw=0.8)

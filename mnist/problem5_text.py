@@ -321,10 +321,11 @@ def flaws_text(n: dict) -> str:
             f"w = {n['w_low']:g}, against {r['specks'] / r['n']:.1%} of the {r['n']} real test digits "
             f"({share_words(g['specks'], g['n'], r['specks'], r['n'])} real digits at w = {n['w']:g}); broken strokes (two "
             f"or more larger pieces) in {g['broken']} and {lo['broken']}, against {r['broken'] / r['n']:.1%} "
-            f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits).{places_text(n)}")
+            f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits)"
+            + ("; where they are: below the figures." if places_text(n) else "."))
 
 
-def places_text(n: dict, most: int = 6) -> str:
+def places_text(n: dict, most: int = 4) -> str:
     """Where figure 1's flawed digits are, so a reader can find them: at most `most` places of each kind."""
     at = n.get("flaw_places")
     if not at or not (at["broken"] or at["specks"]):
@@ -336,7 +337,7 @@ def places_text(n: dict, most: int = 6) -> str:
         more = f" and {len(places) - most} more" if len(places) > most else ""
         return f"{what} in {each}{more}"
     kinds = [w for w in (named(at["broken"], "broken strokes"), named(at["specks"], "a speck")) if w]
-    return (f" In figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + ".")
+    return (f" in figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + ".")
 
 
 def answer_paragraphs(n: dict) -> list:
@@ -394,6 +395,7 @@ def evidence_blocks(n: dict) -> list:
         f"is not given to a classifier trained on clean digits). " + pooled_text(n),
         fld_text(n),
         copying_text(n),
+        *([f"Flaws by place{places_text(n)}"] if places_text(n) else []),
         f"Architecture (mnist/model.py, from the checkpoint): skips join a level's encoder and decoder blocks; "
         f"time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 is 'no label' (p = "
         f"{n['p_uncond']:g} in training, for classifier-free guidance).",

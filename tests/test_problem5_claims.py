@@ -369,7 +369,10 @@ def test_the_flaws_paragraph_names_where_the_flawed_digits_sit():
     """The TA: the diversity paragraph counted specks and broken strokes but named none a reader could find."""
     at = dict(specks=[[3, 1]], broken=[[0, 10], [7, 2]])
     text = txt.flaws_text(numbers(flaw_places=at))
-    assert "broken strokes in the 10th 0, the 2nd 7; a speck in the 1st 3." in text
+    assert text.endswith("; where they are: below the figures.")
+    blocks = " ".join(t for _, t in txt.evidence_blocks(numbers(flaw_places=at)))
+    assert "Flaws by place in figure 1 (w = 4; " in blocks and "broken strokes in the 10th 0, the 2nd 7; a speck in the 1st 3." in blocks
+    assert "Flaws by place" not in " ".join(t for _, t in txt.evidence_blocks(numbers()))
     assert txt.places_text(numbers(flaw_places=dict(specks=[], broken=[]))) == ""
     many = txt.places_text(numbers(flaw_places=dict(specks=[], broken=[[r, 1] for r in range(9)])), most=6)
     assert many.count("the 1st") == 6 and "and 3 more" in many
