@@ -27,7 +27,7 @@ from .figures import image_grid, rate_panels
 from .parta_context import PartA
 
 EXAMPLES = 5  # the most pairs shown per illusion
-HANDOUT_EXAMPLES = 3  # the examples the handout shows per illusion (shown where no pair is repeatable)
+HANDOUT_EXAMPLES = 3  # the examples the handout shows per illusion
 PER_ROW = 2  # at most 2 pairs with the same upright / low-pass label
 BASELINE_SEEDS = 4  # plain samples per label for the illusions' baselines
 TICK, CROSS = "\u2713", "\u2717"  # check and cross marks (DejaVu Sans has both)
@@ -134,8 +134,8 @@ def pick_pairs(k: Kind, exclude, seeds_each: int, min_passes: int = 1) -> list[t
 def pick_examples(k: Kind, exclude, seeds_each: int) -> list[tuple[int, int, list]]:
     """The pairs that pass for at least half their seeds (repeatable), even if fewer than the handout shows: a
     pair that works less often than not gave rows nobody could read. Only where no pair is that repeatable are
-    the HANDOUT_EXAMPLES pairs that pass most often shown, and the page says they are lucky draws (split_picked)."""
-    return pick_pairs(k, exclude, seeds_each, repeatable(k)) or pick_pairs(k, exclude, seeds_each, 1)[:HANDOUT_EXAMPLES]
+    the pairs that pass most often shown (pick_pairs' order and caps), and the page says they are lucky draws."""
+    return pick_pairs(k, exclude, seeds_each, repeatable(k)) or pick_pairs(k, exclude, seeds_each, 1)
 
 
 def passes(k: Kind, p: int, q: int) -> int:
@@ -225,6 +225,11 @@ def _view_rates(k: Kind, keep: torch.Tensor) -> tuple[str, str, str]:
     return _frac(k.ok[keep]), _frac(k.first[keep]), _frac(k.second[keep])
 
 
+def trivial_passes(k: Kind) -> str:
+    """'24/24': the anagrams of the rotation-trivial pairs (6/9, 9/6) that pass, and no other pair's."""
+    return _frac(k.ok[~_kept(k.t["a"], k.t["b"], ed.ROTATION_TRIVIAL)])
+
+
 def _anagram_text(m: Sweeps) -> str:
     k, rot, S = m.ana, ed.ROTATION_TRIVIAL, len(m.picks["settings"]["seeds"])
     skip = list(rot) + list(m.easy_a)  # neither trivial nor passed by plain digits: the pairs an illusion must make
@@ -242,7 +247,7 @@ def _anagram_text(m: Sweeps) -> str:
             f"({_repeated(k, skip)} of them for {repeatable(k)} or more of their {S} seeds) and {never} never do. Plain samples of a ({BASELINE_SEEDS} per label, no anagram) read the same way pass "
             f"in {_mean_off(m.base.anagram, skip):.0%} per pair on average over those pairs. 6/9 and 9/6 (red hatching) are trivial: "
             f"a 6 rotated is a 9 (plain 6s pass as 6/9 in {float(m.base.anagram[6, 9]):.0%}); as anagrams they pass "
-            f"{_frac(k.ok[~keep])}. " + (f"Plain digits also pass as {easy}; those pairs and their reverses (b/a, "
+            f"{trivial_passes(k)}. " + (f"Plain digits also pass as {easy}; those pairs and their reverses (b/a, "
                                          "the same figure turned over) are hatched orange and not shown as examples."
                                          if easy else
                                          f"No other pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."))
@@ -418,9 +423,15 @@ def _rule_words(k: Kind, S: int, picked: list) -> str:
              f"than not is not one the method handles), most successes first")
     if not fill:
         return words
-    return (f"{words}: none does, so the rows are the {len(fill)} pairs that succeed most often ({_names(fill)}: "
-            f"{max(passes(k, p, q) for p, q, _ in fill)} of {S} at best), lucky draws that show the method's best "
+    return (f"{words}: none does, so the rows are {_most_often(k, fill, S)}, lucky draws that show the method's best "
             f"attempts, not pairs it handles")
+
+
+def _most_often(k: Kind, fill: list, S: int) -> str:
+    """'the 4 pairs that succeed most often (1/9, 9/8, 6/4, 9/4: 1 of 12 each)', or '... at best' when they differ."""
+    n = sorted({passes(k, p, q) for p, q, _ in fill})
+    return (f"the {len(fill)} pair{'s' if len(fill) != 1 else ''} that succeed most often ({_names(fill)}: "
+            + (f"{n[0]} of {S} each)" if len(n) == 1 else f"{n[-1]} of {S} at best)"))
 
 
 def _which(k: Kind, S: int, picked: list, pairs: str) -> str:
@@ -428,8 +439,7 @@ def _which(k: Kind, S: int, picked: list, pairs: str) -> str:
     robust, fill = split_picked(k, picked)
     if not fill:
         return f"{pairs} that succeed for {repeatable(k)} or more of {S} seeds ({_names(robust)})"
-    return (f"none of {pairs} succeeds for {repeatable(k)} or more of {S} seeds; shown are the {len(fill)} that "
-            f"succeed most often ({_names(fill)}, at most {max(passes(k, p, q) for p, q, _ in fill)} of {S}), lucky draws")
+    return f"none of {pairs} succeeds for {repeatable(k)} or more of {S} seeds; shown are {_most_often(k, fill, S)}, lucky draws"
 
 
 def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
@@ -437,7 +447,7 @@ def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     triv = lambda p, q: "\ntrivial: 6 rotated = 9" if (p, q) in ed.ROTATION_TRIVIAL else ""
     rows, caps, labels = _rows(ex, lambda p, q: (p, q), lambda p, q: f"{p} upright,\n{q} rotated\n(search: "
                                f"{round(float(m.ana.rate[p, q]) * S)}/{S};\nplain {p}s: "
-                               f"{float(m.base.anagram[p, q]):.0%})" + triv(p, q))
+                               f"{round(float(m.base.anagram[p, q]) * BASELINE_SEEDS)}/{BASELINE_SEEDS})" + triv(p, q))
     cols = [c for _ in range(max((len(r) for r in rows), default=2) // 2) for c in ("upright", "rotated 180\u00b0")]
     png = image_grid(rows or [[None]], a.fig_dir, "cs180_anagram", labels or [""], cols, captions=caps or [[None]],
                      cell=0.8, label_w=1.55)
@@ -462,7 +472,7 @@ def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
     S, sigma, px = len(m.picks["settings"]["seeds"]), m.picks["hybrid"]["sigma"], jd.AFAR_PX
     rows, caps, labels = _rows(ex, lambda p, q: (q, p, None), lambda p, q: f"low-pass {p},\nhigh-pass {q}\n(search: "
                                f"{round(float(m.hyb.rate[p, q]) * S)}/{S};\nplain {q}s: "
-                               f"{float(m.base.hybrid[p, q]):.0%})")
+                               f"{round(float(m.base.hybrid[p, q]) * BASELINE_SEEDS)}/{BASELINE_SEEDS})")
     pairs = max((len(r) for r in rows), default=3) // 3
     cols = [c for _ in range(pairs) for c in ("up close", f"from afar\n({px}x{px} px)", f"the {px} px\nenlarged")]
     png = image_grid(rows or [[None]], a.fig_dir, "cs180_hybrid", labels or [""], cols, captions=caps or [[None]],

@@ -286,7 +286,7 @@ def against_real(k: int, n: int, judge: Legibility) -> str:
         return f"not distinguishable from the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g})"
     if k / n < judge.real_pass:
         return (f"below the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g}): {n - k} of {n} samples fail the "
-                f"judge (malformed or ambiguous), where {1 - judge.real_pass:.0%} of real digits do")
+                f"judge, where {1 - judge.real_pass:.0%} of real digits do")
     return f"above the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g})"
 
 
