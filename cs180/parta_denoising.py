@@ -317,7 +317,8 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         f"w = 0, {n_leg[w]}/{N} with guidance, so guided samples are legible "
                         f"{share_words(n_leg[w], N, n_leg[None], N)} unlabelled ones (a difference counts beyond two "
                         "standard errors).",
-                        answers=f"Guidance: asking for each digit, {agree[w]:.0%} of {len(labels)} samples show it with "
-                                f"CFG (gamma = {1 + w:g}), {agree[0.0]:.0%} without (gamma = 1).\n\n"
+                        answers=f"Guidance: asking for each digit, the classifier reads the asked digit in {agree[w]:.0%} "
+                                f"of {len(labels)} samples with CFG (w = {w:g}, CS180's gamma = {1 + w:g}) and "
+                                f"{agree[0.0]:.0%} without (w = 0, gamma = 1); legible {n_leg[w]}/{N} and {n_leg[0.0]}/{N}.\n\n"
                                 f"Without a label (the empty prompt): {n_leg[None]}/{N} samples are legible, against "
                                 f"{n_leg[w]}/{N} with guidance; the legible ones show {_n(kinds, 'different digit')}.")
