@@ -26,18 +26,13 @@ from utils import Trajectory, generators, randn
 from . import techniques as ed
 from .figures import image_grid
 from .parta_context import PartA
-from .parta_judges import TIE_SE, best_words, compare, order, versus_words
+from .parta_judges import TIE_SE, best_words, compare, listed, order, versus_words
 
 PROGRESS_EVERY = 5  # A.4: show x_t every 5th strided step, as CS180
 BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)  # A.2's candidates: the one with the best PSNR at each t is used, in A.4 too
 DENOISERS = dict(blur="Gaussian blur", one="one-step", it="iterative")
 SSIM_FLOOR = 0.005  # an SSIM difference under this is a tie, whatever its standard error
 PSNR_FLOOR = 0.05  # dB, the same for PSNR
-
-
-def _listed(xs) -> str:
-    xs = [str(x) for x in xs]
-    return "" if not xs else xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
 
 
 def digit_counts_words(counts) -> str:
@@ -47,7 +42,7 @@ def digit_counts_words(counts) -> str:
     times = lambda n: names[n - 1] + ("" if n <= 2 else " times") if n <= 10 else f"{n} times"
     by = sorted({int(n) for n in counts if n}, reverse=True)
     groups = [[c for c in range(10) if int(counts[c]) == n] for n in by]
-    return _listed([f"{_listed(g)} {times(n)}" + (" each" if len(g) > 1 else "") for g, n in zip(groups, by)]) or "nothing"
+    return listed([f"{listed(g)} {times(n)}" + (" each" if len(g) > 1 else "") for g, n in zip(groups, by)]) or "nothing"
 
 
 def _n(k: int, noun: str) -> str:

@@ -26,6 +26,7 @@ from . import inputs
 from . import techniques as ed
 from .figures import image_grid
 from .parta_context import PartA
+from .parta_judges import listed
 
 UCI_LABELS = (2, 4, 7, 9)  # the own handwritten digits: the first UCI digit of each of these labels
 LETTER = "S"  # the font letter
@@ -68,8 +69,7 @@ def _per_i(words: list, i_starts) -> str:
             runs[-1][2] = i
         else:
             runs.append([w, i, i])
-    said = [f"{w} at i_start = {a}" + (f" to {b}" if b != a else "") for w, a, b in runs]
-    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return listed(f"{w} at i_start = {a}" + (f" to {b}" if b != a else "") for w, a, b in runs)
 
 
 def _frac(mask: torch.Tensor) -> str:

@@ -109,8 +109,12 @@ def repeatable(k: Kind) -> int:
     """Passes a pair needs to be shown: at least half the seeds it was searched with (2 of 3, 6 of 12): the
     illusion works at least as often as not. One success in 3 is a lucky draw, not a pair the method handles
     (and by eye those rows were the illegible ones)."""
-    seeds = len(set(k.t["seed"].tolist())) if len(k.ok) else 1
-    return (seeds + 1) // 2
+    return (_seed_count(k) + 1) // 2
+
+
+def _seed_count(k: Kind) -> int:
+    """How many seeds the search drew each pair with."""
+    return len(set(k.t["seed"].tolist())) if len(k.ok) else 1
 
 
 def pick_pairs(k: Kind, exclude, seeds_each: int, min_passes: int = 1) -> list[tuple[int, int, list]]:
@@ -140,12 +144,11 @@ def pick_examples(k: Kind, exclude, seeds_each: int) -> list[tuple[int, int, lis
 
 def passes(k: Kind, p: int, q: int) -> int:
     """How many of its seeds pair (p, q) passes for."""
-    S = len(set(k.t["seed"].tolist())) if len(k.ok) else 1
-    return round(float(k.rate[p, q]) * S)
+    return round(float(k.rate[p, q]) * _seed_count(k))
 
 
 def split_picked(k: Kind, picked: list) -> tuple[list, list]:
-    """(the picked pairs passing for at least half their seeds, the ones that fill up to the handout's count)."""
+    """(the picked pairs passing for at least half their seeds, the most frequent ones shown where none does)."""
     return ([c for c in picked if passes(k, *c[:2]) >= repeatable(k)],
             [c for c in picked if passes(k, *c[:2]) < repeatable(k)])
 
@@ -403,9 +406,9 @@ def _rows(ex: Examples, want, row_label) -> tuple[list, list, list]:
     return rows, caps, labels
 
 
-def _shown_words(ex: Examples, picked: list, kind: str) -> str:
+def _shown_words(ex: Examples, k: Kind, picked: list, kind: str) -> str:
     """How many picked images pass again now, and whether fewer pairs than the handout shows meet the rule."""
-    n = len(picked)
+    n = len(split_picked(k, picked)[0])
     return (f"{_frac(ex.ok)} of the picked images pass again when drawn now from their seeds"
             + (f"; only {n} {kind} pair{'s meet' if n != 1 else ' meets'} the rule, fewer than the handout's "
                f"{HANDOUT_EXAMPLES}, and no pair that succeeds less often than not is shown" if 0 < n < HANDOUT_EXAMPLES
@@ -461,7 +464,7 @@ def anagram_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
                         f"upright label), each with its best passing seeds, and last the trivial 6/9 for comparison. "
                         f"The images are the search's, chosen because they pass: they show the best it found, not a "
                         f"typical draw (the row label gives the pair's successes over its {S} seeds). They are drawn "
-                        f"again here and read again: {_shown_words(ex, m.best_a, 'anagram')}; only images that pass "
+                        f"again here and read again: {_shown_words(ex, m.ana, m.best_a, 'anagram')}; only images that pass "
                         f"now are shown, with what the classifier reads ({TICK} = the label asked for in that view).",
                         answers=f"Visual anagram examples: {_which(m.ana, S, m.best_a, 'the non-trivial pairs')}"
                                 f"; their picked images, drawn again, read strictly as a upright and as b "
@@ -489,7 +492,7 @@ def hybrid_page(a: PartA, m: Sweeps, ex: Examples) -> Page:
                         f"arm's length), and the same {px} px enlarged. Up close the caption is the classifier's "
                         f"reading; from afar, the majority of its {jd.KNN_K} nearest real digits at {px} px. The images "
                         f"are the search's best, chosen because they pass, not typical draws; drawn again here: "
-                        f"{_shown_words(ex, m.best_h, 'hybrid')}, and only images that pass now are shown.",
+                        f"{_shown_words(ex, m.hyb, m.best_h, 'hybrid')}, and only images that pass now are shown.",
                         answers=f"Hybrid image examples: {_which(m.hyb, S, m.best_h, 'the low-pass / high-pass pairs')}"
                                 f"; their picked images, drawn again, read strictly as the high-pass "
                                 f"label up close and as the low-pass label from afar ({px} px) in {_frac(ex.ok)}.")

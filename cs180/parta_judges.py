@@ -161,6 +161,12 @@ def controls(judge: Judge, x: torch.Tensor, y: torch.Tensor) -> Controls:
 
 
 # ================================================================ words
+def listed(items) -> str:
+    """Items in an English list: 'a', 'a and b', 'a, b and c' ('' for none)."""
+    xs = [str(x) for x in items]
+    return "" if not xs else xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+
+
 def compare(x: torch.Tensor, y: torch.Tensor, decimals: int, floor: float = 0.0) -> int:
     """+1 if x is higher than y, -1 if lower, 0 for a tie: per-item scores x, y (N,) of the same items.
     A tie when the means print the same at `decimals`, or the mean paired difference is within TIE_SE
