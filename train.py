@@ -88,11 +88,12 @@ def _train_one(argv: list) -> tuple[int, str]:
     return rc, buf.getvalue()
 
 
-def train_models(runs: dict, steps: int | None = None, jobs: int = 0, progress: bool = True) -> dict:
+def train_models(runs: dict, steps: int | None = None, jobs: int = 0, progress: bool = True,
+                 pool: ProcessPoolExecutor | None = None) -> dict:
     """Run this script once per entry of `runs`, {key: its arguments} (at least --T and --out, e.g.
     {5: ["--T", "5", "--out", "runs/T5"], "handout": [..., "--arch", "handout"]}), each with --steps,
     --no-eval, --quiet and one torch thread, in parallel spawned processes when there are several
-    and more than one core.
+    and more than one core; in `pool` when given (a spawn-context pool that has other work queued too).
 
     Returns {key: the summary line it printed}; raises RuntimeError naming the first key that failed.
     visualize.py calls this for the models its figures need and cannot find.
@@ -104,12 +105,14 @@ def train_models(runs: dict, steps: int | None = None, jobs: int = 0, progress: 
     jobs = min(jobs or os.cpu_count() or 1, len(Ts))
     bar = tqdm(total=len(Ts), desc="training models", disable=not progress, leave=False, dynamic_ncols=True)
     results = {}
-    if jobs <= 1:
+    if jobs <= 1 and pool is None:
         for T in Ts:
             results[T] = _train_one(argvs[T])
             bar.update(1)
     else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")))
             futures = {pool.submit(_train_one, argvs[T]): T for T in Ts}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()

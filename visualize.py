@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import matplotlib
 
 matplotlib.use("Agg")  # a script that writes files; never needs a display
 import torch
+from tqdm.auto import tqdm
 
 from cs180 import denoiser, fm_pages, parta_pages, partb_pages, timecond
 from mnist import problem5 as mnist_problem5
@@ -47,6 +51,7 @@ CS180_PARTS = ("cs180-a", "cs180-b1", "cs180-b2")
 PROBLEMS = ("2", "3", "4", "5", "flow", "cs180", *CS180_PARTS, "cs180-fm", "all")
 SHEET_SHARING = (*CS180_PARTS, "cs180-fm")  # sections that share sheets in a report
 PROBLEM_PAGES = {"2": problem2.page, "3": problem3.page, "4": problem4.page}  # each (cfg, models) -> Page
+TWO_PIXEL_SECTIONS = ("problem 1", "problem 2", "problem 3", "problem 4", "flow matching")  # need the models of --runs
 
 
 class UserError(Exception):
@@ -121,7 +126,7 @@ def check_checkpoints(cfg: Settings) -> tuple[dict, list]:
     return models, missing
 
 
-def train_missing(cfg: Settings, missing: list) -> dict:
+def train_missing(cfg: Settings, missing: list, pool: ProcessPoolExecutor | None = None) -> dict:
     """Train the models the figures need and cannot find (train.py's defaults unless --train-steps):
     the default models by T and problem 1's variants, all through train.train_models."""
     steps = cfg.train_steps or TrainConfig().steps
@@ -138,12 +143,82 @@ def train_missing(cfg: Settings, missing: list) -> dict:
         argvs[key] = ["--T", str(key if key in Ts else PROBLEM2_T), "--out", os.path.dirname(model_path(cfg.runs, key)),
                       *flags]
     try:
-        done = train_models(argvs, steps, jobs, progress=not cfg.quiet)
+        done = train_models(argvs, steps, jobs, progress=not cfg.quiet, pool=pool)
     except RuntimeError as e:
         raise UserError(str(e)) from None
     for line in done.values():
         print(f"  {line}", flush=True)
     return {key: load_checkpoint(model_path(cfg.runs, key)) for key in done}
+
+
+# ============================================================ sections, several at once
+def section_names(cfg: Settings) -> list:
+    """The sections this command makes, in the order of the report: problems 1-5, flow matching, CS180."""
+    names = ["problem 1"] if cfg.every_page and (cfg.report or cfg.site) else []
+    names += [f"problem {p}" for p in "2345" if p in cfg.problems]
+    names += ["flow matching"] if "flow" in cfg.problems else []
+    names += ["cs180 opening"] if (cfg.report or cfg.site) and set(CS180_PARTS) <= set(cfg.problems) else []
+    return names + [part for part in (*CS180_PARTS, "cs180-fm") if part in cfg.problems]
+
+
+def make_section(cfg: Settings, name: str, models: dict | None = None) -> tuple:
+    """(the pages of section `name`, the seconds they took). At module level, so that a spawned worker can
+    run it: there it loads the two-pixel models itself (a section that needs them is queued once they exist)."""
+    torch.set_num_threads(cfg.threads)
+    if models is None and name in TWO_PIXEL_SECTIONS:
+        models = check_checkpoints(cfg)[0]
+    t0 = time.perf_counter()
+    try:
+        if name == "problem 1":
+            made = [problem1.page(cfg, models)]
+        elif name == "problem 5":
+            made = [problem5(cfg)]
+        elif name.startswith("problem "):
+            made = [PROBLEM_PAGES[name[-1]](cfg, models)]
+        elif name == "flow matching":
+            made = flow_report.pages(cfg, models)
+        elif name == "cs180 opening":
+            made = [parta_pages.opening_page()]
+        else:
+            made = fm_pages.pages(cfg.out) if name == "cs180-fm" else cs180_pages(cfg, name)
+    except UserError as e:  # a plain ValueError crosses back from a worker process whichever module raised it
+        raise ValueError(str(e)) from None
+    return made, time.perf_counter() - t0
+
+
+def make_sections(cfg: Settings, names: list, models: dict, missing: list) -> list:
+    """Train the `missing` two-pixel models and make the sections `names`; returns their pages in order.
+
+    With more than one core (or --jobs), everything runs in one pool of spawned processes, one torch thread
+    each: first the sections that need no two-pixel model (problem 5, CS180), then the trainings, then the
+    two-pixel sections, so that problem 5 (about a minute) overlaps the trainings. Every section seeds its
+    own generators, so the pages are the same as in one process (tests/test_visualize.py checks it)."""
+    jobs = min(cfg.jobs or os.cpu_count() or 1, len(names) + len(missing))
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) \
+        if jobs > 1 and len(names) > 1 else None
+    try:
+        quiet = replace(cfg, quiet=True)  # one bar for all sections below, not one per process on a shared line
+        futures = {n: pool.submit(make_section, quiet, n) for n in names if n not in TWO_PIXEL_SECTIONS} if pool else {}
+        if missing:
+            check_writable(cfg.runs, "--runs")
+            models.update(train_missing(cfg, missing, pool))
+        futures.update({n: pool.submit(make_section, quiet, n) for n in names if n not in futures} if pool else {})
+        bar = tqdm(total=len(names), desc=f"sections ({jobs} processes)", disable=cfg.quiet or not pool, leave=False,
+                   dynamic_ncols=True)
+        for fut in futures.values():
+            fut.add_done_callback(lambda _: bar.update(1))
+        pages = []
+        for name in names:
+            made, seconds = futures[name].result() if pool else make_section(cfg, name, models)
+            pages += made
+            figures = ", ".join(i for p in made for i in p.paths) or "no figure (see the report page)"
+            bar.write(f"{name}: {len(made)} section{'s' if len(made) != 1 else ''} in {seconds:.1f} s; figures {figures}",
+                      file=sys.stdout)
+        bar.close()
+        return pages
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
 
 
 # ================================================================ CLI
@@ -183,7 +258,8 @@ OPTIONS = {
     "traj_w": Option(_values(float, "a non-negative number", NON_NEGATIVE, most=1),
                      f"guidance scale of problem 4's y = 0 / y = 1 trajectories (default {_D.traj_w})"),
     "train_steps": Option(positive_int, "optimiser steps for models that must be trained (default: train.py's)"),
-    "jobs": Option(positive_int, "models trained at once, one process and thread each (default: one per core)"),
+    "jobs": Option(positive_int, "processes at once, one torch thread each, for the models to train and the sections "
+                   "of the figures and report (default: one per core; 1: all in this process)"),
     "device": Option(str, f"auto (cuda, then mps, then cpu), cpu, cuda or mps (default {_D.device})"),
     "threads": Option(positive_int, f"torch CPU threads (default {_D.threads}: on shared cores more threads spin, "
                       "up to 10x slower)"),
@@ -233,24 +309,7 @@ def main(argv=None) -> int:
             check_output(cfg.report, rerun=True, flag="--report")
         if cfg.site:  # likewise its index.html
             check_output(os.path.join(cfg.site, "index.html"), rerun=True, flag="--site")
-        if missing:
-            check_writable(cfg.runs, "--runs")
-            models.update(train_missing(cfg, missing))
-        tasks = [("problem 1", lambda: [problem1.page(cfg, models)])] if cfg.every_page and (cfg.report or cfg.site) else []
-        tasks += [(f"problem {p}", lambda p=p: [PROBLEM_PAGES[p](cfg, models)]) for p in "234" if p in cfg.problems]
-        tasks += [("problem 5", lambda: [problem5(cfg)])] if "5" in cfg.problems else []
-        tasks += [("flow matching", lambda: flow_report.pages(cfg, models))] if "flow" in cfg.problems else []
-        if (cfg.report or cfg.site) and set(CS180_PARTS) <= set(cfg.problems):
-            tasks += [("cs180 opening", lambda: [parta_pages.opening_page()])]
-        tasks += [(part, lambda part=part: cs180_pages(cfg, part)) for part in CS180_PARTS if part in cfg.problems]
-        tasks += [("cs180-fm", lambda: fm_pages.pages(cfg.out))] if "cs180-fm" in cfg.problems else []
-        pages = []
-        for name, make in tasks:
-            t0 = time.perf_counter()
-            made = make()
-            pages += made
-            figures = ", ".join(i for p in made for i in p.paths) or "no figure (see the report page)"
-            print(f"{name}: {len(made)} section{'s' if len(made) != 1 else ''} in {time.perf_counter() - t0:.1f} s; figures {figures}", flush=True)
+        pages = make_sections(cfg, section_names(cfg), models, missing)
         if cfg.report:
             sheets = write_report(pages, cfg.report, flow=set(cfg.problems) <= set(SHEET_SHARING))  # CS180: sections share sheets
             print(f"report: {cfg.report} ({len(pages)} sections on {sheets} pages)")

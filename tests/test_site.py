@@ -194,7 +194,7 @@ def test_visualize_writes_the_site_of_the_pages_it_makes_and_checks_the_folder_f
                                                                                       capsys):
     monkeypatch.setattr(visualize, "cs180_pages", lambda cfg, part: [pages[0]] if part == "cs180-a" else [])
     monkeypatch.setattr(visualize.parta_pages, "opening_page", lambda: pages[2])
-    argv = ["--problem", "cs180", "--out", str(tmp_path / "figs"), "--quiet", "--site"]
+    argv = ["--problem", "cs180", "--out", str(tmp_path / "figs"), "--quiet", "--jobs", "1", "--site"]  # patched here
     assert visualize.main(argv + [str(tmp_path / "site")]) == 0
     assert "site: " in capsys.readouterr().out
     text = (tmp_path / "site" / "index.html").read_text()

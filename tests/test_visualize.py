@@ -183,7 +183,8 @@ def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
     monkeypatch.setattr(visualize, "write_report", lambda p, path, flow=False: (made.extend(p), pages.write_report(p, path, flow))[1])
     runs, _ = trained
     pdf = tmp_path / "report.pdf"
-    assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf)) == 0
+    assert run("--problem", "all", "--runs", str(runs), "--out", str(tmp_path / "fig"), "--report", str(pdf),
+               "--jobs", "1") == 0  # in this process: the patches above do not reach a spawned worker
     assert "report:" in capsys.readouterr().out
     assert pages_of(pdf) >= 5  # problems 1-5, one page or more each
     assert {"problem1_loss.png", "problem2.png", "problem3.png", "problem4.png"} <= set(files_of(tmp_path / "fig"))
@@ -204,6 +205,25 @@ def test_all_with_report(trained, tmp_path, capsys, monkeypatch, drawn):
         assert all(getattr(c, k) == v for k, v in flags.items()) and c.T == 50
     text = visualize.problem5(visualize.Settings(problems=())).text
     assert "could not be built" in text and "no MNIST here" in text and "second line" not in text
+
+
+def test_sections_made_in_two_processes_are_those_made_in_one(trained, tmp_path, capsys):
+    """visualize.py makes the sections of a report in a pool of spawned processes (problem 5 beside the two-pixel
+    trainings): the pages, their order and the numbers under them are the same as when made one after another."""
+    runs, _ = trained
+    made = {}
+    for jobs in (1, 2):
+        cfg = visualize.parse_settings(["--problem", "all", "--runs", str(runs), "--out", str(tmp_path / f"j{jobs}"),
+                                        "--jobs", str(jobs), *TINY])
+        models, missing = visualize.check_checkpoints(cfg)
+        assert not missing
+        os.makedirs(cfg.out)
+        pages_made = visualize.make_sections(cfg, ["problem 3", "problem 2", "problem 4"], models, missing)
+        made[jobs] = ([(p.title, p.blocks) for p in pages_made],
+                      {f: (tmp_path / f"j{jobs}" / f).read_text() for f in ("problem2.csv", "problem3.csv", "problem4.csv")})
+    assert [t.split(":")[0] for t, _ in made[2][0]] == ["Problem 3", "Problem 2", "Problem 4"]  # asked order
+    assert made[2] == made[1]
+    assert "problem 3: 1 section in" in capsys.readouterr().out
 
 
 def test_a_variant_trained_otherwise_is_refused(trained, tmp_path, capsys):
@@ -369,7 +389,7 @@ def test_cs180_commands_make_one_page_per_section(tmp_path, monkeypatch, capsys)
                "--report", str(tmp_path / "a.pdf")) == 0
     assert "cs180-a: 2 sections" in capsys.readouterr().out and pages_of(tmp_path / "a.pdf") == 1  # 2 share a sheet
     assert run("--problem", "cs180", "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "no-runs"),
-               "--report", str(tmp_path / "r.pdf")) == 0
+               "--report", str(tmp_path / "r.pdf"), "--jobs", "1") == 0  # in this process, where the stubs are
     out, err = capsys.readouterr()
     assert [line.split(":")[0] for line in out.splitlines()][:4] == ["cs180 opening", "cs180-a", "cs180-b1", "cs180-b2"]
     assert "cs180-b1: 3 sections" in out and "cs180-b2: 1 section in" in out and err == ""
