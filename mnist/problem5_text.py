@@ -141,7 +141,8 @@ def guidance_text(n: dict) -> str:
     a_lo, a_hi, a_se = n["grid_agreement_low_w"], n["grid_agreement"], n["agreement_diff_se"]
     s_lo, s_hi, s_se = n["spread_ratio_mean_low_w"], n["spread_ratio_mean"], n["spread_diff_se"]
     d = 100 * (a_hi - a_lo)
-    buys = compare(a_hi - a_lo, a_se, f"buys agreement ({a_lo:.0%} -> {a_hi:.0%}, {d:+.0f} points, SE {100 * a_se:.1f})",
+    ceiling = a_lo == a_hi == 1.0  # every digit read right at both w: these seeds cannot show a gain
+    buys = f"buys no agreement these {n['grid_n']} seeds can show (both w at 100%, the ceiling)" if ceiling else compare(a_hi - a_lo, a_se, f"buys agreement ({a_lo:.0%} -> {a_hi:.0%}, {d:+.0f} points, SE {100 * a_se:.1f})",
                    f"loses agreement ({a_lo:.0%} -> {a_hi:.0%}, {d:+.0f} points, SE {100 * a_se:.1f})",
                    f"buys no measurable agreement ({a_lo:.0%} vs {a_hi:.0%}, {d:+.0f} points, SE {100 * a_se:.1f})")
     costs = compare(s_lo - s_hi, s_se, f"costs within-class spread ({s_lo:.2f} -> {s_hi:.2f} of real, SE of the "
@@ -230,10 +231,11 @@ def fld_text(n: dict) -> str:
     gen = {float(w): mean_sd(v) for w, v in f["generated"].items()}
     hi, lo = max(gen), min(gen)
     parts = [f"w = {w:g}: {m:.1f} +- {sd:.1f}" for w, (m, sd) in sorted(gen.items())]
-    m_hi, sd_hi = gen[hi]
-    vs_real = compare(m_hi - real_m, math.sqrt((sd_hi ** 2 + real_sd ** 2) / k),
-                      "farther from the test digits than real digits are", "closer to the test digits than real digits are",
-                      "within the seed-to-seed spread of real digits")
+    vs = {w: compare(m - real_m, math.sqrt((sd ** 2 + real_sd ** 2) / k), "farther from the test digits than real "
+                     "digits are", "closer to the test digits than real digits are",
+                     "within the seed-to-seed spread of real digits") for w, (m, sd) in gen.items()}
+    at = (f"At every w shown the generated digits are {vs[hi]}" if len(set(vs.values())) == 1 else
+          "The generated digits are " + "; ".join(f"{v} at w = {w:g}" for w, v in sorted(vs.items())))
     by_w = compare(*seed_diff(f["generated"][f"{lo:g}"], f["generated"][f"{hi:g}"]),
                    f"higher at w = {hi:g} than at w = {lo:g}", f"lower at w = {hi:g} than at w = {lo:g}",
                    f"not measurably different at w = {hi:g} and w = {lo:g}")
@@ -244,8 +246,7 @@ def fld_text(n: dict) -> str:
                f"{row['spread_ratio_mean']:.2f})")
     return (f"FLD (mnist/reference/fld.json: Frechet distance of the classifier's features; {k} seeds of {f['n']:,} digits, {f['sampler']}"
             f"{sampler}, against {f['reference']}; mean +- sd over seeds): {'; '.join(parts)}; {f['n']:,} real "
-            f"training digits: {real_m:.1f} +- {real_sd:.1f}, the floor. At w = {hi:g} the generated digits are "
-            f"{vs_real}; FLD is {by_w} (paired by seed).")
+            f"training digits: {real_m:.1f} +- {real_sd:.1f}, the floor. {at}; FLD is {by_w} (paired by seed).")
 
 
 # ------------------------------------------------------------------ the page
@@ -322,7 +323,20 @@ def flaws_text(n: dict) -> str:
             f"({share_words(g['specks'], g['n'], r['specks'], r['n'])} real digits at w = {n['w']:g}); broken strokes (two "
             f"or more larger pieces) in {g['broken']} and {lo['broken']}, against {r['broken'] / r['n']:.1%} "
             f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits)"
-            + ("; where they are: below the figures." if places_text(n) else "."))
+            + ("; where they are: below the figures." if places_text(n) else ".") + judge_text(n))
+
+
+def judge_text(n: dict) -> str:
+    """Whole digits that do not read as one: the legibility judge's fails at both w against real test digits."""
+    j = n.get("legibility")
+    if not j:
+        return ""
+    hi, lo, k_real = j[f"{n['w']:g}"], j[f"{n['w_low']:g}"], round(j["real_pass"] * j["n_real"])
+    return (f" Scribbles, which neither count finds: the legibility judge of the CS180 pages (mnist.metrics.fit_legibility: "
+            f"the classifier's confidence and the nearness to real training digits in its features and in pixels) "
+            f"fails {hi['fails']} of {hi['n']} digits at w = {n['w']:g} and {lo['fails']} at w = {n['w_low']:g}, "
+            f"against {1 - j['real_pass']:.0%} of {j['n_real']} real test digits "
+            f"({share_words(hi['fails'], hi['n'], j['n_real'] - k_real, j['n_real'])} real digits at w = {n['w']:g}).")
 
 
 def places_text(n: dict, most: int = 4) -> str:
@@ -330,14 +344,16 @@ def places_text(n: dict, most: int = 4) -> str:
     at = n.get("flaw_places")
     if not at or not (at["broken"] or at["specks"]):
         return ""
-    def named(places, what):
-        if not places:
-            return ""
-        each = ", ".join(f"the {c}{'st' if c == 1 else 'nd' if c == 2 else 'rd' if c == 3 else 'th'} {r}" for r, c in places[:most])
-        more = f" and {len(places) - most} more" if len(places) > most else ""
-        return f"{what} in {each}{more}"
-    kinds = [w for w in (named(at["broken"], "broken strokes"), named(at["specks"], "a speck")) if w]
-    return (f" in figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + ".")
+    def each(places, most=most):
+        named = ", ".join(f"the {c}{'st' if c == 1 else 'nd' if c == 2 else 'rd' if c == 3 else 'th'} {r}"
+                          for r, c in places[:most])
+        return named + (f" and {len(places) - most} more" if len(places) > most else "")
+    j = n.get("legibility") or {}
+    fails = {w: (j.get(f"{w:g}") or {}).get("places") for w in (n["w"], n["w_low"])}
+    kinds = [f"{what} in {each(p)}" for p, what in ((at["broken"], "broken strokes"), (at["specks"], "a speck")) if p]
+    judged = [f"at w = {w:g}{' (left grid)' if w == n['w_low'] else ''}: {each(p, 10)}" for w, p in fails.items() if p]
+    return (f" in figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + "."
+            + (" The legibility judge fails " + "; ".join(judged) + "." if judged else ""))
 
 
 def answer_paragraphs(n: dict) -> list:
@@ -347,8 +363,8 @@ def answer_paragraphs(n: dict) -> list:
         f"Model: a UNet with {len(arch)} resolution blocks per pathway ({'->'.join(str(r['size']) for r in arch)} px), "
         f"each a residual block with time and class embeddings, and {attention_text(n)}. T = {n['T']}, "
         f"{n['schedule']} schedule, {n['parameters']:,} parameters. {trained_text(n)}",
-        f"Grid (figure 1): ten digits per class, rows 0-9, {sampler_text(n)}. A classifier (test accuracy "
-        f"{n['classifier_test_accuracy']:.1%}) reads {n['grid_agreement']:.0%} of the {n['grid_n']} digits at "
+        f"Grid (figure 1): ten digits per class, rows 0-9, {sampler_text(n)}. A classifier (a small CNN trained on "
+        f"{n['classifier_trained_on']}; test accuracy {n['classifier_test_accuracy']:.1%}) reads {n['grid_agreement']:.0%} of the {n['grid_n']} digits at "
         f"w = {n['w']:g} as the requested class.",
         f"Diversity (w = {n['w']:g}): within a row the digits differ in slant (std {n['slant_sd_generated']:.1f} "
         f"degrees; real digits of the same class: {n['slant_sd_real']:.1f}) and in stroke weight (spread of inked area "

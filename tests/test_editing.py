@@ -281,6 +281,8 @@ def test_part_a_pages_from_a_tiny_checkpoint(tmp_path, model, schedule):
     for page in out:
         assert page.images and all(os.path.getsize(p) > 1000 for p in page.images)
     assert "The kept pixels equal the original exactly" in out[6].text
+    # A.7 reads its inputs and edits with the legibility judge: a face is no digit, whatever the classifier's top class
+    assert "the photo: no digit before editing" in out[5].text
     assert "i_start = 1, 3 of 4 strided steps" in out[4].text
     assert "without guidance (w = 0" in out[3].text and "no label at all (label 10" in out[3].text
     assert "U = 2" in out[6].text

@@ -275,3 +275,17 @@ def test_the_trivial_anagrams_count_only_6_9_and_9_6():
     rows = [[a, b, s, 0.99, 1.0, 0.99, 1.0] for a, b in ((6, 9), (9, 6), (6, 7), (7, 6)) for s in range(2)]
     k = ill.read_kind(rows, anagram=True)
     assert ill.trivial_passes(k) == "4/4"
+
+
+def test_the_illusions_verdict_against_plain_samples_is_chosen_by_its_test():
+    """The TA: '4/1080 ... against 0% for plain samples' read like a result; the box now says whether the illusions
+    beat plain samples read the same way (Fisher's exact test) and, where they do not, that they do not work."""
+    plain = torch.zeros(10, 10).fill_diagonal_(float("nan"))  # 90 pairs x 4 plain samples: 0 of 360 readings pass
+    hits = lambda k, n: torch.arange(n) < k  # noqa: E731
+    assert ill.against_plain(hits(4, 1080), plain).startswith(
+        "they do not work on this model: 4 of 1080 images succeed, not distinguishable from plain samples (0 of 360")
+    assert ill.against_plain(hits(59, 1032), plain).startswith(
+        "59 of 1032 images succeed (5.7%), more often than plain samples (0 of 360")
+    assert "(0 of 352 readings" in ill.against_plain(hits(59, 1032), plain, skip=[(6, 9), (9, 6)])  # skipped pairs out
+    busy = torch.full((10, 10), 0.5).fill_diagonal_(float("nan"))  # plain samples pass half their readings
+    assert "less often than plain samples (180 of 360" in ill.against_plain(hits(59, 1032), busy)

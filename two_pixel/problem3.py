@@ -196,7 +196,8 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
     tol = max(5 * truth["energy_distance"], 2e-4)  # 5x the distance between two sets of true draws
     worse = [T for T in ts if gaps[T] > tol]
     answer = (
-        f"What we observe in the final distribution: {weights_text(net, ex, ts)} {shape_text(net, ex, ts)} "
+        f"What we observe in the final distribution: {error_trend(net, ts, truth['energy_distance'])} "
+        f"{weights_text(net, ex, ts)} {shape_text(net, ex, ts)} "
         + "Whose is the bridge: the exact noise predictor with the same T and noise puts "
         + "; ".join(f"{percent(ex[T]['bridge'])} in it at T = {T} (the network {percent(net[T]['bridge'])}: "
                     + ("much of it the sampler's)" if ex[T]["bridge"] > net[T]["bridge"] / 2 else "mostly the network's)")
@@ -219,6 +220,20 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
                                            f"{truth['energy_distance']:.4f}") for c in (c, "")]))
     return [("answer", answer), ("table", "\n".join(table)), ("text", (
         f"Numbers: problem3.csv; python visualize.py --problem 3 --n {cfg.n} --seed {cfg.seed}."))]
+
+
+def error_trend(net: dict, ts: list, floor: float) -> str:
+    """The plain answer first: how the samples' energy distance to the truth moves with T, a step counted only
+    where it exceeds 5 times the distance between two sets of true draws (as the gaps below)."""
+    e, tol = [net[T]["energy_distance"] for T in ts], max(5 * floor, 2e-4)
+    if all(a - b > tol for a, b in zip(e, e[1:])):
+        how = "falls at every step of T"
+    elif e[0] - e[-1] > tol:
+        how = f"falls from T = {ts[0]} to T = {ts[-1]}, though not by more than 5 times the floor at every step"
+    else:
+        how = "does not fall measurably with T"
+    return (f"The error {how}: energy distance to the truth {', '.join(f'{v:.4f}' for v in e)} for T = "
+            f"{', '.join(map(str, ts))} (floor {floor:.4f}, between two sets of true draws).")
 
 
 def weights_text(net: dict, ex: dict, ts: list) -> str:

@@ -268,6 +268,15 @@ def animation(cfg: Settings, frames: list, gmm: GMM) -> str:
 SIGNIFICANT = 3.0  # standard errors: a difference smaller than this is not called a trend or a gap
 
 
+def far_text(get: dict, ws) -> str:
+    """Where the network's samples stray beyond 5 sigma of every peak (the spray the figure shows), or that none do."""
+    far = [(w, y, 1 - get[w, y, "network"]["within_5sigma"]) for w in ws for y in (0, 1)]
+    far = [(w, y, f) for w, y, f in far if f > 0]
+    if not far:
+        return ", all of them within 5 sigma of it"
+    return "; beyond 5 sigma of every peak: " + ", ".join(f"{f:.1%} of the y = {y} samples at w = {w:g}" for w, y, f in far)
+
+
 def push_text(rows: list, ws: tuple) -> str:
     """Per label, what the push past the peak centre (gmm.push_past_peak, in sigma) does as w grows, and
     whether the network's push at the largest w falls short of the exact predictor's: each verdict chosen
@@ -336,7 +345,8 @@ def blocks(cfg: Settings, chains: Chains, sw: Sweep) -> list:
     sweep = (f"{shares[w0, 0]} for every w and both labels" if len(set(shares.values())) == 1 else
              ", ".join(f"{shares[w, 0]} / {shares[w, 1]} (w = {w:g})" for w in cfg.ws))
     return [("answer", answer), ("answer", (
-        f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}. "
+        f"Guidance strength (figure 2, not asked for): samples in the requested peak, y = 0 / y = 1: {sweep}"
+        f"{far_text(get, cfg.ws)}. "
         + push_text(rows, cfg.ws) + spread_text(rows, cfg.ws, sw.m))), ("text", (
         "Numbers per w, y and predictor: problem4.csv. "
         f"Reproduce: python visualize.py --problem 4 --n {cfg.n} --traj-w {cfg.traj_w:g} --seed {cfg.seed}."))]
