@@ -177,13 +177,13 @@ def guidance_stats_text(n: dict) -> str:
                 if r.get("sampler") == f["sampler"] and "spread_diff" in r), None)
     agrees = row is not None and abs(row["agreement_diff"]) <= Z * row["agreement_diff_se"]
     own = ("" if row is None or matches_full_chain(row) else
-           (f"; its agreement matches the full chain's on the same seeds at w = {n['w']:g} ({100 * row['agreement_diff']:+.1f} "
-            f"points, SE {100 * row['agreement_diff_se']:.1f}), but " if agrees else "; ")
-           + f"its spread runs {row['spread_diff']:+.2f} (SE {row['spread_diff_se']:.2f}) off the full chain's on the "
-           f"same seeds at w = {n['w']:g}, so these spreads are that sampler's, not the grid's")
-    return (f" On {k} seeds of {f['n']:,} digits per w ({f['sampler']}{own}) it {buys} "
-            f"({p:.1%} -> {q:.1%}, SE {100 * da_se:.1f} points) and {costs} "
-            f"({mean_sd(s_lo)[0]:.2f} -> {mean_sd(s_hi)[0]:.2f} of real, SE {ds_se:.3f} from the seeds).")
+           " That sampler's " + (f"agreement is within 2 SE of the full chain's on the same seeds at w = {n['w']:g} "
+                                 f"({100 * row['agreement_diff']:+.1f} points, SE {100 * row['agreement_diff_se']:.1f}), but its "
+                                 if agrees else "") + f"spread runs {row['spread_diff']:+.2f} (SE {row['spread_diff_se']:.2f}) "
+           f"off the full chain's on the same seeds at w = {n['w']:g}: these spreads are that sampler's, not the grid's.")
+    return (f" On {k} seeds of {f['n']:,} digits per w, drawn with {f['sampler']}, it {buys} ({p:.1%} -> {q:.1%}, SE "
+            f"{100 * da_se:.1f} points) and {costs} ({mean_sd(s_lo)[0]:.2f} -> {mean_sd(s_hi)[0]:.2f} of real, SE "
+            f"{ds_se:.3f} from the seeds).{own}")
 
 
 def matches_full_chain(row: dict) -> bool:
@@ -242,10 +242,9 @@ def fld_text(n: dict) -> str:
     row = next((r for r in ((n.get("stats") or {}).get("samplers") or {}).get("rows", {}).values()
                 if r.get("sampler") == f["sampler"] and "agreement_diff" in r), None)
     sampler = ("" if row is None else f", which {'matches' if matches_full_chain(row) else 'does not match'} the full "
-               f"chain within 2 SE on the same seeds (agreement {row['agreement']:.1%}, spread "
-               f"{row['spread_ratio_mean']:.2f})")
-    return (f"FLD (mnist/reference/fld.json: Frechet distance of the classifier's features; {k} seeds of {f['n']:,} digits, {f['sampler']}"
-            f"{sampler}, against {f['reference']}; mean +- sd over seeds): {'; '.join(parts)}; {f['n']:,} real "
+               "chain within 2 SE on the same seeds")
+    return (f"FLD (fld.json: Frechet distance of the classifier's features; {k} seeds of {f['n']:,} digits, {f['sampler']}"
+            f"{sampler}, against {f['reference']}; mean +- sd): {'; '.join(parts)}; {f['n']:,} real "
             f"training digits: {real_m:.1f} +- {real_sd:.1f}, the floor. {at}; FLD is {by_w} (paired by seed).")
 
 
@@ -314,29 +313,28 @@ def trained_text(n: dict) -> str:
 
 
 def flaws_text(n: dict) -> str:
-    """Specks and broken strokes, counted in the grid and in real test digits, compared with their SE."""
-    g, lo, r = n["pieces"][f"{n['w']:g}"], n["pieces"][f"{n['w_low']:g}"], n["pieces"]["real"]
-    return (f"Flaws, counted on the digits' ink (pixels > {n['ink_threshold']:g} on the [-1, 1] scale: darker than "
-            "half) in 8-connected pieces (scipy.ndimage.label): specks (a separate piece of at most "
-            f"{n['speck_px']} pixels) in {g['specks']} of {g['n']} digits at w = {n['w']:g} and {lo['specks']} at "
-            f"w = {n['w_low']:g}, against {r['specks'] / r['n']:.1%} of the {r['n']} real test digits "
-            f"({share_words(g['specks'], g['n'], r['specks'], r['n'])} real digits at w = {n['w']:g}); broken strokes (two "
-            f"or more larger pieces) in {g['broken']} and {lo['broken']}, against {r['broken'] / r['n']:.1%} "
-            f"of real digits ({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits)"
-            + ("; where they are: below the figures." if places_text(n) else ".") + judge_text(n))
-
-
-def judge_text(n: dict) -> str:
-    """Whole digits that do not read as one: the legibility judge's fails at both w against real test digits."""
+    """Specks, broken strokes and scribbles (the legibility judge's fails), counted in the grids and in real test
+    digits, compared with their SE; how each is counted is in flaws_method, under the figures."""
+    g, lo, r, w = n["pieces"][f"{n['w']:g}"], n["pieces"][f"{n['w_low']:g}"], n["pieces"]["real"], f"w = {n['w']:g}"
     j = n.get("legibility")
-    if not j:
-        return ""
-    hi, lo, k_real = j[f"{n['w']:g}"], j[f"{n['w_low']:g}"], round(j["real_pass"] * j["n_real"])
-    return (f" Scribbles, which neither count finds: the legibility judge of the CS180 pages (mnist.metrics.fit_legibility: "
-            f"the classifier's confidence and the nearness to real training digits in its features and in pixels) "
-            f"fails {hi['fails']} of {hi['n']} digits at w = {n['w']:g} and {lo['fails']} at w = {n['w_low']:g}, "
-            f"against {1 - j['real_pass']:.0%} of {j['n_real']} real test digits "
-            f"({share_words(hi['fails'], hi['n'], j['n_real'] - k_real, j['n_real'])} real digits at w = {n['w']:g}).")
+    judged = ""
+    if j:
+        hi, lo_j, k_real = j[f"{n['w']:g}"], j[f"{n['w_low']:g}"], j["n_real"] - round(j["real_pass"] * j["n_real"])
+        judged = (f"; scribbles the legibility judge fails in {hi['fails']} and {lo_j['fails']}, real "
+                  f"{1 - j['real_pass']:.0%} of {j['n_real']} ({share_words(hi['fails'], hi['n'], k_real, j['n_real'])} "
+                  f"real digits at {w})")
+    return (f"Flaws: specks in {g['specks']} of {g['n']} digits at {w} and {lo['specks']} at w = {n['w_low']:g}, real "
+            f"test digits {r['specks'] / r['n']:.1%} of {r['n']} ({share_words(g['specks'], g['n'], r['specks'], r['n'])} "
+            f"real digits at {w}); broken strokes in {g['broken']} and {lo['broken']}, real {r['broken'] / r['n']:.1%} "
+            f"({share_words(g['broken'], g['n'], r['broken'], r['n'])} real digits){judged}; how each is counted and "
+            "where they are: below the figures.")
+
+
+def flaws_method(n: dict) -> str:
+    """How the flaws of flaws_text are counted."""
+    return (f"Flaws: the ink (pixels > {n['ink_threshold']:g}, darker than half) in 8-connected pieces (scipy.ndimage."
+            f"label); a speck is a piece of at most {n['speck_px']} pixels, a broken stroke two or more larger pieces, a "
+            "scribble a digit the legibility judge of the CS180 pages fails (mnist.metrics.fit_legibility).")
 
 
 def places_text(n: dict, most: int = 4) -> str:
@@ -350,10 +348,10 @@ def places_text(n: dict, most: int = 4) -> str:
         return named + (f" and {len(places) - most} more" if len(places) > most else "")
     j = n.get("legibility") or {}
     fails = {w: (j.get(f"{w:g}") or {}).get("places") for w in (n["w"], n["w_low"])}
-    kinds = [f"{what} in {each(p)}" for p, what in ((at["broken"], "broken strokes"), (at["specks"], "a speck")) if p]
-    judged = [f"at w = {w:g}{' (left grid)' if w == n['w_low'] else ''}: {each(p, 10)}" for w, p in fails.items() if p]
-    return (f" in figure 1 (w = {n['w']:g}; 'the 3rd 5' = row 5, third from the left): " + "; ".join(kinds) + "."
-            + (" The legibility judge fails " + "; ".join(judged) + "." if judged else ""))
+    kinds = [f"{what} in {each(p, most if what != 'scribbles' else 10)}" for p, what in (
+        (at["broken"], "broken strokes"), (at["specks"], "a speck"), (fails[n["w"]], "scribbles")) if p]
+    low = f"; at w = {n['w_low']:g} (left grid), scribbles in {each(fails[n['w_low']], 10)}" if fails[n["w_low"]] else ""
+    return (f" (figure 1; 'the 3rd 5' = row 5, third from the left): at w = {n['w']:g}, " + "; ".join(kinds) + low + ".")
 
 
 def answer_paragraphs(n: dict) -> list:
@@ -400,20 +398,20 @@ def evidence_blocks(n: dict) -> list:
     table += [f"middle {arch[-1]['size']:2d}x{arch[-1]['size']:<2d}  {arch[-1]['channels']:8d}  "
               "ResBlock + softmax self-attention + ResBlock"]
     text = [
-        f"Trajectory (figure 3): x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t); at t = {T}, "
-        f"sqrt(alpha_bar_t) = {n['sqrt_alpha_bar_T']:.2g} multiplies any error in eps by {1 / n['sqrt_alpha_bar_T']:.0f}, "
-        f"and x0_hat is clipped to +-{n['clip_x0']:g}: {n['x0_hat_white_at_T']:.0%} of its pixels are then pure white "
-        f"({n['x0_hat_white_at_0']:.0%} in the finished digits), the clip of a wild guess, not an image.",
+        f"Trajectory (figure 3): at t = {T}, x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) multiplies "
+        f"any error in eps by {1 / n['sqrt_alpha_bar_T']:.0f} and is clipped to +-{n['clip_x0']:g}: "
+        f"{n['x0_hat_white_at_T']:.0%} of its pixels pure white ({n['x0_hat_white_at_0']:.0%} in finished digits), a wild "
+        "guess, not an image.",
         f"How the digit forms (figure 4, {n['n_trajectories']} full-chain trajectories, one per digit): half of all "
         f"change in x0_hat has happened by t = {n['x0_hat_change_half_by_t']}, 90 % by t = "
         f"{n['x0_hat_change_90pct_by_t']}; the classifier reads the final label from x0_hat from a median t = "
-        f"{n['classifier_reads_final_label_from_t_median']:.0f} on (x0_hat is an image estimate; the noisy x_t itself "
-        f"is not given to a classifier trained on clean digits). " + pooled_text(n),
+        f"{n['classifier_reads_final_label_from_t_median']:.0f} on (x0_hat is an image estimate; the classifier never "
+        f"reads the noisy x_t). " + pooled_text(n),
         fld_text(n),
         copying_text(n),
-        *([f"Flaws by place{places_text(n)}"] if places_text(n) else []),
-        f"Architecture (mnist/model.py, from the checkpoint): skips join a level's encoder and decoder blocks; "
-        f"time and label embeddings of width {n['embed_dim']} enter every ResBlock; label 10 is 'no label' (p = "
-        f"{n['p_uncond']:g} in training, for classifier-free guidance).",
+        flaws_method(n) + (f" Where they are{places_text(n)}" if places_text(n) else ""),
     ]
-    return [("text", t) for t in text] + [("table", "\n".join(table))]
+    return [("text", t) for t in text] + [("table", "\n".join(table)), ("text", (
+        f"Architecture above (mnist/model.py, from the checkpoint): skips join a level's encoder and decoder blocks; "
+        f"time and label embeddings (width {n['embed_dim']}) enter every ResBlock; label 10 = no label (p = "
+        f"{n['p_uncond']:g} in training)."))]

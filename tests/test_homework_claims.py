@@ -179,7 +179,7 @@ def test_problem3_names_the_network_s_own_error_only_above_the_energy_distance_f
                                 (50, "network"): 0.0016, (50, "exact"): 0.0013}[r["T"], r["predictor"]]
     answer = dict(problem3.blocks(Settings(), rows, {"energy_distance": 0.0001}))["answer"]
     assert ("the network adds error of its own at T = 5, 10 (gaps over the exact predictor of 0.0043, 0.0017, "
-            "each over 5 times the measure's floor, 0.0001 between two sets of true draws)") in answer
+            "each over 5 times the floor)") in answer
     assert "clear" not in answer
     # whose bridge, per small T: at T = 5 the exact predictor's 10.1 % is much of the network's 13.2 %; at T = 10
     # its 0.9 % is not half of 5.6 %: the network's own (the TA: 'much of the small-T error is the sampler's' held at T = 5 only)
@@ -196,8 +196,8 @@ def test_problem3_answers_first_how_the_error_moves_with_T():
     net = {T: {"energy_distance": e} for T, e in zip((5, 10, 25, 50), (0.0238, 0.0112, 0.0023, 0.0016))}
     ts = [5, 10, 25, 50]
     assert problem3.error_trend(net, ts, 0.0001) == (
-        "The error falls at every step of T: energy distance to the truth 0.0238, 0.0112, 0.0023, 0.0016 for T = 5, 10, "
-        "25, 50 (floor 0.0001, between two sets of true draws).")
+        "The error falls at every step of T (energy distance to the truth 0.0238, 0.0112, 0.0023, 0.0016 for T = 5, 10, "
+        "25, 50; floor 0.0001, between two sets of true draws).")
     assert "falls from T = 5 to T = 50, though not" in problem3.error_trend(net, ts, 0.0002)  # 25 -> 50: 0.0007 < 0.001
     flat = {T: {"energy_distance": 0.002} for T in ts}
     assert problem3.error_trend(flat, ts, 0.0001).startswith("The error does not fall measurably with T")

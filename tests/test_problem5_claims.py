@@ -151,7 +151,7 @@ def test_share_words_flip_at_two_standard_errors(k1, n1, k2, n2, words):
 
 def test_flaws_sentence_counts_specks_and_broken_strokes():
     text = txt.flaws_text(numbers())
-    assert "specks" in text and "9 of 100 digits at w = 4 and 15 at w = 1" in text and "1.2% of the 500" in text
+    assert "specks" in text and "9 of 100 digits at w = 4 and 15 at w = 1" in text and "1.2% of 500" in text
     assert "(more often than real digits at w = 4)" in text  # 9/100 vs 6/500: 0.078 above, SE 0.030
     same = numbers(pieces={"4": dict(n=100, specks=2, broken=2), "1": dict(n=100, specks=2, broken=2),
                            "real": dict(n=500, specks=6, broken=10)})
@@ -219,11 +219,12 @@ def test_guidance_on_the_stored_seeds_has_a_binomial_floor_and_names_a_sampler_o
                      spread_ratio_mean={"1": [0.97, 0.97, 0.96], "4": [0.82, 0.82, 0.81]})
     text = txt.guidance_stats_text(numbers(stats=st))
     assert "SE 0.4 points" in text and "buys agreement (96.7% -> 99.4%" in text  # sqrt(.032/3000 + .006/3000)
-    assert "its spread runs +0.14 (SE 0.03) off the full chain's on the same seeds at w = 4" in text
-    # the TA: the agreement it 'buys' rests on that sampler: say that its agreement does match the full chain's
-    assert "its agreement matches the full chain's on the same seeds at w = 4 (-1.5 points, SE 0.9), but its spread" in text
-    st["samplers"]["rows"]["dpm++10"].update(agreement_diff=-0.03)  # 3.3 SE off: not said to match
-    assert "agreement matches" not in txt.guidance_stats_text(numbers(stats=st))
+    assert "spread runs +0.14 (SE 0.03) off the full chain's on the same seeds at w = 4" in text
+    # the TA: the agreement it 'buys' rests on that sampler: say that its agreement is within 2 SE of the full chain's
+    assert "That sampler's agreement is within 2 SE of the full chain's on the same seeds at w = 4 (-1.5 points, SE " \
+           "0.9), but its spread" in text
+    st["samplers"]["rows"]["dpm++10"].update(agreement_diff=-0.03)  # 3.3 SE off: not said to be within
+    assert "agreement is within" not in txt.guidance_stats_text(numbers(stats=st))
     st["samplers"]["rows"]["dpm++10"].update(agreement_diff=-0.015)
     st["samplers"]["rows"]["dpm++10"].update(spread_diff=0.01)  # within 2 SE: no caveat
     assert "off the full chain" not in txt.guidance_stats_text(numbers(stats=st))
@@ -377,10 +378,11 @@ def test_the_flaws_paragraph_names_where_the_flawed_digits_sit():
     """The TA: the diversity paragraph counted specks and broken strokes but named none a reader could find."""
     at = dict(specks=[[3, 1]], broken=[[0, 10], [7, 2]])
     text = txt.flaws_text(numbers(flaw_places=at))
-    assert text.endswith("; where they are: below the figures.")
+    assert text.endswith("; how each is counted and where they are: below the figures.")
     blocks = " ".join(t for _, t in txt.evidence_blocks(numbers(flaw_places=at)))
-    assert "Flaws by place in figure 1 (w = 4; " in blocks and "broken strokes in the 10th 0, the 2nd 7; a speck in the 1st 3." in blocks
-    assert "Flaws by place" not in " ".join(t for _, t in txt.evidence_blocks(numbers()))
+    assert "Where they are (figure 1; " in blocks and "at w = 4, broken strokes in the 10th 0, the 2nd 7; a speck in the " \
+        "1st 3." in blocks
+    assert "Where they are" not in " ".join(t for _, t in txt.evidence_blocks(numbers()))
     assert txt.places_text(numbers(flaw_places=dict(specks=[], broken=[]))) == ""
     many = txt.places_text(numbers(flaw_places=dict(specks=[], broken=[[r, 1] for r in range(9)])), most=6)
     assert many.count("the 1st") == 6 and "and 3 more" in many
@@ -392,10 +394,11 @@ def test_the_judge_names_the_scribbles_the_piece_counts_miss():
     judge = {"real_pass": 0.96, "n_real": 250, "4": dict(n=100, fails=2, places=[[0, 4], [8, 8]]),
              "1": dict(n=100, fails=1, places=[[7, 1]])}
     text = txt.flaws_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
-    assert "fails 2 of 100 digits at w = 4 and 1 at w = 1, against 4% of 250 real test digits (about as often as " \
-           "real digits at w = 4)" in text
+    assert "scribbles the legibility judge fails in 2 and 1, real 4% of 250 (about as often as real digits at w = 4)" \
+        in text
     places = txt.places_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
-    assert places.endswith("The legibility judge fails at w = 4: the 4th 0, the 8th 8; at w = 1 (left grid): the 1st 7.")
+    assert places.endswith("at w = 4, a speck in the 1st 3; scribbles in the 4th 0, the 8th 8; at w = 1 (left grid), "
+                           "scribbles in the 1st 7.")
     many = dict(judge, **{"4": dict(n=100, fails=20, places=[[r % 10, 1 + r // 10] for r in range(20)])})
     assert "more often than real digits at w = 4" in txt.flaws_text(numbers(legibility=many))
-    assert "legibility judge" not in txt.flaws_text(numbers())  # nothing measured, nothing said
+    assert "scribbles" not in txt.flaws_text(numbers())  # nothing measured, nothing said

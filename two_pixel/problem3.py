@@ -130,7 +130,7 @@ def measure(cfg: Settings, models: dict, grid: Grid) -> Samples:
     return Samples(rows, np.stack(samples), np.stack(exact_samples), np.stack(dens), q0, truth)
 
 
-ROW_H = 1.38  # inches per T: the figure, its caption and the page's numbers fit on one sheet
+ROW_H = 1.35  # inches per T: the figure, its caption and the page's numbers fit on one sheet
 
 
 def figure(cfg: Settings, s: Samples, grid: Grid, arrays: dict) -> str:
@@ -204,10 +204,8 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
                     for T in ts[:2])
         + ", and by the energy distance " + (
               f"the network adds error of its own at T = {', '.join(map(str, worse))} (gaps over the exact predictor "
-              f"of {', '.join(f'{gaps[T]:.4f}' for T in worse)}, each over 5 times the measure's floor, "
-              f"{truth['energy_distance']:.4f} between two sets of true draws)." if worse else
-              "the network adds no error beyond the sampler's at any T (no gap above 5 times the distance between "
-              f"two sets of true draws, {truth['energy_distance']:.4f})."))
+              f"of {', '.join(f'{gaps[T]:.4f}' for T in worse)}, each over 5 times the floor)." if worse else
+              "the network adds no error beyond the sampler's at any T (no gap above 5 times the floor)."))
     two = lambda r, k: f"{r[k + '_0']:.2f}/{r[k + '_1']:.2f}"
     columns = lambda r: [f"{r['majority_weight']:.3f}", percent(r["bridge"]), two(r, "core"),
                          f"{r['std_ratio_0']:.2f}/{r['std_ratio_1']:.2f}", f"{r['energy_distance']:.4f}"]
@@ -232,8 +230,8 @@ def error_trend(net: dict, ts: list, floor: float) -> str:
         how = f"falls from T = {ts[0]} to T = {ts[-1]}, though not by more than 5 times the floor at every step"
     else:
         how = "does not fall measurably with T"
-    return (f"The error {how}: energy distance to the truth {', '.join(f'{v:.4f}' for v in e)} for T = "
-            f"{', '.join(map(str, ts))} (floor {floor:.4f}, between two sets of true draws).")
+    return (f"The error {how} (energy distance to the truth {', '.join(f'{v:.4f}' for v in e)} for T = "
+            f"{', '.join(map(str, ts))}; floor {floor:.4f}, between two sets of true draws).")
 
 
 def weights_text(net: dict, ex: dict, ts: list) -> str:
