@@ -27,6 +27,7 @@ from . import techniques as ed
 from .figures import image_grid
 from .parta_context import PartA
 from .parta_judges import TIE_SE, best_words, compare, listed, order, versus_words
+from .verdicts import compared
 
 PROGRESS_EVERY = 5  # A.4: show x_t every 5th strided step, as CS180
 BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)  # A.2's candidates: the one with the best PSNR at each t is used, in A.4 too
@@ -236,7 +237,7 @@ class Sampling(NamedTuple):
     drawn: dict  # w (0 and the guidance) -> samples (N, 1, 28, 28) asking for `labels`, from the same noise
     guided: Trajectory  # the guided chain of the first sample of each digit (10 images): every x_t and x0_hat
     uncond: torch.Tensor  # (N, 1, 28, 28): the same noise with the null label
-    agree: dict  # w -> share read as the label asked for
+    agree: dict  # w -> (N,) bool: legible and read as the label asked for
     u_read: torch.Tensor  # (N,) what the classifier reads in the unconditional samples
     legible: dict  # w -> (N,) bool: passes mnist.metrics' legibility judge; None -> the unconditional samples
 
@@ -254,9 +255,9 @@ def measure_sampling(a: PartA) -> Sampling:
     guided = Trajectory(chain.t, chain.x[:, first], chain.x0_hat[:, first])
     uncond = run(torch.full_like(labels, a.model.num_classes), 0.0)
     ok = lambda x: legible(a.judge.legibility, a.clf, x)[1]
-    return Sampling(labels, drawn, guided, uncond,
-                    {g: (a.read(x) == labels).float().mean().item() for g, x in drawn.items()},
-                    a.read(uncond), {None: ok(uncond), **{g: ok(x) for g, x in drawn.items()}})
+    passed = {None: ok(uncond), **{g: ok(x) for g, x in drawn.items()}}
+    return Sampling(labels, drawn, guided, uncond, {g: (a.read(x) == labels) & passed[g] for g, x in drawn.items()},
+                    a.read(uncond), passed)
 
 
 def sampling_animation(guided: Trajectory, path: str, w: float) -> str:
@@ -266,7 +267,8 @@ def sampling_animation(guided: Trajectory, path: str, w: float) -> str:
 
 
 def sampling_page(a: PartA, m: Sampling) -> Page:
-    labels, drawn, uncond, agree = m.labels, m.drawn, m.uncond, m.agree
+    labels, drawn, uncond, hit = m.labels, m.drawn, m.uncond, m.agree
+    agree = {g: v.float().mean().item() for g, v in hit.items()}
     n_leg = {g: int(v.sum()) for g, v in m.legible.items()}
     N = len(labels)
     per, w, steps, null = a.per, a.settings.w, a.settings.steps, a.model.num_classes
@@ -297,7 +299,7 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
     return Page.of_text("CS180 A.5-A.6: sampling, with and without a label", figures,
                         f"A.5-A.6 Sampling from pure noise with {steps} strided steps. Top: asking for each digit "
                         f"{per} times, each from the same noise with and without guidance: the classifier reads the "
-                        f"requested digit in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the "
+                        f"requested digit (where the legibility judge finds one) in {agree[0.0]:.0%} of the {len(labels)} samples without guidance (w = 0, the "
                         f"conditional model alone) and {agree[w]:.0%} with classifier-free guidance w = {w:g} (eps = "
                         f"eps_u + (1 + w)(eps_c - eps_u), CS180's gamma = 1 + w).\n\n"
                         f"Bottom: the same {len(uncond)} noises with no label at all (label {null}, the null token the "
@@ -314,6 +316,7 @@ def sampling_page(a: PartA, m: Sampling) -> Page:
                         "standard errors).",
                         answers=f"Guidance: asking for each digit, the classifier reads the asked digit in {agree[w]:.0%} "
                                 f"of {len(labels)} samples with CFG (w = {w:g}, CS180's gamma = {1 + w:g}) and "
-                                f"{agree[0.0]:.0%} without (w = 0, gamma = 1); legible {n_leg[w]}/{N} and {n_leg[0.0]}/{N}.\n\n"
+                                f"{agree[0.0]:.0%} without (w = 0, gamma = 1), a reading counted only where the legibility "
+                                f"judge finds a digit: {compared(hit[w], hit[0.0], 'CFG', 'w = 0')} at this n.\n\n"
                                 f"Without a label (the empty prompt): {n_leg[None]}/{N} samples are legible, against "
                                 f"{n_leg[w]}/{N} with guidance; the legible ones show {_n(kinds, 'different digit')}.")

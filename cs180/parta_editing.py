@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from mnist.metrics import legible
+from mnist.metrics import fisher_p, legible
 from report.pages import Figure, Page
 from mnist.problem5_text import share_words
 from utils import generators
@@ -163,7 +163,8 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         for k in others)
     at = ", ".join(map(str, i_starts))
     lo, hi = min(i_starts), max(i_starts)
-    kept_more = int((reads[hi][hand] == lab[hand]).sum()) > int((reads[lo][hand] == lab[hand]).sum())
+    k_hi, k_lo = int((reads[hi][hand] == lab[hand]).sum()), int((reads[lo][hand] == lab[hand]).sum())
+    p_kept = fisher_p(k_hi, len(hand), k_lo, len(hand))
     return Page.of_text("CS180 A.7.1: SDEdit on hand-drawn (UCI handwriting) and outside images", [Figure(
         png, "Rows of images from outside MNIST (digits handwritten by people, a font letter, a photo): the input "
              "first, then SDEdit with no label at growing i_start, each captioned with what the classifier reads.",
@@ -179,11 +180,16 @@ def drawn_page(a: PartA, m: DrawnEdits) -> Page:
                         "photo of Grace Hopper (grey, centre square, 28x28). Under each image, input or edit, the digit "
                         "the classifier reads (these are clean images), or 'fails' where the legibility judge of "
                         "A.5-A.6 finds no digit in it (the classifier's largest class is not a reading of a scribble "
-                        "or a face); A.7's counts take a digit only where the judge finds one.\n\n"
+                        f"or a face); A.7's counts take a digit only where the judge finds one. The judge is strict: it "
+                        f"passes {a.judge.legibility.real_pass:.0%} of real held-out digits, so it can fail a digit a person "
+                        "reads, and A.7's counts are the judge's.\n\n"
                         f"Handwritten digits: read as the written digit in {hit(raw)} before editing, and after SDEdit "
                         f"{per_i}." + (" Without a label only the image tells the model which digit to make: more of the "
                                          "written digits survive at the largest i_start (least noise) than at the "
-                                         "smallest." if kept_more else "") +
+                                         f"smallest (Fisher p = {p_kept:.2g})." if k_hi > k_lo and p_kept < 0.05 else
+                                         f" {k_hi}/{len(hand)} at the largest i_start against {k_lo}/{len(hand)} at the "
+                                         f"smallest: too few digits to tell apart (Fisher p = {p_kept:.2g})."
+                                         if k_hi != k_lo else "") +
                         f" Outside images: {outside}. Each own image is also translated to another digit (A.7.3) "
                         "and two are inpainted (A.7.2).",
                         answers=f"Hand-drawn digits: {len(hand)} digits written by people outside MNIST (UCI), read as "

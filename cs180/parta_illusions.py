@@ -306,7 +306,7 @@ def against_plain(ok: torch.Tensor, plain: torch.Tensor, skip=()) -> str:
     kb, nb = round(float(plain[keep].sum()) * BASELINE_SEEDS), int(keep.sum()) * BASELINE_SEEDS
     p = fisher_p(k, n, kb, nb)
     said = (f"{kb} of {nb} readings: {BASELINE_SEEDS} plain samples of each label, each read as every such pair it could "
-            f"make; Fisher p = {p:.2g}")
+            f"make, and a strict reading names one digit, so a sample passes one pair at most; Fisher p = {p:.2g}")
     if p >= 0.05:
         return f"they do not work on this model: {k} of {n} images succeed, not distinguishable from plain samples ({said})"
     return f"{k} of {n} images succeed ({k / n:.1%}), {'more' if k / n > kb / nb else 'less'} often than plain samples ({said})"

@@ -54,7 +54,7 @@ def opening_page(model_path: str = REFERENCE, denoiser_path: Optional[str] = Non
         run = tc.load_run(path)
         c = run.config
         rows.append(f"{part:<10} {rel(path)}: {'class' if c.num_classes else 'time'}-conditioned, D={c.hidden}, "
-                    f"T={c.T}, {len(run.losses):,} steps" + (f" ({run.epochs} of the handout's {h.epochs} epochs)"
+                    f"T={c.T}, {len(run.losses):,} steps" + (f" ({run.epochs}/{h.epochs} epochs)"
                                                              if run.epochs < h.epochs else "")
                     + (f", EMA {c.ema:g}" if c.ema else "")
                     + f", {run.info.get('data_source', '?')} digits")

@@ -452,8 +452,8 @@ def stopped_words(run: tc.Snapshots) -> str:
     """Where a run stopped before the handout's last epoch: why (its own step time) and the command for the rest."""
     sec = run.info.get("seconds", math.nan)
     return (f" The handout's samples after epoch {HANDOUT_EPOCHS} are not here: this run stopped after epoch {run.epochs} "
-            f"of its {HANDOUT_EPOCHS}, the longest that fitted the session: at {sec / len(run.losses):.1f} s a step on this "
-            f"CPU (fp32: it has no bf16 units) the {HANDOUT_EPOCHS} epochs would take "
+            f"of its {HANDOUT_EPOCHS}, when the session that trained it ran out of time: at the {sec / len(run.losses):.1f} s a "
+            f"step it took on this CPU (fp32: it has no bf16 units) the {HANDOUT_EPOCHS} epochs would take "
             f"{sec / run.epochs * HANDOUT_EPOCHS / 3600:.0f} h, beyond the 2 h a shipped run may take; the whole run is one "
             "command, python -m cs180.timecond --handout --classes." if run.epochs < HANDOUT_EPOCHS else "")
 

@@ -313,14 +313,14 @@ def trained_text(n: dict) -> str:
 
 
 def flaws_text(n: dict) -> str:
-    """Specks, broken strokes and scribbles (the legibility judge's fails), counted in the grids and in real test
+    """Specks, broken strokes and the legibility judge's fails, counted in the grids and in real test
     digits, compared with their SE; how each is counted is in flaws_method, under the figures."""
     g, lo, r, w = n["pieces"][f"{n['w']:g}"], n["pieces"][f"{n['w_low']:g}"], n["pieces"]["real"], f"w = {n['w']:g}"
     j = n.get("legibility")
     judged = ""
     if j:
         hi, lo_j, k_real = j[f"{n['w']:g}"], j[f"{n['w_low']:g}"], j["n_real"] - round(j["real_pass"] * j["n_real"])
-        judged = (f"; scribbles the legibility judge fails in {hi['fails']} and {lo_j['fails']}, real "
+        judged = (f"; digits the legibility judge fails in {hi['fails']} and {lo_j['fails']}, real "
                   f"{1 - j['real_pass']:.0%} of {j['n_real']} ({share_words(hi['fails'], hi['n'], k_real, j['n_real'])} "
                   f"real digits at {w})")
     return (f"Flaws: specks in {g['specks']} of {g['n']} digits at {w} and {lo['specks']} at w = {n['w_low']:g}, real "
@@ -334,7 +334,8 @@ def flaws_method(n: dict) -> str:
     """How the flaws of flaws_text are counted."""
     return (f"Flaws: the ink (pixels > {n['ink_threshold']:g}, darker than half) in 8-connected pieces (scipy.ndimage."
             f"label); a speck is a piece of at most {n['speck_px']} pixels, a broken stroke two or more larger pieces, a "
-            "scribble a digit the legibility judge of the CS180 pages fails (mnist.metrics.fit_legibility).")
+            "judge's fail a digit the legibility judge of the CS180 pages does not read as one (mnist.metrics."
+            "fit_legibility; strict: it also fails some real digits).")
 
 
 def places_text(n: dict, most: int = 4) -> str:
@@ -348,9 +349,9 @@ def places_text(n: dict, most: int = 4) -> str:
         return named + (f" and {len(places) - most} more" if len(places) > most else "")
     j = n.get("legibility") or {}
     fails = {w: (j.get(f"{w:g}") or {}).get("places") for w in (n["w"], n["w_low"])}
-    kinds = [f"{what} in {each(p, most if what != 'scribbles' else 10)}" for p, what in (
-        (at["broken"], "broken strokes"), (at["specks"], "a speck"), (fails[n["w"]], "scribbles")) if p]
-    low = f"; at w = {n['w_low']:g} (left grid), scribbles in {each(fails[n['w_low']], 10)}" if fails[n["w_low"]] else ""
+    kinds = [f"{what} in {each(p, most if what != 'judge fails' else 10)}" for p, what in (
+        (at["broken"], "broken strokes"), (at["specks"], "a speck"), (fails[n["w"]], "judge fails")) if p]
+    low = f"; at w = {n['w_low']:g} (left grid), judge fails in {each(fails[n['w_low']], 10)}" if fails[n["w_low"]] else ""
     return (f" (figure 1; 'the 3rd 5' = row 5, third from the left): at w = {n['w']:g}, " + "; ".join(kinds) + low + ".")
 
 

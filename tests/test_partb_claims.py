@@ -96,8 +96,8 @@ def test_recipe_words_follow_the_config():
     assert ("decayed by 0.1 over 20 epochs, stopped after epoch 5 of that schedule (lr 5.6e-4 "
             "by then): trained 5 of the handout's 20 epochs") in text
     # the answer box says why it stopped (its own step time) and the one command for the whole run
-    assert ("stopped after epoch 5 of its 20, the longest that fitted the session: at 1.7 s a step on this CPU (fp32: it "
-            "has no bf16 units) the 20 epochs would take 4 h") in pb.stopped_words(stopped)
+    assert ("stopped after epoch 5 of its 20, when the session that trained it ran out of time: at the 1.7 s a step it took on "
+            "this CPU (fp32: it has no bf16 units) the 20 epochs would take 4 h") in pb.stopped_words(stopped)
     assert "python -m cs180.timecond --handout --classes." in pb.stopped_words(stopped)
     assert pb.stopped_words(snap(tc.TimeCondConfig.handout(num_classes=10), [0.0] * 9380, {"seconds": 1.0})) == ""
     small = snap(tc.TimeCondConfig(num_classes=10, train_size=12800), short.losses, short.info)

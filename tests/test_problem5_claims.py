@@ -394,11 +394,11 @@ def test_the_judge_names_the_scribbles_the_piece_counts_miss():
     judge = {"real_pass": 0.96, "n_real": 250, "4": dict(n=100, fails=2, places=[[0, 4], [8, 8]]),
              "1": dict(n=100, fails=1, places=[[7, 1]])}
     text = txt.flaws_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
-    assert "scribbles the legibility judge fails in 2 and 1, real 4% of 250 (about as often as real digits at w = 4)" \
+    assert "digits the legibility judge fails in 2 and 1, real 4% of 250 (about as often as real digits at w = 4)" \
         in text
     places = txt.places_text(numbers(legibility=judge, flaw_places=dict(specks=[[3, 1]], broken=[])))
-    assert places.endswith("at w = 4, a speck in the 1st 3; scribbles in the 4th 0, the 8th 8; at w = 1 (left grid), "
-                           "scribbles in the 1st 7.")
+    assert places.endswith("at w = 4, a speck in the 1st 3; judge fails in the 4th 0, the 8th 8; at w = 1 (left grid), "
+                           "judge fails in the 1st 7.")
     many = dict(judge, **{"4": dict(n=100, fails=20, places=[[r % 10, 1 + r // 10] for r in range(20)])})
     assert "more often than real digits at w = 4" in txt.flaws_text(numbers(legibility=many))
-    assert "scribbles" not in txt.flaws_text(numbers())  # nothing measured, nothing said
+    assert "legibility judge" not in txt.flaws_text(numbers())  # nothing measured, nothing said
