@@ -334,8 +334,8 @@ def flaws_method(n: dict) -> str:
     """How the flaws of flaws_text are counted."""
     return (f"Flaws: the ink (pixels > {n['ink_threshold']:g}, darker than half) in 8-connected pieces (scipy.ndimage."
             f"label); a speck is a piece of at most {n['speck_px']} pixels, a broken stroke two or more larger pieces, a "
-            "judge's fail a digit the legibility judge of the CS180 pages does not read as one (mnist.metrics."
-            "fit_legibility; strict: it also fails some real digits).")
+            "judge fail a digit the legibility judge of the CS180 pages (mnist.metrics.fit_legibility) does not read "
+            "as one.")
 
 
 def places_text(n: dict, most: int = 4) -> str:
@@ -413,6 +413,5 @@ def evidence_blocks(n: dict) -> list:
         flaws_method(n) + (f" Where they are{places_text(n)}" if places_text(n) else ""),
     ]
     return [("text", t) for t in text] + [("table", "\n".join(table)), ("text", (
-        f"Architecture above (mnist/model.py, from the checkpoint): skips join a level's encoder and decoder blocks; "
-        f"time and label embeddings (width {n['embed_dim']}) enter every ResBlock; label 10 = no label (p = "
-        f"{n['p_uncond']:g} in training)."))]
+        f"Architecture above (mnist/model.py): skips join a level's encoder and decoder blocks; time and label "
+        f"embeddings (width {n['embed_dim']}) enter every ResBlock; label 10 = no label (p = {n['p_uncond']:g})."))]
