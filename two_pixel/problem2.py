@@ -95,7 +95,8 @@ def page(cfg: Settings, models: dict) -> Page:
                     "grey with the whole path. The window is wide enough to hold the whole path.",
                "Figure 1. The density of x_t over all chains (viridis) and the true q(x_t) of gmm.py (white: its 50 / "
                f"90 / 99 % regions), with one chain's path up to t (star: x_T, the first chain with both pixels of x_T "
-               f"within +-{DEMO_START:g}; orange disc: its x_t at the panel's t; the window holds its whole path). "
+               f"within +-{DEMO_START:g}; orange disc: its x_t at the panel's t, under the star at t = {PROBLEM2_T}; the "
+               "window holds its whole path). "
                f"L1 = integral of |p_theta - q|; floor = the same estimator's L1 on as many exact draws of q(x_t) (mean +- sd "
                f"of {FLOOR_DRAWS} draws)."),
         Figure(gif, "Animation, two panels: the density of x_t over all chains with one chain moving over it (left), "
