@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 
 from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args,
-                       int_range, nonneg_int, positive_float, positive_int, probability, run_command, seed_int,
-                       unit_float)
+                       error_line, int_range, nonneg_int, positive_float, positive_int, probability, run_command,
+                       seed_int, unit_float)
 from runio.errors import OutputError, first_line
 from runio.locks import folder_lock
 from runio.runs import check_run_folder, save_set
@@ -186,8 +186,7 @@ def main(argv=None) -> int:
             who = f"rank {1 - part.rank}" if part.world == 2 else "another rank"
             kept = (f"the run in {out} is its last whole save; continue it with the same torchrun command and "
                     "--resume") if os.path.exists(os.path.join(out, "state.pt")) else "nothing was saved yet"
-            print(f"{prog}: error: {who} of this torchrun job stopped (its connection closed: "
-                  f"{type(e).__name__}); {kept}", file=sys.stderr)
+            error_line(prog, f"{who} of this torchrun job stopped (its connection closed: {type(e).__name__}); {kept}")
             return 2
         code = command_error(prog, e, lambda: f"--batch-size {cfg.batch_size}; lower --batch-size or --base")
         if getattr(e, "every_rank", False) and dist.is_initialized():

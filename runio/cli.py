@@ -244,6 +244,13 @@ def is_out_of_memory(e: BaseException) -> bool:
         isinstance(e, MemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e))
 
 
+def error_line(prog: str, text: str) -> None:
+    """'prog: error: text' on stderr in one write, newline included: print() writes the text and its newline
+    separately, and under torchrun another rank's line landed between them (two errors read as one line)."""
+    sys.stderr.write(f"{prog}: error: {text}\n")
+    sys.stderr.flush()
+
+
 def command_error(prog: str, e: Exception, out_of_memory) -> int:
     """What a command's main() does with an exception it stopped on: a failure the user can act on (bad
     input, a missing or foreign file, a checkpoint, data, a loss that became nan: ValueError, which
@@ -251,9 +258,9 @@ def command_error(prog: str, e: Exception, out_of_memory) -> int:
     on stderr and exit status 2; anything else is a bug and is raised again with its traceback.
     out_of_memory() says what to lower, e.g. "--batch-size 64; lower it"."""
     if is_out_of_memory(e):
-        print(f"{prog}: error: out of memory with {out_of_memory()}", file=sys.stderr)
+        error_line(prog, f"out of memory with {out_of_memory()}")
     elif isinstance(e, (ValueError, OSError)):  # CheckpointError, OutputError, DataError, NonFiniteError
-        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
+        error_line(prog, first_line(e))
     else:
         raise e
     return 2

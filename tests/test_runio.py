@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import train as train_cli
+from runio import cli as runio_cli
 from mnist import data as mdata
 from mnist import train as mtrain
 from report.figures import save_figure, save_numbers, write_losses
@@ -147,3 +148,22 @@ def test_folder_lock_refuses_at_once_and_leaves_no_file(tmp_path, use_fcntl):
     with folder_lock(folder, use_fcntl=use_fcntl):  # the dead holder's lock is gone with it
         assert os.path.exists(lock_path(folder))
     assert not os.path.exists(lock_path(folder)) and os.listdir(tmp_path) == []
+
+
+def test_an_error_line_is_one_write_with_its_newline(monkeypatch):
+    """Under torchrun two ranks share stderr; print() wrote a message and its newline apart, and another rank's line
+    landed between them (CI read two errors as one line). command_error now writes each line whole, in one call."""
+    class Recorder:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+
+    rec = Recorder()
+    monkeypatch.setattr(runio_cli.sys, "stderr", rec)
+    assert runio_cli.command_error("prog", ValueError("bad input\nsecond line"), lambda: "") == 2
+    assert rec.writes == ["prog: error: bad input\n"]
