@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import torch
 from tqdm.auto import tqdm
 
-from runio.cli import Parser, add_config_arguments, config_from_args, int_range, resolve_device, run_command
+from runio.cli import Parser, add_config_arguments, config_from_args, error_line, int_range, resolve_device, run_command
 from runio.runs import staged_run
 from two_pixel.trainer import OPTIONS, RUN_FILES, TrainConfig, run_folder, write_run
 from utils import NonFiniteError
@@ -71,7 +71,7 @@ def run(args) -> int:
             write_run(cfg, folder, evaluate_quality=not args.no_eval, progress=not args.quiet)
     except (ValueError, OSError) as e:  # bad settings, --out in use or not writable, a loss that became nan
         kept = f"; nothing was saved ({out} is as it was)" if isinstance(e, NonFiniteError) else ""
-        print(f"train.py: error: {e}{kept}", file=sys.stderr)
+        error_line("train.py", f"{e}{kept}")
         return 2
     print(f"saved {os.path.join(out, 'model.pt')} (+ loss.png, loss.csv, metrics.json). "
           "Next: python visualize.py --problem all")

@@ -40,7 +40,8 @@ from mnist import problem5 as mnist_problem5
 from report.pages import Page, write_report
 from report.site import write_site
 from train import train_models
-from runio.cli import Option, Parser, add_config_arguments, config_from_args, positive_int, resolve_device, run_command
+from runio.cli import (Option, Parser, add_config_arguments, config_from_args, error_line, positive_int, resolve_device,
+                       run_command)
 from runio.errors import CheckpointError, first_line
 from runio.files import check_output, check_writable
 from two_pixel import flow_report, problem1, problem2, problem3, problem4
@@ -321,7 +322,7 @@ def main(argv=None) -> int:
             print(f"site: {site.index} ({len(pages)} sections, {len(site.files) - 1} figures and animations, "
                   f"{site.bytes / 1e6:.1f} MB, in {time.perf_counter() - t0:.1f} s)")
     except (UserError, ValueError, OSError) as e:  # a bad value, a place that cannot be used, a full disk
-        print(f"visualize.py: error: {first_line(e)}", file=sys.stderr)
+        error_line("visualize.py", first_line(e))
         return 2
     finally:
         torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gmm import GMM  # noqa: E402
-from runio.cli import MAX_T, Parser, int_range, positive_int, run_command  # noqa: E402
+from runio.cli import MAX_T, Parser, error_line, int_range, positive_int, run_command  # noqa: E402
 from two_pixel.trainer import TrainConfig, evaluate, train  # noqa: E402
 from utils import q_sample, sample  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     try:
         return measure(args)
     except ValueError as e:  # a loss that became nan, ...
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        error_line(PROG, str(e))
         return 2
 
 

@@ -288,20 +288,23 @@ def _hybrid_text(m: Sweeps) -> str:
                                if easy else f"No pair passes with plain digits in {ed.NEAR_TRIVIAL:.0%} or more."))
 
 
-def _mean_off(mat: torch.Tensor, skip=()) -> float:
-    """Mean of the measured (non-NaN) cells of mat, leaving out the pairs in skip."""
+def _measured(mat: torch.Tensor, skip=()) -> torch.Tensor:
+    """(10, 10) bool: the measured (non-NaN) cells of mat, leaving out the pairs in skip."""
     keep = ~torch.isnan(mat)
     for p, q in skip:
         keep[p, q] = False
-    return float(mat[keep].mean())
+    return keep
+
+
+def _mean_off(mat: torch.Tensor, skip=()) -> float:
+    """Mean of the measured cells of mat, leaving out the pairs in skip."""
+    return float(mat[_measured(mat, skip)].mean())
 
 
 def against_plain(ok: torch.Tensor, plain: torch.Tensor, skip=()) -> str:
     """The illusions that succeed (ok: (N,) bool) against plain samples read the same way (plain: the per-pair
     rates of BASELINE_SEEDS samples, leaving out `skip`), as counts and a verdict by Fisher's exact test (5 %)."""
-    keep = ~torch.isnan(plain)
-    for p, q in skip:
-        keep[p, q] = False
+    keep = _measured(plain, skip)
     k, n = int(ok.sum()), ok.numel()
     kb, nb = round(float(plain[keep].sum()) * BASELINE_SEEDS), int(keep.sum()) * BASELINE_SEEDS
     p = fisher_p(k, n, kb, nb)

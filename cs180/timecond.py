@@ -52,8 +52,8 @@ from tqdm.auto import tqdm
 
 from runio.checkpoints import check_resumable, file_sha256, read_checkpoint
 from runio.cli import (MAX_BATCH, MAX_T, Option, Parser, add_config_arguments, command_error, config_from_args,
-                       int_range, nonneg_int, positive_float, positive_int, probability, resolve_device, run_command,
-                       seed_int)
+                       error_line, int_range, nonneg_int, positive_float, positive_int, probability, resolve_device,
+                       run_command, seed_int)
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_save, check_output, write_all
 from runio.memory import check_fits, measure
@@ -498,7 +498,7 @@ def add_samples_command(args) -> int:
     try:
         got = add_samples(args.add_samples, args.samples or 100, progress=not args.quiet)
     except (OSError, CheckpointError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        error_line(PROG, str(e))
         return 2
     print(f"{args.add_samples}: stored {got['n']} samples from each of {len(got['sampled']) + len(got['raw'])} "
           f"snapshots in {got['seconds']:.0f} s")

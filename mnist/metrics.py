@@ -35,7 +35,7 @@ from scipy import stats
 from torchvision.transforms.functional import gaussian_blur
 
 from runio.checkpoints import read_checkpoint
-from runio.cli import Parser, run_command
+from runio.cli import Parser, error_line, run_command
 from runio.errors import CheckpointError, first_line
 from runio.files import atomic_save, check_output
 from utils import FitHooks, epoch_batches, fit
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
         else:
             clf, info = load_classifier(CLASSIFIER, data)
     except (ValueError, OSError, DataError, CheckpointError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        error_line(prog, str(e))
         return 2
     print(f"classifier: test accuracy {info['test_accuracy']:.4f} on {info['n_test']} {info['source']} test digits "
           f"(trained on {info['n_train']}, {info['seconds']:.0f} s)")

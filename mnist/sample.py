@@ -21,7 +21,7 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from runio.cli import MAX_BATCH, Parser, int_range, positive_int, resolve_device, run_command, seed_int
+from runio.cli import MAX_BATCH, Parser, error_line, int_range, positive_int, resolve_device, run_command, seed_int
 from runio.errors import CheckpointError, OutputError
 from runio.files import atomic_write, check_writable, clean_orphans, refuse_reference, replacing_all, savefig, torch_save
 from solvers import SAMPLERS, settings_for
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
                         "sampler": name, "seed": args.seed}, tensors_tmp)
             save_grid(x, out, nrow=args.per_digit, row_labels=[str(d) for d in digits], tmp=out_tmp)
     except (ValueError, OSError, CheckpointError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        error_line(prog, str(e))
         return 2
     sampler = f"{name} {args.steps} steps" + (f" (eta={args.eta})" if name == "ddim" else "") if args.steps else \
         f"DDPM {loaded.schedule.T} steps"

@@ -193,8 +193,7 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
     ex = {r["T"]: r for r in rows if r["predictor"] == "exact"}
     ts = list(cfg.ts)
     gaps = {T: net[T]["energy_distance"] - ex[T]["energy_distance"] for T in ts}
-    tol = max(5 * truth["energy_distance"], 2e-4)  # 5x the distance between two sets of true draws
-    worse = [T for T in ts if gaps[T] > tol]
+    worse = [T for T in ts if gaps[T] > beyond_floor(truth["energy_distance"])]
     answer = (
         f"What we observe in the final distribution: {error_trend(net, ts, truth['energy_distance'])} "
         f"{weights_text(net, ex, ts)} {shape_text(net, ex, ts)} "
@@ -220,10 +219,16 @@ def blocks(cfg: Settings, rows: list, truth: dict) -> list:
         f"Numbers: problem3.csv; python visualize.py --problem 3 --n {cfg.n} --seed {cfg.seed}."))]
 
 
+def beyond_floor(floor: float) -> float:
+    """The smallest energy-distance difference the page calls real: 5 times the distance between two sets of true
+    draws (and at least 2e-4)."""
+    return max(5 * floor, 2e-4)
+
+
 def error_trend(net: dict, ts: list, floor: float) -> str:
     """The plain answer first: how the samples' energy distance to the truth moves with T, a step counted only
     where it exceeds 5 times the distance between two sets of true draws (as the gaps below)."""
-    e, tol = [net[T]["energy_distance"] for T in ts], max(5 * floor, 2e-4)
+    e, tol = [net[T]["energy_distance"] for T in ts], beyond_floor(floor)
     if all(a - b > tol for a, b in zip(e, e[1:])):
         how = "falls at every step of T"
     elif e[0] - e[-1] > tol:
