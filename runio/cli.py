@@ -196,6 +196,9 @@ class Terminated(KeyboardInterrupt):
     ends the process at once, leaving them)."""
 
 
+_ERROR_LINES = [0]  # error_line's count in this process
+
+
 def run_command(main, prog: str, kept: str) -> int:
     """Run a command's main() as the shell starts it: Ctrl-C (SIGINT) and SIGTERM end it with one line, what
     was interrupted and `kept` (what was kept, how to continue), and exit status 130 or 143, after its locks
@@ -204,11 +207,13 @@ def run_command(main, prog: str, kept: str) -> int:
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    said = _ERROR_LINES[0]
     try:
         return main()
     except KeyboardInterrupt as e:
         term = isinstance(e, Terminated)
-        print(f"{prog}: interrupted ({'SIGTERM' if term else 'Ctrl-C'}); {kept}", file=sys.stderr)
+        if _ERROR_LINES[0] == said:  # a signal while main exits on its error (torchrun stopping a rank): one line only
+            print(f"{prog}: interrupted ({'SIGTERM' if term else 'Ctrl-C'}); {kept}", file=sys.stderr)
         return 143 if term else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -246,9 +251,11 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 def error_line(prog: str, text: str) -> None:
     """'prog: error: text' on stderr in one write, newline included: print() writes the text and its newline
-    separately, and under torchrun another rank's line landed between them (two errors read as one line)."""
+    separately, and under torchrun another rank's line landed between them (two errors read as one line).
+    Counted, so that run_command adds no second line for a signal that arrives while the command exits."""
     sys.stderr.write(f"{prog}: error: {text}\n")
     sys.stderr.flush()
+    _ERROR_LINES[0] += 1
 
 
 def command_error(prog: str, e: Exception, out_of_memory) -> int:

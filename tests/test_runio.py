@@ -167,3 +167,20 @@ def test_an_error_line_is_one_write_with_its_newline(monkeypatch):
     monkeypatch.setattr(runio_cli.sys, "stderr", rec)
     assert runio_cli.command_error("prog", ValueError("bad input\nsecond line"), lambda: "") == 2
     assert rec.writes == ["prog: error: bad input\n"]
+
+
+def test_a_signal_while_a_command_exits_on_its_error_adds_no_second_line(capsys):
+    """torchrun SIGTERMs the surviving rank while it is already exiting on its one error line ('rank 0 of this
+    torchrun job stopped'); run_command printed 'interrupted (SIGTERM)' as a second line. It keeps the exit status."""
+    def main():
+        runio_cli.error_line("prog", "rank 0 of this torchrun job stopped")
+        raise runio_cli.Terminated()  # the signal, arriving during the exit
+
+    assert runio_cli.run_command(main, "prog", "kept") == 143
+    assert capsys.readouterr().err == "prog: error: rank 0 of this torchrun job stopped\n"
+
+    def interrupted():
+        raise runio_cli.Terminated()
+
+    assert runio_cli.run_command(interrupted, "prog", "kept") == 143  # no error line before it: the signal's line
+    assert capsys.readouterr().err == "prog: interrupted (SIGTERM); kept\n"
